@@ -1,0 +1,239 @@
+// Package configs loads the settings shared by the api, worker and scheduler.
+//
+// Order of precedence: defaults in code, then the YAML file named by
+// CONFIG_FILE (optional), then environment variables. The environment names
+// are those of the Python service this replaces, so existing deployments keep
+// working unchanged.
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/sirupsen/logrus"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration. YAML keys are the lower-case
+// environment names.
+type Config struct {
+	PostgresHost     string `env:"POSTGRES_HOST" yaml:"postgres_host"`
+	PostgresPort     int    `env:"POSTGRES_PORT" yaml:"postgres_port"`
+	PostgresDB       string `env:"POSTGRES_DB" yaml:"postgres_db"`
+	PostgresUser     string `env:"POSTGRES_USER" yaml:"postgres_user"`
+	PostgresPassword string `env:"POSTGRES_PASSWORD" yaml:"postgres_password"`
+	PostgresSSLMode  string `env:"POSTGRES_SSLMODE" yaml:"postgres_sslmode"`
+	// PGBinDir forces the directory holding pg_dump, pg_restore and psql.
+	// Empty means: find the client matching the server's major version.
+	PGBinDir string `env:"PG_BIN_DIR" yaml:"pg_bin_dir"`
+
+	BackupDir           string        `env:"BACKUP_DIR" yaml:"backup_dir"`
+	BackupEnabled       bool          `env:"BACKUP_ENABLED" yaml:"backup_enabled"`
+	BackupIntervalHours int           `env:"BACKUP_INTERVAL_HOURS" yaml:"backup_interval_hours"`
+	BackupSchedule      string        `env:"BACKUP_SCHEDULE" yaml:"backup_schedule"`
+	BackupTimeout       time.Duration `env:"BACKUP_TIMEOUT" yaml:"backup_timeout"`
+	RestoreTimeout      time.Duration `env:"RESTORE_TIMEOUT" yaml:"restore_timeout"`
+	// DumpCompress is passed to pg_dump -Z for the custom and directory
+	// formats ("0".."9", or "zstd:3" with pg_dump 16+). Empty keeps
+	// pg_dump's default.
+	DumpCompress string `env:"PG_DUMP_COMPRESS" yaml:"pg_dump_compress"`
+	// DumpJobs is pg_dump -j and pg_restore -j for the directory format.
+	DumpJobs int `env:"PG_JOBS" yaml:"pg_jobs"`
+	// WorkDir holds temporary files: directory-format dumps and archives
+	// downloaded for restore.
+	WorkDir string `env:"WORK_DIR" yaml:"work_dir"`
+
+	MinIOEndpoint      string `env:"MINIO_ENDPOINT" yaml:"minio_endpoint"`
+	MinIORootUser      string `env:"MINIO_ROOT_USER" yaml:"minio_root_user"`
+	MinIORootPassword  string `env:"MINIO_ROOT_PASSWORD" yaml:"minio_root_password"`
+	MinIOBucket        string `env:"MINIO_BUCKET" yaml:"minio_bucket"`
+	MinIORegion        string `env:"MINIO_REGION" yaml:"minio_region"`
+	MinIOPartSizeMB    int    `env:"MINIO_PART_SIZE_MB" yaml:"minio_part_size_mb"`
+	MinIOUploadThreads int    `env:"MINIO_UPLOAD_THREADS" yaml:"minio_upload_threads"`
+
+	RedisAddr     string `env:"REDIS_ADDR" yaml:"redis_addr"`
+	RedisPassword string `env:"REDIS_PASSWORD" yaml:"redis_password"`
+	RedisDB       int    `env:"REDIS_DB" yaml:"redis_db"`
+
+	LogLevel string `env:"LOG_LEVEL" yaml:"log_level"`
+}
+
+// Defaults returns the configuration used when nothing else is set.
+func Defaults() Config {
+	return Config{
+		PostgresHost:        "localhost",
+		PostgresPort:        5432,
+		PostgresDB:          "autograph",
+		PostgresUser:        "autograph",
+		PostgresSSLMode:     "prefer",
+		BackupDir:           "/tmp/backups",
+		BackupEnabled:       true,
+		BackupIntervalHours: 24,
+		// Large databases take hours; asynq's own default (30 min) and the
+		// old service's 5 minutes both killed healthy backups.
+		BackupTimeout:      6 * time.Hour,
+		RestoreTimeout:     6 * time.Hour,
+		DumpJobs:           2,
+		WorkDir:            os.TempDir(),
+		MinIOBucket:        "backups",
+		MinIOPartSizeMB:    16,
+		MinIOUploadThreads: 4,
+		RedisAddr:          "127.0.0.1:6379",
+		LogLevel:           "info",
+	}
+}
+
+// Load builds the configuration from defaults, CONFIG_FILE and the
+// environment, then validates it.
+func Load() (Config, error) {
+	return LoadFrom(os.Getenv("CONFIG_FILE"), os.Environ())
+}
+
+// LoadFrom is Load with the file path and environment given explicitly.
+func LoadFrom(path string, environ []string) (Config, error) {
+	cfg := Defaults()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: CONFIG_FILE: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		// io.EOF means an empty file: no settings, not an error.
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, fmt.Errorf("config: CONFIG_FILE %s: %w", path, err)
+		}
+	}
+	envMap := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			envMap[k] = v
+		}
+	}
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: envMap}); err != nil {
+		return cfg, envError(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+var (
+	identRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]{0,62}$`)
+	bucketRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	compressRe = regexp.MustCompile(`^([0-9]|(gzip|lz4|zstd|none)(:[0-9]{1,2})?)$`)
+)
+
+// ValidIdentifier reports whether s is a plain PostgreSQL identifier we
+// accept as a database name. Quoting would allow more, but names that need
+// quoting are a common source of restore mistakes and are refused.
+func ValidIdentifier(s string) bool { return identRe.MatchString(s) }
+
+// Validate rejects settings that cannot work, naming the setting.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	if c.PostgresHost == "" {
+		bad("POSTGRES_HOST", "must not be empty")
+	}
+	if c.PostgresPort < 1 || c.PostgresPort > 65535 {
+		bad("POSTGRES_PORT", "%d is not a TCP port", c.PostgresPort)
+	}
+	if !ValidIdentifier(c.PostgresDB) {
+		bad("POSTGRES_DB", "%q is not a valid database name", c.PostgresDB)
+	}
+	if c.PostgresUser == "" {
+		bad("POSTGRES_USER", "must not be empty")
+	}
+	switch c.PostgresSSLMode {
+	case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+	default:
+		bad("POSTGRES_SSLMODE", "%q is not a libpq sslmode", c.PostgresSSLMode)
+	}
+	if c.BackupDir == "" {
+		bad("BACKUP_DIR", "must not be empty")
+	}
+	if c.BackupEnabled && c.BackupSchedule == "" && c.BackupIntervalHours < 1 {
+		bad("BACKUP_INTERVAL_HOURS", "%d must be at least 1 while BACKUP_ENABLED is true", c.BackupIntervalHours)
+	}
+	if c.BackupTimeout < time.Minute {
+		bad("BACKUP_TIMEOUT", "%s is shorter than one minute", c.BackupTimeout)
+	}
+	if c.RestoreTimeout < time.Minute {
+		bad("RESTORE_TIMEOUT", "%s is shorter than one minute", c.RestoreTimeout)
+	}
+	if c.DumpCompress != "" && !compressRe.MatchString(c.DumpCompress) {
+		bad("PG_DUMP_COMPRESS", "%q is not a pg_dump -Z value such as 0..9 or zstd:3", c.DumpCompress)
+	}
+	if c.DumpJobs < 1 || c.DumpJobs > 64 {
+		bad("PG_JOBS", "%d must be between 1 and 64", c.DumpJobs)
+	}
+	if c.MinIOEndpoint != "" {
+		u, err := url.Parse(c.MinIOEndpoint)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			bad("MINIO_ENDPOINT", "%q must be a URL such as http://127.0.0.1:9000", c.MinIOEndpoint)
+		}
+		if c.MinIORootUser == "" || c.MinIORootPassword == "" {
+			bad("MINIO_ROOT_USER", "MINIO_ROOT_USER and MINIO_ROOT_PASSWORD are required with MINIO_ENDPOINT")
+		}
+		if !bucketRe.MatchString(c.MinIOBucket) {
+			bad("MINIO_BUCKET", "%q is not a valid bucket name", c.MinIOBucket)
+		}
+		if c.MinIOPartSizeMB < 5 || c.MinIOPartSizeMB > 5120 {
+			bad("MINIO_PART_SIZE_MB", "%d must be between 5 and 5120", c.MinIOPartSizeMB)
+		}
+		if c.MinIOUploadThreads < 1 || c.MinIOUploadThreads > 32 {
+			bad("MINIO_UPLOAD_THREADS", "%d must be between 1 and 32", c.MinIOUploadThreads)
+		}
+	}
+	if c.RedisAddr == "" {
+		bad("REDIS_ADDR", "must not be empty")
+	}
+	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
+		bad("LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}
+
+// MinIOEnabled reports whether an object store is configured.
+func (c Config) MinIOEnabled() bool { return c.MinIOEndpoint != "" }
+
+// String describes the configuration without secrets, for start-up logs.
+func (c Config) String() string {
+	return fmt.Sprintf("postgres=%s@%s:%d/%s backup_dir=%s minio=%s bucket=%s redis=%s",
+		c.PostgresUser, c.PostgresHost, c.PostgresPort, c.PostgresDB, c.BackupDir,
+		c.MinIOEndpoint, c.MinIOBucket, c.RedisAddr)
+}
+
+// envError rewrites the env library's errors, which name Go struct fields,
+// so that they name the environment variable the user actually set.
+func envError(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("config: %w", err)
+	}
+	t := reflect.TypeFor[Config]()
+	var errs []error
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if f, ok := t.FieldByName(pe.Name); ok {
+				errs = append(errs, fmt.Errorf("config: %s: %w", f.Tag.Get("env"), pe.Err))
+				continue
+			}
+		}
+		errs = append(errs, fmt.Errorf("config: %w", e))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,91 @@
+package configs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadPrecedence(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(file, []byte("postgres_host: db.internal\npostgres_port: 6543\nbackup_timeout: 2h\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadFrom(file, []string{"POSTGRES_PORT=7000", "BACKUP_ENABLED=false"})
+	if err != nil {
+		t.Fatalf("LoadFrom: %v", err)
+	}
+	if cfg.PostgresHost != "db.internal" {
+		t.Errorf("PostgresHost = %q, want the file's db.internal", cfg.PostgresHost)
+	}
+	if cfg.PostgresPort != 7000 {
+		t.Errorf("PostgresPort = %d, want the environment's 7000 over the file's 6543", cfg.PostgresPort)
+	}
+	if cfg.BackupTimeout != 2*time.Hour {
+		t.Errorf("BackupTimeout = %s, want 2h from the file", cfg.BackupTimeout)
+	}
+	if cfg.BackupEnabled {
+		t.Error("BackupEnabled = true, want false from the environment")
+	}
+	if cfg.PostgresDB != "autograph" || cfg.BackupDir != "/tmp/backups" || cfg.RedisAddr != "127.0.0.1:6379" {
+		t.Errorf("defaults lost: %+v", cfg)
+	}
+}
+
+func TestExampleFileLoads(t *testing.T) {
+	t.Parallel()
+	if _, err := LoadFrom("config.example.yaml", nil); err != nil {
+		t.Fatalf("config.example.yaml does not load: %v", err)
+	}
+}
+
+func TestBadValuesNameTheSetting(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     []string
+		setting string
+	}{
+		{"port text", []string{"POSTGRES_PORT=abc"}, "POSTGRES_PORT"},
+		{"port range", []string{"POSTGRES_PORT=70000"}, "POSTGRES_PORT"},
+		{"db name", []string{"POSTGRES_DB=a;drop"}, "POSTGRES_DB"},
+		{"timeout text", []string{"BACKUP_TIMEOUT=forever"}, "BACKUP_TIMEOUT"},
+		{"timeout short", []string{"BACKUP_TIMEOUT=5s"}, "BACKUP_TIMEOUT"},
+		{"interval", []string{"BACKUP_INTERVAL_HOURS=0"}, "BACKUP_INTERVAL_HOURS"},
+		{"enabled", []string{"BACKUP_ENABLED=maybe"}, "BACKUP_ENABLED"},
+		{"minio url", []string{"MINIO_ENDPOINT=127.0.0.1:9000", "MINIO_ROOT_USER=u", "MINIO_ROOT_PASSWORD=p"}, "MINIO_ENDPOINT"},
+		{"minio creds", []string{"MINIO_ENDPOINT=http://127.0.0.1:9000"}, "MINIO_ROOT_USER"},
+		{"bucket", []string{"MINIO_ENDPOINT=http://h:9000", "MINIO_ROOT_USER=u", "MINIO_ROOT_PASSWORD=p", "MINIO_BUCKET=Bad_Bucket"}, "MINIO_BUCKET"},
+		{"part size", []string{"MINIO_ENDPOINT=http://h:9000", "MINIO_ROOT_USER=u", "MINIO_ROOT_PASSWORD=p", "MINIO_PART_SIZE_MB=1"}, "MINIO_PART_SIZE_MB"},
+		{"compress", []string{"PG_DUMP_COMPRESS=fast"}, "PG_DUMP_COMPRESS"},
+		{"log level", []string{"LOG_LEVEL=loud"}, "LOG_LEVEL"},
+		{"sslmode", []string{"POSTGRES_SSLMODE=yes"}, "POSTGRES_SSLMODE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := LoadFrom("", tt.env)
+			if err == nil {
+				t.Fatalf("LoadFrom(%v) succeeded, want an error naming %s", tt.env, tt.setting)
+			}
+			if !strings.Contains(err.Error(), tt.setting) {
+				t.Fatalf("error %q does not name %s", err, tt.setting)
+			}
+		})
+	}
+}
+
+func TestUnknownYAMLKeyRejected(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("postgres_hots: typo\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadFrom(file, nil); err == nil || !strings.Contains(err.Error(), "postgres_hots") {
+		t.Fatalf("LoadFrom with a misspelt key: err = %v, want it to name postgres_hots", err)
+	}
+}
