@@ -1,0 +1,553 @@
+// Package engine takes, lists, restores and deletes PostgreSQL backups.
+//
+// A backup streams pg_dump's output through a SHA-256 hasher into one or
+// more stores at once; only after every store holds the complete archive is
+// a manifest written beside it. The manifest is what makes a backup exist:
+// List shows only backups whose manifest and archive are both present, and
+// Restore verifies the archive against the manifest's checksum before it
+// touches the target database.
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/autograph/pgbackup/configs"
+	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/store"
+)
+
+// Sentinel errors. The HTTP layer and the task handlers map them to status
+// codes and retry decisions with errors.Is.
+var (
+	// ErrInvalid marks a request that can never succeed as given.
+	ErrInvalid = errors.New("invalid request")
+	// ErrNotFound means no complete backup of that name is in the stores.
+	ErrNotFound = errors.New("backup not found")
+	// ErrExists means a backup of that name is already complete.
+	ErrExists = errors.New("backup already exists")
+	// ErrChecksumMismatch means the archive differs from its manifest.
+	ErrChecksumMismatch = errors.New("archive checksum mismatch")
+	// ErrUnreadable means the archive matches its checksum but pg_restore
+	// cannot read it (for example, it was corrupt before it was stored).
+	ErrUnreadable = errors.New("archive unreadable by pg_restore")
+)
+
+// Options configures an Engine.
+type Options struct {
+	// Conn reaches the server; Conn.Database is the default database.
+	Conn pgtool.Conn
+	// Stores are the configured backends, in preference order for reads.
+	Stores []store.Store
+	Finder *pgtool.Finder
+	// WorkDir holds directory-format dumps and archives fetched for restore.
+	WorkDir string
+	// Jobs is pg_dump/pg_restore -j for the directory format.
+	Jobs int
+	// Compress is pg_dump -Z for formats that compress; empty for default.
+	Compress string
+	Log      *logrus.Entry
+}
+
+// Engine runs backups and restores. It is safe for concurrent use.
+type Engine struct {
+	conn     pgtool.Conn
+	stores   []store.Store
+	finder   *pgtool.Finder
+	workDir  string
+	jobs     int
+	compress string
+	log      *logrus.Entry
+}
+
+// New checks the options and returns an Engine.
+func New(o Options) (*Engine, error) {
+	if len(o.Stores) == 0 {
+		return nil, errors.New("engine: no store configured")
+	}
+	seen := map[string]bool{}
+	for _, s := range o.Stores {
+		if seen[s.Name()] {
+			return nil, fmt.Errorf("engine: store %q configured twice", s.Name())
+		}
+		seen[s.Name()] = true
+	}
+	if o.Finder == nil {
+		o.Finder = &pgtool.Finder{}
+	}
+	if o.WorkDir == "" {
+		o.WorkDir = os.TempDir()
+	}
+	if o.Jobs < 1 {
+		o.Jobs = 1
+	}
+	if o.Log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		o.Log = logrus.NewEntry(l)
+	}
+	return &Engine{conn: o.Conn, stores: o.Stores, finder: o.Finder, workDir: o.WorkDir,
+		jobs: o.Jobs, compress: o.Compress, log: o.Log}, nil
+}
+
+// StoreNames lists the configured stores in preference order.
+func (e *Engine) StoreNames() []string {
+	names := make([]string, len(e.stores))
+	for i, s := range e.stores {
+		names[i] = s.Name()
+	}
+	return names
+}
+
+// HasStore reports whether a store of that name is configured.
+func (e *Engine) HasStore(name string) bool { return slices.Contains(e.StoreNames(), name) }
+
+// DefaultDatabase is the database backed up when a request names none.
+func (e *Engine) DefaultDatabase() string { return e.conn.Database }
+
+// pick returns the named stores, or all of them for an empty list.
+func (e *Engine) pick(names []string) ([]store.Store, error) {
+	if len(names) == 0 {
+		return e.stores, nil
+	}
+	var out []store.Store
+	for _, n := range names {
+		i := slices.IndexFunc(e.stores, func(s store.Store) bool { return s.Name() == n })
+		if i < 0 {
+			return nil, fmt.Errorf("%w: store %q is not configured (have %v)", ErrInvalid, n, e.StoreNames())
+		}
+		if !slices.Contains(out, e.stores[i]) {
+			out = append(out, e.stores[i])
+		}
+	}
+	return out, nil
+}
+
+// BackupRequest asks for one backup.
+type BackupRequest struct {
+	Name string
+	// Database defaults to the configured one.
+	Database string
+	Format   Format
+	// Stores to write to; every configured store when empty.
+	Stores []string
+	// TaskID lets a retried task find the backup it already finished.
+	TaskID   string
+	Progress ProgressFunc
+}
+
+// Backup dumps the database into the requested stores and returns the
+// manifest. On any failure nothing is left listed: archives already written
+// are removed, and the manifest is never written.
+func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, error) {
+	if err := ValidateName(req.Name); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	format, err := ParseFormat(string(req.Format))
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
+	}
+	db := req.Database
+	if db == "" {
+		db = e.conn.Database
+	}
+	if !configs.ValidIdentifier(db) {
+		return nil, fmt.Errorf("backup %s: %w: database name %q is not a valid identifier", req.Name, ErrInvalid, db)
+	}
+	targets, err := e.pick(req.Stores)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
+	}
+	log := e.log.WithFields(logrus.Fields{"backup_name": req.Name, "database": db, "format": format})
+
+	// Names are unique across every store, not only the targets, so that a
+	// later restore or delete by name is never ambiguous.
+	existing, where, err := e.Find(ctx, req.Name, nil)
+	switch {
+	case err == nil:
+		if req.TaskID != "" && existing.TaskID == req.TaskID && containsAll(where, existing.Stores) {
+			log.Info("backup already completed by an earlier attempt of this task")
+			return existing, nil
+		}
+		return nil, fmt.Errorf("backup %s: %w in %v", req.Name, ErrExists, where)
+	case !errors.Is(err, ErrNotFound):
+		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
+	}
+
+	conn := e.conn.WithDatabase(db)
+	serverNum, err := pgtool.ServerVersion(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
+	}
+	tools, err := e.finder.Find(ctx, serverNum)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
+	}
+
+	started := time.Now().UTC()
+	key := ArchiveKey(req.Name, format)
+	report(req.Progress, Progress{Phase: "dumping"})
+	src, cleanup, err := e.dump(ctx, tools, conn, format)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
+	}
+	digest := newDigestReader(src, "uploading", req.Progress)
+	err = putAll(ctx, targets, key, digest)
+	cleanup()
+	if err != nil {
+		e.removeQuietly(targets, key)
+		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
+	}
+
+	m := &Manifest{
+		Name: req.Name, Database: db, Format: format, ArchiveKey: key,
+		SizeBytes: digest.Size(), SHA256: digest.Sum(),
+		StartedAt: started, FinishedAt: time.Now().UTC(),
+		ServerVersion: versionString(serverNum), PgDumpVersion: tools.Version,
+		Stores: names(targets), TaskID: req.TaskID,
+	}
+	if format.compresses() {
+		m.Compression = e.compress
+	}
+	report(req.Progress, Progress{Phase: "publishing", Bytes: m.SizeBytes})
+	body, err := m.encode()
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range targets {
+		if err := s.Put(ctx, ManifestKey(req.Name), bytes.NewReader(body), nil); err != nil {
+			e.removeQuietly(targets, ManifestKey(req.Name), key)
+			return nil, fmt.Errorf("backup %s: write manifest to %s: %w", req.Name, s.Name(), err)
+		}
+	}
+	log.WithFields(logrus.Fields{
+		"size_bytes": m.SizeBytes, "sha256": m.SHA256, "stores": m.Stores,
+		"duration_ms": m.FinishedAt.Sub(started).Milliseconds(),
+	}).Info("backup complete")
+	report(req.Progress, Progress{Phase: "done", Bytes: m.SizeBytes})
+	return m, nil
+}
+
+// dump starts pg_dump and returns its archive as a stream. cleanup stops
+// pg_dump if it is still running and removes temporary files; it must be
+// called once the stream is no longer read.
+func (e *Engine) dump(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, f Format) (io.Reader, func(), error) {
+	args := []string{"--no-password", "--format=" + f.flag()}
+	if e.compress != "" && f.compresses() {
+		args = append(args, "--compress="+e.compress)
+	}
+	if f == FormatDirectory {
+		return e.dumpDirectory(ctx, tools, conn, args)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	cmd := tools.Command(ctx, conn, "pg_dump", args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("pg_dump: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("pg_dump: %w", err)
+	}
+	r := &exitReader{r: stdout, wait: cmd.Wait}
+	return r, func() {
+		// If the stores stopped reading early, kill pg_dump and reap it.
+		cancel()
+		if !r.done {
+			_ = cmd.Wait()
+		}
+	}, nil
+}
+
+// dumpDirectory runs pg_dump -Fd -j into a temporary directory, then streams
+// it as a tar archive. The directory format is the only one that dumps
+// tables in parallel, and it cannot write to a pipe.
+func (e *Engine) dumpDirectory(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, args []string) (io.Reader, func(), error) {
+	tmp, err := os.MkdirTemp(e.workDir, "pgbackup-dump-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("pg_dump: work dir: %w", err)
+	}
+	dir := filepath.Join(tmp, "dump")
+	args = append(args, "--jobs="+strconv.Itoa(e.jobs), "--file="+dir)
+	if err := tools.Command(ctx, conn, "pg_dump", args...).Run(); err != nil {
+		_ = os.RemoveAll(tmp)
+		return nil, nil, err
+	}
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(writeTar(pw, dir))
+	}()
+	return pr, func() {
+		_ = pr.Close()
+		<-done
+		_ = os.RemoveAll(tmp)
+	}, nil
+}
+
+// putAll writes one stream to several stores at once, so each byte is read
+// from pg_dump once. If any store fails, the others' uploads are aborted
+// too (their readers see the error), and the caller removes what finished.
+func putAll(ctx context.Context, targets []store.Store, key string, r io.Reader) error {
+	if len(targets) == 1 {
+		return targets[0].Put(ctx, key, r, nil)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	writers := make([]io.Writer, len(targets))
+	pipes := make([]*io.PipeWriter, len(targets))
+	for i, s := range targets {
+		pr, pw := io.Pipe()
+		writers[i], pipes[i] = pw, pw
+		g.Go(func() error {
+			err := s.Put(gctx, key, pr, nil)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", s.Name(), err)
+			}
+			// Unblock the copier whether or not this store read to the end.
+			pr.CloseWithError(errOrStopped(err))
+			return err
+		})
+	}
+	g.Go(func() error {
+		_, err := io.Copy(io.MultiWriter(writers...), r)
+		for _, pw := range pipes {
+			pw.CloseWithError(err) // nil: the stores see a clean EOF
+		}
+		return err
+	})
+	return g.Wait()
+}
+
+var errStopped = errors.New("store stopped reading")
+
+func errOrStopped(err error) error {
+	if err == nil {
+		return errStopped
+	}
+	return err
+}
+
+// removeQuietly deletes keys from stores after a failure. It must work even
+// when the failure was ctx being cancelled, hence its own context.
+func (e *Engine) removeQuietly(targets []store.Store, keys ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, s := range targets {
+		for _, k := range keys {
+			if err := s.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
+				e.log.WithError(err).WithField("key", k).Warn("could not remove partial backup object")
+			}
+		}
+	}
+}
+
+// Find returns the manifest of a complete backup and the stores holding it,
+// searching the named stores (all when empty).
+func (e *Engine) Find(ctx context.Context, name string, from []string) (*Manifest, []string, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, nil, err
+	}
+	stores, err := e.pick(from)
+	if err != nil {
+		return nil, nil, err
+	}
+	var found *Manifest
+	var where []string
+	for _, s := range stores {
+		m, err := e.readManifest(ctx, s, name)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if found == nil {
+			found = m
+		}
+		where = append(where, s.Name())
+	}
+	if found == nil {
+		return nil, nil, fmt.Errorf("%w: %s in %v", ErrNotFound, name, names(stores))
+	}
+	return found, where, nil
+}
+
+// readManifest returns a backup's manifest from one store, provided its
+// archive is also there with the recorded size.
+func (e *Engine) readManifest(ctx context.Context, s store.Store, name string) (*Manifest, error) {
+	rc, err := s.Get(ctx, ManifestKey(name))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s from %s: %w", name, s.Name(), err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s from %s: %w", name, s.Name(), err)
+	}
+	m, err := decodeManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s in %s: %w", name, s.Name(), err)
+	}
+	if m.Name != name {
+		return nil, fmt.Errorf("manifest %s in %s names %q", name, s.Name(), m.Name)
+	}
+	info, err := s.Stat(ctx, m.ArchiveKey)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && info.Size != m.SizeBytes) {
+		e.log.WithFields(logrus.Fields{"backup_name": name, "store": s.Name()}).Warn("manifest without a matching archive; ignoring it")
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stat archive %s in %s: %w", m.ArchiveKey, s.Name(), err)
+	}
+	return m, nil
+}
+
+// Entry is one backup in a listing.
+type Entry struct {
+	Manifest
+	// Locations are the stores where archive and manifest both are.
+	Locations []string `json:"locations"`
+}
+
+// List returns complete backups in the named stores (all when empty), merged
+// by name, newest first. An archive without a manifest, or a manifest whose
+// archive is missing or has the wrong size, is not a backup and is skipped.
+func (e *Engine) List(ctx context.Context, from []string) ([]Entry, error) {
+	stores, err := e.pick(from)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*Entry{}
+	for _, s := range stores {
+		objs, err := s.List(ctx, Prefix)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", s.Name(), err)
+		}
+		sizes := make(map[string]int64, len(objs))
+		for _, o := range objs {
+			sizes[o.Key] = o.Size
+		}
+		for _, o := range objs {
+			name, ok := manifestName(o.Key)
+			if !ok {
+				continue
+			}
+			m, err := e.readManifest(ctx, s, name)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				e.log.WithError(err).WithField("store", s.Name()).Warn("skipping unreadable manifest")
+				continue
+			}
+			if ent, ok := byName[name]; ok {
+				ent.Locations = append(ent.Locations, s.Name())
+				continue
+			}
+			byName[name] = &Entry{Manifest: *m, Locations: []string{s.Name()}}
+		}
+	}
+	out := make([]Entry, 0, len(byName))
+	for _, ent := range byName {
+		out = append(out, *ent)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].FinishedAt.Equal(out[j].FinishedAt) {
+			return out[i].FinishedAt.After(out[j].FinishedAt)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+func manifestName(key string) (string, bool) {
+	if len(key) <= len(Prefix)+len(manifestSuffix) || key[:len(Prefix)] != Prefix || key[len(key)-len(manifestSuffix):] != manifestSuffix {
+		return "", false
+	}
+	name := key[len(Prefix) : len(key)-len(manifestSuffix)]
+	return name, ValidateName(name) == nil
+}
+
+// Delete removes a backup's manifest and archive from the named stores (all
+// when empty) and returns where it was deleted. The manifest goes first, so
+// a failure half way leaves an unlisted archive, never a listed backup with
+// no archive.
+func (e *Engine) Delete(ctx context.Context, name string, from []string) ([]string, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, fmt.Errorf("delete: %w", err)
+	}
+	stores, err := e.pick(from)
+	if err != nil {
+		return nil, fmt.Errorf("delete %s: %w", name, err)
+	}
+	var deleted []string
+	for _, s := range stores {
+		m, err := e.readManifest(ctx, s, name)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return deleted, fmt.Errorf("delete %s: %w", name, err)
+		}
+		if err := s.Delete(ctx, ManifestKey(name)); err != nil {
+			return deleted, fmt.Errorf("delete %s from %s: %w", name, s.Name(), err)
+		}
+		if err := s.Delete(ctx, m.ArchiveKey); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return deleted, fmt.Errorf("delete %s from %s: %w", m.ArchiveKey, s.Name(), err)
+		}
+		deleted = append(deleted, s.Name())
+	}
+	if len(deleted) == 0 {
+		return nil, fmt.Errorf("delete: %w: %s in %v", ErrNotFound, name, names(stores))
+	}
+	e.log.WithFields(logrus.Fields{"backup_name": name, "stores": deleted}).Info("backup deleted")
+	return deleted, nil
+}
+
+func names(stores []store.Store) []string {
+	out := make([]string, len(stores))
+	for i, s := range stores {
+		out[i] = s.Name()
+	}
+	return out
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func versionString(num int) string {
+	major := num / 10000
+	if major >= 10 {
+		return fmt.Sprintf("%d.%d", major, num%10000)
+	}
+	return fmt.Sprintf("%d.%d.%d", major, num/100%100, num%100)
+}
+
+func report(fn ProgressFunc, p Progress) {
+	if fn != nil {
+		fn(p)
+	}
+}

@@ -1,0 +1,53 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Manifest describes one complete backup. It is written after the archive,
+// and only once the archive is fully stored and its checksum known: a backup
+// without a manifest is incomplete and is never listed.
+type Manifest struct {
+	Name          string    `json:"name"`
+	Database      string    `json:"database"`
+	Format        Format    `json:"format"`
+	ArchiveKey    string    `json:"archive_key"`
+	SizeBytes     int64     `json:"size_bytes"`
+	SHA256        string    `json:"sha256"`
+	StartedAt     time.Time `json:"started_at"`
+	FinishedAt    time.Time `json:"finished_at"`
+	ServerVersion string    `json:"server_version"`
+	PgDumpVersion string    `json:"pg_dump_version"`
+	Compression   string    `json:"compression,omitempty"`
+	Stores        []string  `json:"stores"`
+	// TaskID is the id of the task that made the backup, so a retried task
+	// can recognise its own finished work instead of failing on "exists".
+	TaskID string `json:"task_id,omitempty"`
+}
+
+func (m *Manifest) encode() ([]byte, error) {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode manifest %s: %w", m.Name, err)
+	}
+	return append(b, '\n'), nil
+}
+
+func decodeManifest(b []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("decode manifest: %w", err)
+	}
+	if err := ValidateName(m.Name); err != nil {
+		return nil, fmt.Errorf("decode manifest: %w", err)
+	}
+	if _, err := ParseFormat(string(m.Format)); err != nil {
+		return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
+	}
+	if m.ArchiveKey != ArchiveKey(m.Name, m.Format) {
+		return nil, fmt.Errorf("decode manifest %s: archive key %q does not match name and format", m.Name, m.ArchiveKey)
+	}
+	return &m, nil
+}

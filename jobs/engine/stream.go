@@ -1,0 +1,91 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Progress is reported while a backup or restore runs.
+type Progress struct {
+	Phase string `json:"phase"`
+	Bytes int64  `json:"bytes"`
+}
+
+// ProgressFunc receives progress; the engine calls it at most about twice a
+// second, plus once per phase change.
+type ProgressFunc func(Progress)
+
+// digestReader hashes and counts what passes through it, so the checksum of
+// an archive is known the moment the last byte reaches the store, without
+// reading it a second time.
+type digestReader struct {
+	r     io.Reader
+	h     hash.Hash
+	n     atomic.Int64
+	phase string
+
+	mu       sync.Mutex
+	report   ProgressFunc
+	lastSent time.Time
+}
+
+func newDigestReader(r io.Reader, phase string, report ProgressFunc) *digestReader {
+	return &digestReader{r: r, h: sha256.New(), phase: phase, report: report}
+}
+
+func (d *digestReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if n > 0 {
+		d.h.Write(p[:n])
+		total := d.n.Add(int64(n))
+		d.maybeReport(total)
+	}
+	return n, err
+}
+
+func (d *digestReader) maybeReport(total int64) {
+	if d.report == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if now := time.Now(); now.Sub(d.lastSent) >= 500*time.Millisecond {
+		d.lastSent = now
+		d.report(Progress{Phase: d.phase, Bytes: total})
+	}
+}
+
+func (d *digestReader) Sum() string { return hex.EncodeToString(d.h.Sum(nil)) }
+func (d *digestReader) Size() int64 { return d.n.Load() }
+
+// exitReader turns a child process's stdout into a reader whose EOF is only
+// reported if the process also exited cleanly. Otherwise the store would see
+// a normal end of stream when pg_dump died half way and would publish a
+// truncated archive.
+type exitReader struct {
+	r    io.Reader
+	wait func() error
+	done bool
+	err  error
+}
+
+func (e *exitReader) Read(p []byte) (int, error) {
+	if e.done {
+		return 0, e.err
+	}
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.done = true
+		e.err = io.EOF
+		if werr := e.wait(); werr != nil {
+			e.err = werr
+		}
+		return n, e.err
+	}
+	return n, err
+}

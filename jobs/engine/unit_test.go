@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestValidateName(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"autograph_backup_20240101_120000", true},
+		{"nightly.2024-01-01", true},
+		{"a", true},
+		{"_x", true},
+		{strings.Repeat("a", 128), true},
+		{strings.Repeat("a", 129), false},
+		{"", false},
+		{".hidden", false},
+		{"../x", false},
+		{"a/b", false},
+		{"a b", false},
+		{"nul\x00", false},
+		{"ünïcode", false},
+		{strings.Repeat("x", 10240), false},
+	}
+	for _, tt := range tests {
+		err := ValidateName(tt.name)
+		if (err == nil) != tt.ok {
+			t.Errorf("ValidateName(%.20q) = %v, want ok=%v", tt.name, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Errorf("ValidateName(%.20q) error %v does not wrap ErrInvalid", tt.name, err)
+		}
+	}
+}
+
+func TestKeysNeverCollide(t *testing.T) {
+	t.Parallel()
+	// A name plus one format's extension must never equal another name plus
+	// another extension, nor a manifest key.
+	names := []string{"x", "x.dir", "x.tar", "x.dump", "x.sql", "x.manifest", "x.dirtar"}
+	seen := map[string]string{}
+	for _, n := range names {
+		keys := []string{ManifestKey(n)}
+		for _, f := range Formats {
+			keys = append(keys, ArchiveKey(n, f))
+		}
+		for _, k := range keys {
+			if prev, ok := seen[k]; ok && prev != n {
+				t.Fatalf("key %s produced by names %q and %q", k, prev, n)
+			}
+			seen[k] = n
+		}
+	}
+}
+
+func TestParseFormat(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]Format{"": FormatCustom, "custom": FormatCustom, "PLAIN": FormatPlain, "directory": FormatDirectory, "tar": FormatTar} {
+		if got, err := ParseFormat(in); err != nil || got != want {
+			t.Errorf("ParseFormat(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseFormat("zip"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("ParseFormat(zip) err = %v, want ErrInvalid", err)
+	}
+}
+
+func TestTarRoundTripAndRefusesEscapes(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	for name, body := range map[string]string{"toc.dat": "toc", "3001.dat.gz": "data"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := writeTar(&buf, src); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if err := extractTar(bytes.NewReader(buf.Bytes()), dst); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dst, "3001.dat.gz")); string(b) != "data" {
+		t.Fatalf("extracted 3001.dat.gz = %q, want data", b)
+	}
+
+	for _, evil := range []string{"../escape", "/abs", "sub/file", ".."} {
+		var eb bytes.Buffer
+		tw := tar.NewWriter(&eb)
+		_ = tw.WriteHeader(&tar.Header{Name: evil, Mode: 0o600, Size: 1, Typeflag: tar.TypeReg})
+		_, _ = tw.Write([]byte("x"))
+		_ = tw.Close()
+		if err := extractTar(bytes.NewReader(eb.Bytes()), t.TempDir()); err == nil {
+			t.Errorf("extractTar accepted entry %q", evil)
+		}
+	}
+}
+
+func TestExitReaderTurnsFailedExitIntoError(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("exit status 1")
+	r := &exitReader{r: strings.NewReader("partial"), wait: func() error { return boom }}
+	var buf bytes.Buffer
+	_, err := buf.ReadFrom(r)
+	if !errors.Is(err, boom) {
+		t.Fatalf("read to end: err = %v, want the process error", err)
+	}
+}
