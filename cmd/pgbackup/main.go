@@ -1,0 +1,115 @@
+// Command pgbackup runs one backup, restore, list, delete or verify in the
+// foreground, without Redis or workers: for scripts, emergencies and the
+// benchmark. It reads the same configuration as the service.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/autograph/pgbackup/configs"
+	"github.com/autograph/pgbackup/jobs/engine"
+)
+
+const usage = `usage: pgbackup <command> [flags]
+
+commands:
+  backup  -name N [-format custom|plain|directory|tar] [-database D] [-stores local,minio]
+  restore -name N [-from local|minio] [-target D] [-clean]
+  list    [-stores local,minio]
+  delete  -name N [-stores local,minio]
+  verify  -name N [-from local|minio]
+
+Configuration comes from the environment (POSTGRES_HOST, BACKUP_DIR,
+MINIO_ENDPOINT, ...) and CONFIG_FILE, as for the service.`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "pgbackup:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(os.Stderr, usage)
+		return errors.New("no command")
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	name := fs.String("name", "", "backup name")
+	format := fs.String("format", "custom", "pg_dump format")
+	database := fs.String("database", "", "database to back up (default POSTGRES_DB)")
+	stores := fs.String("stores", "", "comma-separated stores (default: all configured)")
+	from := fs.String("from", "", "store to read from (default: first holding the backup)")
+	target := fs.String("target", "", "database to restore into (default POSTGRES_DB)")
+	clean := fs.Bool("clean", false, "drop existing objects before restoring")
+	progress := fs.Bool("progress", false, "print progress to stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	cfg, err := configs.Load()
+	if err != nil {
+		return err
+	}
+	log := configs.NewLogger(cfg, "pgbackup", os.Stderr)
+	eng, err := engine.FromConfig(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	var report engine.ProgressFunc
+	if *progress {
+		report = func(p engine.Progress) {
+			fmt.Fprintf(os.Stderr, "%s %s %d bytes\n", time.Now().Format(time.TimeOnly), p.Phase, p.Bytes)
+		}
+	}
+
+	var out any
+	switch cmd {
+	case "backup":
+		if *name == "" {
+			*name = "autograph_backup_" + time.Now().UTC().Format("20060102_150405")
+		}
+		out, err = eng.Backup(ctx, engine.BackupRequest{Name: *name, Database: *database,
+			Format: engine.Format(*format), Stores: splitList(*stores), Progress: report})
+	case "restore":
+		out, err = eng.Restore(ctx, engine.RestoreRequest{Name: *name, From: *from,
+			TargetDatabase: *target, Clean: *clean, Progress: report})
+	case "list":
+		out, err = eng.List(ctx, splitList(*stores))
+	case "delete":
+		out, err = eng.Delete(ctx, *name, splitList(*stores))
+	case "verify":
+		out, err = eng.Verify(ctx, *name, *from)
+	default:
+		fmt.Fprintln(os.Stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
