@@ -14,6 +14,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,6 +64,28 @@ type Config struct {
 	RedisPassword string `env:"REDIS_PASSWORD" yaml:"redis_password"`
 	RedisDB       int    `env:"REDIS_DB" yaml:"redis_db"`
 
+	// Queue and workers.
+	TaskMaxRetry   int           `env:"TASK_MAX_RETRY" yaml:"task_max_retry"`
+	TaskRetention  time.Duration `env:"TASK_RETENTION" yaml:"task_retention"`
+	TaskRetryDelay time.Duration `env:"TASK_RETRY_DELAY" yaml:"task_retry_delay"`
+	// DeleteTimeout bounds delete and verify tasks.
+	DeleteTimeout     time.Duration `env:"DELETE_TIMEOUT" yaml:"delete_timeout"`
+	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" yaml:"worker_concurrency"`
+	// WorkerShutdownTimeout is how long a stopping worker lets running
+	// tasks finish before handing them back to the queue.
+	WorkerShutdownTimeout time.Duration `env:"WORKER_SHUTDOWN_TIMEOUT" yaml:"worker_shutdown_timeout"`
+	// QueueWeights are "restore=6,backup=3,maintenance=1".
+	QueueWeights string `env:"QUEUE_WEIGHTS" yaml:"queue_weights"`
+
+	APIAddr string `env:"API_ADDR" yaml:"api_addr"`
+	// Tokens are comma-separated. The *_FILE variants name a file holding
+	// them (one per line or comma-separated), for secrets mounted as files.
+	APIAdminTokens      string `env:"API_ADMIN_TOKENS" yaml:"api_admin_tokens"`
+	APIViewerTokens     string `env:"API_VIEWER_TOKENS" yaml:"api_viewer_tokens"`
+	APIAdminTokensFile  string `env:"API_ADMIN_TOKENS_FILE" yaml:"api_admin_tokens_file"`
+	APIViewerTokensFile string `env:"API_VIEWER_TOKENS_FILE" yaml:"api_viewer_tokens_file"`
+	APIAuthDisabled     bool   `env:"API_AUTH_DISABLED" yaml:"api_auth_disabled"`
+
 	LogLevel string `env:"LOG_LEVEL" yaml:"log_level"`
 }
 
@@ -87,7 +110,17 @@ func Defaults() Config {
 		MinIOPartSizeMB:    16,
 		MinIOUploadThreads: 4,
 		RedisAddr:          "127.0.0.1:6379",
-		LogLevel:           "info",
+		// A few retries cover a MinIO restart or a failover; a dump that
+		// fails five times needs a human.
+		TaskMaxRetry:          5,
+		TaskRetention:         24 * time.Hour,
+		TaskRetryDelay:        30 * time.Second,
+		DeleteTimeout:         30 * time.Minute,
+		WorkerConcurrency:     2,
+		WorkerShutdownTimeout: 60 * time.Second,
+		QueueWeights:          "restore=6,backup=3,maintenance=1",
+		APIAddr:               ":8080",
+		LogLevel:              "info",
 	}
 }
 
@@ -200,6 +233,30 @@ func (c Config) Validate() error {
 	if c.RedisAddr == "" {
 		bad("REDIS_ADDR", "must not be empty")
 	}
+	if c.TaskMaxRetry < 0 || c.TaskMaxRetry > 100 {
+		bad("TASK_MAX_RETRY", "%d must be between 0 and 100", c.TaskMaxRetry)
+	}
+	if c.TaskRetention < time.Minute {
+		bad("TASK_RETENTION", "%s is too short to read a finished task's status", c.TaskRetention)
+	}
+	if c.TaskRetryDelay < 100*time.Millisecond {
+		bad("TASK_RETRY_DELAY", "%s must be at least 100ms", c.TaskRetryDelay)
+	}
+	if c.DeleteTimeout < time.Second {
+		bad("DELETE_TIMEOUT", "%s must be at least 1s", c.DeleteTimeout)
+	}
+	if c.WorkerConcurrency < 1 || c.WorkerConcurrency > 256 {
+		bad("WORKER_CONCURRENCY", "%d must be between 1 and 256", c.WorkerConcurrency)
+	}
+	if c.WorkerShutdownTimeout < 0 {
+		bad("WORKER_SHUTDOWN_TIMEOUT", "%s must not be negative", c.WorkerShutdownTimeout)
+	}
+	if _, err := c.Queues(); err != nil {
+		bad("QUEUE_WEIGHTS", "%v", err)
+	}
+	if c.APIAddr == "" {
+		bad("API_ADDR", "must not be empty")
+	}
 	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
 		bad("LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
@@ -236,4 +293,60 @@ func envError(err error) error {
 		errs = append(errs, fmt.Errorf("config: %w", e))
 	}
 	return errors.Join(errs...)
+}
+
+// Queues parses QueueWeights into asynq's queue-priority map.
+func (c Config) Queues() (map[string]int, error) {
+	out := map[string]int{}
+	for _, part := range strings.Split(c.QueueWeights, ",") {
+		name, w, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.Atoi(w)
+		if !ok || name == "" || err != nil || n < 1 {
+			return nil, fmt.Errorf("%q: want name=weight pairs with weights >= 1, e.g. restore=6,backup=3,maintenance=1", part)
+		}
+		out[name] = n
+	}
+	for _, q := range []string{"restore", "backup", "maintenance"} {
+		if _, ok := out[q]; !ok {
+			return nil, fmt.Errorf("queue %q has no weight; every task queue needs one", q)
+		}
+	}
+	return out, nil
+}
+
+// AdminTokens returns the admin tokens from API_ADMIN_TOKENS and the file
+// named by API_ADMIN_TOKENS_FILE.
+func (c Config) AdminTokens() ([]string, error) {
+	return tokens(c.APIAdminTokens, c.APIAdminTokensFile, "API_ADMIN_TOKENS_FILE")
+}
+
+// ViewerTokens returns the viewer tokens, likewise.
+func (c Config) ViewerTokens() ([]string, error) {
+	return tokens(c.APIViewerTokens, c.APIViewerTokensFile, "API_VIEWER_TOKENS_FILE")
+}
+
+// minTokenLen keeps guessable tokens out: 16 characters of a random
+// alphabet are far beyond brute force over HTTP.
+const minTokenLen = 16
+
+func tokens(list, file, fileSetting string) ([]string, error) {
+	raw := list
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("config: %s: %w", fileSetting, err)
+		}
+		raw += "," + string(b)
+	}
+	var out []string
+	for _, t := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		if t = strings.TrimSpace(t); t == "" {
+			continue
+		}
+		if len(t) < minTokenLen {
+			return nil, fmt.Errorf("config: API tokens must be at least %d characters; one has %d", minTokenLen, len(t))
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }

@@ -1,0 +1,94 @@
+// Command api serves the HTTP API and the queue UI. It enqueues work for the
+// workers and never runs pg_dump itself.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/autograph/pgbackup/configs"
+	"github.com/autograph/pgbackup/handlers"
+	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/engine"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "api:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	cfg, err := configs.Load()
+	if err != nil {
+		return err
+	}
+	log := configs.NewLogger(cfg, "api", os.Stderr)
+	admin, err := cfg.AdminTokens()
+	if err != nil {
+		return err
+	}
+	viewer, err := cfg.ViewerTokens()
+	if err != nil {
+		return err
+	}
+	auth, err := handlers.NewAuth(admin, viewer, cfg.APIAuthDisabled)
+	if err != nil {
+		return err
+	}
+	if cfg.APIAuthDisabled {
+		log.Warn("API_AUTH_DISABLED=true: every request is treated as admin; never expose this API")
+	}
+	eng, err := engine.FromConfig(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	redisOpt := jobs.RedisOpt(cfg)
+	client := asynq.NewClient(redisOpt)
+	defer client.Close()
+	inspector := asynq.NewInspector(redisOpt)
+	defer inspector.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB})
+	defer rdb.Close()
+
+	e := handlers.New(handlers.Deps{
+		Backups:            eng,
+		Queue:              client,
+		Inspector:          inspector,
+		Ping:               func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		TaskOptions:        jobs.TaskOptionsFromConfig(cfg),
+		Log:                log,
+		Monitoring:         asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt}),
+		ReadOnlyMonitoring: asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt, ReadOnly: true}),
+		Auth:               auth,
+	})
+	srv := &http.Server{Addr: cfg.APIAddr, Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.WithFields(map[string]any{"addr": cfg.APIAddr, "config": cfg.String()}).Info("api listening")
+	select {
+	case err := <-errc:
+		return fmt.Errorf("listen %s: %w", cfg.APIAddr, err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("api stopped")
+	return nil
+}

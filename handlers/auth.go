@@ -1,0 +1,132 @@
+package handlers
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Role is what a token may do. Admins may do everything viewers may.
+type Role int
+
+// Roles, in increasing power.
+const (
+	RoleNone Role = iota
+	RoleViewer
+	RoleAdmin
+)
+
+// Auth checks bearer tokens. Tokens are kept as SHA-256 digests and every
+// stored digest is compared in constant time, so neither the comparison nor
+// an early exit tells an attacker how much of a guess was right.
+type Auth struct {
+	// Disabled lets every request through as admin; for local experiments
+	// only, and cmd/api logs a warning at every start when it is set.
+	Disabled bool
+	tokens   []tokenDigest
+}
+
+type tokenDigest struct {
+	sum  [32]byte
+	role Role
+}
+
+// NewAuth builds the token table. It refuses to build one with no admin
+// token unless disabled is set, so a misconfigured deployment fails closed.
+func NewAuth(admin, viewer []string, disabled bool) (Auth, error) {
+	a := Auth{Disabled: disabled}
+	for _, t := range admin {
+		if t = strings.TrimSpace(t); t != "" {
+			a.tokens = append(a.tokens, tokenDigest{sha256.Sum256([]byte(t)), RoleAdmin})
+		}
+	}
+	hasAdmin := len(a.tokens) > 0
+	for _, t := range viewer {
+		if t = strings.TrimSpace(t); t != "" {
+			a.tokens = append(a.tokens, tokenDigest{sha256.Sum256([]byte(t)), RoleViewer})
+		}
+	}
+	if !hasAdmin && !disabled {
+		return Auth{}, errors.New("API_ADMIN_TOKENS: no admin token configured; set one, or API_AUTH_DISABLED=true for a local experiment")
+	}
+	return a, nil
+}
+
+// RoleFor returns the role of a presented token, RoleNone if unknown.
+func (a Auth) RoleFor(token string) Role {
+	if token == "" {
+		return RoleNone
+	}
+	sum := sha256.Sum256([]byte(token))
+	role := RoleNone
+	for _, t := range a.tokens {
+		if subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1 && t.role > role {
+			role = t.role
+		}
+	}
+	return role
+}
+
+const roleKey = "pgbackup.role"
+
+// authenticate accepts "Authorization: Bearer <token>", and Basic auth with
+// the token as password so a browser can open the queue UI (browsers cannot
+// send bearer tokens when navigating, but do prompt for Basic).
+func (a *API) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if a.d.Auth.Disabled {
+			c.Set(roleKey, RoleAdmin)
+			return next(c)
+		}
+		role := a.d.Auth.RoleFor(presentedToken(c.Request().Header.Get("Authorization")))
+		if role == RoleNone {
+			if strings.HasPrefix(c.Request().URL.Path, "/monitoring") {
+				c.Response().Header().Set("WWW-Authenticate", `Basic realm="pgbackup monitoring"`)
+			} else {
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="pgbackup"`)
+			}
+			return errUnauthorized
+		}
+		c.Set(roleKey, role)
+		return next(c)
+	}
+}
+
+func presentedToken(header string) string {
+	scheme, value, ok := strings.Cut(header, " ")
+	if !ok {
+		return ""
+	}
+	switch strings.ToLower(scheme) {
+	case "bearer":
+		return strings.TrimSpace(value)
+	case "basic":
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(value))
+		if err != nil {
+			return ""
+		}
+		_, pw, _ := strings.Cut(string(raw), ":")
+		return pw
+	}
+	return ""
+}
+
+func roleOf(c echo.Context) Role {
+	r, _ := c.Get(roleKey).(Role)
+	return r
+}
+
+func requireRole(min Role) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if roleOf(c) < min {
+				return errForbidden
+			}
+			return next(c)
+		}
+	}
+}

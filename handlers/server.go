@@ -1,0 +1,135 @@
+// Package handlers is the HTTP API: it validates requests, enqueues tasks
+// for the workers and reports their status. It never runs pg_dump itself;
+// it reads the stores only to list backups and to answer 404 and 409
+// before a task is enqueued.
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/engine"
+)
+
+// Backups is the read side of the engine that the API uses.
+type Backups interface {
+	Find(ctx context.Context, name string, from []string) (*engine.Manifest, []string, error)
+	List(ctx context.Context, from []string) ([]engine.Entry, error)
+	HasStore(name string) bool
+	DefaultDatabase() string
+}
+
+// Queue enqueues tasks (an *asynq.Client).
+type Queue interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Inspector reads task state (an *asynq.Inspector).
+type Inspector interface {
+	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
+}
+
+// Deps are the API's collaborators, built in cmd/api.
+type Deps struct {
+	Backups   Backups
+	Queue     Queue
+	Inspector Inspector
+	// Ping checks Redis for /readyz.
+	Ping        func(ctx context.Context) error
+	TaskOptions jobs.TaskOptions
+	Log         *logrus.Entry
+	// Monitoring serves asynqmon under /monitoring/; ReadOnlyMonitoring is
+	// the same UI with every action disabled, for viewers.
+	Monitoring         http.Handler
+	ReadOnlyMonitoring http.Handler
+	Auth               Auth
+	// BodyLimit caps request bodies; 1 MiB when zero.
+	BodyLimit int64
+}
+
+// API serves the HTTP routes.
+type API struct {
+	d Deps
+}
+
+// New builds the Echo server with every route.
+func New(d Deps) *echo.Echo {
+	if d.BodyLimit <= 0 {
+		d.BodyLimit = 1 << 20
+	}
+	a := &API{d: d}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = a.errorHandler
+	e.Use(middleware.Recover())
+	e.Use(a.requestLog)
+
+	e.GET("/healthz", a.healthz)
+	e.GET("/readyz", a.readyz)
+
+	api := e.Group("/api", a.authenticate)
+	view := api.Group("", requireRole(RoleViewer))
+	admin := api.Group("", requireRole(RoleAdmin))
+
+	admin.POST("/admin/backup/create", a.createBackup)
+	admin.POST("/admin/backup/restore", a.restoreBackup)
+	admin.DELETE("/admin/backup/:name", a.deleteBackup)
+	view.GET("/admin/backup/list", a.listBackups)
+	view.GET("/admin/tasks/:id", a.getTask)
+
+	if d.Monitoring != nil {
+		mon := e.Group("/monitoring", a.authenticate)
+		mon.GET("", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/monitoring/") })
+		mon.Any("/*", a.monitoring)
+	}
+	return e
+}
+
+func (a *API) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := a.d.Ping(ctx); err != nil {
+		a.d.Log.WithError(err).Warn("readyz: redis unreachable")
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "redis unreachable"})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// monitoring serves asynqmon; viewers get the read-only instance, which
+// refuses every action (asynqmon has no authentication of its own).
+func (a *API) monitoring(c echo.Context) error {
+	h := a.d.Monitoring
+	if roleOf(c) < RoleAdmin && a.d.ReadOnlyMonitoring != nil {
+		h = a.d.ReadOnlyMonitoring
+	}
+	h.ServeHTTP(c.Response(), c.Request())
+	return nil
+}
+
+func (a *API) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		// The query string is left out: it may carry names but never needs
+		// to be logged, and keeping it out keeps accidents out too.
+		a.d.Log.WithFields(logrus.Fields{
+			"method": c.Request().Method, "path": c.Request().URL.Path, "status": c.Response().Status,
+			"duration_ms": time.Since(start).Milliseconds(), "remote": c.RealIP(),
+		}).Info("http request")
+		return nil
+	}
+}
