@@ -1,0 +1,331 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/store"
+)
+
+const (
+	adminToken  = "e2e-admin-token-0123456789"
+	viewerToken = "e2e-viewer-token-0123456789"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if _, ok := testbench.Lookup(); !ok && os.Getenv("PGBACKUP_TEST_REQUIRED") == "" {
+			return m.Run() // every test skips through testbench.Require
+		}
+		dir, err := os.MkdirTemp("", "pgbackup-e2e-bin-*")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		cmd := exec.Command("go", "build", "-o", dir+"/", "../api", "../worker", "../scheduler")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build binaries:", err)
+			return 1
+		}
+		binDir = dir
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// cluster is one deployment of the service: its own Redis database number,
+// backup directory, MinIO bucket and source database, so clusters of
+// parallel tests never see each other's tasks or archives.
+type cluster struct {
+	t       *testing.T
+	env     testbench.Env
+	dir     string
+	source  string
+	bucket  string
+	redisDB int
+	baseEnv []string
+	apiURL  string
+	mu      sync.Mutex
+	procs   []*proc
+}
+
+var redisDBs = struct {
+	sync.Mutex
+	next int
+}{next: 1}
+
+func newCluster(t *testing.T, extraEnv ...string) *cluster {
+	t.Helper()
+	env := testbench.Require(t)
+	redisDBs.Lock()
+	db := redisDBs.next
+	redisDBs.next++
+	redisDBs.Unlock()
+	if db > 15 {
+		t.Fatal("out of Redis databases for e2e clusters")
+	}
+	c := &cluster{t: t, env: env, dir: t.TempDir(), redisDB: db,
+		source: testbench.UniqueName("e2e_src"),
+		bucket: strings.ReplaceAll(testbench.UniqueName("e2e"), "_", "-")}
+	c.baseEnv = append([]string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+		"POSTGRES_HOST=" + env.PGHost, "POSTGRES_PORT=" + env.PGPort, "POSTGRES_USER=" + env.PGUser,
+		"POSTGRES_PASSWORD=" + env.PGPassword, "POSTGRES_DB=" + c.source, "POSTGRES_SSLMODE=disable",
+		"PG_BIN_DIR=" + env.PGBin,
+		"BACKUP_DIR=" + filepath.Join(c.dir, "backups"), "WORK_DIR=" + c.dir,
+		"MINIO_ENDPOINT=" + env.MinIOEndpoint, "MINIO_ROOT_USER=" + env.MinIOUser,
+		"MINIO_ROOT_PASSWORD=" + env.MinIOPassword, "MINIO_BUCKET=" + c.bucket,
+		"MINIO_PART_SIZE_MB=5", "MINIO_UPLOAD_THREADS=2",
+		"REDIS_ADDR=" + env.RedisAddr, fmt.Sprintf("REDIS_DB=%d", db),
+		"API_ADMIN_TOKENS=" + adminToken, "API_VIEWER_TOKENS=" + viewerToken,
+		"TASK_RETRY_DELAY=1s", "WORKER_CONCURRENCY=1", "BACKUP_ENABLED=false",
+		"LOG_LEVEL=info",
+	}, extraEnv...)
+	t.Cleanup(c.stopAll)
+	return c
+}
+
+// proc is one running program of the cluster.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+// start runs bin with the cluster's environment plus extra.
+func (c *cluster) start(name, bin string, extra ...string) *proc {
+	c.t.Helper()
+	logPath := filepath.Join(c.dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binDir, bin))
+	cmd.Env = append(append([]string{}, c.baseEnv...), extra...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// Its own process group, so a test's SIGKILL reaches the program only
+	// and the pg_dump children must die through Pdeathsig, as in production.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); f.Close(); close(p.done) }()
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	return p
+}
+
+// stop sends sig and waits up to timeout for the program to exit.
+func (p *proc) stop(t *testing.T, sig syscall.Signal, timeout time.Duration) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("%s did not exit within %s of %v", p.name, timeout, sig)
+	}
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *proc) logText(t *testing.T) string {
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func (c *cluster) stopAll() {
+	c.mu.Lock()
+	procs := append([]*proc(nil), c.procs...)
+	c.mu.Unlock()
+	for _, p := range procs {
+		if !p.exited() {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-time.After(15 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	if c.t.Failed() {
+		for _, p := range procs {
+			b, _ := os.ReadFile(p.log)
+			c.t.Logf("---- %s log (tail) ----\n%s", p.name, tail(string(b), 3000))
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+// startAPI starts the api on a free port and waits until it is ready.
+func (c *cluster) startAPI(extra ...string) *proc {
+	c.t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	p := c.start("api", "api", append([]string{"API_ADDR=" + addr}, extra...)...)
+	c.apiURL = "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(c.apiURL + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if p.exited() {
+			c.t.Fatalf("api exited: %v\n%s", p.err, p.logText(c.t))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatalf("api not ready at %s", addr)
+	return nil
+}
+
+// call makes an HTTP request with a token and decodes a JSON answer.
+func (c *cluster) call(method, path, token string, body any) (int, map[string]any) {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.apiURL+path, rd)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	if out == nil {
+		out = map[string]any{"raw": string(raw)}
+	}
+	return resp.StatusCode, out
+}
+
+// mustCall is call expecting one status.
+func (c *cluster) mustCall(method, path string, body any, want int) map[string]any {
+	c.t.Helper()
+	code, out := c.call(method, path, adminToken, body)
+	if code != want {
+		c.t.Fatalf("%s %s: status %d, want %d; body %v", method, path, code, want, out)
+	}
+	return out
+}
+
+// waitTask polls the task until it reaches a final state (or want) and
+// returns its status document.
+func (c *cluster) waitTask(id string, timeout time.Duration, want ...string) map[string]any {
+	c.t.Helper()
+	if len(want) == 0 {
+		want = []string{"completed"}
+	}
+	deadline := time.Now().Add(timeout)
+	var last map[string]any
+	for time.Now().Before(deadline) {
+		code, out := c.call(http.MethodGet, "/api/admin/tasks/"+id, viewerToken, nil)
+		if code == http.StatusOK {
+			last = out
+			state, _ := out["state"].(string)
+			for _, w := range want {
+				if state == w {
+					return out
+				}
+			}
+			if state == "archived" || state == "completed" {
+				c.t.Fatalf("task %s ended %s, want %v: %v", id, state, want, out)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatalf("task %s not %v within %s; last status %v", id, want, timeout, last)
+	return nil
+}
+
+// listBackups returns the API's listing keyed by backup name.
+func (c *cluster) listBackups() map[string]map[string]any {
+	c.t.Helper()
+	out := c.mustCall(http.MethodGet, "/api/admin/backup/list", nil, http.StatusOK)
+	res := map[string]map[string]any{}
+	list, _ := out["backups"].([]any)
+	for _, b := range list {
+		m := b.(map[string]any)
+		res[m["backup_name"].(string)] = m
+	}
+	return res
+}
+
+// minio opens the cluster's bucket directly, to check what the service did.
+func (c *cluster) minio() *store.MinIO {
+	c.t.Helper()
+	s, err := store.NewMinIO(context.Background(), store.MinIOConfig{
+		Endpoint: c.env.MinIOEndpoint, AccessKey: c.env.MinIOUser, SecretKey: c.env.MinIOPassword, Bucket: c.bucket,
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return s
+}
+
+func (c *cluster) local() *store.Local {
+	c.t.Helper()
+	s, err := store.NewLocal(filepath.Join(c.dir, "backups"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return s
+}

@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/store"
+)
+
+// TestServiceEndToEnd drives the whole service over HTTP: two workers take
+// backups in all four formats, a restore reproduces the source exactly, a
+// delete removes archive and manifest from both stores.
+func TestServiceEndToEnd(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	c.env.CreateFixture(t, c.source)
+	want := c.env.Fingerprint(t, c.source)
+	c.startAPI()
+	c.start("worker-a", "worker")
+	c.start("worker-b", "worker")
+
+	tasks := map[string]string{} // format -> task id
+	for _, f := range engine.Formats {
+		out := c.mustCall(http.MethodPost, "/api/admin/backup/create",
+			map[string]any{"backup_name": "e2e-" + string(f), "format": f, "upload_to_minio": true}, http.StatusAccepted)
+		if out["backup_name"] != "e2e-"+string(f) || out["status_url"] != "/api/admin/tasks/"+out["task_id"].(string) {
+			t.Fatalf("create response = %v", out)
+		}
+		tasks[string(f)] = out["task_id"].(string)
+	}
+	workers := map[string]bool{}
+	sizes := map[string]float64{}
+	for f, id := range tasks {
+		st := c.waitTask(id, 2*time.Minute)
+		res, _ := st["result"].(map[string]any)
+		if res == nil || res["sha256"] == "" || res["format"] != f {
+			t.Fatalf("completed task %s has result %v", id, st["result"])
+		}
+		if p, _ := st["progress"].(map[string]any); p == nil || p["phase"] != "done" {
+			t.Errorf("task %s progress = %v, want phase done", id, st["progress"])
+		}
+		sizes["e2e-"+f] = res["size_bytes"].(float64)
+		workers[st["worker"].(string)] = true
+	}
+	if len(workers) != 2 {
+		t.Errorf("tasks were run by %v, want both workers to have taken some", workers)
+	}
+
+	list := c.listBackups()
+	for name, size := range sizes {
+		b, ok := list[name]
+		if !ok {
+			t.Fatalf("list lacks %s: %v", name, list)
+		}
+		locs := b["locations"].([]any)
+		if len(locs) != 2 || locs[0] != "local" || locs[1] != "minio" {
+			t.Errorf("%s locations = %v, want [local minio]", name, locs)
+		}
+		if b["size_bytes"].(float64) != size || size < 1<<20 {
+			t.Errorf("%s size_bytes = %v, want %v (> 1 MiB)", name, b["size_bytes"], size)
+		}
+	}
+
+	// Restore the directory-format backup from MinIO into a new database.
+	target := testbench.UniqueName("e2e_restored")
+	c.env.DropDBOnCleanup(t, target)
+	out := c.mustCall(http.MethodPost, "/api/admin/backup/restore",
+		map[string]any{"backup_name": "e2e-directory", "download_from_minio": true, "target_database": target}, http.StatusAccepted)
+	c.waitTask(out["task_id"].(string), 2*time.Minute)
+	if diff := testbench.DiffFingerprints(c.env.Fingerprint(t, target), want); diff != "" {
+		t.Fatalf("restored database differs from source:\n%s", diff)
+	}
+
+	// Delete one backup from both stores.
+	out = c.mustCall(http.MethodDelete, "/api/admin/backup/e2e-tar", nil, http.StatusAccepted)
+	st := c.waitTask(out["task_id"].(string), time.Minute)
+	if res := st["result"].(map[string]any); !slices.Equal(toStrings(res["deleted_from"]), []string{"local", "minio"}) {
+		t.Errorf("delete result = %v, want deleted_from [local minio]", res)
+	}
+	if _, ok := c.listBackups()["e2e-tar"]; ok {
+		t.Fatal("deleted backup still listed")
+	}
+	for _, s := range []store.Store{c.local(), c.minio()} {
+		for _, k := range []string{"postgres/e2e-tar.tar", "postgres/e2e-tar.manifest.json"} {
+			if _, err := s.Stat(context.Background(), k); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("%s still holds %s after delete (err %v)", s.Name(), k, err)
+			}
+		}
+	}
+	// The other backups are untouched.
+	if got := len(c.listBackups()); got != 3 {
+		t.Errorf("after deleting one of four, list has %d backups", got)
+	}
+	// Status of an unknown task is 404.
+	if code, _ := c.call(http.MethodGet, "/api/admin/tasks/no-such-task", viewerToken, nil); code != http.StatusNotFound {
+		t.Errorf("unknown task: status %d, want 404", code)
+	}
+}
+
+// TestTwoSchedulersOneBackupPerSlot runs two schedulers on a 2-second slot:
+// both fire every slot, yet each slot yields exactly one backup.
+func TestTwoSchedulersOneBackupPerSlot(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "BACKUP_ENABLED=true", "BACKUP_SCHEDULE=@every 2s")
+	c.env.CreateDB(t, c.source)
+	c.env.Exec(t, c.source, `CREATE TABLE t (v int)`, `INSERT INTO t SELECT generate_series(1, 100)`)
+	c.startAPI()
+	c.start("worker", "worker")
+	s1 := c.start("scheduler-1", "scheduler")
+	time.Sleep(900 * time.Millisecond) // a different phase within the slot
+	s2 := c.start("scheduler-2", "scheduler")
+	time.Sleep(9 * time.Second)
+	s1.stop(t, syscall.SIGTERM, 10*time.Second)
+	s2.stop(t, syscall.SIGTERM, 10*time.Second)
+
+	logs := s1.logText(t) + s2.logText(t)
+	enqueued := strings.Count(logs, "scheduled backup enqueued")
+	conflicts := strings.Count(logs, "slot already enqueued by another scheduler")
+	if enqueued < 3 || conflicts < 2 {
+		t.Fatalf("schedulers enqueued %d and hit %d conflicts; want both firing every slot", enqueued, conflicts)
+	}
+
+	// Every enqueued slot completes, once, under its slot name.
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: c.env.RedisAddr, DB: c.redisDB})
+	defer insp.Close()
+	deadline := time.Now().Add(time.Minute)
+	var names []string
+	for time.Now().Before(deadline) {
+		names = names[:0]
+		for name := range c.listBackups() {
+			if strings.HasPrefix(name, "autograph_scheduled_") {
+				names = append(names, name)
+			}
+		}
+		if len(names) == enqueued {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if len(names) != enqueued {
+		t.Fatalf("%d scheduled backups listed (%v), want one per enqueued slot (%d)", len(names), names, enqueued)
+	}
+	archived, err := insp.ListArchivedTasks("backup")
+	if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+		t.Fatal(err)
+	}
+	if len(archived) != 0 {
+		t.Fatalf("%d scheduled backups failed: %v", len(archived), archived[0].LastErr)
+	}
+	// Slot names are distinct slots two seconds apart.
+	slices.Sort(names)
+	for i := 1; i < len(names); i++ {
+		a, _ := time.Parse("20060102_150405", strings.TrimPrefix(names[i-1], "autograph_scheduled_"))
+		b, _ := time.Parse("20060102_150405", strings.TrimPrefix(names[i], "autograph_scheduled_"))
+		if d := b.Sub(a); d < 2*time.Second || d%(2*time.Second) != 0 {
+			t.Errorf("slots %s and %s are %s apart, want a multiple of 2s", names[i-1], names[i], d)
+		}
+	}
+}
+
+func toStrings(v any) []string {
+	var out []string
+	for _, x := range v.([]any) {
+		out = append(out, x.(string))
+	}
+	return out
+}
