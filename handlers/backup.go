@@ -91,7 +91,7 @@ func (a *API) createBackup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	info, err := a.enqueue(c, task)
+	info, err := a.enqueue(c, task, reservation{jobs.KindName, name, "a backup named " + name + " is already being created"})
 	if err != nil {
 		return err
 	}
@@ -178,11 +178,14 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, fromList); err != nil {
 		return err
 	}
+	if target == "" {
+		target = a.d.Backups.DefaultDatabase()
+	}
 	task, err := jobs.NewRestoreTask(jobs.RestorePayload{BackupName: name, From: from, TargetDatabase: target, Clean: req.Clean != nil && *req.Clean}, a.d.TaskOptions)
 	if err != nil {
 		return err
 	}
-	info, err := a.enqueue(c, task)
+	info, err := a.enqueue(c, task, reservation{jobs.KindRestore, target, "a restore into database " + target + " is already queued or running"})
 	if err != nil {
 		return err
 	}
@@ -260,6 +263,39 @@ func (a *API) deleteBackup(c echo.Context) error {
 		return err
 	}
 	task, err := jobs.NewDeleteTask(jobs.DeletePayload{BackupName: name, Stores: stores}, a.d.TaskOptions)
+	if err != nil {
+		return err
+	}
+	info, err := a.enqueue(c, task)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, taskResponse{TaskID: info.ID, StatusURL: statusURL(info.ID)})
+}
+
+// verifyBackup enqueues a verify task: the archive is read back in full,
+// its checksum compared with the manifest and its table of contents read
+// by pg_restore --list.
+func (a *API) verifyBackup(c echo.Context) error {
+	name := c.Param("name")
+	if err := engine.ValidateName(name); err != nil {
+		return err
+	}
+	from := ""
+	if v := queryString(c, "from"); v != nil && *v != "" {
+		if !a.d.Backups.HasStore(*v) {
+			return badRequest("from: store %q is not configured", truncate(*v, 20))
+		}
+		from = *v
+	}
+	var fromList []string
+	if from != "" {
+		fromList = []string{from}
+	}
+	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, fromList); err != nil {
+		return err
+	}
+	task, err := jobs.NewVerifyTask(jobs.VerifyPayload{BackupName: name, From: from}, a.d.TaskOptions)
 	if err != nil {
 		return err
 	}

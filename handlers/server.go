@@ -31,9 +31,18 @@ type Queue interface {
 	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
 }
 
-// Inspector reads task state (an *asynq.Inspector).
+// Inspector reads and changes task state (an *asynq.Inspector).
 type Inspector interface {
 	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
+	CancelProcessing(id string) error
+	ArchiveTask(queue, id string) error
+}
+
+// Locks holds reservations and cancellation marks (a *jobs.Locks).
+type Locks interface {
+	Acquire(ctx context.Context, kind, key, owner string, ttl time.Duration) error
+	Release(ctx context.Context, kind, key, owner string) error
+	MarkCancelled(ctx context.Context, taskID string, ttl time.Duration) error
 }
 
 // Deps are the API's collaborators, built in cmd/api.
@@ -50,6 +59,8 @@ type Deps struct {
 	Monitoring         http.Handler
 	ReadOnlyMonitoring http.Handler
 	Auth               Auth
+	Locks              Locks
+	ReserveTTL         time.Duration
 	// BodyLimit caps request bodies; 1 MiB when zero.
 	BodyLimit int64
 }
@@ -82,7 +93,9 @@ func New(d Deps) *echo.Echo {
 	admin.POST("/admin/backup/restore", a.restoreBackup)
 	admin.DELETE("/admin/backup/:name", a.deleteBackup)
 	view.GET("/admin/backup/list", a.listBackups)
+	admin.GET("/admin/backup/:name/verify", a.verifyBackup)
 	view.GET("/admin/tasks/:id", a.getTask)
+	admin.POST("/admin/tasks/:id/cancel", a.cancelTask)
 
 	if d.Monitoring != nil {
 		mon := e.Group("/monitoring", a.authenticate)

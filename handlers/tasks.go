@@ -1,12 +1,15 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/labstack/echo/v4"
 
@@ -15,8 +18,27 @@ import (
 )
 
 // enqueue puts a task in the queue, reporting an unreachable Redis as 503.
-func (a *API) enqueue(c echo.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
-	info, err := a.d.Queue.EnqueueContext(c.Request().Context(), task, opts...)
+// With a reservation, the task's ID is chosen first and the reservation
+// taken under it, so two requests for one backup name or one restore
+// target cannot both be accepted; the second gets 409.
+func (a *API) enqueue(c echo.Context, task *asynq.Task, res ...reservation) (*asynq.TaskInfo, error) {
+	ctx := c.Request().Context()
+	id := uuid.NewString()
+	if a.d.Locks != nil {
+		for i, r := range res {
+			if err := a.d.Locks.Acquire(ctx, r.kind, r.key, id, a.d.ReserveTTL); err != nil {
+				a.releaseAll(ctx, res[:i], id)
+				if errors.Is(err, jobs.ErrBusy) {
+					return nil, fmt.Errorf("%w: %s", errConflict, r.busyMessage)
+				}
+				return nil, fmt.Errorf("%w: %w", errQueueUnavailable, err)
+			}
+		}
+	}
+	info, err := a.d.Queue.EnqueueContext(ctx, task, asynq.TaskID(id))
+	if err != nil {
+		a.releaseAll(ctx, res, id)
+	}
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return nil, fmt.Errorf("%w: %w", errConflict, err)
 	}
@@ -26,6 +48,19 @@ func (a *API) enqueue(c echo.Context, task *asynq.Task, opts ...asynq.Option) (*
 	}
 	a.d.Log.WithFields(map[string]any{"task_id": info.ID, "task_type": info.Type, "queue": info.Queue}).Info("task enqueued")
 	return info, nil
+}
+
+type reservation struct{ kind, key, busyMessage string }
+
+func (a *API) releaseAll(ctx context.Context, res []reservation, owner string) {
+	if a.d.Locks == nil {
+		return
+	}
+	for _, r := range res {
+		if err := a.d.Locks.Release(context.WithoutCancel(ctx), r.kind, r.key, owner); err != nil {
+			a.d.Log.WithError(err).Warn("could not release reservation")
+		}
+	}
 }
 
 func isNotFound(err error) bool { return errors.Is(err, engine.ErrNotFound) }
@@ -91,4 +126,52 @@ func (a *API) getTask(c echo.Context) error {
 		out.FinishedAt = info.CompletedAt.UTC().Format("2006-01-02T15:04:05Z")
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// cancelTask stops a task for good. The cancellation is recorded first, so
+// the task becomes a no-op wherever and whenever it runs next; then a
+// running handler's context is cancelled (which kills its pg_dump and
+// aborts its upload), and the task is archived so asynq does not run it
+// again (it retries cancelled tasks by default, asynq #532).
+func (a *API) cancelTask(c echo.Context) error {
+	info, err := a.findTask(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if info.State == asynq.TaskStateCompleted || info.State == asynq.TaskStateArchived {
+		return fmt.Errorf("%w: task %s is already %s", errConflict, info.ID, info.State)
+	}
+	ctx := c.Request().Context()
+	if a.d.Locks != nil {
+		if err := a.d.Locks.MarkCancelled(ctx, info.ID, a.d.ReserveTTL); err != nil {
+			return fmt.Errorf("%w: %w", errQueueUnavailable, err)
+		}
+	}
+	if info.State == asynq.TaskStateActive {
+		if err := a.d.Inspector.CancelProcessing(info.ID); err != nil {
+			return fmt.Errorf("%w: %w", errQueueUnavailable, err)
+		}
+		// The processor moves the task to retry once the handler returns.
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			info, err = a.d.Inspector.GetTaskInfo(info.Queue, info.ID)
+			if err != nil || info.State != asynq.TaskStateActive {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", errQueueUnavailable, err)
+		}
+	}
+	state := info.State.String()
+	if info.State != asynq.TaskStateArchived && info.State != asynq.TaskStateCompleted && info.State != asynq.TaskStateActive {
+		if err := a.d.Inspector.ArchiveTask(info.Queue, info.ID); err == nil {
+			state = asynq.TaskStateArchived.String()
+		} else if !errors.Is(err, asynq.ErrTaskNotFound) {
+			a.d.Log.WithError(err).WithField("task_id", info.ID).Warn("could not archive cancelled task; it will no-op when run")
+		}
+	}
+	a.d.Log.WithFields(map[string]any{"task_id": info.ID, "state": state}).Info("task cancelled")
+	return c.JSON(http.StatusAccepted, map[string]string{"task_id": info.ID, "state": state, "status_url": statusURL(info.ID)})
 }

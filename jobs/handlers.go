@@ -24,6 +24,8 @@ type Engine interface {
 	Backup(ctx context.Context, req engine.BackupRequest) (*engine.Manifest, error)
 	Restore(ctx context.Context, req engine.RestoreRequest) (*engine.Manifest, error)
 	Delete(ctx context.Context, name string, from []string) ([]string, error)
+	Verify(ctx context.Context, name, from string) (*engine.Manifest, error)
+	DefaultDatabase() string
 }
 
 var _ Engine = (*engine.Engine)(nil)
@@ -34,7 +36,19 @@ type Handlers struct {
 	Log    *logrus.Entry
 	// Worker names this process in task results ("host:pid").
 	Worker string
+	// Locks, when set, enforces name and restore-target reservations and
+	// honours cancellations.
+	Locks *Locks
+	// ReserveTTL bounds how long a reservation outlives a vanished task.
+	ReserveTTL time.Duration
 }
+
+// ReservationTTL is long enough to cover every attempt of the longest task.
+func ReservationTTL(cfg configs.Config) time.Duration {
+	return max(cfg.BackupTimeout, cfg.RestoreTimeout)*time.Duration(cfg.TaskMaxRetry+1) + time.Hour
+}
+
+type reservation struct{ kind, key string }
 
 // WorkerID returns "hostname:pid", which tells apart processes on one host.
 func WorkerID() string {
@@ -47,6 +61,7 @@ func (h *Handlers) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeBackupCreate, h.ProcessBackup)
 	mux.HandleFunc(TypeBackupRestore, h.ProcessRestore)
 	mux.HandleFunc(TypeBackupDelete, h.ProcessDelete)
+	mux.HandleFunc(TypeBackupVerify, h.ProcessVerify)
 }
 
 // ProcessBackup handles TypeBackupCreate.
@@ -65,12 +80,16 @@ func (h *Handlers) ProcessBackup(ctx context.Context, t *asynq.Task) error {
 	log.Info("backup started")
 	start := time.Now()
 	pw := newProgressWriter(t, h.Worker)
-	m, err := h.Engine.Backup(ctx, engine.BackupRequest{
-		Name: name, Database: p.Database, Format: engine.Format(p.Format), Stores: p.Stores,
-		TaskID: taskID, Progress: pw.report,
+	var m *engine.Manifest
+	err := h.guard(ctx, log, []reservation{{KindName, name}}, func() (err error) {
+		m, err = h.Engine.Backup(ctx, engine.BackupRequest{
+			Name: name, Database: p.Database, Format: engine.Format(p.Format), Stores: p.Stores,
+			TaskID: taskID, Progress: pw.report,
+		})
+		return err
 	})
 	if err != nil {
-		return h.fail(log, err)
+		return err
 	}
 	pw.finish(m)
 	log.WithFields(logrus.Fields{"size_bytes": m.SizeBytes, "duration_ms": time.Since(start).Milliseconds()}).Info("backup task done")
@@ -93,16 +112,20 @@ func (h *Handlers) ProcessRestore(ctx context.Context, t *asynq.Task) error {
 	log := h.taskLog(ctx, t).WithFields(logrus.Fields{"backup_name": p.BackupName, "database": p.TargetDatabase, "clean": p.Clean})
 	log.Info("restore started")
 	start := time.Now()
-	pw := newProgressWriter(t, h.Worker)
-	m, err := h.Engine.Restore(ctx, engine.RestoreRequest{
-		Name: p.BackupName, From: p.From, TargetDatabase: p.TargetDatabase, Clean: p.Clean, Progress: pw.report,
-	})
-	if err != nil {
-		return h.fail(log, err)
-	}
 	target := p.TargetDatabase
 	if target == "" {
-		target = m.Database
+		target = h.Engine.DefaultDatabase()
+	}
+	pw := newProgressWriter(t, h.Worker)
+	var m *engine.Manifest
+	err := h.guard(ctx, log, []reservation{{KindRestore, target}}, func() (err error) {
+		m, err = h.Engine.Restore(ctx, engine.RestoreRequest{
+			Name: p.BackupName, From: p.From, TargetDatabase: target, Clean: p.Clean, Progress: pw.report,
+		})
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	pw.finish(RestoreOutcome{Manifest: m, TargetDatabase: target, Clean: p.Clean})
 	log.WithField("duration_ms", time.Since(start).Milliseconds()).Info("restore task done")
@@ -123,12 +146,94 @@ func (h *Handlers) ProcessDelete(ctx context.Context, t *asynq.Task) error {
 	}
 	log := h.taskLog(ctx, t).WithField("backup_name", p.BackupName)
 	pw := newProgressWriter(t, h.Worker)
-	deleted, err := h.Engine.Delete(ctx, p.BackupName, p.Stores)
+	var deleted []string
+	err := h.guard(ctx, log, nil, func() (err error) {
+		deleted, err = h.Engine.Delete(ctx, p.BackupName, p.Stores)
+		return err
+	})
 	if err != nil {
-		return h.fail(log, err)
+		return err
 	}
 	pw.finish(DeleteOutcome{BackupName: p.BackupName, DeletedFrom: deleted})
 	log.WithField("stores", deleted).Info("delete task done")
+	return nil
+}
+
+// VerifyOutcome is the result of a verify task.
+type VerifyOutcome struct {
+	BackupName string `json:"backup_name"`
+	Verified   bool   `json:"verified"`
+	SHA256     string `json:"sha256"`
+	SizeBytes  int64  `json:"size_bytes"`
+}
+
+// ProcessVerify handles TypeBackupVerify.
+func (h *Handlers) ProcessVerify(ctx context.Context, t *asynq.Task) error {
+	var p VerifyPayload
+	if err := decode(t, &p); err != nil {
+		return err
+	}
+	log := h.taskLog(ctx, t).WithField("backup_name", p.BackupName)
+	pw := newProgressWriter(t, h.Worker)
+	var m *engine.Manifest
+	err := h.guard(ctx, log, nil, func() (err error) {
+		m, err = h.Engine.Verify(ctx, p.BackupName, p.From)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	pw.finish(VerifyOutcome{BackupName: p.BackupName, Verified: true, SHA256: m.SHA256, SizeBytes: m.SizeBytes})
+	log.Info("verify task done: archive intact")
+	return nil
+}
+
+// guard runs a task body with the cross-process rules around it: a
+// cancelled task does nothing; reservations are taken before the body runs
+// (a reservation held by another task fails the attempt, to be retried
+// later: the task waits its turn) and released once the task will not run
+// again, whether it succeeded, failed for good, or used its last attempt.
+func (h *Handlers) guard(ctx context.Context, log *logrus.Entry, res []reservation, body func() error) error {
+	taskID, _ := asynq.GetTaskID(ctx)
+	if h.Locks == nil {
+		if err := body(); err != nil {
+			return h.fail(log, err)
+		}
+		return nil
+	}
+	bg := context.WithoutCancel(ctx)
+	release := func() {
+		for _, r := range res {
+			if err := h.Locks.Release(bg, r.kind, r.key, taskID); err != nil {
+				log.WithError(err).Warn("could not release reservation")
+			}
+		}
+	}
+	if cancelled, err := h.Locks.Cancelled(ctx, taskID); err != nil {
+		return h.fail(log, err)
+	} else if cancelled {
+		release()
+		return h.fail(log, errCancelled)
+	}
+	for _, r := range res {
+		if err := h.Locks.Acquire(ctx, r.kind, r.key, taskID, h.ReserveTTL); err != nil {
+			return h.fail(log, err)
+		}
+	}
+	err := body()
+	if err != nil && ctx.Err() != nil {
+		if cancelled, cerr := h.Locks.Cancelled(bg, taskID); cerr == nil && cancelled {
+			err = fmt.Errorf("%w: %w", errCancelled, err)
+		}
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	if err == nil || Permanent(err) || retried >= maxRetry {
+		release()
+	}
+	if err != nil {
+		return h.fail(log, err)
+	}
 	return nil
 }
 
@@ -154,7 +259,7 @@ func (h *Handlers) fail(log *logrus.Entry, err error) error {
 // Permanent reports whether retrying err cannot help.
 func Permanent(err error) bool {
 	for _, target := range []error{engine.ErrInvalid, engine.ErrExists, engine.ErrNotFound,
-		engine.ErrChecksumMismatch, engine.ErrUnreadable, pgtool.ErrNoMatchingClient, errBadPayload} {
+		engine.ErrChecksumMismatch, engine.ErrUnreadable, pgtool.ErrNoMatchingClient, errBadPayload, errCancelled} {
 		if errors.Is(err, target) {
 			return true
 		}
@@ -162,7 +267,10 @@ func Permanent(err error) bool {
 	return false
 }
 
-var errBadPayload = errors.New("bad task payload")
+var (
+	errBadPayload = errors.New("bad task payload")
+	errCancelled  = errors.New("task cancelled")
+)
 
 func decode(t *asynq.Task, v any) error {
 	if err := json.Unmarshal(t.Payload(), v); err != nil {

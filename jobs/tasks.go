@@ -20,6 +20,7 @@ const (
 	TypeBackupCreate  = "backup:create"
 	TypeBackupRestore = "backup:restore"
 	TypeBackupDelete  = "backup:delete"
+	TypeBackupVerify  = "backup:verify"
 )
 
 // Queues. Restores outrank backups: a restore is usually someone waiting
@@ -57,6 +58,12 @@ type RestorePayload struct {
 type DeletePayload struct {
 	BackupName string   `json:"backup_name"`
 	Stores     []string `json:"stores"`
+}
+
+// VerifyPayload is the payload of TypeBackupVerify.
+type VerifyPayload struct {
+	BackupName string `json:"backup_name"`
+	From       string `json:"from,omitempty"`
 }
 
 // TaskOptions are the per-type defaults baked into every task. asynq's own
@@ -99,6 +106,15 @@ func NewDeleteTask(p DeletePayload, o TaskOptions, extra ...asynq.Option) (*asyn
 	return newTask(TypeBackupDelete, p, append([]asynq.Option{
 		asynq.Queue(QueueMaintenance), asynq.MaxRetry(o.MaxRetry),
 		asynq.Timeout(o.DeleteTimeout), asynq.Retention(o.Retention),
+	}, extra...))
+}
+
+// NewVerifyTask returns a verify task for the maintenance queue. It reads
+// the whole archive, so it gets the backup timeout.
+func NewVerifyTask(p VerifyPayload, o TaskOptions, extra ...asynq.Option) (*asynq.Task, error) {
+	return newTask(TypeBackupVerify, p, append([]asynq.Option{
+		asynq.Queue(QueueMaintenance), asynq.MaxRetry(o.MaxRetry),
+		asynq.Timeout(o.BackupTimeout), asynq.Retention(o.Retention),
 	}, extra...))
 }
 

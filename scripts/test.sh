@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Body of `make test`: installs the test bench's tools if missing, starts a
-# private PostgreSQL/Redis/MinIO, runs the Go tests against it, stops it.
+# private PostgreSQL/Redis/MinIO, runs the Go tests against it, stops it,
+# then gives each fuzz target a short run (their committed corpora already
+# ran as ordinary tests).
 #   scripts/test.sh [go test args...]      e.g. scripts/test.sh -run TestBackup -v
 #   GO_TEST_ARGS='-run X' scripts/test.sh  (appended after the arguments)
+#   FUZZ_TIME=0 scripts/test.sh            skips the fuzz runs
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,4 +15,13 @@ export PGBACKUP_TEST_REQUIRED=1
 GO="$(command -v go || echo /usr/local/go/bin/go)"
 # GO_TEST_ARGS is split on whitespace on purpose.
 # shellcheck disable=SC2086
-exec scripts/with-testbench.sh "$GO" test -count=1 -timeout 20m ./... "$@" ${GO_TEST_ARGS:-}
+scripts/with-testbench.sh "$GO" test -count=1 -timeout 20m ./... "$@" ${GO_TEST_ARGS:-}
+
+FUZZ_TIME="${FUZZ_TIME:-10s}"
+if [ "$FUZZ_TIME" != "0" ]; then
+	for target in "./jobs/engine FuzzValidateName" "./handlers FuzzDecodeJSON" "./handlers FuzzCreateBackup"; do
+		set -- $target
+		echo "fuzz: $2 for $FUZZ_TIME"
+		"$GO" test -run='^$' -fuzz="^$2\$" -fuzztime="$FUZZ_TIME" -parallel=1 "$1"
+	done
+fi

@@ -74,6 +74,8 @@ func run(ctx context.Context) error {
 		Monitoring:         asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt}),
 		ReadOnlyMonitoring: asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt, ReadOnly: true}),
 		Auth:               auth,
+		Locks:              jobs.NewLocks(rdb),
+		ReserveTTL:         jobs.ReservationTTL(cfg),
 	})
 	srv := &http.Server{Addr: cfg.APIAddr, Handler: e, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

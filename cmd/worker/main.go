@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/jobs"
@@ -39,8 +40,11 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB})
+	defer rdb.Close()
 	mux := asynq.NewServeMux()
-	(&jobs.Handlers{Engine: eng, Log: log, Worker: jobs.WorkerID()}).Register(mux)
+	(&jobs.Handlers{Engine: eng, Log: log, Worker: jobs.WorkerID(),
+		Locks: jobs.NewLocks(rdb), ReserveTTL: jobs.ReservationTTL(cfg)}).Register(mux)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

@@ -1,0 +1,249 @@
+package handlers
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/autograph/pgbackup/jobs"
+)
+
+func TestAuthorization(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tests := []struct {
+		name, method, path, token string
+		want                      int
+	}{
+		{"no token", "GET", "/api/admin/backup/list", "", 401},
+		{"wrong token", "GET", "/api/admin/backup/list", "not-a-valid-token-at-all", 401},
+		{"viewer lists", "GET", "/api/admin/backup/list", testViewer, 200},
+		{"admin lists", "GET", "/api/admin/backup/list", testAdmin, 200},
+		{"viewer may not create", "POST", "/api/admin/backup/create", testViewer, 403},
+		{"viewer may not restore", "POST", "/api/admin/backup/restore", testViewer, 403},
+		{"viewer may not delete", "DELETE", "/api/admin/backup/existing", testViewer, 403},
+		{"viewer may not cancel", "POST", "/api/admin/tasks/x/cancel", testViewer, 403},
+		{"viewer may not verify", "GET", "/api/admin/backup/existing/verify", testViewer, 403},
+		{"admin creates", "POST", "/api/admin/backup/create", testAdmin, 202},
+		{"monitoring needs a token", "GET", "/monitoring/", "", 401},
+		{"healthz is open", "GET", "/healthz", "", 200},
+		{"readyz is open", "GET", "/readyz", "", 200},
+	}
+	for _, tt := range tests {
+		code, body := f.do(tt.method, tt.path, tt.token, nil)
+		if code != tt.want {
+			t.Errorf("%s: %s %s = %d %s, want %d", tt.name, tt.method, tt.path, code, body, tt.want)
+		}
+		if code >= 400 && !strings.HasPrefix(body, `{"error":`) {
+			t.Errorf("%s: error body %q is not {\"error\": ...}", tt.name, body)
+		}
+	}
+}
+
+func TestMonitoringRoles(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	if _, body := f.do("GET", "/monitoring/", testViewer, nil); body != "read-only ui" {
+		t.Errorf("viewer got %q, want the read-only UI", body)
+	}
+	if _, body := f.do("GET", "/monitoring/", testAdmin, nil); body != "full ui" {
+		t.Errorf("admin got %q, want the full UI", body)
+	}
+	// A browser sends Basic auth with the token as password.
+	req := "Basic " + base64.StdEncoding.EncodeToString([]byte("anyone:"+testAdmin))
+	if got := presentedToken(req); got != testAdmin {
+		t.Errorf("presentedToken(Basic) = %q, want the admin token", got)
+	}
+	code, _ := f.do("GET", "/monitoring", testAdmin, nil)
+	if code != http.StatusFound {
+		t.Errorf("/monitoring = %d, want a redirect to /monitoring/", code)
+	}
+}
+
+func TestNewAuthRefusesNoAdmin(t *testing.T) {
+	t.Parallel()
+	if _, err := NewAuth(nil, []string{testViewer}, false); err == nil || !strings.Contains(err.Error(), "API_ADMIN_TOKENS") {
+		t.Fatalf("NewAuth with no admin token: err = %v, want one naming API_ADMIN_TOKENS", err)
+	}
+	a, err := NewAuth(nil, nil, true)
+	if err != nil || !a.Disabled {
+		t.Fatalf("NewAuth disabled = %+v, %v", a, err)
+	}
+	b, _ := NewAuth([]string{testAdmin}, []string{testViewer}, false)
+	if b.RoleFor(testAdmin) != RoleAdmin || b.RoleFor(testViewer) != RoleViewer || b.RoleFor(testAdmin+"x") != RoleNone || b.RoleFor("") != RoleNone {
+		t.Fatal("RoleFor mapped tokens wrongly")
+	}
+}
+
+func TestBadInputIs400AndEnqueuesNothing(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, method, path, body, wantMsg string
+	}{
+		{"unknown field", "POST", "/api/admin/backup/create", `{"backup_name":"a","colour":"red"}`, `unknown field \"colour\"`},
+		{"wrong type", "POST", "/api/admin/backup/create", `{"upload_to_minio":"yes"}`, "upload_to_minio must be a boolean"},
+		{"malformed", "POST", "/api/admin/backup/create", `{"format":`, "malformed JSON"},
+		{"not an object", "POST", "/api/admin/backup/create", `[1,2]`, "must be a JSON object"},
+		{"trailing data", "POST", "/api/admin/backup/create", `{} {}`, "unexpected data"},
+		{"too big", "POST", "/api/admin/backup/create", `{"backup_name":"` + strings.Repeat("a", 1<<20) + `"}`, "exceeds"},
+		{"unknown format", "POST", "/api/admin/backup/create", `{"format":"zip"}`, "unknown format"},
+		{"bad database", "POST", "/api/admin/backup/create", `{"database":"a; DROP TABLE x"}`, "not a valid identifier"},
+		{"traversal name", "POST", "/api/admin/backup/create", `{"backup_name":"../x"}`, "backup name"},
+		{"slash name", "POST", "/api/admin/backup/create", `{"backup_name":"a/b"}`, "backup name"},
+		{"space name", "POST", "/api/admin/backup/create", `{"backup_name":"a b"}`, "backup name"},
+		{"nul name", "POST", "/api/admin/backup/create", `{"backup_name":"a\u0000b"}`, "backup name"},
+		{"dot name", "POST", "/api/admin/backup/create", `{"backup_name":".hidden"}`, "backup name"},
+		{"huge name", "POST", "/api/admin/backup/create", `{"backup_name":"` + strings.Repeat("x", 10240) + `"}`, "backup name"},
+		{"bad query bool", "POST", "/api/admin/backup/create?upload_to_minio=maybe", ``, "want true or false"},
+		{"restore without name", "POST", "/api/admin/backup/restore", `{}`, "backup_name is required"},
+		{"restore bad target", "POST", "/api/admin/backup/restore", `{"backup_name":"existing","target_database":"x-y"}`, "not a valid identifier"},
+		{"restore empty name", "POST", "/api/admin/backup/restore", `{"backup_name":""}`, "backup_name is required"},
+		{"delete bad name", "DELETE", "/api/admin/backup/..", ``, "backup name"},
+		{"delete nothing", "DELETE", "/api/admin/backup/existing?delete_local=false&delete_minio=false", ``, "nothing to do"},
+		{"list bad flag", "GET", "/api/admin/backup/list?include_local=2", ``, "want true or false"},
+		{"bad task id", "GET", "/api/admin/tasks/a%20b", ``, "not valid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			code, body := f.do(tt.method, tt.path, testAdmin, strings.NewReader(tt.body))
+			if code != http.StatusBadRequest || !strings.Contains(body, tt.wantMsg) {
+				t.Fatalf("status %d body %s; want 400 mentioning %q", code, body, tt.wantMsg)
+			}
+			if n := f.queue.count(); n != 0 {
+				t.Fatalf("%d tasks enqueued for a bad request", n)
+			}
+		})
+	}
+}
+
+func TestNotFoundAndConflicts(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tests := []struct {
+		name, method, path, body string
+		want                     int
+	}{
+		{"restore missing", "POST", "/api/admin/backup/restore", `{"backup_name":"nope"}`, 404},
+		{"restore from the store that lacks it", "POST", "/api/admin/backup/restore", `{"backup_name":"only-minio","download_from_minio":false}`, 404},
+		{"delete missing", "DELETE", "/api/admin/backup/nope", ``, 404},
+		{"delete from the store that lacks it", "DELETE", "/api/admin/backup/only-minio?delete_minio=false", ``, 404},
+		{"verify missing", "GET", "/api/admin/backup/nope/verify", ``, 404},
+		{"unknown task", "GET", "/api/admin/tasks/nope", ``, 404},
+		{"create existing", "POST", "/api/admin/backup/create", `{"backup_name":"existing"}`, 409},
+	}
+	for _, tt := range tests {
+		if code, body := f.do(tt.method, tt.path, testAdmin, strings.NewReader(tt.body)); code != tt.want {
+			t.Errorf("%s: status %d %s, want %d", tt.name, code, body, tt.want)
+		}
+	}
+	if n := f.queue.count(); n != 0 {
+		t.Fatalf("%d tasks enqueued for requests that were refused", n)
+	}
+}
+
+func TestConcurrentSameNameAndSameTargetAre409(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	if code, body := f.do("POST", "/api/admin/backup/create", testAdmin, strings.NewReader(`{"backup_name":"fresh"}`)); code != 202 {
+		t.Fatalf("first create: %d %s", code, body)
+	}
+	code, body := f.do("POST", "/api/admin/backup/create", testAdmin, strings.NewReader(`{"backup_name":"fresh"}`))
+	if code != 409 || !strings.Contains(body, "already being created") {
+		t.Fatalf("second create of a queued name: %d %s, want 409", code, body)
+	}
+	if code, body := f.do("POST", "/api/admin/backup/restore", testAdmin, strings.NewReader(`{"backup_name":"existing","target_database":"t1"}`)); code != 202 {
+		t.Fatalf("first restore: %d %s", code, body)
+	}
+	code, body = f.do("POST", "/api/admin/backup/restore", testAdmin, strings.NewReader(`{"backup_name":"only-minio","target_database":"t1"}`))
+	if code != 409 || !strings.Contains(body, "restore into database t1") {
+		t.Fatalf("second restore into t1: %d %s, want 409", code, body)
+	}
+	if code, _ := f.do("POST", "/api/admin/backup/restore", testAdmin, strings.NewReader(`{"backup_name":"existing","target_database":"t2"}`)); code != 202 {
+		t.Fatalf("restore into another database: %d, want 202", code)
+	}
+	if n := f.queue.count(); n != 3 {
+		t.Fatalf("%d tasks enqueued, want 3", n)
+	}
+}
+
+func TestRedisDownIs503WithoutDetail(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.queue.err = errSecret
+	f.pingErr = errSecret
+	code, body := f.do("POST", "/api/admin/backup/create", testAdmin, strings.NewReader(`{"backup_name":"n1"}`))
+	if code != 503 || strings.Contains(body, "hunter2") || strings.Contains(body, "10.0.0.5") {
+		t.Fatalf("enqueue with Redis down: %d %s, want 503 without internal detail", code, body)
+	}
+	// The failed enqueue released its name reservation.
+	f.queue.err = nil
+	if code, body := f.do("POST", "/api/admin/backup/create", testAdmin, strings.NewReader(`{"backup_name":"n1"}`)); code != 202 {
+		t.Fatalf("create after Redis is back: %d %s", code, body)
+	}
+	if code, _ := f.do("GET", "/readyz", "", nil); code != 503 {
+		t.Fatalf("readyz with Redis down = %d, want 503", code)
+	}
+	f.backups.err = errSecret
+	code, body = f.do("GET", "/api/admin/backup/list", testAdmin, nil)
+	if code != 500 || strings.Contains(body, "hunter2") {
+		t.Fatalf("unexpected error: %d %s, want 500 with no detail", code, body)
+	}
+	for _, tok := range []string{testAdmin, testViewer} {
+		if strings.Contains(f.logs.String(), tok) {
+			t.Fatal("a token appeared in the log")
+		}
+	}
+}
+
+func TestCreateAcceptsQueryParametersAndGeneratesNames(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	code, body := f.do("POST", "/api/admin/backup/create?backup_name=q1&format=tar&upload_to_minio=false", testAdmin, nil)
+	if code != 202 {
+		t.Fatalf("create via query: %d %s", code, body)
+	}
+	var p jobs.BackupPayload
+	_ = json.Unmarshal(f.queue.tasks[0].Payload(), &p)
+	if p.BackupName != "q1" || p.Format != "tar" || strings.Join(p.Stores, ",") != "local" {
+		t.Fatalf("payload = %+v, want q1/tar/[local]", p)
+	}
+	code, body = f.do("POST", "/api/admin/backup/create", testAdmin, nil)
+	var resp map[string]string
+	_ = json.Unmarshal([]byte(body), &resp)
+	if code != 202 || !strings.HasPrefix(resp["backup_name"], "autograph_backup_") || len(resp["backup_name"]) != len("autograph_backup_20060102_150405") {
+		t.Fatalf("generated name: %d %s", code, body)
+	}
+	_ = json.Unmarshal(f.queue.tasks[1].Payload(), &p)
+	if strings.Join(p.Stores, ",") != "local,minio" || p.Format != "custom" {
+		t.Fatalf("defaults with MinIO configured = %+v, want custom to [local minio]", p)
+	}
+	if strings.Contains(string(f.queue.tasks[1].Payload()), "password") {
+		t.Fatal("task payload mentions a password")
+	}
+}
+
+func TestCancelArchivesAndMarks(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.insp.tasks["t-active"] = &asynq.TaskInfo{ID: "t-active", Queue: "backup", State: asynq.TaskStateActive}
+	f.insp.tasks["t-done"] = &asynq.TaskInfo{ID: "t-done", Queue: "backup", State: asynq.TaskStateCompleted}
+	code, body := f.do("POST", "/api/admin/tasks/t-active/cancel", testAdmin, nil)
+	if code != 202 || !strings.Contains(body, `"state":"archived"`) {
+		t.Fatalf("cancel active: %d %s, want 202 archived", code, body)
+	}
+	if !f.locks.cancelled["t-active"] || len(f.insp.cancelled) != 1 || len(f.insp.archived) != 1 {
+		t.Fatalf("cancel did not mark (%v), cancel (%v) and archive (%v)", f.locks.cancelled, f.insp.cancelled, f.insp.archived)
+	}
+	if code, _ := f.do("POST", "/api/admin/tasks/t-done/cancel", testAdmin, nil); code != 409 {
+		t.Fatalf("cancel completed task: %d, want 409", code)
+	}
+	if code, _ := f.do("POST", "/api/admin/tasks/nope/cancel", testAdmin, nil); code != 404 {
+		t.Fatalf("cancel unknown task: %d, want 404", code)
+	}
+}

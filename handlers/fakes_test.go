@@ -1,0 +1,210 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/labstack/echo/v4"
+	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/engine"
+)
+
+const (
+	testAdmin  = "admin-token-for-tests-0001"
+	testViewer = "viewer-token-for-tests-001"
+)
+
+type fakeBackups struct {
+	mu      sync.Mutex
+	backups map[string][]string // name -> stores
+	minio   bool
+	err     error
+}
+
+func (f *fakeBackups) Find(_ context.Context, name string, from []string) (*engine.Manifest, []string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, nil, f.err
+	}
+	var where []string
+	for _, s := range f.backups[name] {
+		if len(from) == 0 || contains(from, s) {
+			where = append(where, s)
+		}
+	}
+	if len(where) == 0 {
+		return nil, nil, fmt.Errorf("%w: %s", engine.ErrNotFound, name)
+	}
+	return &engine.Manifest{Name: name, Format: engine.FormatCustom}, where, nil
+}
+
+func (f *fakeBackups) List(context.Context, []string) ([]engine.Entry, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	var out []engine.Entry
+	for name, where := range f.backups {
+		out = append(out, engine.Entry{Manifest: engine.Manifest{Name: name, Format: engine.FormatCustom, SizeBytes: 3 << 20}, Locations: where})
+	}
+	return out, nil
+}
+
+func (f *fakeBackups) HasStore(name string) bool { return name == "local" || (name == "minio" && f.minio) }
+func (f *fakeBackups) DefaultDatabase() string   { return "autograph" }
+
+type fakeQueue struct {
+	mu    sync.Mutex
+	tasks []*asynq.Task
+	err   error
+}
+
+func (q *fakeQueue) EnqueueContext(_ context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err != nil {
+		return nil, q.err
+	}
+	q.tasks = append(q.tasks, t)
+	id := ""
+	for _, o := range opts {
+		if o.Type() == asynq.TaskIDOpt {
+			id = o.Value().(string)
+		}
+	}
+	return &asynq.TaskInfo{ID: id, Type: t.Type(), Queue: "backup", State: asynq.TaskStatePending}, nil
+}
+
+func (q *fakeQueue) count() int { q.mu.Lock(); defer q.mu.Unlock(); return len(q.tasks) }
+
+type fakeInspector struct {
+	tasks     map[string]*asynq.TaskInfo
+	cancelled []string
+	archived  []string
+}
+
+func (f *fakeInspector) GetTaskInfo(queue, id string) (*asynq.TaskInfo, error) {
+	if ti, ok := f.tasks[id]; ok && ti.Queue == queue {
+		return ti, nil
+	}
+	return nil, asynq.ErrTaskNotFound
+}
+
+func (f *fakeInspector) CancelProcessing(id string) error {
+	f.cancelled = append(f.cancelled, id)
+	f.tasks[id].State = asynq.TaskStateRetry
+	return nil
+}
+
+func (f *fakeInspector) ArchiveTask(queue, id string) error {
+	f.archived = append(f.archived, id)
+	f.tasks[id].State = asynq.TaskStateArchived
+	return nil
+}
+
+type fakeLocks struct {
+	mu        sync.Mutex
+	held      map[string]string
+	cancelled map[string]bool
+}
+
+func (l *fakeLocks) Acquire(_ context.Context, kind, key, owner string, _ time.Duration) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := kind + ":" + key
+	if h, ok := l.held[k]; ok && h != owner {
+		return fmt.Errorf("%w: held by %s", jobs.ErrBusy, h)
+	}
+	l.held[k] = owner
+	return nil
+}
+
+func (l *fakeLocks) Release(_ context.Context, kind, key, owner string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.held[kind+":"+key] == owner {
+		delete(l.held, kind+":"+key)
+	}
+	return nil
+}
+
+func (l *fakeLocks) MarkCancelled(_ context.Context, id string, _ time.Duration) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cancelled[id] = true
+	return nil
+}
+
+type fixture struct {
+	e       *echo.Echo
+	backups *fakeBackups
+	queue   *fakeQueue
+	insp    *fakeInspector
+	locks   *fakeLocks
+	pingErr error
+	logs    *strings.Builder
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	auth, err := NewAuth([]string{testAdmin}, []string{testViewer}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{
+		backups: &fakeBackups{backups: map[string][]string{"existing": {"local", "minio"}, "only-minio": {"minio"}}, minio: true},
+		queue:   &fakeQueue{},
+		insp:    &fakeInspector{tasks: map[string]*asynq.TaskInfo{}},
+		locks:   &fakeLocks{held: map[string]string{}, cancelled: map[string]bool{}},
+		logs:    &strings.Builder{},
+	}
+	l := logrus.New()
+	l.SetOutput(f.logs)
+	l.SetFormatter(&logrus.JSONFormatter{})
+	readOnly := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("read-only ui")) })
+	full := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("full ui")) })
+	f.e = New(Deps{
+		Backups: f.backups, Queue: f.queue, Inspector: f.insp, Locks: f.locks,
+		Ping:        func(context.Context) error { return f.pingErr },
+		TaskOptions: jobs.TaskOptions{MaxRetry: 3, Retention: time.Hour, BackupTimeout: time.Hour, RestoreTimeout: time.Hour, DeleteTimeout: time.Hour},
+		Log:         logrus.NewEntry(l), Auth: auth,
+		Monitoring: full, ReadOnlyMonitoring: readOnly,
+		ReserveTTL: time.Hour,
+	})
+	return f
+}
+
+// do sends a request and returns status and body.
+func (f *fixture) do(method, target, token string, body io.Reader) (int, string) {
+	req := httptest.NewRequest(method, target, body)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	f.e.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+var errSecret = errors.New("dial tcp 10.0.0.5:5432: password=hunter2hunter2 rejected")

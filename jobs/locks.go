@@ -1,0 +1,96 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Reservation kinds.
+const (
+	// KindName reserves a backup name from enqueue until the backup exists
+	// or its task has failed for good, so two creates of one name cannot
+	// both be accepted.
+	KindName = "name"
+	// KindRestore reserves a target database for one restore at a time:
+	// two restores into one database must never interleave.
+	KindRestore = "restore"
+)
+
+// ErrBusy means another task holds the reservation.
+var ErrBusy = errors.New("reserved by another task")
+
+// Locks keeps reservations and cancellation marks in Redis, beside the
+// queue, so that the API and every worker see the same ones.
+type Locks struct {
+	rdb redis.UniversalClient
+}
+
+// NewLocks wraps a Redis client.
+func NewLocks(rdb redis.UniversalClient) *Locks { return &Locks{rdb: rdb} }
+
+func reservationKey(kind, key string) string { return "pgbackup:reserve:" + kind + ":" + key }
+func cancelKey(taskID string) string         { return "pgbackup:cancel:" + taskID }
+
+// Acquire takes the reservation for owner (a task ID), or confirms owner
+// already holds it. It returns ErrBusy, wrapped with the holder, otherwise.
+// The TTL frees reservations whose task vanished without releasing them.
+func (l *Locks) Acquire(ctx context.Context, kind, key, owner string, ttl time.Duration) error {
+	k := reservationKey(kind, key)
+	ok, err := l.rdb.SetNX(ctx, k, owner, ttl).Result()
+	if err != nil {
+		return fmt.Errorf("reserve %s %s: %w", kind, key, err)
+	}
+	if ok {
+		return nil
+	}
+	holder, err := l.rdb.Get(ctx, k).Result()
+	if errors.Is(err, redis.Nil) {
+		// Released between the two calls; try once more.
+		if ok, err = l.rdb.SetNX(ctx, k, owner, ttl).Result(); err == nil && ok {
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("reserve %s %s: %w", kind, key, err)
+	}
+	if holder == owner {
+		return nil
+	}
+	return fmt.Errorf("%w: %s %s is held by task %s", ErrBusy, kind, key, holder)
+}
+
+// releaseScript deletes the key only if owner still holds it, so a task
+// whose reservation expired cannot free another task's.
+var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
+// Release gives up owner's reservation.
+func (l *Locks) Release(ctx context.Context, kind, key, owner string) error {
+	if err := releaseScript.Run(ctx, l.rdb, []string{reservationKey(kind, key)}, owner).Err(); err != nil {
+		return fmt.Errorf("release %s %s: %w", kind, key, err)
+	}
+	return nil
+}
+
+// MarkCancelled records that a task must not run (again). asynq retries a
+// task whose context was cancelled by Inspector.CancelProcessing even when
+// the handler returns SkipRetry (asynq #532, #968); the mark makes that
+// retry a no-op.
+func (l *Locks) MarkCancelled(ctx context.Context, taskID string, ttl time.Duration) error {
+	if err := l.rdb.Set(ctx, cancelKey(taskID), "1", ttl).Err(); err != nil {
+		return fmt.Errorf("cancel %s: %w", taskID, err)
+	}
+	return nil
+}
+
+// Cancelled reports whether the task was cancelled.
+func (l *Locks) Cancelled(ctx context.Context, taskID string) (bool, error) {
+	n, err := l.rdb.Exists(ctx, cancelKey(taskID)).Result()
+	if err != nil {
+		return false, fmt.Errorf("check cancel %s: %w", taskID, err)
+	}
+	return n > 0, nil
+}
