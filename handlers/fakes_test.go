@@ -63,8 +63,10 @@ func (f *fakeBackups) List(context.Context, []string) ([]engine.Entry, error) {
 	return out, nil
 }
 
-func (f *fakeBackups) HasStore(name string) bool { return name == "local" || (name == "minio" && f.minio) }
-func (f *fakeBackups) DefaultDatabase() string   { return "autograph" }
+func (f *fakeBackups) HasStore(name string) bool {
+	return name == "local" || (name == "minio" && f.minio)
+}
+func (f *fakeBackups) DefaultDatabase() string { return "autograph" }
 
 type fakeQueue struct {
 	mu    sync.Mutex
