@@ -41,6 +41,8 @@ type Handlers struct {
 	Locks *Locks
 	// ReserveTTL bounds how long a reservation outlives a vanished task.
 	ReserveTTL time.Duration
+
+	inflight sync.WaitGroup
 }
 
 // ReservationTTL is long enough to cover every attempt of the longest task.
@@ -58,10 +60,35 @@ func WorkerID() string {
 
 // Register mounts every task type on mux.
 func (h *Handlers) Register(mux *asynq.ServeMux) {
+	mux.Use(h.track)
 	mux.HandleFunc(TypeBackupCreate, h.ProcessBackup)
 	mux.HandleFunc(TypeBackupRestore, h.ProcessRestore)
 	mux.HandleFunc(TypeBackupDelete, h.ProcessDelete)
 	mux.HandleFunc(TypeBackupVerify, h.ProcessVerify)
+}
+
+// track counts running handlers so that Drain can wait for them.
+func (h *Handlers) track(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		h.inflight.Add(1)
+		defer h.inflight.Done()
+		return next.ProcessTask(ctx, t)
+	})
+}
+
+// Drain waits up to timeout for running handlers to return. asynq's
+// Shutdown cancels their contexts when the grace period ends but does not
+// wait for them (asynq #878); exiting at once would skip their cleanup:
+// aborting the multipart upload, removing temporary files.
+func (h *Handlers) Drain(timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() { h.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }
 
 // ProcessBackup handles TypeBackupCreate.

@@ -230,7 +230,7 @@ state_set() {
 
 load_state() {
 	PG_BIN="" PG_DIR="" PG_PORT="" PG_PASSWORD="" PG_RELOCATED=""
-	REDIS_PORT="" MINIO_PORT="" MINIO_CONSOLE_PORT="" MINIO_PASSWORD=""
+	REDIS_PORT="" REDIS_APPENDONLY="" MINIO_PORT="" MINIO_CONSOLE_PORT="" MINIO_PASSWORD=""
 	# shellcheck disable=SC1091
 	[ -f "$DIR/state" ] && . "$DIR/state"
 	if [ -z "$PG_DIR" ] && [ -e "$DIR/pg" ]; then
@@ -336,7 +336,9 @@ SQL
 # ---------------------------------------------------------------- redis
 redis_launch() {
 	mkdir -p "$DIR/redis"
-	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+	# TESTBENCH_REDIS_PERSIST=1 at start keeps the queue across svc-stop/svc-start
+	# (an append-only file), for tests of a Redis restart under load.
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly "${REDIS_APPENDONLY:-no}" \
 		--dir "$DIR/redis" --daemonize yes --pidfile "$DIR/redis/redis.pid" \
 		--logfile "$DIR/redis/redis.log" --maxmemory-policy noeviction >>"$DIR/redis/stderr.log" 2>&1
 }
@@ -371,6 +373,7 @@ redis_stop() {
 
 redis_init() {
 	have redis-server || die "redis-server not found (run: $SELF install)"
+	if [ -n "${TESTBENCH_REDIS_PERSIST:-}" ]; then state_set REDIS_APPENDONLY yes; fi
 	local attempt
 	for attempt in 1 2 3 4 5; do
 		pick_port REDIS_PORT

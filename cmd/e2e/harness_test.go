@@ -74,7 +74,12 @@ var redisDBs = struct {
 
 func newCluster(t *testing.T, extraEnv ...string) *cluster {
 	t.Helper()
-	env := testbench.Require(t)
+	return newClusterOn(t, testbench.Require(t), extraEnv...)
+}
+
+// newClusterOn is newCluster on a given bench, such as a private one.
+func newClusterOn(t *testing.T, env testbench.Env, extraEnv ...string) *cluster {
+	t.Helper()
 	redisDBs.Lock()
 	db := redisDBs.next
 	redisDBs.next++

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -43,8 +44,9 @@ func run(ctx context.Context) error {
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB})
 	defer rdb.Close()
 	mux := asynq.NewServeMux()
-	(&jobs.Handlers{Engine: eng, Log: log, Worker: jobs.WorkerID(),
-		Locks: jobs.NewLocks(rdb), ReserveTTL: jobs.ReservationTTL(cfg)}).Register(mux)
+	handlers := &jobs.Handlers{Engine: eng, Log: log, Worker: jobs.WorkerID(),
+		Locks: jobs.NewLocks(rdb), ReserveTTL: jobs.ReservationTTL(cfg)}
+	handlers.Register(mux)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -52,6 +54,9 @@ func run(ctx context.Context) error {
 	<-ctx.Done()
 	log.WithField("grace", cfg.WorkerShutdownTimeout.String()).Info("stopping: no new tasks; running ones get the grace period")
 	srv.Shutdown()
+	if !handlers.Drain(30 * time.Second) {
+		log.Warn("handlers still running 30s after shutdown; exiting anyway")
+	}
 	log.Info("worker stopped")
 	return nil
 }

@@ -72,9 +72,16 @@ func (e Env) DropDBOnCleanup(t testing.TB, db string) {
 			return
 		}
 		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Logf("cleanup: drop %s: %v", db, err)
+		// An autovacuum worker may still be connected; FORCE cannot end it
+		// for a non-superuser, but it leaves within seconds.
+		var err2 error
+		for range 10 {
+			if _, err2 = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err2 == nil {
+				return
+			}
+			time.Sleep(time.Second)
 		}
+		t.Logf("cleanup: drop %s: %v", db, err2)
 	})
 }
 
@@ -190,4 +197,17 @@ func queryStrings(t testing.TB, ctx context.Context, conn *pgx.Conn, q string) [
 		t.Fatalf("%s: %v", q, err)
 	}
 	return out
+}
+
+// CreateSlowFixture creates database db (dropped when the test ends) whose
+// dump takes several seconds with PG_DUMP_COMPRESS=9: about 90 MB of hex
+// text that gzip compresses slowly. Fault tests need a backup that is still
+// running when they strike.
+func (e Env) CreateSlowFixture(t testing.TB, db string) {
+	t.Helper()
+	e.CreateDB(t, db)
+	e.Exec(t, db,
+		`CREATE TABLE bulk (id int PRIMARY KEY, a text, b text)`,
+		`INSERT INTO bulk SELECT g, md5(g::text) || md5((g*7)::text), md5((g*13)::text) FROM generate_series(1, 1200000) g`,
+	)
 }

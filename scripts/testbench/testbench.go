@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -105,4 +106,57 @@ func (e Env) PGURL(db string) string {
 // no other test of this run uses.
 func UniqueName(prefix string) string {
 	return strings.ToLower(fmt.Sprintf("%s_%d_%d", prefix, os.Getpid(), time.Now().UnixNano()%1e9))
+}
+
+// StartPrivate starts a bench of its own for one test, stopped when the
+// test ends. Tests that stop or restart a service use one, so that other
+// packages' tests, which run at the same time on the shared bench, never
+// see the outage. extraEnv is passed to the script (for example
+// TESTBENCH_REDIS_PERSIST=1).
+func (e Env) StartPrivate(t testing.TB, extraEnv ...string) Env {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "bench")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", e.Script, "start", dir)
+	cmd.Env = append(os.Environ(), extraEnv...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testbench start %s: %v\n%s", dir, err, out)
+	}
+	t.Cleanup(func() {
+		out, err := exec.Command("bash", e.Script, "stop", dir).CombinedOutput()
+		if err != nil {
+			t.Logf("testbench stop %s: %v\n%s", dir, err, out)
+		}
+	})
+	b, err := os.ReadFile(filepath.Join(dir, "env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimPrefix(line, "export ")
+		if k, v, ok := strings.Cut(line, "="); ok {
+			vars[k] = unquote(v)
+		}
+	}
+	p := Env{
+		Dir: vars["PGBACKUP_TEST_DIR"], PGHost: vars["PGBACKUP_TEST_PG_HOST"], PGPort: vars["PGBACKUP_TEST_PG_PORT"],
+		PGUser: vars["PGBACKUP_TEST_PG_USER"], PGPassword: vars["PGBACKUP_TEST_PG_PASSWORD"], PGDatabase: vars["PGBACKUP_TEST_PG_DB"],
+		PGBin: vars["PGBACKUP_TEST_PG_BIN"], RedisAddr: vars["PGBACKUP_TEST_REDIS_ADDR"],
+		MinIOEndpoint: vars["PGBACKUP_TEST_MINIO_ENDPOINT"], MinIOUser: vars["PGBACKUP_TEST_MINIO_USER"],
+		MinIOPassword: vars["PGBACKUP_TEST_MINIO_PASSWORD"], Script: e.Script,
+	}
+	if p.PGPort == "" || p.RedisAddr == "" || p.MinIOEndpoint == "" {
+		t.Fatalf("private bench env incomplete: %v", vars)
+	}
+	return p
+}
+
+// unquote undoes bash's printf %q for the simple values the script writes.
+func unquote(v string) string {
+	if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
+		return strings.ReplaceAll(v[1:len(v)-1], `'\''`, `'`)
+	}
+	return strings.ReplaceAll(v, `\`, "")
 }

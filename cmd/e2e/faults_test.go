@@ -1,0 +1,300 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/autograph/pgbackup/scripts/testbench"
+)
+
+// slowEnv makes pg_dump compress hard, so a backup of the slow fixture
+// runs for several seconds: long enough to strike in the middle.
+var slowEnv = []string{"PG_DUMP_COMPRESS=9"}
+
+// startSlowBackup creates the slow fixture, enqueues its backup and waits
+// until the archive is streaming to the stores.
+func startSlowBackup(t *testing.T, c *cluster, name string) string {
+	t.Helper()
+	c.env.CreateSlowFixture(t, c.source)
+	out := c.mustCall(http.MethodPost, "/api/admin/backup/create",
+		map[string]any{"backup_name": name, "upload_to_minio": true}, http.StatusAccepted)
+	id := out["task_id"].(string)
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		_, st := c.call(http.MethodGet, "/api/admin/tasks/"+id, viewerToken, nil)
+		if p, _ := st["progress"].(map[string]any); st["state"] == "active" && p != nil && p["phase"] == "uploading" {
+			return id
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("backup %s never started uploading", name)
+	return ""
+}
+
+// assertNotListed fails if the backup is listed or any of its objects,
+// partial or not, is left in either store.
+func assertNothingStored(t *testing.T, c *cluster, name string) {
+	t.Helper()
+	if _, ok := c.listBackups()[name]; ok {
+		t.Fatalf("%s is listed although it never completed", name)
+	}
+	ctx := context.Background()
+	if objs, err := c.minio().List(ctx, "postgres/"+name); err != nil || len(objs) != 0 {
+		t.Fatalf("minio holds %v (err %v) for an unfinished backup", objs, err)
+	}
+	if left, err := c.minio().IncompleteUploads(ctx, ""); err != nil || len(left) != 0 {
+		t.Fatalf("incomplete multipart uploads left: %v (err %v)", left, err)
+	}
+	if objs, err := c.local().List(ctx, "postgres/"+name); err != nil || len(objs) != 0 {
+		t.Fatalf("local store holds %v (err %v) for an unfinished backup", objs, err)
+	}
+}
+
+// restoreAndCompare restores a backup into a new database and compares it
+// with the cluster's source.
+func restoreAndCompare(t *testing.T, c *cluster, name string) {
+	t.Helper()
+	target := testbench.UniqueName("fault_restored")
+	c.env.DropDBOnCleanup(t, target)
+	out := c.mustCall(http.MethodPost, "/api/admin/backup/restore",
+		map[string]any{"backup_name": name, "download_from_minio": true, "target_database": target}, http.StatusAccepted)
+	c.waitTask(out["task_id"].(string), 3*time.Minute)
+	if diff := testbench.DiffFingerprints(c.env.Fingerprint(t, target), c.env.Fingerprint(t, c.source)); diff != "" {
+		t.Fatalf("restored %s differs from the source:\n%s", name, diff)
+	}
+}
+
+// Fault 1: a worker SIGKILLed mid-backup. Its pg_dump dies with it, the
+// other worker picks the task up once the lease expires, the backup
+// completes and restores correctly, and nothing partial is ever listed.
+func TestFaultWorkerKilledMidBackup(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, slowEnv...)
+	c.startAPI()
+	wa := c.start("worker-a", "worker")
+	id := startSlowBackup(t, c, "killed")
+	dumps := waitChildren(t, wa.cmd.Process.Pid, "pg_dump", 10*time.Second)
+	// While pg_dump runs, no password is on any command line.
+	assertNoSecretInCmdlines(t, c.env.PGPassword, c.env.MinIOPassword, adminToken)
+
+	wb := c.start("worker-b", "worker")
+	if err := wa.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-wa.done
+	waitGone(t, dumps, 5*time.Second)
+
+	// Until the task completes, the backup must never be listed.
+	deadline := time.Now().Add(3 * time.Minute)
+	var st map[string]any
+	for time.Now().Before(deadline) {
+		_, listed := c.listBackups()["killed"]
+		_, st = c.call(http.MethodGet, "/api/admin/tasks/"+id, viewerToken, nil)
+		if st["state"] == "completed" {
+			break
+		}
+		if listed {
+			t.Fatalf("backup listed while its task is %v", st["state"])
+		}
+		if st["state"] == "archived" {
+			t.Fatalf("task archived: %v", st["error"])
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if st["state"] != "completed" {
+		t.Fatalf("task not completed after the worker was killed: %v", st)
+	}
+	if w := st["worker"].(string); !strings.HasSuffix(w, ":"+strconv.Itoa(wb.cmd.Process.Pid)) {
+		t.Errorf("completed by %s, want worker-b (pid %d)", w, wb.cmd.Process.Pid)
+	}
+	if left, _ := c.minio().IncompleteUploads(context.Background(), ""); len(left) != 0 {
+		t.Errorf("incomplete multipart uploads left after recovery: %v", left)
+	}
+	restoreAndCompare(t, c, "killed")
+}
+
+// Fault 2: MinIO stops during an upload. The task fails saying the store is
+// unreachable, is retried, and succeeds once MinIO is back; no half archive
+// is ever listed.
+func TestFaultMinIOStoppedDuringUpload(t *testing.T) {
+	t.Parallel()
+	priv := testbench.Require(t).StartPrivate(t)
+	c := newClusterOn(t, priv, append(slowEnv, "TASK_RETRY_DELAY=3s", "TASK_MAX_RETRY=8")...)
+	c.startAPI()
+	c.start("worker", "worker")
+	id := startSlowBackup(t, c, "minio-outage")
+	priv.StopService(t, "minio")
+
+	st := c.waitTask(id, 3*time.Minute, "retry")
+	if msg, _ := st["error"].(string); !strings.Contains(msg, "unreachable") {
+		t.Fatalf("error while MinIO is down = %q, want it to say the store is unreachable", msg)
+	}
+	// While MinIO is down the local listing works and shows nothing half done.
+	out := c.mustCall(http.MethodGet, "/api/admin/backup/list?include_minio=false", nil, http.StatusOK)
+	if out["count"].(float64) != 0 {
+		t.Fatalf("local listing during the outage = %v, want empty", out)
+	}
+	if code, _ := c.call(http.MethodGet, "/api/admin/backup/list", viewerToken, nil); code != http.StatusServiceUnavailable {
+		t.Errorf("listing MinIO while it is down: status %d, want 503", code)
+	}
+
+	priv.StartService(t, "minio")
+	st = c.waitTask(id, 3*time.Minute)
+	if st["retried"].(float64) < 1 {
+		t.Errorf("task completed with retried=%v, want at least one retry", st["retried"])
+	}
+	if b, ok := c.listBackups()["minio-outage"]; !ok || len(b["locations"].([]any)) != 2 {
+		t.Fatalf("after recovery the backup is %v, want listed in both stores", b)
+	}
+	if left, _ := c.minio().IncompleteUploads(context.Background(), ""); len(left) != 0 {
+		t.Errorf("incomplete multipart uploads left: %v", left)
+	}
+	restoreAndCompare(t, c, "minio-outage")
+}
+
+// Fault 3: PostgreSQL unreachable. The task status says so; retries are
+// bounded and the task ends archived with that error.
+func TestFaultPostgresUnreachable(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "TASK_MAX_RETRY=2", "TASK_RETRY_DELAY=300ms")
+	c.startAPI()
+	// Port 1 on loopback refuses connections at once.
+	c.start("worker", "worker", "POSTGRES_PORT=1")
+	out := c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "no-pg"}, http.StatusAccepted)
+	st := c.waitTask(out["task_id"].(string), time.Minute, "archived")
+	if msg, _ := st["error"].(string); !strings.Contains(msg, "postgres unreachable") || !strings.Contains(msg, "127.0.0.1:1") {
+		t.Fatalf("archived with error %q, want it to say postgres is unreachable at 127.0.0.1:1", msg)
+	}
+	if st["retried"].(float64) != 2 || st["max_retry"].(float64) != 2 {
+		t.Fatalf("retried %v of %v, want 2 of 2", st["retried"], st["max_retry"])
+	}
+	assertNothingStored(t, c, "no-pg")
+}
+
+// Fault 4: Redis restarts while the API and a worker run. The API answers
+// 503 while Redis is down and recovers without a restart; the worker
+// reconnects and finishes the tasks that were queued.
+func TestFaultRedisRestart(t *testing.T) {
+	t.Parallel()
+	priv := testbench.Require(t).StartPrivate(t, "TESTBENCH_REDIS_PERSIST=1")
+	c := newClusterOn(t, priv, slowEnv...)
+	c.startAPI()
+	c.start("worker", "worker")
+	slow := startSlowBackup(t, c, "during-outage")
+	out := c.mustCall(http.MethodPost, "/api/admin/backup/create",
+		map[string]any{"backup_name": "queued-before-outage", "format": "plain"}, http.StatusAccepted)
+	queued := out["task_id"].(string)
+
+	priv.StopService(t, "redis")
+	if code, _ := c.call(http.MethodGet, "/readyz", "", nil); code != http.StatusServiceUnavailable {
+		t.Errorf("readyz with Redis down = %d, want 503", code)
+	}
+	if code, body := c.call(http.MethodPost, "/api/admin/backup/create", adminToken, map[string]any{"backup_name": "refused"}); code != http.StatusServiceUnavailable {
+		t.Errorf("create with Redis down = %d %v, want 503", code, body)
+	}
+	time.Sleep(2 * time.Second)
+	priv.StartService(t, "redis")
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if code, _ := c.call(http.MethodGet, "/readyz", "", nil); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("API did not become ready after Redis came back")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.waitTask(slow, 3*time.Minute)
+	c.waitTask(queued, 3*time.Minute)
+	out = c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "after-outage", "format": "tar"}, http.StatusAccepted)
+	c.waitTask(out["task_id"].(string), time.Minute)
+	list := c.listBackups()
+	for _, n := range []string{"during-outage", "queued-before-outage", "after-outage"} {
+		if _, ok := list[n]; !ok {
+			t.Errorf("%s not listed after the Redis restart", n)
+		}
+	}
+}
+
+// Fault 5: a running backup cancelled through the API. Its pg_dump stops,
+// the partial upload is aborted, and the task is not run again.
+func TestFaultCancelRunningBackup(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, slowEnv...)
+	c.startAPI()
+	w := c.start("worker", "worker")
+	id := startSlowBackup(t, c, "cancelled")
+	dumps := waitChildren(t, w.cmd.Process.Pid, "pg_dump", 10*time.Second)
+
+	if code, _ := c.call(http.MethodPost, "/api/admin/tasks/"+id+"/cancel", viewerToken, nil); code != http.StatusForbidden {
+		t.Fatalf("viewer cancel = %d, want 403", code)
+	}
+	out := c.mustCall(http.MethodPost, "/api/admin/tasks/"+id+"/cancel", nil, http.StatusAccepted)
+	if out["state"] != "archived" {
+		t.Errorf("cancel answered state %v, want archived", out["state"])
+	}
+	waitGone(t, dumps, 5*time.Second)
+	st := c.waitTask(id, 30*time.Second, "archived")
+	// It stays archived: asynq's automatic retry of cancelled tasks is off.
+	time.Sleep(3 * time.Second)
+	_, st = c.call(http.MethodGet, "/api/admin/tasks/"+id, viewerToken, nil)
+	if st["state"] != "archived" {
+		t.Fatalf("cancelled task is %v 3 s later, want still archived", st["state"])
+	}
+	if n := strings.Count(w.logText(t), `"msg":"backup complete"`); n != 0 {
+		t.Fatalf("cancelled backup completed %d times", n)
+	}
+	assertNothingStored(t, c, "cancelled")
+	if code, _ := c.call(http.MethodPost, "/api/admin/tasks/"+id+"/cancel", adminToken, nil); code != http.StatusConflict {
+		t.Errorf("second cancel = %d, want 409", code)
+	}
+	// The name is free again.
+	out = c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "cancelled", "format": "plain"}, http.StatusAccepted)
+	c.waitTask(out["task_id"].(string), 2*time.Minute)
+}
+
+// Fault 6: SIGTERM to a worker while it backs up. With a short grace period
+// the task is handed back whole and another worker completes it; with a
+// long one the backup finishes before the worker exits. Never half
+// published.
+func TestFaultWorkerSIGTERM(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, slowEnv...)
+	c.startAPI()
+
+	// Short grace: handed back.
+	wa := c.start("worker-a", "worker", "WORKER_SHUTDOWN_TIMEOUT=1s")
+	id := startSlowBackup(t, c, "handed-back")
+	dumps := waitChildren(t, wa.cmd.Process.Pid, "pg_dump", 10*time.Second)
+	wa.stop(t, syscall.SIGTERM, 20*time.Second)
+	waitGone(t, dumps, 5*time.Second)
+	_, st := c.call(http.MethodGet, "/api/admin/tasks/"+id, viewerToken, nil)
+	if s := st["state"]; s != "pending" && s != "retry" && s != "active" {
+		t.Fatalf("after SIGTERM the task is %v, want it back in the queue", s)
+	}
+	assertNothingStored(t, c, "handed-back")
+	wb := c.start("worker-b", "worker", "WORKER_SHUTDOWN_TIMEOUT=2m")
+	st = c.waitTask(id, 3*time.Minute)
+	if w := st["worker"].(string); !strings.HasSuffix(w, ":"+strconv.Itoa(wb.cmd.Process.Pid)) {
+		t.Errorf("handed-back task completed by %s, want worker-b", w)
+	}
+
+	// Long grace: finishes in place.
+	out := c.mustCall(http.MethodPost, "/api/admin/backup/create",
+		map[string]any{"backup_name": "finished-in-grace", "upload_to_minio": true}, http.StatusAccepted)
+	id2 := out["task_id"].(string)
+	waitChildren(t, wb.cmd.Process.Pid, "pg_dump", 30*time.Second)
+	wb.stop(t, syscall.SIGTERM, 2*time.Minute)
+	_, st = c.call(http.MethodGet, "/api/admin/tasks/"+id2, viewerToken, nil)
+	if st["state"] != "completed" {
+		t.Fatalf("with a long grace period the task is %v after the worker exited, want completed", st["state"])
+	}
+	c.start("worker-c", "worker")
+	restoreAndCompare(t, c, "handed-back")
+}
