@@ -247,3 +247,23 @@ func TestCancelArchivesAndMarks(t *testing.T) {
 		t.Fatalf("cancel unknown task: %d, want 404", code)
 	}
 }
+
+func TestReservationOfVanishedTaskIsReclaimed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	// A task that holds the name but was deleted from the queue by hand.
+	f.locks.held[jobs.KindName+":orphaned"] = "deleted-task"
+	if code, body := f.do("POST", "/api/admin/backup/create", testAdmin, strings.NewReader(`{"backup_name":"orphaned"}`)); code != 202 {
+		t.Fatalf("create with a reservation held by a vanished task: %d %s, want 202", code, body)
+	}
+	// A task that still runs keeps its reservation.
+	f.insp.tasks["running"] = &asynq.TaskInfo{ID: "running", Queue: "restore", State: asynq.TaskStateActive}
+	f.locks.held[jobs.KindRestore+":busydb"] = "running"
+	if code, _ := f.do("POST", "/api/admin/backup/restore", testAdmin, strings.NewReader(`{"backup_name":"existing","target_database":"busydb"}`)); code != 409 {
+		t.Fatalf("restore into a database with a running restore: %d, want 409", code)
+	}
+	f.insp.tasks["running"].State = asynq.TaskStateCompleted
+	if code, _ := f.do("POST", "/api/admin/backup/restore", testAdmin, strings.NewReader(`{"backup_name":"existing","target_database":"busydb"}`)); code != 202 {
+		t.Fatalf("restore after the holder completed: %d, want 202", code)
+	}
+}

@@ -72,6 +72,7 @@ type fakeQueue struct {
 	mu    sync.Mutex
 	tasks []*asynq.Task
 	err   error
+	insp  *fakeInspector // enqueued tasks become visible to it, as in Redis
 }
 
 func (q *fakeQueue) EnqueueContext(_ context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
@@ -87,7 +88,11 @@ func (q *fakeQueue) EnqueueContext(_ context.Context, t *asynq.Task, opts ...asy
 			id = o.Value().(string)
 		}
 	}
-	return &asynq.TaskInfo{ID: id, Type: t.Type(), Queue: "backup", State: asynq.TaskStatePending}, nil
+	info := &asynq.TaskInfo{ID: id, Type: t.Type(), Queue: "backup", State: asynq.TaskStatePending}
+	if q.insp != nil {
+		q.insp.tasks[id] = info
+	}
+	return info, nil
 }
 
 func (q *fakeQueue) count() int { q.mu.Lock(); defer q.mu.Unlock(); return len(q.tasks) }
@@ -128,7 +133,7 @@ func (l *fakeLocks) Acquire(_ context.Context, kind, key, owner string, _ time.D
 	defer l.mu.Unlock()
 	k := kind + ":" + key
 	if h, ok := l.held[k]; ok && h != owner {
-		return fmt.Errorf("%w: held by %s", jobs.ErrBusy, h)
+		return &jobs.BusyError{Kind: kind, Key: key, Holder: h}
 	}
 	l.held[k] = owner
 	return nil
@@ -166,10 +171,11 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	insp := &fakeInspector{tasks: map[string]*asynq.TaskInfo{}}
 	f := &fixture{
 		backups: &fakeBackups{backups: map[string][]string{"existing": {"local", "minio"}, "only-minio": {"minio"}}, minio: true},
-		queue:   &fakeQueue{},
-		insp:    &fakeInspector{tasks: map[string]*asynq.TaskInfo{}},
+		queue:   &fakeQueue{insp: insp},
+		insp:    insp,
 		locks:   &fakeLocks{held: map[string]string{}, cancelled: map[string]bool{}},
 		logs:    &strings.Builder{},
 	}

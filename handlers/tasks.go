@@ -26,7 +26,11 @@ func (a *API) enqueue(c echo.Context, task *asynq.Task, res ...reservation) (*as
 	id := uuid.NewString()
 	if a.d.Locks != nil {
 		for i, r := range res {
-			if err := a.d.Locks.Acquire(ctx, r.kind, r.key, id, a.d.ReserveTTL); err != nil {
+			err := a.d.Locks.Acquire(ctx, r.kind, r.key, id, a.d.ReserveTTL)
+			if a.reclaimable(ctx, err) {
+				err = a.d.Locks.Acquire(ctx, r.kind, r.key, id, a.d.ReserveTTL)
+			}
+			if err != nil {
 				a.releaseAll(ctx, res[:i], id)
 				if errors.Is(err, jobs.ErrBusy) {
 					return nil, fmt.Errorf("%w: %s", errConflict, r.busyMessage)
@@ -51,6 +55,25 @@ func (a *API) enqueue(c echo.Context, task *asynq.Task, res ...reservation) (*as
 }
 
 type reservation struct{ kind, key, busyMessage string }
+
+// reclaimable releases a reservation whose holder will never release it:
+// its task was deleted (by hand, in the queue UI) or has already finished.
+// Without this a name could stay blocked until the reservation's TTL.
+func (a *API) reclaimable(ctx context.Context, err error) bool {
+	var busy *jobs.BusyError
+	if !errors.As(err, &busy) {
+		return false
+	}
+	info, ferr := a.findTask(busy.Holder)
+	switch {
+	case errors.Is(ferr, errTaskNotFound):
+	case ferr == nil && (info.State == asynq.TaskStateArchived || info.State == asynq.TaskStateCompleted):
+	default:
+		return false
+	}
+	a.d.Log.WithFields(map[string]any{"task_id": busy.Holder, "reservation": busy.Kind + ":" + busy.Key}).Info("reclaiming the reservation of a task that is gone or finished")
+	return a.d.Locks.Release(ctx, busy.Kind, busy.Key, busy.Holder) == nil
+}
 
 func (a *API) releaseAll(ctx context.Context, res []reservation, owner string) {
 	if a.d.Locks == nil {

@@ -20,8 +20,19 @@ const (
 	KindRestore = "restore"
 )
 
-// ErrBusy means another task holds the reservation.
+// ErrBusy means another task holds the reservation; errors.As with
+// *BusyError tells which.
 var ErrBusy = errors.New("reserved by another task")
+
+// BusyError names the task holding a reservation.
+type BusyError struct{ Kind, Key, Holder string }
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("%s: %s %s is held by task %s", ErrBusy, e.Kind, e.Key, e.Holder)
+}
+
+// Unwrap makes errors.Is(err, ErrBusy) true.
+func (e *BusyError) Unwrap() error { return ErrBusy }
 
 // Locks keeps reservations and cancellation marks in Redis, beside the
 // queue, so that the API and every worker see the same ones.
@@ -60,7 +71,7 @@ func (l *Locks) Acquire(ctx context.Context, kind, key, owner string, ttl time.D
 	if holder == owner {
 		return nil
 	}
-	return fmt.Errorf("%w: %s %s is held by task %s", ErrBusy, kind, key, holder)
+	return &BusyError{Kind: kind, Key: key, Holder: holder}
 }
 
 // releaseScript deletes the key only if owner still holds it, so a task

@@ -389,6 +389,23 @@ func (e *Engine) Find(ctx context.Context, name string, from []string) (*Manifes
 // readManifest returns a backup's manifest from one store, provided its
 // archive is also there with the recorded size.
 func (e *Engine) readManifest(ctx context.Context, s store.Store, name string) (*Manifest, error) {
+	m, err := e.fetchManifest(ctx, s, name)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Stat(ctx, m.ArchiveKey)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("stat archive %s in %s: %w", m.ArchiveKey, s.Name(), err)
+	}
+	size := int64(-1)
+	if err == nil {
+		size = info.Size
+	}
+	return e.matchArchive(m, s, size)
+}
+
+// fetchManifest reads and decodes a manifest without looking at the archive.
+func (e *Engine) fetchManifest(ctx context.Context, s store.Store, name string) (*Manifest, error) {
 	rc, err := s.Get(ctx, ManifestKey(name))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNotFound
@@ -408,13 +425,16 @@ func (e *Engine) readManifest(ctx context.Context, s store.Store, name string) (
 	if m.Name != name {
 		return nil, fmt.Errorf("manifest %s in %s names %q", name, s.Name(), m.Name)
 	}
-	info, err := s.Stat(ctx, m.ArchiveKey)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && info.Size != m.SizeBytes) {
-		e.log.WithFields(logrus.Fields{"backup_name": name, "store": s.Name()}).Warn("manifest without a matching archive; ignoring it")
+	return m, nil
+}
+
+// matchArchive accepts the manifest only if its archive exists (size >= 0)
+// with the recorded size: a manifest whose archive was removed or replaced
+// by hand does not describe a restorable backup.
+func (e *Engine) matchArchive(m *Manifest, s store.Store, size int64) (*Manifest, error) {
+	if size != m.SizeBytes {
+		e.log.WithFields(logrus.Fields{"backup_name": m.Name, "store": s.Name()}).Warn("manifest without a matching archive; ignoring it")
 		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("stat archive %s in %s: %w", m.ArchiveKey, s.Name(), err)
 	}
 	return m, nil
 }
@@ -436,32 +456,16 @@ func (e *Engine) List(ctx context.Context, from []string) ([]Entry, error) {
 	}
 	byName := map[string]*Entry{}
 	for _, s := range stores {
-		objs, err := s.List(ctx, Prefix)
+		found, err := e.listStore(ctx, s)
 		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", s.Name(), err)
+			return nil, err
 		}
-		sizes := make(map[string]int64, len(objs))
-		for _, o := range objs {
-			sizes[o.Key] = o.Size
-		}
-		for _, o := range objs {
-			name, ok := manifestName(o.Key)
-			if !ok {
-				continue
-			}
-			m, err := e.readManifest(ctx, s, name)
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				e.log.WithError(err).WithField("store", s.Name()).Warn("skipping unreadable manifest")
-				continue
-			}
-			if ent, ok := byName[name]; ok {
+		for _, m := range found {
+			if ent, ok := byName[m.Name]; ok {
 				ent.Locations = append(ent.Locations, s.Name())
 				continue
 			}
-			byName[name] = &Entry{Manifest: *m, Locations: []string{s.Name()}}
+			byName[m.Name] = &Entry{Manifest: *m, Locations: []string{s.Name()}}
 		}
 	}
 	out := make([]Entry, 0, len(byName))
@@ -475,6 +479,55 @@ func (e *Engine) List(ctx context.Context, from []string) ([]Entry, error) {
 		return out[i].Name < out[j].Name
 	})
 	return out, nil
+}
+
+// listStore returns the complete backups in one store. One listing gives
+// every archive's size, so each backup costs a single manifest read, and
+// those run a few at a time: a bucket with thousands of backups lists in
+// seconds, not minutes.
+func (e *Engine) listStore(ctx context.Context, s store.Store) ([]*Manifest, error) {
+	objs, err := s.List(ctx, Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", s.Name(), err)
+	}
+	sizes := make(map[string]int64, len(objs))
+	var names []string
+	for _, o := range objs {
+		sizes[o.Key] = o.Size
+		if name, ok := manifestName(o.Key); ok {
+			names = append(names, name)
+		}
+	}
+	found := make([]*Manifest, len(names))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, name := range names {
+		g.Go(func() error {
+			m, err := e.fetchManifest(gctx, s, name)
+			if errors.Is(err, ErrNotFound) {
+				return nil // deleted while listing
+			}
+			if err != nil {
+				if errors.Is(err, store.ErrUnavailable) || gctx.Err() != nil {
+					return err
+				}
+				e.log.WithError(err).WithField("store", s.Name()).Warn("skipping unreadable manifest")
+				return nil
+			}
+			size, ok := sizes[m.ArchiveKey]
+			if !ok {
+				size = -1
+			}
+			if m, err = e.matchArchive(m, s, size); err == nil {
+				found[i] = m
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("list %s: %w", s.Name(), err)
+	}
+	return slices.DeleteFunc(found, func(m *Manifest) bool { return m == nil }), nil
 }
 
 func manifestName(key string) (string, bool) {
