@@ -32,21 +32,8 @@ func (a *API) createBackup(c echo.Context) error {
 	if err := decodeJSON(c, a.d.BodyLimit, &req); err != nil {
 		return err
 	}
-	if req.BackupName == nil {
-		req.BackupName = queryString(c, "backup_name")
-	}
-	if req.Format == nil {
-		req.Format = queryString(c, "format")
-	}
-	if req.Database == nil {
-		req.Database = queryString(c, "database")
-	}
-	if req.UploadToMinio == nil {
-		b, err := queryBool(c, "upload_to_minio")
-		if err != nil {
-			return err
-		}
-		req.UploadToMinio = b
+	if err := fillFromQuery(c, &req); err != nil {
+		return err
 	}
 
 	format, err := engine.ParseFormat(deref(req.Format))
@@ -135,20 +122,8 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if err := decodeJSON(c, a.d.BodyLimit, &req); err != nil {
 		return err
 	}
-	if req.BackupName == nil {
-		req.BackupName = queryString(c, "backup_name")
-	}
-	if req.TargetDatabase == nil {
-		req.TargetDatabase = queryString(c, "target_database")
-	}
-	for name, p := range map[string]**bool{"download_from_minio": &req.DownloadFromMinio, "clean": &req.Clean} {
-		if *p == nil {
-			b, err := queryBool(c, name)
-			if err != nil {
-				return err
-			}
-			*p = b
-		}
+	if err := fillFromQuery(c, &req); err != nil {
+		return err
 	}
 	name := deref(req.BackupName)
 	if name == "" {

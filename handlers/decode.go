@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -72,6 +73,35 @@ func jsonKind(goKind string) string {
 		return "value of the documented type"
 	}
 	return goKind
+}
+
+// fillFromQuery sets each nil *string or *bool field of the struct v points
+// to from the query parameter named by its json tag. The old service took
+// its fields as query parameters; a field set in the body wins.
+func fillFromQuery(c echo.Context, v any) error {
+	rv := reflect.ValueOf(v).Elem()
+	for i := 0; i < rv.NumField(); i++ {
+		f, field := rv.Field(i), rv.Type().Field(i)
+		name, _, _ := strings.Cut(field.Tag.Get("json"), ",")
+		if !f.IsNil() || name == "" {
+			continue
+		}
+		switch field.Type.Elem().Kind() {
+		case reflect.String:
+			if s := queryString(c, name); s != nil {
+				f.Set(reflect.ValueOf(s))
+			}
+		case reflect.Bool:
+			b, err := queryBool(c, name)
+			if err != nil {
+				return err
+			}
+			if b != nil {
+				f.Set(reflect.ValueOf(b))
+			}
+		}
+	}
+	return nil
 }
 
 // queryBool reads an optional boolean query parameter.

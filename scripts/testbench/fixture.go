@@ -85,16 +85,24 @@ func (e Env) DropDBOnCleanup(t testing.TB, db string) {
 	})
 }
 
+// connect opens a connection to db as the bench's password role; close
+// ends both the connection and its two-minute context.
+func (e Env) connect(t testing.TB, db string) (ctx context.Context, conn *pgx.Conn, close func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	conn, err := pgx.Connect(ctx, e.PGURL(db))
+	if err != nil {
+		cancel()
+		t.Fatalf("connect %s: %v", db, err)
+	}
+	return ctx, conn, func() { conn.Close(ctx); cancel() }
+}
+
 // Exec runs statements in database db as the bench's password role.
 func (e Env) Exec(t testing.TB, db string, stmts ...string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, e.PGURL(db))
-	if err != nil {
-		t.Fatalf("connect %s: %v", db, err)
-	}
-	defer conn.Close(ctx)
+	ctx, conn, done := e.connect(t, db)
+	defer done()
 	for _, s := range stmts {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			t.Fatalf("exec in %s: %v\n%s", db, err, s)
@@ -105,13 +113,8 @@ func (e Env) Exec(t testing.TB, db string, stmts ...string) {
 // DatabaseExists reports whether db exists.
 func (e Env) DatabaseExists(t testing.TB, db string) bool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, e.PGURL("postgres"))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(ctx)
+	ctx, conn, done := e.connect(t, "postgres")
+	defer done()
 	var ok bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", db).Scan(&ok); err != nil {
 		t.Fatal(err)
@@ -125,13 +128,8 @@ func (e Env) DatabaseExists(t testing.TB, db string) bool {
 // the same data.
 func (e Env) Fingerprint(t testing.TB, db string) map[string]string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, e.PGURL(db))
-	if err != nil {
-		t.Fatalf("connect %s: %v", db, err)
-	}
-	defer conn.Close(ctx)
+	ctx, conn, done := e.connect(t, db)
+	defer done()
 	out := map[string]string{}
 	tables := queryStrings(t, ctx, conn, `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`)
 	for _, tbl := range tables {
