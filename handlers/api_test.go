@@ -267,3 +267,15 @@ func TestReservationOfVanishedTaskIsReclaimed(t *testing.T) {
 		t.Fatalf("restore after the holder completed: %d, want 202", code)
 	}
 }
+
+func TestBackupsPageIsServed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	code, body := f.do("GET", "/ui/", "", nil)
+	if code != 200 || !strings.Contains(body, "<title>pgbackup</title>") || !strings.Contains(body, "/api/admin/backup/list") {
+		t.Fatalf("GET /ui/ = %d, want the backups page", code)
+	}
+	if code, _ := f.do("GET", "/", "", nil); code != http.StatusFound {
+		t.Fatalf("GET / = %d, want a redirect to /ui/", code)
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/autograph/pgbackup/jobs"
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/web"
 )
 
 // Backups is the read side of the engine that the API uses.
@@ -84,6 +85,9 @@ func New(d Deps) *echo.Echo {
 
 	e.GET("/healthz", a.healthz)
 	e.GET("/readyz", a.readyz)
+	// The backups page: static, no data in it; its calls carry the token.
+	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/ui/") })
+	e.GET("/ui/*", echo.WrapHandler(http.StripPrefix("/ui/", web.Handler())))
 
 	api := e.Group("/api", a.authenticate)
 	view := api.Group("", requireRole(RoleViewer))
