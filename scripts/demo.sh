@@ -399,6 +399,7 @@ chmod 600 "$DEMO_DIR/demo.env"
 step "The service is running"
 cat <<EOF
     API:          $API_URL
+    Backups page: $API_URL/ui/#token=$ADMIN_TOKEN
     Queue UI:     $API_URL/monitoring/
                   (the browser asks for a user name and password: any user
                   name, and the admin token as password; the viewer token
