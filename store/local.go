@@ -66,6 +66,15 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, _ map[string]s
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("local put %s: %w", key, err)
 	}
+	// A writer killed during an earlier attempt at this key left its temp
+	// file behind; clear it, as MinIO's Put clears abandoned uploads.
+	// (Callers never write one key from two places at once: names are
+	// reserved per task.)
+	if stale, _ := filepath.Glob(filepath.Join(dir, "."+filepath.Base(dst)+tempMarker+"*")); len(stale) > 0 {
+		for _, f := range stale {
+			_ = os.Remove(f)
+		}
+	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dst)+tempMarker+"*")
 	if err != nil {
 		return fmt.Errorf("local put %s: %w", key, err)

@@ -82,6 +82,14 @@ func TestLocalIgnoresLeftoverTempFiles(t *testing.T) {
 	if err != nil || len(objs) != 0 {
 		t.Fatalf("List = %v, %v; want the temp file hidden", objs, err)
 	}
+	// The next Put of that key clears the leftover.
+	if err := s.Put(context.Background(), "postgres/x.dump", strings.NewReader("whole"), nil); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "postgres", ".x.dump.partial-*"))
+	if len(left) != 0 {
+		t.Fatalf("leftover temp files after a new Put: %v", left)
+	}
 }
 
 func TestMinIOUnreachableIsErrUnavailable(t *testing.T) {
