@@ -13,6 +13,9 @@ scripts/testbench.sh install
 
 export PGBACKUP_TEST_REQUIRED=1
 GO="$(command -v go || echo /usr/local/go/bin/go)"
+# The end-to-end tests build the binaries with the go on PATH.
+PATH="$(dirname "$GO"):$PATH"
+export PATH
 # GO_TEST_ARGS is split on whitespace on purpose.
 # shellcheck disable=SC2086
 scripts/with-testbench.sh "$GO" test -count=1 -timeout 20m ./... "$@" ${GO_TEST_ARGS:-}
