@@ -325,8 +325,10 @@ pg_init() {
 	done
 
 	state_set PG_PASSWORD "$(randhex 16)"
+	# The password goes in through stdin, never on a command line (it is hex).
 	"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR/sock" -p "$PG_PORT" -U postgres -d postgres \
-		-v "pw=$PG_PASSWORD" <<SQL >/dev/null || die "creating role/database in PostgreSQL failed"
+		<<SQL >/dev/null || die "creating role/database in PostgreSQL failed"
+\\set pw '$PG_PASSWORD'
 CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD :'pw';
 CREATE DATABASE $PG_DB OWNER $PG_USER;
 SQL
