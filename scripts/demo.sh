@@ -19,6 +19,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 TESTBENCH="$ROOT/scripts/testbench.sh"
 NONINTERACTIVE="${DEMO_NONINTERACTIVE:-0}"
 POLL_TIMEOUT=180 # seconds a task may take before the demo gives up
@@ -40,15 +42,7 @@ SLEEP_PID=""
 # name:pid of every program this script started
 PROCS=()
 
-# True while pid $1 runs (a zombie counts as gone).
-alive() {
-	kill -0 "$1" 2>/dev/null || return 1
-	[ -r "/proc/$1/stat" ] || return 0
-	local stat
-	stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-	stat="${stat##*) }"
-	[ "${stat%% *}" != Z ]
-}
+# alive() comes from lib.sh.
 
 # Stops the programs: SIGTERM to all at once (workers hand running tasks
 # back within WORKER_SHUTDOWN_TIMEOUT), SIGKILL whatever is left after 30 s.

@@ -17,6 +17,8 @@ MINIO_MODULE="github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c"
 CACHE="${PGBACKUP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgbackup-testbench}"
 MINIO_BIN="$CACHE/bin/minio"
 SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$SELF")/lib.sh"
 MARKER=".pgbackup-testbench"
 PG_USER=autograph
 PG_DB=autograph
@@ -141,15 +143,7 @@ pid_ours() {
 	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir"
 }
 
-# True while $1 runs (a zombie counts as gone: its parent may never reap it).
-alive() {
-	kill -0 "$1" 2>/dev/null || return 1
-	[ -r "/proc/$1/stat" ] || return 0
-	local stat
-	stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-	stat="${stat##*) }"
-	[ "${stat%% *}" != Z ]
-}
+# alive() comes from lib.sh.
 
 # Waits up to 10 s for pid $1 to exit, then SIGKILLs it.
 wait_gone() {
