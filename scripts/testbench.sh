@@ -353,18 +353,19 @@ redis_wait() {
 	return 1
 }
 
-# Pid of the bench's redis / minio, if it runs (checked against DIR).
-redis_pid() {
+# Pid of the bench's redis or minio ($1), if it runs (checked against DIR).
+svc_pid() {
 	local pid
-	pid="$(cat "$DIR/redis/redis.pid" 2>/dev/null || true)"
-	if pid_ours "$pid" "$DIR/redis"; then echo "$pid"; fi
+	pid="$(cat "$DIR/$1/$1.pid" 2>/dev/null || true)"
+	if pid_ours "$pid" "$DIR/$1"; then echo "$pid"; fi
 }
 
-redis_stop() {
+# Stops the bench's redis or minio ($1).
+svc_kill() {
 	local pid
-	pid="$(redis_pid)"
-	[ -z "$pid" ] || kill_wait "$pid" redis
-	rm -f "$DIR/redis/redis.pid"
+	pid="$(svc_pid "$1")"
+	[ -z "$pid" ] || kill_wait "$pid" "$1"
+	rm -f "$DIR/$1/$1.pid"
 }
 
 redis_init() {
@@ -379,7 +380,7 @@ redis_init() {
 		fi
 		if [ "$attempt" -lt 5 ] && cat "$DIR/redis/redis.log" "$DIR/redis/stderr.log" 2>/dev/null | grep -qi 'already in use'; then
 			log "Redis port $REDIS_PORT taken, retrying on another port"
-			redis_stop
+			svc_kill redis
 			: >"$DIR/redis/redis.log"; : >"$DIR/redis/stderr.log"
 			continue
 		fi
@@ -418,19 +419,6 @@ minio_wait() {
 	return 1
 }
 
-minio_pid() {
-	local pid
-	pid="$(cat "$DIR/minio/minio.pid" 2>/dev/null || true)"
-	if pid_ours "$pid" "$DIR/minio"; then echo "$pid"; fi
-}
-
-minio_stop() {
-	local pid
-	pid="$(minio_pid)"
-	[ -z "$pid" ] || kill_wait "$pid" minio
-	rm -f "$DIR/minio/minio.pid"
-}
-
 minio_init_launch() {
 	state_set MINIO_BIN "$MINIO_BIN"
 	state_set MINIO_PASSWORD "$(randhex 20)"
@@ -450,7 +438,7 @@ minio_init_wait() {
 		fi
 		if [ "$rc" -eq 2 ] && [ "$attempt" -lt 5 ] && grep -qi 'already in use' "$DIR/minio/minio.log" 2>/dev/null; then
 			log "MinIO port $MINIO_PORT or $MINIO_CONSOLE_PORT taken, retrying on other ports"
-			minio_stop
+			svc_kill minio
 			: >"$DIR/minio/minio.log"
 			pick_port MINIO_PORT
 			pick_port MINIO_CONSOLE_PORT
@@ -489,8 +477,8 @@ stop_all() {
 	load_state
 	# MinIO and Redis each take 1-2 s to exit: signal both, then wait.
 	local mpid rpid
-	mpid="$(minio_pid)"
-	rpid="$(redis_pid)"
+	mpid="$(svc_pid minio)"
+	rpid="$(svc_pid redis)"
 	[ -z "$mpid" ] || kill -TERM "$mpid" 2>/dev/null || true
 	[ -z "$rpid" ] || kill -TERM "$rpid" 2>/dev/null || true
 	pg_stop_server
@@ -577,8 +565,8 @@ cmd_svc_stop() {
 	bench_dir "${2:-}"
 	case "$name" in
 	postgres) pg_stop_server ;;
-	redis) redis_stop ;;
-	minio) minio_stop ;;
+	redis) svc_kill redis ;;
+	minio) svc_kill minio ;;
 	*) die "unknown service '$name' (postgres, redis, minio)" ;;
 	esac
 	log "$name stopped"
