@@ -44,7 +44,7 @@ func NewLocal(dir string) (*Local, error) {
 }
 
 // Name implements Store.
-func (l *Local) Name() string { return "local" }
+func (l *Local) Name() string { return LocalName }
 
 // Root returns the directory the store writes under.
 func (l *Local) Root() string { return l.root }

@@ -106,7 +106,7 @@ func (m *MinIO) ensureBucket(ctx context.Context, region string) error {
 }
 
 // Name implements Store.
-func (m *MinIO) Name() string { return "minio" }
+func (m *MinIO) Name() string { return MinIOName }
 
 // Bucket returns the bucket name.
 func (m *MinIO) Bucket() string { return m.bucket }

@@ -36,8 +36,8 @@ type ObjectInfo struct {
 // relative paths such as "postgres/nightly.dump"; backends reject keys that
 // are absolute or contain "..".
 type Store interface {
-	// Name is a short stable identifier ("local", "minio") used in manifests,
-	// logs and API responses.
+	// Name is a short stable identifier (LocalName, MinIOName, ...) used in
+	// manifests, logs, task payloads and API requests.
 	Name() string
 	// Put stores everything read from r under key. It is idempotent: a
 	// second Put of the same key replaces the object. If r returns an error
@@ -53,6 +53,14 @@ type Store interface {
 	// Delete removes the object. Deleting a missing key returns ErrNotFound.
 	Delete(ctx context.Context, key string) error
 }
+
+// Names of the built-in backends. They appear in manifests, task payloads
+// and API requests, so they are never renamed.
+const (
+	LocalName  = "local"
+	MinIOName  = "minio"
+	MemoryName = "memory"
+)
 
 // IsNotFound reports whether err means the object does not exist.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

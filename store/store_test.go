@@ -23,6 +23,12 @@ func TestLocalContract(t *testing.T) {
 	})
 }
 
+// TestMemoryContract runs the contract on the in-memory backend, the
+// example of what a third backend must meet.
+func TestMemoryContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return store.NewMemory("") })
+}
+
 func TestMinIOContract(t *testing.T) {
 	env := testbench.Require(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
