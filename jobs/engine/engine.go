@@ -24,7 +24,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/jobs/pgtool"
 	"github.com/autograph/pgbackup/store"
 )
@@ -163,7 +162,7 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 	if db == "" {
 		db = e.conn.Database
 	}
-	if !configs.ValidIdentifier(db) {
+	if !pgtool.ValidIdentifier(db) {
 		return nil, fmt.Errorf("backup %s: %w: database name %q is not a valid identifier", req.Name, ErrInvalid, db)
 	}
 	targets, err := e.pick(req.Stores)
@@ -203,7 +202,8 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
 	}
-	digest := newDigestReader(src, "uploading", req.Progress)
+	// The checksum is taken after encode, over the bytes the stores hold.
+	digest := newDigestReader(encode(src), "uploading", req.Progress)
 	err = putAll(ctx, targets, key, digest)
 	cleanup()
 	if err != nil {
@@ -218,7 +218,7 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 		ServerVersion: versionString(serverNum), PgDumpVersion: tools.Version,
 		Stores: names(targets), TaskID: req.TaskID,
 	}
-	if format.compresses() {
+	if format.spec().pgCompress {
 		m.Compression = e.compress
 	}
 	report(req.Progress, Progress{Phase: "publishing", Bytes: m.SizeBytes})
@@ -244,11 +244,12 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 // pg_dump if it is still running and removes temporary files; it must be
 // called once the stream is no longer read.
 func (e *Engine) dump(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, f Format) (io.Reader, func(), error) {
-	args := []string{"--no-password", "--format=" + f.flag()}
-	if e.compress != "" && f.compresses() {
+	spec := f.spec()
+	args := []string{"--no-password", "--format=" + spec.flag}
+	if e.compress != "" && spec.pgCompress {
 		args = append(args, "--compress="+e.compress)
 	}
-	if f == FormatDirectory {
+	if spec.toDir {
 		return e.dumpDirectory(ctx, tools, conn, args)
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -298,6 +299,15 @@ func (e *Engine) dumpDirectory(ctx context.Context, tools pgtool.Tools, conn pgt
 		_ = os.RemoveAll(tmp)
 	}, nil
 }
+
+// encode is the stage between pg_dump and the stores, and decode its
+// inverse between the stores and pg_restore. Both are the identity today;
+// compression in the stream (and later encryption) plugs in here, so that
+// it stays streaming, the checksum covers the stored bytes, and the
+// manifest can record what was applied.
+func encode(src io.Reader) io.Reader { return src }
+
+func decode(stored io.Reader) io.Reader { return stored }
 
 // putAll writes one stream to several stores at once, so each byte is read
 // from pg_dump once. If any store fails, the others' uploads are aborted

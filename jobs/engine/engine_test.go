@@ -95,7 +95,7 @@ func (b *bench) newEngine(t *testing.T) (*engine.Engine, *store.Local, *store.Mi
 
 func TestRoundTripAllFormatsAllStores(t *testing.T) {
 	b := setup(t)
-	for _, storeName := range []string{"local", "minio"} {
+	for _, storeName := range []string{store.LocalName, store.MinIOName} {
 		for _, format := range engine.Formats {
 			t.Run(storeName+"/"+string(format), func(t *testing.T) {
 				t.Parallel()
@@ -142,7 +142,7 @@ func TestCleanRestoreOverDriftedDatabase(t *testing.T) {
 			t.Parallel()
 			e, _, _ := b.newEngine(t)
 			ctx := context.Background()
-			if _, err := e.Backup(ctx, engine.BackupRequest{Name: "drift", Format: format, Stores: []string{"local"}}); err != nil {
+			if _, err := e.Backup(ctx, engine.BackupRequest{Name: "drift", Format: format, Stores: []string{store.LocalName}}); err != nil {
 				t.Fatalf("Backup: %v", err)
 			}
 			target := testbench.UniqueName("drift_" + string(format))
@@ -183,7 +183,7 @@ func TestCleanRestoreOverDriftedDatabase(t *testing.T) {
 
 func TestCorruptArchiveIsRefusedAndTargetUntouched(t *testing.T) {
 	b := setup(t)
-	for _, storeName := range []string{"local", "minio"} {
+	for _, storeName := range []string{store.LocalName, store.MinIOName} {
 		t.Run(storeName, func(t *testing.T) {
 			t.Parallel()
 			e, local, mio := b.newEngine(t)
@@ -193,7 +193,7 @@ func TestCorruptArchiveIsRefusedAndTargetUntouched(t *testing.T) {
 				t.Fatalf("Backup: %v", err)
 			}
 			var s store.Store = local
-			if storeName == "minio" {
+			if storeName == store.MinIOName {
 				s = mio
 			}
 			flipByte(t, s, m.ArchiveKey, m.SizeBytes/2)
@@ -247,15 +247,15 @@ func TestDeleteFromChosenStoresOnly(t *testing.T) {
 	t.Parallel()
 	e, local, mio := b.newEngine(t)
 	ctx := context.Background()
-	m, err := e.Backup(ctx, engine.BackupRequest{Name: "both", Format: engine.FormatTar, Stores: []string{"local", "minio"}})
+	m, err := e.Backup(ctx, engine.BackupRequest{Name: "both", Format: engine.FormatTar, Stores: []string{store.LocalName, store.MinIOName}})
 	if err != nil {
 		t.Fatalf("Backup: %v", err)
 	}
-	if !slices.Equal(m.Stores, []string{"local", "minio"}) {
+	if !slices.Equal(m.Stores, []string{store.LocalName, store.MinIOName}) {
 		t.Fatalf("manifest stores = %v, want [local minio]", m.Stores)
 	}
 	list, err := e.List(ctx, nil)
-	if err != nil || len(list) != 1 || !slices.Equal(list[0].Locations, []string{"local", "minio"}) {
+	if err != nil || len(list) != 1 || !slices.Equal(list[0].Locations, []string{store.LocalName, store.MinIOName}) {
 		t.Fatalf("List = %+v, %v; want one entry in [local minio]", list, err)
 	}
 	// Both copies are byte-identical: one stream was fanned out.
@@ -263,8 +263,8 @@ func TestDeleteFromChosenStoresOnly(t *testing.T) {
 		t.Fatalf("local and minio archives differ: %s vs %s", a, b2)
 	}
 
-	deleted, err := e.Delete(ctx, "both", []string{"minio"})
-	if err != nil || !slices.Equal(deleted, []string{"minio"}) {
+	deleted, err := e.Delete(ctx, "both", []string{store.MinIOName})
+	if err != nil || !slices.Equal(deleted, []string{store.MinIOName}) {
 		t.Fatalf("Delete(minio) = %v, %v; want [minio]", deleted, err)
 	}
 	for _, k := range []string{m.ArchiveKey, engine.ManifestKey("both")} {
@@ -276,13 +276,13 @@ func TestDeleteFromChosenStoresOnly(t *testing.T) {
 		}
 	}
 	list, err = e.List(ctx, nil)
-	if err != nil || len(list) != 1 || !slices.Equal(list[0].Locations, []string{"local"}) {
+	if err != nil || len(list) != 1 || !slices.Equal(list[0].Locations, []string{store.LocalName}) {
 		t.Fatalf("List after minio delete = %+v, %v; want locations [local]", list, err)
 	}
-	if list, err := e.List(ctx, []string{"minio"}); err != nil || len(list) != 0 {
+	if list, err := e.List(ctx, []string{store.MinIOName}); err != nil || len(list) != 0 {
 		t.Fatalf("List(minio) = %+v, %v; want empty", list, err)
 	}
-	if _, err := e.Delete(ctx, "both", []string{"minio"}); !errors.Is(err, engine.ErrNotFound) {
+	if _, err := e.Delete(ctx, "both", []string{store.MinIOName}); !errors.Is(err, engine.ErrNotFound) {
 		t.Fatalf("second Delete(minio): err = %v, want ErrNotFound", err)
 	}
 	if _, err := e.Delete(ctx, "both", nil); err != nil {
@@ -299,7 +299,7 @@ func TestBackupRefusals(t *testing.T) {
 	t.Parallel()
 	e, local, _ := b.newEngine(t)
 	ctx := context.Background()
-	if _, err := e.Backup(ctx, engine.BackupRequest{Name: "dup", Stores: []string{"local"}}); err != nil {
+	if _, err := e.Backup(ctx, engine.BackupRequest{Name: "dup", Stores: []string{store.LocalName}}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -307,7 +307,7 @@ func TestBackupRefusals(t *testing.T) {
 		req  engine.BackupRequest
 		want error
 	}{
-		{"existing name", engine.BackupRequest{Name: "dup", Stores: []string{"minio"}}, engine.ErrExists},
+		{"existing name", engine.BackupRequest{Name: "dup", Stores: []string{store.MinIOName}}, engine.ErrExists},
 		{"bad name", engine.BackupRequest{Name: "../etc"}, engine.ErrInvalid},
 		{"bad format", engine.BackupRequest{Name: "x", Format: "zip"}, engine.ErrInvalid},
 		{"bad database", engine.BackupRequest{Name: "x", Database: "a;b"}, engine.ErrInvalid},
@@ -319,7 +319,7 @@ func TestBackupRefusals(t *testing.T) {
 		}
 	}
 	// pg_dump failing (database does not exist) publishes nothing.
-	_, err := e.Backup(ctx, engine.BackupRequest{Name: "nodb", Database: "no_such_db", Stores: []string{"local", "minio"}})
+	_, err := e.Backup(ctx, engine.BackupRequest{Name: "nodb", Database: "no_such_db", Stores: []string{store.LocalName, store.MinIOName}})
 	if err == nil || !strings.Contains(err.Error(), "no_such_db") {
 		t.Fatalf("backup of missing database: err = %v, want an error naming no_such_db", err)
 	}
@@ -340,15 +340,15 @@ func TestRetriedTaskGetsItsOwnFinishedBackup(t *testing.T) {
 	t.Parallel()
 	e, _, _ := b.newEngine(t)
 	ctx := context.Background()
-	first, err := e.Backup(ctx, engine.BackupRequest{Name: "idem", Stores: []string{"local"}, TaskID: "task-1"})
+	first, err := e.Backup(ctx, engine.BackupRequest{Name: "idem", Stores: []string{store.LocalName}, TaskID: "task-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := e.Backup(ctx, engine.BackupRequest{Name: "idem", Stores: []string{"local"}, TaskID: "task-1"})
+	again, err := e.Backup(ctx, engine.BackupRequest{Name: "idem", Stores: []string{store.LocalName}, TaskID: "task-1"})
 	if err != nil || again.SHA256 != first.SHA256 {
 		t.Fatalf("retry of the same task: %v, %v; want the first manifest back", again, err)
 	}
-	if _, err := e.Backup(ctx, engine.BackupRequest{Name: "idem", Stores: []string{"local"}, TaskID: "task-2"}); !errors.Is(err, engine.ErrExists) {
+	if _, err := e.Backup(ctx, engine.BackupRequest{Name: "idem", Stores: []string{store.LocalName}, TaskID: "task-2"}); !errors.Is(err, engine.ErrExists) {
 		t.Fatalf("other task with the same name: err = %v, want ErrExists", err)
 	}
 }
@@ -385,4 +385,58 @@ func objectSum(t *testing.T, s store.Store, key string) string {
 		t.Fatal(err)
 	}
 	return sha(data)
+}
+
+// TestThirdStoreByName adds a third backend beside the local directory and
+// MinIO. Nothing in the engine knows it: it is chosen, listed, restored
+// from and deleted from by its name alone, which is what adding a backend
+// has to cost.
+func TestThirdStoreByName(t *testing.T) {
+	b := setup(t)
+	t.Parallel()
+	local, err := store.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := store.NewMemory("vault")
+	e, err := engine.New(engine.Options{Conn: b.conn(b.source), Stores: []store.Store{local, mem},
+		Finder: &pgtool.Finder{Forced: b.env.PGBin}, WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.StoreNames(); !slices.Equal(got, []string{store.LocalName, "vault"}) {
+		t.Fatalf("StoreNames = %v, want [local vault]", got)
+	}
+	ctx := context.Background()
+	m, err := e.Backup(ctx, engine.BackupRequest{Name: "third", Format: engine.FormatTar, Stores: []string{"vault"}})
+	if err != nil {
+		t.Fatalf("Backup into the third store: %v", err)
+	}
+	if objs, _ := local.List(ctx, ""); len(objs) != 0 {
+		t.Fatalf("the local store holds %v; the backup asked for vault only", objs)
+	}
+	if got := objectSum(t, mem, m.ArchiveKey); got != m.SHA256 {
+		t.Fatalf("vault holds an archive with sha256 %s, manifest says %s", got, m.SHA256)
+	}
+	list, err := e.List(ctx, []string{"vault"})
+	if err != nil || len(list) != 1 || !slices.Equal(list[0].Locations, []string{"vault"}) {
+		t.Fatalf("List(vault) = %+v, %v; want one backup located in vault", list, err)
+	}
+	target := testbench.UniqueName("third_restored")
+	b.env.DropDBOnCleanup(t, target)
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "third", From: "vault", TargetDatabase: target}); err != nil {
+		t.Fatalf("Restore from vault: %v", err)
+	}
+	if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), b.want); diff != "" {
+		t.Fatalf("restored from vault differs from the source:\n%s", diff)
+	}
+	if _, err := e.Backup(ctx, engine.BackupRequest{Name: "nowhere", Stores: []string{"s3"}}); !errors.Is(err, engine.ErrInvalid) {
+		t.Fatalf("Backup into an unconfigured store: err = %v, want ErrInvalid", err)
+	}
+	if deleted, err := e.Delete(ctx, "third", []string{"vault"}); err != nil || !slices.Equal(deleted, []string{"vault"}) {
+		t.Fatalf("Delete from vault = %v, %v", deleted, err)
+	}
+	if objs, _ := mem.List(ctx, ""); len(objs) != 0 {
+		t.Fatalf("vault still holds %v after delete", objs)
+	}
 }

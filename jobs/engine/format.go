@@ -17,55 +17,69 @@ const (
 	FormatTar       Format = "tar"
 )
 
-// Formats lists every supported format.
+// formatSpec holds everything the engine knows about one format, so that
+// adding or changing a format is one row in formats, not a switch in every
+// function that dumps, restores or verifies.
+type formatSpec struct {
+	// ext is the archive's key suffix. None is a suffix of another (nor of
+	// ".manifest.json"), so two backup names never map to the same key.
+	ext string
+	// flag is pg_dump's and pg_restore's --format letter.
+	flag string
+	// pgCompress says whether pg_dump -Z applies. Tar archives cannot be
+	// compressed by pg_dump; plain output is left readable.
+	pgCompress bool
+	// toDir: pg_dump writes a directory (in parallel), which the engine
+	// streams as one tar; restore and verify extract it again first.
+	toDir bool
+	// psql: restored by running the SQL through psql rather than pg_restore.
+	psql bool
+	// oneTransaction: the restore can run as a single transaction, so a
+	// failure leaves the target as it was. Parallel restore cannot.
+	oneTransaction bool
+	// parallel: pg_restore -j applies.
+	parallel bool
+	// listable: pg_restore --list can read the table of contents (verify).
+	listable bool
+}
+
+// formats is the table of supported formats. The directory format is stored
+// as one tar stream of pg_dump -Fd's output; ".dirtar" says so without
+// ending in ".tar", which would collide with the tar format of a name
+// ending in ".dir".
+var formats = map[Format]formatSpec{
+	FormatCustom:    {ext: ".dump", flag: "c", pgCompress: true, oneTransaction: true, listable: true},
+	FormatPlain:     {ext: ".sql", flag: "p", psql: true, oneTransaction: true},
+	FormatDirectory: {ext: ".dirtar", flag: "d", pgCompress: true, toDir: true, parallel: true, listable: true},
+	FormatTar:       {ext: ".tar", flag: "t", oneTransaction: true, listable: true},
+}
+
+// Formats lists every supported format, in the order the API documents them.
 var Formats = []Format{FormatCustom, FormatPlain, FormatDirectory, FormatTar}
 
 // ParseFormat accepts a format name; empty means custom.
 func ParseFormat(s string) (Format, error) {
-	switch f := Format(strings.ToLower(strings.TrimSpace(s))); f {
-	case "":
+	f := Format(strings.ToLower(strings.TrimSpace(s)))
+	if f == "" {
 		return FormatCustom, nil
-	case FormatCustom, FormatPlain, FormatDirectory, FormatTar:
+	}
+	if _, ok := formats[f]; ok {
 		return f, nil
 	}
 	return "", fmt.Errorf("%w: unknown format %q (want custom, plain, directory or tar)", ErrInvalid, s)
 }
 
-// Extension is the archive's file name suffix. None is a suffix of another
-// (nor of ".manifest.json"), so two backup names can never map to the same
-// key. The directory format is stored as one tar stream of pg_dump -Fd's
-// output; ".dirtar" says so without ending in ".tar", which would collide
-// with the tar format of a name ending in ".dir".
-func (f Format) Extension() string {
-	switch f {
-	case FormatPlain:
-		return ".sql"
-	case FormatDirectory:
-		return ".dirtar"
-	case FormatTar:
-		return ".tar"
-	default:
-		return ".dump"
+// spec returns the format's row; unknown formats (which ParseFormat and
+// decodeManifest refuse before they get here) read as custom.
+func (f Format) spec() formatSpec {
+	if s, ok := formats[f]; ok {
+		return s
 	}
+	return formats[FormatCustom]
 }
 
-// flag is pg_dump's --format letter.
-func (f Format) flag() string {
-	switch f {
-	case FormatPlain:
-		return "p"
-	case FormatDirectory:
-		return "d"
-	case FormatTar:
-		return "t"
-	default:
-		return "c"
-	}
-}
-
-// compresses reports whether pg_dump -Z applies to the format. Tar archives
-// cannot be compressed by pg_dump; plain output is left readable.
-func (f Format) compresses() bool { return f == FormatCustom || f == FormatDirectory }
+// Extension is the archive's file name suffix.
+func (f Format) Extension() string { return f.spec().ext }
 
 // MaxNameLen is the longest accepted backup name.
 const MaxNameLen = 128

@@ -11,7 +11,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/jobs/pgtool"
 	"github.com/autograph/pgbackup/store"
 )
@@ -59,7 +58,7 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*Manifest, er
 	if target == "" {
 		target = e.conn.Database
 	}
-	if !configs.ValidIdentifier(target) {
+	if !pgtool.ValidIdentifier(target) {
 		return nil, fmt.Errorf("restore %s: %w: target database %q is not a valid identifier", req.Name, ErrInvalid, target)
 	}
 	var from []string
@@ -79,8 +78,8 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*Manifest, er
 		return nil, fmt.Errorf("restore %s: work dir: %w", req.Name, err)
 	}
 	defer os.RemoveAll(tmp)
-	archive := filepath.Join(tmp, "archive")
-	if err := e.fetchVerified(ctx, s[0], m, archive, req.Progress); err != nil {
+	archive, err := e.materialize(ctx, s[0], m, tmp, req.Progress)
+	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
 	}
 
@@ -104,7 +103,7 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*Manifest, er
 	}
 
 	report(req.Progress, Progress{Phase: "restoring", Bytes: m.SizeBytes})
-	if err := e.runRestore(ctx, tools, e.conn.WithDatabase(target), m.Format, archive, tmp, req.Clean); err != nil {
+	if err := e.runRestore(ctx, tools, e.conn.WithDatabase(target), m.Format, archive, req.Clean); err != nil {
 		if !exists {
 			// Leave no half-restored database behind that looks like a result.
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -121,8 +120,39 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*Manifest, er
 	return m, nil
 }
 
+// materialize fetches a backup's archive into tmp, verified against the
+// manifest, and returns the path pg_restore or psql reads: the archive
+// file itself, or for formats stored as a tar of a directory, the
+// extracted directory (the tar is removed to free its disk space first).
+// Restore and verify share it, so both read archives the same way.
+func (e *Engine) materialize(ctx context.Context, s store.Store, m *Manifest, tmp string, progress ProgressFunc) (string, error) {
+	archive := filepath.Join(tmp, "archive")
+	if err := e.fetchVerified(ctx, s, m, archive, progress); err != nil {
+		return "", err
+	}
+	if !m.Format.spec().toDir {
+		return archive, nil
+	}
+	dir := filepath.Join(tmp, "dir")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("extract %s: %w", m.ArchiveKey, err)
+	}
+	af, err := os.Open(archive)
+	if err != nil {
+		return "", fmt.Errorf("extract %s: %w", m.ArchiveKey, err)
+	}
+	err = extractTar(af, dir)
+	_ = af.Close()
+	if err != nil {
+		return "", fmt.Errorf("extract %s: %w", m.ArchiveKey, err)
+	}
+	_ = os.Remove(archive)
+	return dir, nil
+}
+
 // fetchVerified copies the archive to path while hashing it and fails with
-// ErrChecksumMismatch unless size and SHA-256 match the manifest.
+// ErrChecksumMismatch unless size and SHA-256 match the manifest. The hash
+// covers the stored bytes; decode then undoes the stream stage.
 func (e *Engine) fetchVerified(ctx context.Context, s store.Store, m *Manifest, path string, progress ProgressFunc) (err error) {
 	rc, err := s.Get(ctx, m.ArchiveKey)
 	if err != nil {
@@ -140,7 +170,7 @@ func (e *Engine) fetchVerified(ctx context.Context, s store.Store, m *Manifest, 
 	}()
 	report(progress, Progress{Phase: "downloading"})
 	d := newDigestReader(rc, "downloading", progress)
-	if _, err := io.Copy(f, d); err != nil {
+	if _, err := io.Copy(f, decode(d)); err != nil {
 		return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
 	}
 	if d.Size() != m.SizeBytes || d.Sum() != m.SHA256 {
@@ -150,45 +180,28 @@ func (e *Engine) fetchVerified(ctx context.Context, s store.Store, m *Manifest, 
 	return nil
 }
 
-func (e *Engine) runRestore(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, f Format, archive, tmp string, clean bool) error {
-	if f == FormatPlain {
+// runRestore restores the materialized archive at path into conn's database.
+func (e *Engine) runRestore(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, f Format, path string, clean bool) error {
+	spec := f.spec()
+	if spec.psql {
 		args := []string{"--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--single-transaction", "--dbname=" + conn.Database}
 		if clean {
 			args = append(args, "--command="+wipeSchemasSQL)
 		}
-		args = append(args, "--file="+archive)
+		args = append(args, "--file="+path)
 		return tools.Command(ctx, conn, "psql", args...).Run()
 	}
-	args := []string{"--no-password", "--exit-on-error", "--dbname=" + conn.Database}
+	args := []string{"--no-password", "--exit-on-error", "--dbname=" + conn.Database, "--format=" + spec.flag}
 	if clean {
 		args = append(args, "--clean", "--if-exists")
 	}
-	switch f {
-	case FormatDirectory:
-		dir := filepath.Join(tmp, "dir")
-		if err := os.Mkdir(dir, 0o700); err != nil {
-			return err
-		}
-		af, err := os.Open(archive)
-		if err != nil {
-			return err
-		}
-		err = extractTar(af, dir)
-		_ = af.Close()
-		if err != nil {
-			return err
-		}
-		// The archive copy is no longer needed; free its disk space before
-		// pg_restore starts.
-		_ = os.Remove(archive)
-		// Parallel restore cannot run in a single transaction.
-		args = append(args, "--format=d", "--jobs="+strconv.Itoa(e.jobs), dir)
-	case FormatTar:
-		args = append(args, "--format=t", "--single-transaction", archive)
-	default:
-		args = append(args, "--format=c", "--single-transaction", archive)
+	if spec.oneTransaction {
+		args = append(args, "--single-transaction")
 	}
-	return tools.Command(ctx, conn, "pg_restore", args...).Run()
+	if spec.parallel {
+		args = append(args, "--jobs="+strconv.Itoa(e.jobs))
+	}
+	return tools.Command(ctx, conn, "pg_restore", append(args, path)...).Run()
 }
 
 // Verify re-reads a backup from one store (the first holding it when from
@@ -209,34 +222,19 @@ func (e *Engine) Verify(ctx context.Context, name, from string) (*Manifest, erro
 		return nil, fmt.Errorf("verify %s: %w", name, err)
 	}
 	defer os.RemoveAll(tmp)
-	archive := filepath.Join(tmp, "archive")
-	if err := e.fetchVerified(ctx, s[0], m, archive, nil); err != nil {
+	path, err := e.materialize(ctx, s[0], m, tmp, nil)
+	if err != nil {
 		return m, fmt.Errorf("verify %s: %w", name, err)
 	}
-	if m.Format == FormatPlain {
+	spec := m.Format.spec()
+	if !spec.listable {
 		return m, nil
 	}
 	tools, err := e.finder.Newest(ctx)
 	if err != nil {
 		return m, fmt.Errorf("verify %s: %w", name, err)
 	}
-	target := archive
-	if m.Format == FormatDirectory {
-		target = filepath.Join(tmp, "dir")
-		if err := os.Mkdir(target, 0o700); err != nil {
-			return m, err
-		}
-		af, err := os.Open(archive)
-		if err != nil {
-			return m, err
-		}
-		err = extractTar(af, target)
-		_ = af.Close()
-		if err != nil {
-			return m, fmt.Errorf("verify %s: %w", name, err)
-		}
-	}
-	cmd := tools.Command(ctx, e.conn, "pg_restore", "--list", "--format="+m.Format.flag(), target)
+	cmd := tools.Command(ctx, e.conn, "pg_restore", "--list", "--format="+spec.flag, path)
 	if err := cmd.Run(); err != nil {
 		return m, fmt.Errorf("verify %s: %w: %w", name, ErrUnreadable, err)
 	}

@@ -157,6 +157,10 @@ type Finder struct {
 	Forced string
 	// Candidates overrides the default search (tests).
 	Candidates func() []string
+	// ForcedSetting names the setting behind Forced (PG_BIN_DIR), so that
+	// errors can tell the operator what to change; the package itself
+	// knows no settings.
+	ForcedSetting string
 
 	mu    sync.Mutex
 	cache map[string]Tools
@@ -194,8 +198,15 @@ func (f *Finder) Find(ctx context.Context, serverVersion int) (Tools, error) {
 	if len(have) == 0 {
 		have = []string{"none found"}
 	}
-	return Tools{}, fmt.Errorf("%w: server is PostgreSQL %d, pg_dump available: %s; install postgresql-client-%d or set PG_BIN_DIR",
-		ErrNoMatchingClient, serverMajor, strings.Join(have, ", "), serverMajor)
+	return Tools{}, fmt.Errorf("%w: server is PostgreSQL %d, pg_dump available: %s; install postgresql-client-%d%s",
+		ErrNoMatchingClient, serverMajor, strings.Join(have, ", "), serverMajor, f.hint())
+}
+
+func (f *Finder) hint() string {
+	if f.ForcedSetting == "" {
+		return ""
+	}
+	return " or set " + f.ForcedSetting
 }
 
 // Newest returns the newest installed tools; pg_restore --list reads
@@ -203,7 +214,7 @@ func (f *Finder) Find(ctx context.Context, serverVersion int) (Tools, error) {
 func (f *Finder) Newest(ctx context.Context) (Tools, error) {
 	found := f.installed(ctx)
 	if len(found) == 0 {
-		return Tools{}, fmt.Errorf("%w: no pg_restore installed; install postgresql-client or set PG_BIN_DIR", ErrNoMatchingClient)
+		return Tools{}, fmt.Errorf("%w: no pg_restore installed; install postgresql-client%s", ErrNoMatchingClient, f.hint())
 	}
 	return found[len(found)-1], nil
 }
@@ -334,6 +345,13 @@ func (b *TailBuffer) String() string {
 	}
 	return string(b.buf)
 }
+
+var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]{0,62}$`)
+
+// ValidIdentifier reports whether s is a plain PostgreSQL identifier that we
+// accept as a database name. QuoteIdent would allow more, but names that
+// need quoting are a common source of restore mistakes and are refused.
+func ValidIdentifier(s string) bool { return identRe.MatchString(s) }
 
 // QuoteIdent quotes a PostgreSQL identifier.
 func QuoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
