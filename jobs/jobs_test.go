@@ -10,7 +10,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
 	"github.com/autograph/pgbackup/scripts/testbench"
@@ -54,38 +53,84 @@ func TestRetryDelayGrowsAndIsCapped(t *testing.T) {
 	}
 }
 
-func TestScheduleFromConfig(t *testing.T) {
+func TestIntervalSchedule(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		hours    int
-		schedule string
-		spec     string
-		slot     time.Duration
-		wantErr  bool
+		hours   int
+		spec    string
+		slot    time.Duration
+		wantErr bool
 	}{
-		{24, "", "0 0 * * *", 24 * time.Hour, false},
-		{6, "", "0 */6 * * *", 6 * time.Hour, false},
-		{1, "", "0 */1 * * *", time.Hour, false},
-		{5, "", "@every 5h", 5 * time.Hour, false},
-		{48, "", "@every 48h", 48 * time.Hour, false},
-		{24, "@every 2s", "@every 2s", 2 * time.Second, false},
-		{24, "0 3 * * *", "0 3 * * *", time.Minute, false},
-		{24, "@every soon", "", 0, true},
-		{0, "", "", 0, true},
+		{24, "0 0 * * *", 24 * time.Hour, false},
+		{6, "0 */6 * * *", 6 * time.Hour, false},
+		{1, "0 */1 * * *", time.Hour, false},
+		{5, "@every 5h", 5 * time.Hour, false},
+		{48, "@every 48h", 48 * time.Hour, false},
+		{0, "", 0, true},
 	}
 	for _, tt := range tests {
-		cfg := configs.Defaults()
-		cfg.BackupIntervalHours, cfg.BackupSchedule = tt.hours, tt.schedule
-		got, err := ScheduleFromConfig(cfg)
+		got, err := IntervalSchedule(tt.hours)
 		if (err != nil) != tt.wantErr || got.Spec != tt.spec || got.Slot != tt.slot {
-			t.Errorf("hours=%d schedule=%q: got %+v, %v; want %s / %s (error %v)", tt.hours, tt.schedule, got, err, tt.spec, tt.slot, tt.wantErr)
+			t.Errorf("hours=%d: got %q / %s, %v; want %q / %s (error %v)", tt.hours, got.Spec, got.Slot, err, tt.spec, tt.slot, tt.wantErr)
+		}
+	}
+}
+
+func TestParseScheduleDerivesSlotAndRefusesBadSpecs(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		spec    string
+		slot    time.Duration
+		wantErr bool
+	}{
+		{"daily at 3", "0 3 * * *", 24 * time.Hour, false},
+		{"every 5 minutes", "*/5 * * * *", 5 * time.Minute, false},
+		{"twice a day, unevenly", "0 3,4 * * *", 23 * time.Hour, false},
+		{"weekly", "@weekly", 7 * 24 * time.Hour, false},
+		{"every 2s", "@every 2s", 2 * time.Second, false},
+		{"every soon", "@every soon", 0, true},
+		{"too short", "@every 10ms", 0, true},
+		{"six fields", "0 0 3 * * *", 0, true},
+		{"out of range", "0 25 * * *", 0, true},
+		{"garbage", "tomorrow", 0, true},
+		{"never fires", "0 0 30 2 *", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseSchedule(tt.spec)
+		if (err != nil) != tt.wantErr || got.Slot != tt.slot {
+			t.Errorf("%s: ParseSchedule(%q) = slot %s, err %v; want slot %s, error %v", tt.name, tt.spec, got.Slot, err, tt.slot, tt.wantErr)
+		}
+	}
+}
+
+func TestCronSlotIsTheLatestRun(t *testing.T) {
+	t.Parallel()
+	s, err := ParseSchedule("30 2,14 * * *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ at, want string }{
+		{"2026-03-01T02:30:00Z", "autograph_scheduled_20260301_023000"},
+		{"2026-03-01T02:30:01.5Z", "autograph_scheduled_20260301_023000"},
+		{"2026-03-01T14:29:59Z", "autograph_scheduled_20260301_023000"},
+		{"2026-03-01T14:30:00Z", "autograph_scheduled_20260301_143000"},
+		{"2026-03-02T01:00:00Z", "autograph_scheduled_20260301_143000"},
+	}
+	for _, tt := range tests {
+		at, _ := time.Parse(time.RFC3339Nano, tt.at)
+		if got := s.SlotName(at); got != tt.want {
+			t.Errorf("SlotName(%s) = %s, want %s", tt.at, got, tt.want)
 		}
 	}
 }
 
 func TestSlotNameIsTheSameAnywhereInTheSlot(t *testing.T) {
 	t.Parallel()
-	s := Schedule{Slot: 6 * time.Hour}
+	s, err := IntervalSchedule(6)
+	if err != nil {
+		t.Fatal(err)
+	}
 	a := s.SlotName(time.Date(2026, 3, 1, 6, 0, 0, 3e6, time.UTC))
 	// 11:59:59 at UTC+5 is 06:59:59 UTC: same slot, whatever the zone.
 	b := s.SlotName(time.Date(2026, 3, 1, 11, 59, 59, 0, time.FixedZone("UTC+5", 5*3600)))
@@ -141,16 +186,16 @@ func TestTaskConstructorsSetExplicitOptions(t *testing.T) {
 	redisOpt := asynq.RedisClientOpt{Addr: env.RedisAddr, DB: 14}
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
-	o := TaskOptions{MaxRetry: 3, Retention: 48 * time.Hour, BackupTimeout: 5 * time.Hour, RestoreTimeout: 4 * time.Hour, DeleteTimeout: time.Minute}
+	o := Options{MaxRetry: 3, Retention: 48 * time.Hour, BackupTimeout: 5 * time.Hour, RestoreTimeout: 4 * time.Hour, DeleteTimeout: time.Minute}
 	cases := []struct {
 		task    func() (*asynq.Task, error)
 		queue   string
 		timeout time.Duration
 	}{
-		{func() (*asynq.Task, error) { return NewBackupTask(BackupPayload{BackupName: "a"}, o) }, QueueBackup, 5 * time.Hour},
-		{func() (*asynq.Task, error) { return NewRestoreTask(RestorePayload{BackupName: "a"}, o) }, QueueRestore, 4 * time.Hour},
-		{func() (*asynq.Task, error) { return NewDeleteTask(DeletePayload{BackupName: "a"}, o) }, QueueMaintenance, time.Minute},
-		{func() (*asynq.Task, error) { return NewVerifyTask(VerifyPayload{BackupName: "a"}, o) }, QueueMaintenance, 5 * time.Hour},
+		{func() (*asynq.Task, error) { return NewTask(BackupPayload{BackupName: "a"}, o) }, QueueBackup, 5 * time.Hour},
+		{func() (*asynq.Task, error) { return NewTask(RestorePayload{BackupName: "a"}, o) }, QueueRestore, 4 * time.Hour},
+		{func() (*asynq.Task, error) { return NewTask(DeletePayload{BackupName: "a"}, o) }, QueueMaintenance, time.Minute},
+		{func() (*asynq.Task, error) { return NewTask(VerifyPayload{BackupName: "a"}, o) }, QueueMaintenance, 5 * time.Hour},
 	}
 	for _, c := range cases {
 		task, err := c.task()

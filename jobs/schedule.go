@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/robfig/cron/v3"
 	"github.com/sirupsen/logrus"
 
-	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/jobs/engine"
 )
 
@@ -19,70 +19,128 @@ const ScheduledPrefix = "autograph_scheduled_"
 // slotPlaceholder marks the TaskID option that PreEnqueueFunc replaces.
 const slotPlaceholder = "pgbackup-slot-placeholder"
 
-// Schedule says when scheduled backups run.
+// Schedule says when scheduled backups run. Each run belongs to a slot,
+// and the slot's start names the backup: every scheduler computes the same
+// name for the same run, whenever it was started, which is what lets
+// several schedulers run without producing duplicates.
 type Schedule struct {
 	// Spec is the cron expression or "@every <duration>" given to asynq.
 	Spec string
-	// Slot is the length of one slot. The moment a tick fires, truncated to
-	// Slot, names the backup; every scheduler computes the same name for
-	// the same slot, whenever it was started.
+	// Slot is the longest time between two runs. It bounds how long a
+	// slot's task ID must stay reserved.
 	Slot time.Duration
+
+	// every is set for "@every" specs, whose runs asynq times from the
+	// scheduler's start; slots are then aligned to the epoch instead.
+	every time.Duration
+	cron  cron.Schedule
 }
 
-// ScheduleFromConfig turns BACKUP_SCHEDULE or BACKUP_INTERVAL_HOURS into a
-// Schedule. Intervals that divide a day become cron expressions aligned to
-// midnight UTC (every 6 hours runs at 00:00, 06:00, ...), so schedulers
-// started at different times tick together.
-func ScheduleFromConfig(cfg configs.Config) (Schedule, error) {
-	if s := strings.TrimSpace(cfg.BackupSchedule); s != "" {
-		if d, ok := strings.CutPrefix(s, "@every "); ok {
-			dur, err := time.ParseDuration(strings.TrimSpace(d))
-			if err != nil || dur < time.Second {
-				return Schedule{}, fmt.Errorf("BACKUP_SCHEDULE: %q: want @every <duration> of at least 1s", s)
-			}
-			return Schedule{Spec: s, Slot: dur}, nil
+// ParseSchedule checks a cron expression (five fields, or a descriptor such
+// as @daily) or "@every <duration>", the forms asynq's scheduler accepts,
+// and derives the slot length from it.
+func ParseSchedule(spec string) (Schedule, error) {
+	spec = strings.TrimSpace(spec)
+	if d, ok := strings.CutPrefix(spec, "@every "); ok {
+		dur, err := time.ParseDuration(strings.TrimSpace(d))
+		if err != nil || dur < time.Second {
+			return Schedule{}, fmt.Errorf("schedule %q: want @every <duration> of at least 1s", spec)
 		}
-		// Cron expressions fire at whole minutes.
-		return Schedule{Spec: s, Slot: time.Minute}, nil
+		return Schedule{Spec: spec, Slot: dur, every: dur}, nil
 	}
-	h := cfg.BackupIntervalHours
-	if h < 1 {
-		return Schedule{}, fmt.Errorf("BACKUP_INTERVAL_HOURS: %d must be at least 1", h)
+	c, err := cron.ParseStandard(spec)
+	if err != nil {
+		return Schedule{}, fmt.Errorf("schedule %q: %w", spec, err)
 	}
+	slot := longestGap(c, time.Now().UTC())
+	if slot <= 0 {
+		return Schedule{}, fmt.Errorf("schedule %q never fires", spec)
+	}
+	return Schedule{Spec: spec, Slot: slot, cron: c}, nil
+}
+
+// longestGap samples the schedule's next runs and returns the longest time
+// between two of them (0 if it never fires). 1,000 runs cover a year of an
+// hourly schedule and leap years of a yearly one.
+func longestGap(c cron.Schedule, from time.Time) time.Duration {
+	var longest time.Duration
+	prev := c.Next(from)
+	if prev.IsZero() {
+		return 0
+	}
+	for range 1000 {
+		next := c.Next(prev)
+		if next.IsZero() {
+			break
+		}
+		longest = max(longest, next.Sub(prev))
+		prev = next
+	}
+	return longest
+}
+
+// IntervalSchedule is the schedule for a backup every hours. Intervals
+// that divide a day become cron expressions aligned to midnight UTC (every
+// 6 hours runs at 00:00, 06:00, ...), so schedulers started at different
+// times tick together.
+func IntervalSchedule(hours int) (Schedule, error) {
 	switch {
-	case h == 24:
-		return Schedule{Spec: "0 0 * * *", Slot: 24 * time.Hour}, nil
-	case h < 24 && 24%h == 0:
-		return Schedule{Spec: fmt.Sprintf("0 */%d * * *", h), Slot: time.Duration(h) * time.Hour}, nil
+	case hours < 1:
+		return Schedule{}, fmt.Errorf("interval of %d hours: must be at least 1", hours)
+	case hours == 24:
+		return ParseSchedule("0 0 * * *")
+	case hours < 24 && 24%hours == 0:
+		return ParseSchedule(fmt.Sprintf("0 */%d * * *", hours))
 	default:
-		return Schedule{Spec: fmt.Sprintf("@every %dh", h), Slot: time.Duration(h) * time.Hour}, nil
+		return ParseSchedule(fmt.Sprintf("@every %dh", hours))
 	}
+}
+
+// SlotStart is the start of the slot containing t: for cron schedules the
+// latest run at or before t, for @every the start of t's epoch-aligned
+// interval.
+func (s Schedule) SlotStart(t time.Time) time.Time {
+	t = t.UTC()
+	if s.cron == nil {
+		return t.Truncate(s.Slot)
+	}
+	run := s.cron.Next(t.Add(-s.Slot - time.Second))
+	if run.After(t) {
+		return t.Truncate(time.Minute) // cannot happen with a true longest gap
+	}
+	for next := s.cron.Next(run); !next.After(t); next = s.cron.Next(run) {
+		run = next
+	}
+	return run
 }
 
 // SlotName is the backup name for the slot containing t.
 func (s Schedule) SlotName(t time.Time) string {
-	return ScheduledPrefix + t.UTC().Truncate(s.Slot).Format("20060102_150405")
+	return ScheduledPrefix + s.SlotStart(t).UTC().Format("20060102_150405")
 }
 
 // NewScheduler returns an asynq scheduler that enqueues one custom-format
 // backup per slot into stores.
 //
 // Several schedulers may run for availability, and asynq's scheduler has no
-// lock: each would enqueue every tick. So each enqueue carries a TaskID equal
-// to the slot's backup name; the first scheduler's enqueue wins and the
-// others get asynq.ErrTaskIDConflict. The TaskID is swapped in by
-// PreEnqueueFunc, which receives the entry's own option slice, because a
-// registered entry's options are otherwise fixed for its lifetime. (A fixed
-// TaskID would block every later run, asynq #492.)
-func NewScheduler(cfg configs.Config, sched Schedule, stores []string, opts TaskOptions, log *logrus.Entry) (*asynq.Scheduler, error) {
+// lock: each would enqueue every tick (asynq #1013). So each enqueue carries
+// a TaskID equal to the slot's backup name; the first scheduler's enqueue
+// wins and the others get asynq.ErrTaskIDConflict.
+//
+// asynq v0.26 fixes a registered entry's options for its lifetime and
+// offers no supported way to vary them per run; the only hook is
+// PreEnqueueFunc, which receives the entry's own option slice, so the
+// TaskID is swapped in there. (A fixed TaskID would block every later run,
+// asynq #492.) The e2e test with two schedulers pins this behaviour.
+func NewScheduler(redis asynq.RedisConnOpt, sched Schedule, stores []string, opts Options, log *logrus.Entry) (*asynq.Scheduler, error) {
 	// Retention keeps the slot's TaskID reserved long after the task
 	// completes, so a scheduler whose clock or tick lags cannot run it again.
 	opts.Retention = max(opts.Retention, sched.Slot+time.Hour)
-	task, err := NewBackupTask(BackupPayload{Format: string(engine.FormatCustom), Stores: stores, Scheduled: true}, opts)
+	task, err := NewTask(BackupPayload{Format: string(engine.FormatCustom), Stores: stores, Scheduled: true}, opts)
 	if err != nil {
 		return nil, err
 	}
-	s := asynq.NewScheduler(RedisOpt(cfg), &asynq.SchedulerOpts{
+	s := asynq.NewScheduler(redis, &asynq.SchedulerOpts{
 		Location: time.UTC,
 		Logger:   log,
 		PreEnqueueFunc: func(t *asynq.Task, o []asynq.Option) {

@@ -1,18 +1,22 @@
-// Package jobs defines the queue's task types, their payloads and the
-// handlers workers run for them.
+// Package jobs defines the queue's task types, their payloads and what a
+// worker does for each.
 //
 // Task type names are part of the wire format between API, scheduler and
 // workers of possibly different versions: they are never renamed.
+//
+// Adding a task type takes one payload struct (with a Kind method), one
+// function, and one define line in the table at the bottom of this file;
+// the generic adapter in task.go does the rest (decode, log, progress,
+// reservations, cancellation, retry classification).
 package jobs
 
 import (
-	"encoding/json"
-	"fmt"
+	"context"
 	"time"
 
-	"github.com/hibiken/asynq"
+	"github.com/sirupsen/logrus"
 
-	"github.com/autograph/pgbackup/configs"
+	"github.com/autograph/pgbackup/jobs/engine"
 )
 
 // Task types.
@@ -45,13 +49,69 @@ type BackupPayload struct {
 	Scheduled  bool     `json:"scheduled,omitempty"`
 }
 
+// Kind implements Payload.
+func (BackupPayload) Kind() string { return TypeBackupCreate }
+
+func (p BackupPayload) resolve(_ *Worker, taskID string) BackupPayload {
+	if p.BackupName == "" && p.Scheduled {
+		p.BackupName = taskID
+	}
+	return p
+}
+
+func (p BackupPayload) reservations() []reservation { return []reservation{{KindName, p.BackupName}} }
+
+func (p BackupPayload) logFields() logrus.Fields {
+	return logrus.Fields{"backup_name": p.BackupName, "database": p.Database, "format": p.Format}
+}
+
+func (w *Worker) backup(ctx context.Context, p BackupPayload) (*engine.Manifest, error) {
+	taskID, _ := taskIDOf(ctx)
+	return w.Engine.Backup(ctx, engine.BackupRequest{
+		Name: p.BackupName, Database: p.Database, Format: engine.Format(p.Format), Stores: p.Stores,
+		TaskID: taskID, Progress: progressOf(ctx),
+	})
+}
+
 // RestorePayload is the payload of TypeBackupRestore.
 type RestorePayload struct {
 	BackupName string `json:"backup_name"`
-	// From is "local", "minio" or empty for the first store holding it.
+	// From names the store to read; empty means the first holding it.
 	From           string `json:"from,omitempty"`
 	TargetDatabase string `json:"target_database,omitempty"`
 	Clean          bool   `json:"clean,omitempty"`
+}
+
+// Kind implements Payload.
+func (RestorePayload) Kind() string { return TypeBackupRestore }
+
+func (p RestorePayload) resolve(w *Worker, _ string) RestorePayload {
+	if p.TargetDatabase == "" {
+		p.TargetDatabase = w.Engine.DefaultDatabase()
+	}
+	return p
+}
+
+func (p RestorePayload) reservations() []reservation {
+	return []reservation{{KindRestore, p.TargetDatabase}}
+}
+
+func (p RestorePayload) logFields() logrus.Fields {
+	return logrus.Fields{"backup_name": p.BackupName, "database": p.TargetDatabase, "clean": p.Clean}
+}
+
+// RestoreOutcome is the result of a restore task.
+type RestoreOutcome struct {
+	Manifest       *engine.Manifest `json:"manifest"`
+	TargetDatabase string           `json:"target_database"`
+	Clean          bool             `json:"clean"`
+}
+
+func (w *Worker) restore(ctx context.Context, p RestorePayload) (RestoreOutcome, error) {
+	m, err := w.Engine.Restore(ctx, engine.RestoreRequest{
+		Name: p.BackupName, From: p.From, TargetDatabase: p.TargetDatabase, Clean: p.Clean, Progress: progressOf(ctx),
+	})
+	return RestoreOutcome{Manifest: m, TargetDatabase: p.TargetDatabase, Clean: p.Clean}, err
 }
 
 // DeletePayload is the payload of TypeBackupDelete.
@@ -60,16 +120,57 @@ type DeletePayload struct {
 	Stores     []string `json:"stores"`
 }
 
+// Kind implements Payload.
+func (DeletePayload) Kind() string { return TypeBackupDelete }
+
+func (p DeletePayload) logFields() logrus.Fields {
+	return logrus.Fields{"backup_name": p.BackupName, "stores": p.Stores}
+}
+
+// DeleteOutcome is the result of a delete task.
+type DeleteOutcome struct {
+	BackupName  string   `json:"backup_name"`
+	DeletedFrom []string `json:"deleted_from"`
+}
+
+func (w *Worker) delete(ctx context.Context, p DeletePayload) (DeleteOutcome, error) {
+	deleted, err := w.Engine.Delete(ctx, p.BackupName, p.Stores)
+	return DeleteOutcome{BackupName: p.BackupName, DeletedFrom: deleted}, err
+}
+
 // VerifyPayload is the payload of TypeBackupVerify.
 type VerifyPayload struct {
 	BackupName string `json:"backup_name"`
 	From       string `json:"from,omitempty"`
 }
 
-// TaskOptions are the per-type defaults baked into every task. asynq's own
+// Kind implements Payload.
+func (VerifyPayload) Kind() string { return TypeBackupVerify }
+
+func (p VerifyPayload) logFields() logrus.Fields {
+	return logrus.Fields{"backup_name": p.BackupName, "from": p.From}
+}
+
+// VerifyOutcome is the result of a verify task.
+type VerifyOutcome struct {
+	BackupName string `json:"backup_name"`
+	Verified   bool   `json:"verified"`
+	SHA256     string `json:"sha256"`
+	SizeBytes  int64  `json:"size_bytes"`
+}
+
+func (w *Worker) verify(ctx context.Context, p VerifyPayload) (VerifyOutcome, error) {
+	m, err := w.Engine.Verify(ctx, p.BackupName, p.From)
+	if err != nil {
+		return VerifyOutcome{}, err
+	}
+	return VerifyOutcome{BackupName: p.BackupName, Verified: true, SHA256: m.SHA256, SizeBytes: m.SizeBytes}, nil
+}
+
+// Options are the per-class limits baked into every task. asynq's own
 // defaults (25 retries, 30 minute timeout, results deleted on completion)
 // suit none of these tasks.
-type TaskOptions struct {
+type Options struct {
 	MaxRetry       int
 	Retention      time.Duration
 	BackupTimeout  time.Duration
@@ -77,68 +178,19 @@ type TaskOptions struct {
 	DeleteTimeout  time.Duration
 }
 
-// TaskOptionsFromConfig takes the options from the configuration.
-func TaskOptionsFromConfig(cfg configs.Config) TaskOptions {
-	return TaskOptions{
-		MaxRetry: cfg.TaskMaxRetry, Retention: cfg.TaskRetention,
-		BackupTimeout: cfg.BackupTimeout, RestoreTimeout: cfg.RestoreTimeout, DeleteTimeout: cfg.DeleteTimeout,
-	}
-}
+func backupTimeout(o Options) time.Duration  { return o.BackupTimeout }
+func restoreTimeout(o Options) time.Duration { return o.RestoreTimeout }
+func deleteTimeout(o Options) time.Duration  { return o.DeleteTimeout }
 
-// NewBackupTask returns a backup task for the backup queue.
-func NewBackupTask(p BackupPayload, o TaskOptions, extra ...asynq.Option) (*asynq.Task, error) {
-	return newTask(TypeBackupCreate, p, append([]asynq.Option{
-		asynq.Queue(QueueBackup), asynq.MaxRetry(o.MaxRetry),
-		asynq.Timeout(o.BackupTimeout), asynq.Retention(o.Retention),
-	}, extra...))
-}
-
-// NewRestoreTask returns a restore task for the high-priority queue.
-func NewRestoreTask(p RestorePayload, o TaskOptions, extra ...asynq.Option) (*asynq.Task, error) {
-	return newTask(TypeBackupRestore, p, append([]asynq.Option{
-		asynq.Queue(QueueRestore), asynq.MaxRetry(o.MaxRetry),
-		asynq.Timeout(o.RestoreTimeout), asynq.Retention(o.Retention),
-	}, extra...))
-}
-
-// NewDeleteTask returns a delete task for the maintenance queue.
-func NewDeleteTask(p DeletePayload, o TaskOptions, extra ...asynq.Option) (*asynq.Task, error) {
-	return newTask(TypeBackupDelete, p, append([]asynq.Option{
-		asynq.Queue(QueueMaintenance), asynq.MaxRetry(o.MaxRetry),
-		asynq.Timeout(o.DeleteTimeout), asynq.Retention(o.Retention),
-	}, extra...))
-}
-
-// NewVerifyTask returns a verify task for the maintenance queue. It reads
-// the whole archive, so it gets the backup timeout.
-func NewVerifyTask(p VerifyPayload, o TaskOptions, extra ...asynq.Option) (*asynq.Task, error) {
-	return newTask(TypeBackupVerify, p, append([]asynq.Option{
-		asynq.Queue(QueueMaintenance), asynq.MaxRetry(o.MaxRetry),
-		asynq.Timeout(o.BackupTimeout), asynq.Retention(o.Retention),
-	}, extra...))
-}
-
-func newTask(typ string, payload any, opts []asynq.Option) (*asynq.Task, error) {
-	b, err := json.Marshal(payload)
-	if err != nil {
-		return nil, fmt.Errorf("%s: encode payload: %w", typ, err)
-	}
-	return asynq.NewTask(typ, b, opts...), nil
-}
-
-// Result is what a task writes through asynq's ResultWriter: progress while
-// it runs, and at the end the outcome. The API returns it as the task's
-// progress and result.
-type Result struct {
-	Progress *ProgressInfo `json:"progress,omitempty"`
-	Outcome  any           `json:"outcome,omitempty"`
-	// Worker identifies the process that ran the task (host:pid).
-	Worker string `json:"worker,omitempty"`
-}
-
-// ProgressInfo is a snapshot of a running task.
-type ProgressInfo struct {
-	Phase     string    `json:"phase"`
-	Bytes     int64     `json:"bytes"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
+// The task table: one line per task type, giving its queue, its timeout
+// and the function that does the work.
+var (
+	// Backup dumps a database into the stores.
+	Backup = define(QueueBackup, backupTimeout, (*Worker).backup)
+	// Restore restores a backup into a database; it has the high-priority queue.
+	Restore = define(QueueRestore, restoreTimeout, (*Worker).restore)
+	// Delete removes a backup from the named stores.
+	Delete = define(QueueMaintenance, deleteTimeout, (*Worker).delete)
+	// Verify re-reads a whole archive, so it gets the backup timeout.
+	Verify = define(QueueMaintenance, backupTimeout, (*Worker).verify)
+)

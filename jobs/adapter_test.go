@@ -1,0 +1,148 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/store"
+)
+
+// fakeEngine records what the task functions asked of it and fails with
+// err when set.
+type fakeEngine struct {
+	err      error
+	backups  []engine.BackupRequest
+	restores []engine.RestoreRequest
+	deletes  [][]string
+	verifies []string
+}
+
+func (f *fakeEngine) Backup(_ context.Context, r engine.BackupRequest) (*engine.Manifest, error) {
+	f.backups = append(f.backups, r)
+	if r.Progress != nil {
+		r.Progress(engine.Progress{Phase: "uploading", Bytes: 1})
+	}
+	return &engine.Manifest{Name: r.Name, SizeBytes: 1}, f.err
+}
+
+func (f *fakeEngine) Restore(_ context.Context, r engine.RestoreRequest) (*engine.Manifest, error) {
+	f.restores = append(f.restores, r)
+	return &engine.Manifest{Name: r.Name}, f.err
+}
+
+func (f *fakeEngine) Delete(_ context.Context, name string, from []string) ([]string, error) {
+	f.deletes = append(f.deletes, append([]string{name}, from...))
+	return from, f.err
+}
+
+func (f *fakeEngine) Verify(_ context.Context, name, _ string) (*engine.Manifest, error) {
+	f.verifies = append(f.verifies, name)
+	return &engine.Manifest{Name: name}, f.err
+}
+
+func (f *fakeEngine) DefaultDatabase() string { return "defaultdb" }
+
+func newTestWorker(eng Engine) (*Worker, *asynq.ServeMux) {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	w := &Worker{Engine: eng, Log: logrus.NewEntry(l), ID: "test:1"}
+	mux := asynq.NewServeMux()
+	Register(mux, w)
+	return w, mux
+}
+
+func TestEveryTaskTypeIsRegisteredOnce(t *testing.T) {
+	t.Parallel()
+	want := []string{TypeBackupCreate, TypeBackupDelete, TypeBackupRestore, TypeBackupVerify}
+	if got := Kinds(); !slices.Equal(got, want) {
+		t.Fatalf("Kinds() = %v, want %v", got, want)
+	}
+	for _, p := range []Payload{BackupPayload{}, RestorePayload{}, DeletePayload{}, VerifyPayload{}} {
+		if _, err := NewTask(p, Options{}); err != nil {
+			t.Errorf("NewTask(%T): %v", p, err)
+		}
+	}
+}
+
+func TestAdapterDecodesAndRunsEachTask(t *testing.T) {
+	t.Parallel()
+	eng := &fakeEngine{}
+	_, mux := newTestWorker(eng)
+	ctx := context.Background()
+	o := Options{MaxRetry: 1}
+	for _, p := range []Payload{
+		BackupPayload{BackupName: "b1", Format: "tar", Stores: []string{store.MemoryName}},
+		RestorePayload{BackupName: "b1", From: store.MemoryName},
+		DeletePayload{BackupName: "b1", Stores: []string{store.MemoryName}},
+		VerifyPayload{BackupName: "b1"},
+	} {
+		task, err := NewTask(p, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mux.ProcessTask(ctx, task); err != nil {
+			t.Fatalf("%s: %v", p.Kind(), err)
+		}
+	}
+	if len(eng.backups) != 1 || eng.backups[0].Name != "b1" || eng.backups[0].Format != engine.FormatTar ||
+		!slices.Equal(eng.backups[0].Stores, []string{store.MemoryName}) || eng.backups[0].Progress == nil {
+		t.Errorf("backup request = %+v; want b1, tar, [memory], with a progress reporter", eng.backups)
+	}
+	// An empty target is resolved before the task function runs.
+	if len(eng.restores) != 1 || eng.restores[0].TargetDatabase != "defaultdb" || eng.restores[0].From != store.MemoryName {
+		t.Errorf("restore request = %+v; want target defaultdb from memory", eng.restores)
+	}
+	if len(eng.deletes) != 1 || !slices.Equal(eng.deletes[0], []string{"b1", store.MemoryName}) {
+		t.Errorf("delete = %v; want [b1 memory]", eng.deletes)
+	}
+	if !slices.Equal(eng.verifies, []string{"b1"}) {
+		t.Errorf("verify = %v; want [b1]", eng.verifies)
+	}
+}
+
+func TestAdapterClassifiesErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		engineErr error
+		payload   []byte
+		skipRetry bool
+	}{
+		{"bad payload", nil, []byte("{not json"), true},
+		{"exists", fmt.Errorf("backup x: %w", engine.ErrExists), nil, true},
+		{"invalid", fmt.Errorf("backup x: %w", engine.ErrInvalid), nil, true},
+		{"store down", fmt.Errorf("put: %w", store.ErrUnavailable), nil, false},
+		{"plain failure", errors.New("pg_dump: exit status 1"), nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, mux := newTestWorker(&fakeEngine{err: tt.engineErr})
+			task, err := NewTask(BackupPayload{BackupName: "x"}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.payload != nil {
+				task = asynq.NewTask(TypeBackupCreate, tt.payload)
+			}
+			err = mux.ProcessTask(context.Background(), task)
+			if err == nil {
+				t.Fatal("task succeeded; want an error")
+			}
+			if got := errors.Is(err, asynq.SkipRetry); got != tt.skipRetry {
+				t.Fatalf("error %v: SkipRetry = %v, want %v", err, got, tt.skipRetry)
+			}
+			if tt.engineErr != nil && !errors.Is(err, tt.engineErr) {
+				t.Fatalf("error %v does not wrap the engine's %v", err, tt.engineErr)
+			}
+		})
+	}
+}
