@@ -1,15 +1,21 @@
 package handlers
 
 import (
+	"context"
+	"errors"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/store"
 )
 
 func TestAuthorization(t *testing.T) {
@@ -66,8 +72,8 @@ func TestMonitoringRoles(t *testing.T) {
 
 func TestNewAuthRefusesNoAdmin(t *testing.T) {
 	t.Parallel()
-	if _, err := NewAuth(nil, []string{testViewer}, false); err == nil || !strings.Contains(err.Error(), "API_ADMIN_TOKENS") {
-		t.Fatalf("NewAuth with no admin token: err = %v, want one naming API_ADMIN_TOKENS", err)
+	if _, err := NewAuth(nil, []string{testViewer}, false); err == nil || !!errors.Is(err, ErrNoAdminToken) {
+		t.Fatalf("NewAuth with no admin token: err = %v, want ErrNoAdminToken", err)
 	}
 	a, err := NewAuth(nil, nil, true)
 	if err != nil || !a.Disabled {
@@ -210,7 +216,7 @@ func TestCreateAcceptsQueryParametersAndGeneratesNames(t *testing.T) {
 	}
 	var p jobs.BackupPayload
 	_ = json.Unmarshal(f.queue.tasks[0].Payload(), &p)
-	if p.BackupName != "q1" || p.Format != "tar" || strings.Join(p.Stores, ",") != "local" {
+	if p.BackupName != "q1" || p.Format != "tar" || strings.Join(p.Stores, ",") != store.LocalName {
 		t.Fatalf("payload = %+v, want q1/tar/[local]", p)
 	}
 	code, body = f.do("POST", "/api/admin/backup/create", testAdmin, nil)
@@ -220,7 +226,7 @@ func TestCreateAcceptsQueryParametersAndGeneratesNames(t *testing.T) {
 		t.Fatalf("generated name: %d %s", code, body)
 	}
 	_ = json.Unmarshal(f.queue.tasks[1].Payload(), &p)
-	if strings.Join(p.Stores, ",") != "local,minio" || p.Format != "custom" {
+	if strings.Join(p.Stores, ",") != store.LocalName+","+store.MinIOName || p.Format != "custom" {
 		t.Fatalf("defaults with MinIO configured = %+v, want custom to [local minio]", p)
 	}
 	if strings.Contains(string(f.queue.tasks[1].Payload()), "password") {
@@ -277,5 +283,126 @@ func TestBackupsPageIsServed(t *testing.T) {
 	}
 	if code, _ := f.do("GET", "/", "", nil); code != http.StatusFound {
 		t.Fatalf("GET / = %d, want a redirect to /ui/", code)
+	}
+}
+
+// payloadOf decodes the i-th enqueued task's payload.
+func payloadOf[P any](t *testing.T, f *fixture, i int) P {
+	t.Helper()
+	var p P
+	if f.queue.count() <= i {
+		t.Fatalf("only %d tasks enqueued, want task %d", f.queue.count(), i)
+	}
+	if err := json.Unmarshal(f.queue.tasks[i].Payload(), &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestStoresByName(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	// A third backend the API has never heard of, configured beside them.
+	f.backups.stores = append(f.backups.stores, "vault")
+	do := func(method, target, body string, want int) {
+		t.Helper()
+		if code, resp := f.do(method, target, testAdmin, strings.NewReader(body)); code != want {
+			t.Fatalf("%s %s %s: %d %s, want %d", method, target, body, code, resp, want)
+		}
+	}
+	do("POST", "/api/admin/backup/create", `{"backup_name":"n1","stores":["vault","minio","vault"]}`, 202)
+	if p := payloadOf[jobs.BackupPayload](t, f, 0); !slices.Equal(p.Stores, []string{"vault", store.MinIOName}) {
+		t.Fatalf("create stores = %v, want [vault minio] (order kept, duplicate dropped)", p.Stores)
+	}
+	do("POST", "/api/admin/backup/create", `{"backup_name":"n2"}`, 202)
+	if p := payloadOf[jobs.BackupPayload](t, f, 1); !slices.Equal(p.Stores, f.backups.stores) {
+		t.Fatalf("create without stores = %v, want every configured store %v", p.Stores, f.backups.stores)
+	}
+	do("POST", "/api/admin/backup/create?stores=vault", `{"backup_name":"n3"}`, 202)
+	if p := payloadOf[jobs.BackupPayload](t, f, 2); !slices.Equal(p.Stores, []string{"vault"}) {
+		t.Fatalf("create ?stores=vault = %v", p.Stores)
+	}
+	do("POST", "/api/admin/backup/restore", `{"backup_name":"existing","from":"minio","target_database":"r1"}`, 202)
+	if p := payloadOf[jobs.RestorePayload](t, f, 3); p.From != store.MinIOName {
+		t.Fatalf("restore from = %q, want minio", p.From)
+	}
+	do("DELETE", "/api/admin/backup/existing", `{"stores":["minio"]}`, 202)
+	if p := payloadOf[jobs.DeletePayload](t, f, 4); !slices.Equal(p.Stores, []string{store.MinIOName}) {
+		t.Fatalf("delete stores = %v, want [minio]", p.Stores)
+	}
+	do("DELETE", "/api/admin/backup/existing?stores=local,minio", ``, 202)
+	if p := payloadOf[jobs.DeletePayload](t, f, 5); !slices.Equal(p.Stores, []string{store.LocalName, store.MinIOName}) {
+		t.Fatalf("delete ?stores = %v, want [local minio]", p.Stores)
+	}
+	do("GET", "/api/admin/backup/list?stores=vault", ``, 200)
+	if got := f.backups.listed[len(f.backups.listed)-1]; !slices.Equal(got, []string{"vault"}) {
+		t.Fatalf("list ?stores=vault read %v", got)
+	}
+	do("GET", "/api/admin/backup/list", ``, 200)
+	if got := f.backups.listed[len(f.backups.listed)-1]; !slices.Equal(got, f.backups.stores) {
+		t.Fatalf("list without stores read %v, want every configured store", got)
+	}
+	do("GET", "/api/admin/backup/existing/verify?from=minio", ``, 202)
+	if p := payloadOf[jobs.VerifyPayload](t, f, 6); p.From != store.MinIOName {
+		t.Fatalf("verify from = %q, want minio", p.From)
+	}
+	// The old flags still map exactly as before, and keep the new store.
+	do("DELETE", "/api/admin/backup/existing?delete_local=false", ``, 202)
+	if p := payloadOf[jobs.DeletePayload](t, f, 7); !slices.Equal(p.Stores, []string{store.MinIOName, "vault"}) {
+		t.Fatalf("delete_local=false = %v, want [minio vault]", p.Stores)
+	}
+	if n := f.queue.count(); n != 8 {
+		t.Fatalf("%d tasks enqueued, want 8", n)
+	}
+}
+
+func TestBadStoreNamesAre400(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tests := []struct{ name, method, target, body, want string }{
+		{"unknown store", "POST", "/api/admin/backup/create", `{"stores":["s3"]}`, `store \"s3\" is not configured (configured: local, minio)`},
+		{"empty list", "POST", "/api/admin/backup/create", `{"stores":[]}`, "must name at least one store"},
+		{"stores and flag", "POST", "/api/admin/backup/create", `{"stores":["local"],"upload_to_minio":true}`, "not both"},
+		{"stores not a list", "POST", "/api/admin/backup/create", `{"stores":"local"}`, "field stores must be a"},
+		{"unknown from", "POST", "/api/admin/backup/restore", `{"backup_name":"existing","from":"tape"}`, `store \"tape\" is not configured`},
+		{"from and flag", "POST", "/api/admin/backup/restore", `{"backup_name":"existing","from":"local","download_from_minio":true}`, "not both"},
+		{"delete unknown store", "DELETE", "/api/admin/backup/existing", `{"stores":["tape"]}`, "not configured"},
+		{"delete two ways", "DELETE", "/api/admin/backup/existing?delete_minio=false", `{"stores":["local"]}`, "one way only"},
+		{"list unknown store", "GET", "/api/admin/backup/list?stores=tape", ``, "not configured"},
+		{"verify unknown store", "GET", "/api/admin/backup/existing/verify?from=tape", ``, "not configured"},
+	}
+	for _, tt := range tests {
+		code, body := f.do(tt.method, tt.target, testAdmin, strings.NewReader(tt.body))
+		if code != 400 || !strings.Contains(body, tt.want) {
+			t.Errorf("%s: %d %s, want 400 containing %q", tt.name, code, body, tt.want)
+		}
+	}
+	if n := f.queue.count(); n != 0 {
+		t.Fatalf("%d tasks enqueued by bad requests", n)
+	}
+}
+
+func TestCancelFollowsTheRequestContext(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.insp.stuck = true
+	f.insp.tasks["slow"] = &asynq.TaskInfo{ID: "slow", Queue: "backup", State: asynq.TaskStateActive}
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequest("POST", "/api/admin/tasks/slow/cancel", nil).WithContext(ctx)
+	req.Header.Set("Authorization", "Bearer "+testAdmin)
+	done := make(chan int)
+	go func() {
+		rec := httptest.NewRecorder()
+		f.e.ServeHTTP(rec, req)
+		done <- rec.Code
+	}()
+	cancel() // the client hangs up while the handler is still running
+	select {
+	case code := <-done:
+		if code != 202 || !f.locks.cancelled["slow"] {
+			t.Fatalf("cancel = %d, marked %v; want 202 and the task marked cancelled", code, f.locks.cancelled["slow"])
+		}
+	case <-time.After(cancelWait / 2):
+		t.Fatal("cancel kept the request waiting after its context ended")
 	}
 }

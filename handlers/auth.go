@@ -35,6 +35,10 @@ type tokenDigest struct {
 	role Role
 }
 
+// ErrNoAdminToken means NewAuth was given no admin token and auth is not
+// disabled: nobody could ever run a backup.
+var ErrNoAdminToken = errors.New("no admin token configured")
+
 // NewAuth builds the token table. It refuses to build one with no admin
 // token unless disabled is set, so a misconfigured deployment fails closed.
 func NewAuth(admin, viewer []string, disabled bool) (Auth, error) {
@@ -51,7 +55,7 @@ func NewAuth(admin, viewer []string, disabled bool) (Auth, error) {
 		}
 	}
 	if !hasAdmin && !disabled {
-		return Auth{}, errors.New("API_ADMIN_TOKENS: no admin token configured; set one, or API_AUTH_DISABLED=true for a local experiment")
+		return Auth{}, ErrNoAdminToken
 	}
 	return a, nil
 }

@@ -7,16 +7,17 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/jobs"
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/pgtool"
 )
 
 type createRequest struct {
-	BackupName    *string `json:"backup_name"`
-	Format        *string `json:"format"`
-	UploadToMinio *bool   `json:"upload_to_minio"`
-	Database      *string `json:"database"`
+	BackupName    *string  `json:"backup_name"`
+	Format        *string  `json:"format"`
+	UploadToMinio *bool    `json:"upload_to_minio"`
+	Database      *string  `json:"database"`
+	Stores        []string `json:"stores"`
 }
 
 type createResponse struct {
@@ -41,19 +42,12 @@ func (a *API) createBackup(c echo.Context) error {
 		return err
 	}
 	db := deref(req.Database)
-	if db != "" && !configs.ValidIdentifier(db) {
+	if db != "" && !pgtool.ValidIdentifier(db) {
 		return badRequest("database %q is not a valid identifier (letters, digits, _ and $, at most 63)", truncate(db, 64))
 	}
-	stores := []string{"local"}
-	upload := a.d.Backups.HasStore("minio")
-	if req.UploadToMinio != nil {
-		upload = *req.UploadToMinio
-	}
-	if upload {
-		if !a.d.Backups.HasStore("minio") {
-			return badRequest("upload_to_minio is true but no MinIO is configured (MINIO_ENDPOINT)")
-		}
-		stores = append(stores, "minio")
+	stores, err := a.createStores(c, req.Stores, req.UploadToMinio)
+	if err != nil {
+		return err
 	}
 
 	ctx := c.Request().Context()
@@ -74,7 +68,7 @@ func (a *API) createBackup(c echo.Context) error {
 		}
 	}
 
-	task, err := jobs.NewBackupTask(jobs.BackupPayload{BackupName: name, Format: string(format), Database: db, Stores: stores}, a.d.TaskOptions)
+	task, err := jobs.NewTask(jobs.BackupPayload{BackupName: name, Format: string(format), Database: db, Stores: stores}, a.d.TaskOptions)
 	if err != nil {
 		return err
 	}
@@ -106,6 +100,7 @@ func (a *API) freeGeneratedName(c echo.Context) (string, error) {
 type restoreRequest struct {
 	BackupName        *string `json:"backup_name"`
 	DownloadFromMinio *bool   `json:"download_from_minio"`
+	From              *string `json:"from"`
 	Clean             *bool   `json:"clean"`
 	TargetDatabase    *string `json:"target_database"`
 }
@@ -133,30 +128,20 @@ func (a *API) restoreBackup(c echo.Context) error {
 		return err
 	}
 	target := deref(req.TargetDatabase)
-	if target != "" && !configs.ValidIdentifier(target) {
+	if target != "" && !pgtool.ValidIdentifier(target) {
 		return badRequest("target_database %q is not a valid identifier (letters, digits, _ and $, at most 63)", truncate(target, 64))
 	}
-	from := ""
-	if req.DownloadFromMinio != nil {
-		from = "local"
-		if *req.DownloadFromMinio {
-			if !a.d.Backups.HasStore("minio") {
-				return badRequest("download_from_minio is true but no MinIO is configured (MINIO_ENDPOINT)")
-			}
-			from = "minio"
-		}
+	from, err := a.readFrom(req.From, req.DownloadFromMinio)
+	if err != nil {
+		return err
 	}
-	var fromList []string
-	if from != "" {
-		fromList = []string{from}
-	}
-	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, fromList); err != nil {
+	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, listOf(from)); err != nil {
 		return err
 	}
 	if target == "" {
 		target = a.d.Backups.DefaultDatabase()
 	}
-	task, err := jobs.NewRestoreTask(jobs.RestorePayload{BackupName: name, From: from, TargetDatabase: target, Clean: req.Clean != nil && *req.Clean}, a.d.TaskOptions)
+	task, err := jobs.NewTask(jobs.RestorePayload{BackupName: name, From: from, TargetDatabase: target, Clean: req.Clean != nil && *req.Clean}, a.d.TaskOptions)
 	if err != nil {
 		return err
 	}
@@ -165,33 +150,6 @@ func (a *API) restoreBackup(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusAccepted, taskResponse{TaskID: info.ID, StatusURL: statusURL(info.ID)})
-}
-
-// storesFromQuery reads two include/delete flags; both default to true,
-// and MinIO is left out when it is not configured.
-func (a *API) storesFromQuery(c echo.Context, localParam, minioParam string) ([]string, error) {
-	local, err := queryBool(c, localParam)
-	if err != nil {
-		return nil, err
-	}
-	mio, err := queryBool(c, minioParam)
-	if err != nil {
-		return nil, err
-	}
-	var stores []string
-	if local == nil || *local {
-		stores = append(stores, "local")
-	}
-	if mio != nil && *mio && !a.d.Backups.HasStore("minio") {
-		return nil, badRequest("%s is true but no MinIO is configured (MINIO_ENDPOINT)", minioParam)
-	}
-	if (mio == nil || *mio) && a.d.Backups.HasStore("minio") {
-		stores = append(stores, "minio")
-	}
-	if len(stores) == 0 {
-		return nil, badRequest("%s and %s are both false: nothing to do", localParam, minioParam)
-	}
-	return stores, nil
 }
 
 type backupJSON struct {
@@ -206,7 +164,7 @@ type backupJSON struct {
 }
 
 func (a *API) listBackups(c echo.Context) error {
-	stores, err := a.storesFromQuery(c, "include_local", "include_minio")
+	stores, err := a.selectedStores(c, nil, listFlags)
 	if err != nil {
 		return err
 	}
@@ -225,19 +183,27 @@ func (a *API) listBackups(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"backups": out, "count": len(out)})
 }
 
+type deleteRequest struct {
+	Stores []string `json:"stores"`
+}
+
 func (a *API) deleteBackup(c echo.Context) error {
 	name := c.Param("name")
 	if err := engine.ValidateName(name); err != nil {
 		return err
 	}
-	stores, err := a.storesFromQuery(c, "delete_local", "delete_minio")
+	var req deleteRequest
+	if err := decodeJSON(c, a.d.BodyLimit, &req); err != nil {
+		return err
+	}
+	stores, err := a.selectedStores(c, req.Stores, deleteFlags)
 	if err != nil {
 		return err
 	}
 	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, stores); err != nil {
 		return err
 	}
-	task, err := jobs.NewDeleteTask(jobs.DeletePayload{BackupName: name, Stores: stores}, a.d.TaskOptions)
+	task, err := jobs.NewTask(jobs.DeletePayload{BackupName: name, Stores: stores}, a.d.TaskOptions)
 	if err != nil {
 		return err
 	}
@@ -256,21 +222,14 @@ func (a *API) verifyBackup(c echo.Context) error {
 	if err := engine.ValidateName(name); err != nil {
 		return err
 	}
-	from := ""
-	if v := queryString(c, "from"); v != nil && *v != "" {
-		if !a.d.Backups.HasStore(*v) {
-			return badRequest("from: store %q is not configured", truncate(*v, 20))
-		}
-		from = *v
-	}
-	var fromList []string
-	if from != "" {
-		fromList = []string{from}
-	}
-	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, fromList); err != nil {
+	from, err := a.readFrom(queryString(c, "from"), nil)
+	if err != nil {
 		return err
 	}
-	task, err := jobs.NewVerifyTask(jobs.VerifyPayload{BackupName: name, From: from}, a.d.TaskOptions)
+	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, listOf(from)); err != nil {
+		return err
+	}
+	task, err := jobs.NewTask(jobs.VerifyPayload{BackupName: name, From: from}, a.d.TaskOptions)
 	if err != nil {
 		return err
 	}

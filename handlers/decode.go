@@ -83,7 +83,8 @@ func fillFromQuery(c echo.Context, v any) error {
 	for i := 0; i < rv.NumField(); i++ {
 		f, field := rv.Field(i), rv.Type().Field(i)
 		name, _, _ := strings.Cut(field.Tag.Get("json"), ",")
-		if !f.IsNil() || name == "" {
+		// Lists (such as stores) have their own query syntax; see storesQuery.
+		if f.Kind() != reflect.Pointer || !f.IsNil() || name == "" {
 			continue
 		}
 		switch field.Type.Elem().Kind() {

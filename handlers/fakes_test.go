@@ -18,6 +18,7 @@ import (
 
 	"github.com/autograph/pgbackup/jobs"
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/store"
 )
 
 const (
@@ -28,8 +29,9 @@ const (
 type fakeBackups struct {
 	mu      sync.Mutex
 	backups map[string][]string // name -> stores
-	minio   bool
+	stores  []string            // configured stores
 	err     error
+	listed  [][]string // the from argument of each List call
 }
 
 func (f *fakeBackups) Find(_ context.Context, name string, from []string) (*engine.Manifest, []string, error) {
@@ -50,9 +52,10 @@ func (f *fakeBackups) Find(_ context.Context, name string, from []string) (*engi
 	return &engine.Manifest{Name: name, Format: engine.FormatCustom}, where, nil
 }
 
-func (f *fakeBackups) List(context.Context, []string) ([]engine.Entry, error) {
+func (f *fakeBackups) List(_ context.Context, from []string) ([]engine.Entry, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.listed = append(f.listed, from)
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -63,9 +66,7 @@ func (f *fakeBackups) List(context.Context, []string) ([]engine.Entry, error) {
 	return out, nil
 }
 
-func (f *fakeBackups) HasStore(name string) bool {
-	return name == "local" || (name == "minio" && f.minio)
-}
+func (f *fakeBackups) StoreNames() []string    { return f.stores }
 func (f *fakeBackups) DefaultDatabase() string { return "autograph" }
 
 type fakeQueue struct {
@@ -98,6 +99,9 @@ func (q *fakeQueue) EnqueueContext(_ context.Context, t *asynq.Task, opts ...asy
 func (q *fakeQueue) count() int { q.mu.Lock(); defer q.mu.Unlock(); return len(q.tasks) }
 
 type fakeInspector struct {
+	// stuck keeps cancelled tasks active, like a handler that is slow to
+	// return.
+	stuck     bool
 	tasks     map[string]*asynq.TaskInfo
 	cancelled []string
 	archived  []string
@@ -112,7 +116,9 @@ func (f *fakeInspector) GetTaskInfo(queue, id string) (*asynq.TaskInfo, error) {
 
 func (f *fakeInspector) CancelProcessing(id string) error {
 	f.cancelled = append(f.cancelled, id)
-	f.tasks[id].State = asynq.TaskStateRetry
+	if !f.stuck {
+		f.tasks[id].State = asynq.TaskStateRetry
+	}
 	return nil
 }
 
@@ -173,11 +179,14 @@ func newFixture(t *testing.T) *fixture {
 	}
 	insp := &fakeInspector{tasks: map[string]*asynq.TaskInfo{}}
 	f := &fixture{
-		backups: &fakeBackups{backups: map[string][]string{"existing": {"local", "minio"}, "only-minio": {"minio"}}, minio: true},
-		queue:   &fakeQueue{insp: insp},
-		insp:    insp,
-		locks:   &fakeLocks{held: map[string]string{}, cancelled: map[string]bool{}},
-		logs:    &strings.Builder{},
+		backups: &fakeBackups{
+			backups: map[string][]string{"existing": {store.LocalName, store.MinIOName}, "only-minio": {store.MinIOName}},
+			stores:  []string{store.LocalName, store.MinIOName},
+		},
+		queue: &fakeQueue{insp: insp},
+		insp:  insp,
+		locks: &fakeLocks{held: map[string]string{}, cancelled: map[string]bool{}},
+		logs:  &strings.Builder{},
 	}
 	l := logrus.New()
 	l.SetOutput(f.logs)
@@ -187,7 +196,7 @@ func newFixture(t *testing.T) *fixture {
 	f.e = New(Deps{
 		Backups: f.backups, Queue: f.queue, Inspector: f.insp, Locks: f.locks,
 		Ping:        func(context.Context) error { return f.pingErr },
-		TaskOptions: jobs.TaskOptions{MaxRetry: 3, Retention: time.Hour, BackupTimeout: time.Hour, RestoreTimeout: time.Hour, DeleteTimeout: time.Hour},
+		TaskOptions: jobs.Options{MaxRetry: 3, Retention: time.Hour, BackupTimeout: time.Hour, RestoreTimeout: time.Hour, DeleteTimeout: time.Hour},
 		Log:         logrus.NewEntry(l), Auth: auth,
 		Monitoring: full, ReadOnlyMonitoring: readOnly,
 		ReserveTTL: time.Hour,

@@ -23,7 +23,8 @@ import (
 type Backups interface {
 	Find(ctx context.Context, name string, from []string) (*engine.Manifest, []string, error)
 	List(ctx context.Context, from []string) ([]engine.Entry, error)
-	HasStore(name string) bool
+	// StoreNames lists the configured stores, in preference order for reads.
+	StoreNames() []string
 	DefaultDatabase() string
 }
 
@@ -53,7 +54,7 @@ type Deps struct {
 	Inspector Inspector
 	// Ping checks Redis for /readyz.
 	Ping        func(ctx context.Context) error
-	TaskOptions jobs.TaskOptions
+	TaskOptions jobs.Options
 	Log         *logrus.Entry
 	// Monitoring serves asynqmon under /monitoring/; ReadOnlyMonitoring is
 	// the same UI with every action disabled, for viewers.

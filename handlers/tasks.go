@@ -156,6 +156,31 @@ func (a *API) getTask(c echo.Context) error {
 // running handler's context is cancelled (which kills its pg_dump and
 // aborts its upload), and the task is archived so asynq does not run it
 // again (it retries cancelled tasks by default, asynq #532).
+// cancelWait bounds how long a cancel waits for the handler to return.
+const cancelWait = 10 * time.Second
+
+// awaitNotActive polls the task until it is no longer active, the request
+// ends, or cancelWait passes; it returns the last state seen.
+func (a *API) awaitNotActive(ctx context.Context, info *asynq.TaskInfo) (*asynq.TaskInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, cancelWait)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for info.State == asynq.TaskStateActive {
+		select {
+		case <-ctx.Done():
+			return info, nil
+		case <-tick.C:
+		}
+		next, err := a.d.Inspector.GetTaskInfo(info.Queue, info.ID)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errQueueUnavailable, err)
+		}
+		info = next
+	}
+	return info, nil
+}
+
 func (a *API) cancelTask(c echo.Context) error {
 	info, err := a.findTask(c.Param("id"))
 	if err != nil {
@@ -174,17 +199,13 @@ func (a *API) cancelTask(c echo.Context) error {
 		if err := a.d.Inspector.CancelProcessing(info.ID); err != nil {
 			return fmt.Errorf("%w: %w", errQueueUnavailable, err)
 		}
-		// The processor moves the task to retry once the handler returns.
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			info, err = a.d.Inspector.GetTaskInfo(info.Queue, info.ID)
-			if err != nil || info.State != asynq.TaskStateActive {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		// The processor moves the task to retry once the handler returns;
+		// archiving it then makes the cancel final. The wait follows the
+		// request: a client that hangs up, or the server shutting down,
+		// ends it, and the task still no-ops wherever it runs next.
+		info, err = a.awaitNotActive(ctx, info)
 		if err != nil {
-			return fmt.Errorf("%w: %w", errQueueUnavailable, err)
+			return err
 		}
 	}
 	state := info.State.String()
