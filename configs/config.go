@@ -21,6 +21,9 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/sirupsen/logrus"
 	"gopkg.in/yaml.v3"
+
+	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/pgtool"
 )
 
 // Config is the whole configuration. YAML keys are the lower-case
@@ -161,15 +164,9 @@ func LoadFrom(path string, environ []string) (Config, error) {
 }
 
 var (
-	identRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]{0,62}$`)
 	bucketRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 	compressRe = regexp.MustCompile(`^([0-9]|(gzip|lz4|zstd|none)(:[0-9]{1,2})?)$`)
 )
-
-// ValidIdentifier reports whether s is a plain PostgreSQL identifier we
-// accept as a database name. Quoting would allow more, but names that need
-// quoting are a common source of restore mistakes and are refused.
-func ValidIdentifier(s string) bool { return identRe.MatchString(s) }
 
 // Validate rejects settings that cannot work, naming the setting.
 func (c Config) Validate() error {
@@ -183,7 +180,7 @@ func (c Config) Validate() error {
 	if c.PostgresPort < 1 || c.PostgresPort > 65535 {
 		bad("POSTGRES_PORT", "%d is not a TCP port", c.PostgresPort)
 	}
-	if !ValidIdentifier(c.PostgresDB) {
+	if !pgtool.ValidIdentifier(c.PostgresDB) {
 		bad("POSTGRES_DB", "%q is not a valid database name", c.PostgresDB)
 	}
 	if c.PostgresUser == "" {
@@ -251,8 +248,15 @@ func (c Config) Validate() error {
 	if c.WorkerShutdownTimeout < 0 {
 		bad("WORKER_SHUTDOWN_TIMEOUT", "%s must not be negative", c.WorkerShutdownTimeout)
 	}
-	if _, err := c.Queues(); err != nil {
+	if weights, err := c.Queues(); err != nil {
 		bad("QUEUE_WEIGHTS", "%v", err)
+	} else if err := jobs.CheckQueueWeights(weights); err != nil {
+		bad("QUEUE_WEIGHTS", "%v", err)
+	}
+	if c.BackupSchedule != "" {
+		if _, err := jobs.ParseSchedule(c.BackupSchedule); err != nil {
+			bad("BACKUP_SCHEDULE", "%v", err)
+		}
 	}
 	if c.APIAddr == "" {
 		bad("API_ADDR", "must not be empty")
@@ -295,7 +299,8 @@ func envError(err error) error {
 	return errors.Join(errs...)
 }
 
-// Queues parses QueueWeights into asynq's queue-priority map.
+// Queues parses QueueWeights into asynq's queue-priority map. Which queues
+// need a weight is the jobs package's to say (jobs.CheckQueueWeights).
 func (c Config) Queues() (map[string]int, error) {
 	out := map[string]int{}
 	for _, part := range strings.Split(c.QueueWeights, ",") {
@@ -305,11 +310,6 @@ func (c Config) Queues() (map[string]int, error) {
 			return nil, fmt.Errorf("%q: want name=weight pairs with weights >= 1, e.g. restore=6,backup=3,maintenance=1", part)
 		}
 		out[name] = n
-	}
-	for _, q := range []string{"restore", "backup", "maintenance"} {
-		if _, ok := out[q]; !ok {
-			return nil, fmt.Errorf("queue %q has no weight; every task queue needs one", q)
-		}
 	}
 	return out, nil
 }

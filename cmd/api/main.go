@@ -14,12 +14,11 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/autograph/pgbackup/cmd/internal/wire"
 	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/handlers"
 	"github.com/autograph/pgbackup/jobs"
-	"github.com/autograph/pgbackup/jobs/engine"
 )
 
 func main() {
@@ -47,21 +46,21 @@ func run(ctx context.Context) error {
 	}
 	auth, err := handlers.NewAuth(admin, viewer, cfg.APIAuthDisabled)
 	if err != nil {
-		return err
+		return fmt.Errorf("API_ADMIN_TOKENS: %w; set one, or API_AUTH_DISABLED=true for a local experiment", err)
 	}
 	if cfg.APIAuthDisabled {
 		log.Warn("API_AUTH_DISABLED=true: every request is treated as admin; never expose this API")
 	}
-	eng, err := engine.FromConfig(ctx, cfg, log)
+	eng, err := wire.Engine(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	redisOpt := jobs.RedisOpt(cfg)
+	redisOpt := wire.RedisOpt(cfg)
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB})
+	rdb := wire.Redis(cfg)
 	defer rdb.Close()
 
 	e := handlers.New(handlers.Deps{
@@ -69,13 +68,13 @@ func run(ctx context.Context) error {
 		Queue:              client,
 		Inspector:          inspector,
 		Ping:               func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		TaskOptions:        jobs.TaskOptionsFromConfig(cfg),
+		TaskOptions:        wire.TaskOptions(cfg),
 		Log:                log,
 		Monitoring:         asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt}),
 		ReadOnlyMonitoring: asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt, ReadOnly: true}),
 		Auth:               auth,
 		Locks:              jobs.NewLocks(rdb),
-		ReserveTTL:         jobs.ReservationTTL(cfg),
+		ReserveTTL:         jobs.ReservationTTL(wire.TaskOptions(cfg)),
 	})
 	srv := &http.Server{Addr: cfg.APIAddr, Handler: e, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/autograph/pgbackup/cmd/internal/wire"
 	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/jobs/engine"
 )
@@ -22,11 +23,14 @@ import (
 const usage = `usage: pgbackup <command> [flags]
 
 commands:
-  backup  -name N [-format custom|plain|directory|tar] [-database D] [-stores local,minio]
-  restore -name N [-from local|minio] [-target D] [-clean]
-  list    [-stores local,minio]
-  delete  -name N [-stores local,minio]
-  verify  -name N [-from local|minio]
+  backup  -name N [-format custom|plain|directory|tar] [-database D] [-stores S1,S2]
+  restore -name N [-from S] [-target D] [-clean]
+  list    [-stores S1,S2]
+  delete  -name N [-stores S1,S2]
+  verify  -name N [-from S]
+
+Stores are named as configured: local (BACKUP_DIR), and minio when
+MINIO_ENDPOINT is set. The default is every configured store.
 
 Configuration comes from the environment (POSTGRES_HOST, BACKUP_DIR,
 MINIO_ENDPOINT, ...) and CONFIG_FILE, as for the service.`
@@ -64,7 +68,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	log := configs.NewLogger(cfg, "pgbackup", os.Stderr)
-	eng, err := engine.FromConfig(ctx, cfg, log)
+	eng, err := wire.Engine(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

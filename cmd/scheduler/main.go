@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/autograph/pgbackup/cmd/internal/wire"
 	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/jobs"
 )
@@ -34,15 +35,12 @@ func run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	sched, err := jobs.ScheduleFromConfig(cfg)
+	sched, err := wire.Schedule(cfg)
 	if err != nil {
 		return err
 	}
-	stores := []string{"local"}
-	if cfg.MinIOEnabled() {
-		stores = append(stores, "minio")
-	}
-	s, err := jobs.NewScheduler(cfg, sched, stores, jobs.TaskOptionsFromConfig(cfg), log)
+	stores := wire.StoreNames(cfg)
+	s, err := jobs.NewScheduler(wire.RedisOpt(cfg), sched, stores, wire.TaskOptions(cfg), log)
 	if err != nil {
 		return err
 	}

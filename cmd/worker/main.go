@@ -11,11 +11,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/autograph/pgbackup/cmd/internal/wire"
 	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/jobs"
-	"github.com/autograph/pgbackup/jobs/engine"
 )
 
 func main() {
@@ -33,20 +32,24 @@ func run(ctx context.Context) error {
 		return err
 	}
 	log := configs.NewLogger(cfg, "worker", os.Stderr).WithField("worker", jobs.WorkerID())
-	eng, err := engine.FromConfig(ctx, cfg, log)
+	eng, err := wire.Engine(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	srv, err := jobs.NewServer(cfg, log)
+	serverOpts, err := wire.ServerOptions(cfg)
 	if err != nil {
 		return err
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB})
+	srv, err := jobs.NewServer(wire.RedisOpt(cfg), serverOpts, log)
+	if err != nil {
+		return err
+	}
+	rdb := wire.Redis(cfg)
 	defer rdb.Close()
 	mux := asynq.NewServeMux()
-	handlers := &jobs.Handlers{Engine: eng, Log: log, Worker: jobs.WorkerID(),
-		Locks: jobs.NewLocks(rdb), ReserveTTL: jobs.ReservationTTL(cfg)}
-	handlers.Register(mux)
+	w := &jobs.Worker{Engine: eng, Log: log, ID: jobs.WorkerID(),
+		Locks: jobs.NewLocks(rdb), ReserveTTL: jobs.ReservationTTL(wire.TaskOptions(cfg))}
+	jobs.Register(mux, w)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -54,7 +57,7 @@ func run(ctx context.Context) error {
 	<-ctx.Done()
 	log.WithField("grace", cfg.WorkerShutdownTimeout.String()).Info("stopping: no new tasks; running ones get the grace period")
 	srv.Shutdown()
-	if !handlers.Drain(30 * time.Second) {
+	if !w.Drain(30 * time.Second) {
 		log.Warn("handlers still running 30s after shutdown; exiting anyway")
 	}
 	log.Info("worker stopped")

@@ -1,0 +1,158 @@
+// Package wire turns the configuration into the library's objects. It is
+// the only package besides configs that knows the settings: jobs, engine,
+// store and handlers take plain option structs, and errors from them name
+// what is wrong while wire adds which setting it came from.
+package wire
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/configs"
+	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/store"
+)
+
+// backend is one row of the store table: a store's name, the setting that
+// turns it on (named in errors), and how to open it.
+type backend struct {
+	name    string
+	setting string
+	enabled func(configs.Config) bool
+	open    func(context.Context, configs.Config) (store.Store, error)
+}
+
+// backends lists every store the programs can use, in preference order for
+// reads. Adding a backend is one file in store/ and one row here.
+var backends = []backend{
+	{store.LocalName, "BACKUP_DIR", func(configs.Config) bool { return true }, openLocal},
+	{store.MinIOName, "MINIO_ENDPOINT", configs.Config.MinIOEnabled, openMinIO},
+}
+
+func openLocal(_ context.Context, cfg configs.Config) (store.Store, error) {
+	return store.NewLocal(cfg.BackupDir)
+}
+
+func openMinIO(ctx context.Context, cfg configs.Config) (store.Store, error) {
+	return store.NewMinIO(ctx, store.MinIOConfig{
+		Endpoint: cfg.MinIOEndpoint, AccessKey: cfg.MinIORootUser, SecretKey: cfg.MinIORootPassword,
+		Bucket: cfg.MinIOBucket, Region: cfg.MinIORegion,
+		PartSize: uint64(cfg.MinIOPartSizeMB) << 20, UploadThreads: uint(cfg.MinIOUploadThreads),
+	})
+}
+
+// StoreNames names the configured stores without opening them.
+func StoreNames(cfg configs.Config) []string { return storeNames(cfg, backends) }
+
+func storeNames(cfg configs.Config, table []backend) []string {
+	var out []string
+	for _, b := range table {
+		if b.enabled(cfg) {
+			out = append(out, b.name)
+		}
+	}
+	return out
+}
+
+// Stores opens every configured store.
+func Stores(ctx context.Context, cfg configs.Config) ([]store.Store, error) {
+	return openStores(ctx, cfg, backends)
+}
+
+func openStores(ctx context.Context, cfg configs.Config, table []backend) ([]store.Store, error) {
+	var out []store.Store
+	for _, b := range table {
+		if !b.enabled(cfg) {
+			continue
+		}
+		s, err := b.open(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.setting, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Conn is the connection to the configured server and database.
+func Conn(cfg configs.Config) pgtool.Conn {
+	return pgtool.Conn{
+		Host: cfg.PostgresHost, Port: cfg.PostgresPort, User: cfg.PostgresUser,
+		Password: cfg.PostgresPassword, SSLMode: cfg.PostgresSSLMode, Database: cfg.PostgresDB,
+	}
+}
+
+// Engine builds the engine every program uses over the configured stores
+// (MinIO's bucket is created if missing).
+func Engine(ctx context.Context, cfg configs.Config, log *logrus.Entry) (*engine.Engine, error) {
+	stores, err := Stores(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return engineOver(cfg, stores, log)
+}
+
+func engineOver(cfg configs.Config, stores []store.Store, log *logrus.Entry) (*engine.Engine, error) {
+	return engine.New(engine.Options{
+		Conn:     Conn(cfg),
+		Stores:   stores,
+		Finder:   &pgtool.Finder{Forced: cfg.PGBinDir, ForcedSetting: "PG_BIN_DIR"},
+		WorkDir:  cfg.WorkDir,
+		Jobs:     cfg.DumpJobs,
+		Compress: cfg.DumpCompress,
+		Log:      log,
+	})
+}
+
+// TaskOptions are the per-task limits.
+func TaskOptions(cfg configs.Config) jobs.Options {
+	return jobs.Options{
+		MaxRetry: cfg.TaskMaxRetry, Retention: cfg.TaskRetention,
+		BackupTimeout: cfg.BackupTimeout, RestoreTimeout: cfg.RestoreTimeout, DeleteTimeout: cfg.DeleteTimeout,
+	}
+}
+
+// RedisOpt is asynq's connection to the queue's Redis.
+func RedisOpt(cfg configs.Config) asynq.RedisClientOpt {
+	return asynq.RedisClientOpt{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB}
+}
+
+// Redis is a client of the same Redis for our own keys (reservations,
+// cancel marks).
+func Redis(cfg configs.Config) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB})
+}
+
+// ServerOptions configures the worker's asynq server.
+func ServerOptions(cfg configs.Config) (jobs.ServerOptions, error) {
+	weights, err := cfg.Queues()
+	if err != nil {
+		return jobs.ServerOptions{}, fmt.Errorf("QUEUE_WEIGHTS: %w", err)
+	}
+	return jobs.ServerOptions{
+		Concurrency: cfg.WorkerConcurrency, QueueWeights: weights,
+		ShutdownTimeout: cfg.WorkerShutdownTimeout, RetryDelay: cfg.TaskRetryDelay,
+	}, nil
+}
+
+// Schedule is BACKUP_SCHEDULE when set, else BACKUP_INTERVAL_HOURS.
+func Schedule(cfg configs.Config) (jobs.Schedule, error) {
+	if cfg.BackupSchedule != "" {
+		s, err := jobs.ParseSchedule(cfg.BackupSchedule)
+		if err != nil {
+			return jobs.Schedule{}, fmt.Errorf("BACKUP_SCHEDULE: %w", err)
+		}
+		return s, nil
+	}
+	s, err := jobs.IntervalSchedule(cfg.BackupIntervalHours)
+	if err != nil {
+		return jobs.Schedule{}, fmt.Errorf("BACKUP_INTERVAL_HOURS: %w", err)
+	}
+	return s, nil
+}
