@@ -33,9 +33,13 @@ func (f *fakeEngine) Backup(_ context.Context, r engine.BackupRequest) (*engine.
 	return &engine.Manifest{Name: r.Name, SizeBytes: 1}, f.err
 }
 
-func (f *fakeEngine) Restore(_ context.Context, r engine.RestoreRequest) (*engine.Manifest, error) {
+func (f *fakeEngine) Restore(_ context.Context, r engine.RestoreRequest) (*engine.RestoreResult, error) {
 	f.restores = append(f.restores, r)
-	return &engine.Manifest{Name: r.Name}, f.err
+	return &engine.RestoreResult{Manifest: &engine.Manifest{Name: r.Name}, TargetDatabase: r.TargetDatabase}, f.err
+}
+
+func (f *fakeEngine) Find(_ context.Context, name string, _ []string) (*engine.Manifest, []string, error) {
+	return &engine.Manifest{Name: name, Database: "sourcedb"}, []string{store.MemoryName}, nil
 }
 
 func (f *fakeEngine) Delete(_ context.Context, name string, from []string) ([]string, error) {
@@ -43,12 +47,11 @@ func (f *fakeEngine) Delete(_ context.Context, name string, from []string) ([]st
 	return from, f.err
 }
 
-func (f *fakeEngine) Verify(_ context.Context, name, _ string) (*engine.Manifest, error) {
+func (f *fakeEngine) Verify(_ context.Context, name, _ string, _ bool) (*engine.Manifest, error) {
 	f.verifies = append(f.verifies, name)
 	return &engine.Manifest{Name: name}, f.err
 }
 
-func (f *fakeEngine) DefaultDatabase() string { return "defaultdb" }
 
 func newTestWorker(eng Engine) (*Worker, *asynq.ServeMux) {
 	l := logrus.New()
@@ -96,9 +99,10 @@ func TestAdapterDecodesAndRunsEachTask(t *testing.T) {
 		!slices.Equal(eng.backups[0].Stores, []string{store.MemoryName}) || eng.backups[0].Progress == nil {
 		t.Errorf("backup request = %+v; want b1, tar, [memory], with a progress reporter", eng.backups)
 	}
-	// An empty target is resolved before the task function runs.
-	if len(eng.restores) != 1 || eng.restores[0].TargetDatabase != "defaultdb" || eng.restores[0].From != store.MemoryName {
-		t.Errorf("restore request = %+v; want target defaultdb from memory", eng.restores)
+	// An empty target is resolved, to the backup's own database, before
+	// the task function runs.
+	if len(eng.restores) != 1 || eng.restores[0].TargetDatabase != "sourcedb" || eng.restores[0].From != store.MemoryName {
+		t.Errorf("restore request = %+v; want target sourcedb from memory", eng.restores)
 	}
 	if len(eng.deletes) != 1 || !slices.Equal(eng.deletes[0], []string{"b1", store.MemoryName}) {
 		t.Errorf("delete = %v; want [b1 memory]", eng.deletes)

@@ -24,7 +24,7 @@ type (
 	// resolver fills in defaults that depend on the worker or the task,
 	// before anything else looks at the payload.
 	resolver[P any] interface {
-		resolve(w *Worker, taskID string) P
+		resolve(ctx context.Context, w *Worker, taskID string) (P, error)
 	}
 	// reserver names the reservations the task holds while it runs.
 	reserver interface {
@@ -122,10 +122,13 @@ func (d Def[P, R]) handler(w *Worker) asynq.Handler {
 			return fmt.Errorf("%s: %w: %w: %w", t.Type(), errBadPayload, err, asynq.SkipRetry)
 		}
 		taskID, _ := asynq.GetTaskID(ctx)
-		if r, ok := any(p).(resolver[P]); ok {
-			p = r.resolve(w, taskID)
-		}
 		log := w.taskLog(ctx, t)
+		if r, ok := any(p).(resolver[P]); ok {
+			var err error
+			if p, err = r.resolve(ctx, w, taskID); err != nil {
+				return w.fail(log, err)
+			}
+		}
 		if f, ok := any(p).(logFielder); ok {
 			log = log.WithFields(f.logFields())
 		}

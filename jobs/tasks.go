@@ -52,11 +52,11 @@ type BackupPayload struct {
 // Kind implements Payload.
 func (BackupPayload) Kind() string { return TypeBackupCreate }
 
-func (p BackupPayload) resolve(_ *Worker, taskID string) BackupPayload {
+func (p BackupPayload) resolve(_ context.Context, _ *Worker, taskID string) (BackupPayload, error) {
 	if p.BackupName == "" && p.Scheduled {
 		p.BackupName = taskID
 	}
-	return p
+	return p, nil
 }
 
 func (p BackupPayload) reservations() []reservation { return []reservation{{KindName, p.BackupName}} }
@@ -80,16 +80,28 @@ type RestorePayload struct {
 	From           string `json:"from,omitempty"`
 	TargetDatabase string `json:"target_database,omitempty"`
 	Clean          bool   `json:"clean,omitempty"`
+	Replace        bool   `json:"replace,omitempty"`
+	AllowUnsigned  bool   `json:"allow_unsigned,omitempty"`
 }
 
 // Kind implements Payload.
 func (RestorePayload) Kind() string { return TypeBackupRestore }
 
-func (p RestorePayload) resolve(w *Worker, _ string) RestorePayload {
+// resolve defaults the target to the database the backup was taken from,
+// before the reservation on the target is taken.
+func (p RestorePayload) resolve(ctx context.Context, w *Worker, _ string) (RestorePayload, error) {
 	if p.TargetDatabase == "" {
-		p.TargetDatabase = w.Engine.DefaultDatabase()
+		var from []string
+		if p.From != "" {
+			from = []string{p.From}
+		}
+		m, _, err := w.Engine.Find(ctx, p.BackupName, from)
+		if err != nil {
+			return p, err
+		}
+		p.TargetDatabase = m.Database
 	}
-	return p
+	return p, nil
 }
 
 func (p RestorePayload) reservations() []reservation {
@@ -97,21 +109,15 @@ func (p RestorePayload) reservations() []reservation {
 }
 
 func (p RestorePayload) logFields() logrus.Fields {
-	return logrus.Fields{"backup_name": p.BackupName, "database": p.TargetDatabase, "clean": p.Clean}
+	return logrus.Fields{"backup_name": p.BackupName, "database": p.TargetDatabase, "clean": p.Clean,
+		"replace": p.Replace, "allow_unsigned": p.AllowUnsigned}
 }
 
-// RestoreOutcome is the result of a restore task.
-type RestoreOutcome struct {
-	Manifest       *engine.Manifest `json:"manifest"`
-	TargetDatabase string           `json:"target_database"`
-	Clean          bool             `json:"clean"`
-}
-
-func (w *Worker) restore(ctx context.Context, p RestorePayload) (RestoreOutcome, error) {
-	m, err := w.Engine.Restore(ctx, engine.RestoreRequest{
-		Name: p.BackupName, From: p.From, TargetDatabase: p.TargetDatabase, Clean: p.Clean, Progress: progressOf(ctx),
+func (w *Worker) restore(ctx context.Context, p RestorePayload) (*engine.RestoreResult, error) {
+	return w.Engine.Restore(ctx, engine.RestoreRequest{
+		Name: p.BackupName, From: p.From, TargetDatabase: p.TargetDatabase, Clean: p.Clean,
+		Replace: p.Replace, AllowUnsigned: p.AllowUnsigned, Progress: progressOf(ctx),
 	})
-	return RestoreOutcome{Manifest: m, TargetDatabase: p.TargetDatabase, Clean: p.Clean}, err
 }
 
 // DeletePayload is the payload of TypeBackupDelete.
@@ -140,8 +146,9 @@ func (w *Worker) delete(ctx context.Context, p DeletePayload) (DeleteOutcome, er
 
 // VerifyPayload is the payload of TypeBackupVerify.
 type VerifyPayload struct {
-	BackupName string `json:"backup_name"`
-	From       string `json:"from,omitempty"`
+	BackupName    string `json:"backup_name"`
+	From          string `json:"from,omitempty"`
+	AllowUnsigned bool   `json:"allow_unsigned,omitempty"`
 }
 
 // Kind implements Payload.
@@ -157,14 +164,18 @@ type VerifyOutcome struct {
 	Verified   bool   `json:"verified"`
 	SHA256     string `json:"sha256"`
 	SizeBytes  int64  `json:"size_bytes"`
+	// RowCountsChecked says the archive's rows per table matched the
+	// manifest's counts.
+	RowCountsChecked bool `json:"row_counts_checked"`
 }
 
 func (w *Worker) verify(ctx context.Context, p VerifyPayload) (VerifyOutcome, error) {
-	m, err := w.Engine.Verify(ctx, p.BackupName, p.From)
+	m, err := w.Engine.Verify(ctx, p.BackupName, p.From, p.AllowUnsigned)
 	if err != nil {
 		return VerifyOutcome{}, err
 	}
-	return VerifyOutcome{BackupName: p.BackupName, Verified: true, SHA256: m.SHA256, SizeBytes: m.SizeBytes}, nil
+	return VerifyOutcome{BackupName: p.BackupName, Verified: true, SHA256: m.SHA256, SizeBytes: m.SizeBytes,
+		RowCountsChecked: m.RowCounts != nil}, nil
 }
 
 // Options are the per-class limits baked into every task. asynq's own

@@ -18,13 +18,13 @@ import (
 	"github.com/autograph/pgbackup/jobs/pgtool"
 )
 
-// Engine is what the handlers need from the backup engine.
+// Engine is what the task functions need from the backup engine.
 type Engine interface {
 	Backup(ctx context.Context, req engine.BackupRequest) (*engine.Manifest, error)
-	Restore(ctx context.Context, req engine.RestoreRequest) (*engine.Manifest, error)
+	Restore(ctx context.Context, req engine.RestoreRequest) (*engine.RestoreResult, error)
 	Delete(ctx context.Context, name string, from []string) ([]string, error)
-	Verify(ctx context.Context, name, from string) (*engine.Manifest, error)
-	DefaultDatabase() string
+	Verify(ctx context.Context, name, from string, allowUnsigned bool) (*engine.Manifest, error)
+	Find(ctx context.Context, name string, from []string) (*engine.Manifest, []string, error)
 }
 
 var _ Engine = (*engine.Engine)(nil)
@@ -141,19 +141,25 @@ func (w *Worker) taskLog(ctx context.Context, t *asynq.Task) *logrus.Entry {
 // never succeed (bad input, missing or existing backup, corrupt archive, no
 // suitable pg_dump) are not retried; everything else, such as an
 // unreachable store or database, is retried with backoff.
+//
+// The returned error starts with its class (see Classify), which is what
+// the API shows to viewers; the full text stays in this log.
 func (w *Worker) fail(log *logrus.Entry, err error) error {
+	class := Classify(err)
+	log = log.WithField("error_class", class)
 	if Permanent(err) {
 		log.WithError(err).Error("task failed permanently")
-		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		return fmt.Errorf("%s: %w: %w", class, err, asynq.SkipRetry)
 	}
 	log.WithError(err).Warn("task failed; will retry")
-	return err
+	return fmt.Errorf("%s: %w", class, err)
 }
 
 // Permanent reports whether retrying err cannot help.
 func Permanent(err error) bool {
 	for _, target := range []error{engine.ErrInvalid, engine.ErrExists, engine.ErrNotFound,
-		engine.ErrChecksumMismatch, engine.ErrUnreadable, pgtool.ErrNoMatchingClient, errBadPayload, errCancelled} {
+		engine.ErrChecksumMismatch, engine.ErrUnreadable, engine.ErrInvalidArchive, engine.ErrSignature,
+		engine.ErrRowCountMismatch, pgtool.ErrNoMatchingClient, errBadPayload, errCancelled} {
 		if errors.Is(err, target) {
 			return true
 		}

@@ -108,3 +108,48 @@ func TestMinIOUnreachableIsErrUnavailable(t *testing.T) {
 		t.Fatalf("NewMinIO against closed port: err = %v, want store.ErrUnavailable", err)
 	}
 }
+
+// TestLocalLinksCannotLeadOutside plants symbolic links inside the backup
+// directory, as a hostile user of the machine might: one directory link
+// and one file link pointing outside. No read, write, listing or delete
+// may go through them.
+func TestLocalLinksCannotLeadOutside(t *testing.T) {
+	t.Parallel()
+	dir, outside := t.TempDir(), t.TempDir()
+	secret := filepath.Join(outside, "secret.dump")
+	if err := os.WriteFile(secret, []byte("outside data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "postgres")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "file.dump")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Put(ctx, "postgres/planted.dump", strings.NewReader("x"), nil); err == nil {
+		t.Error("Put through a directory link succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(outside, "planted.dump")); err == nil {
+		t.Error("Put wrote outside the backup directory")
+	}
+	if _, err := s.Get(ctx, "postgres/secret.dump"); err == nil {
+		t.Error("Get through a directory link succeeded")
+	}
+	if _, err := s.Get(ctx, "file.dump"); err == nil {
+		t.Error("Get of a link to a file outside succeeded")
+	}
+	if objs, err := s.List(ctx, ""); err != nil || len(objs) != 0 {
+		t.Errorf("List = %v, %v; want nothing listed through links", objs, err)
+	}
+	if err := s.Delete(ctx, "postgres/secret.dump"); err == nil {
+		t.Error("Delete through a directory link succeeded")
+	}
+	if _, err := os.Stat(secret); err != nil {
+		t.Errorf("the file outside is gone: %v", err)
+	}
+}

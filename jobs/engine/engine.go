@@ -57,7 +57,14 @@ type Options struct {
 	Jobs int
 	// Compress is pg_dump -Z for formats that compress; empty for default.
 	Compress string
-	Log      *logrus.Entry
+	// RowCounts records every table's row count in the manifest, taken in
+	// the dump's own snapshot. It costs one count(*) per table, run while
+	// pg_dump runs.
+	RowCounts bool
+	// Signer signs manifests and checks them before restore and verify;
+	// nil or keyless means manifests are neither signed nor checked.
+	Signer *Signer
+	Log    *logrus.Entry
 }
 
 // Engine runs backups and restores. It is safe for concurrent use.
@@ -68,6 +75,8 @@ type Engine struct {
 	workDir  string
 	jobs     int
 	compress string
+	counts   bool
+	signer   *Signer
 	log      *logrus.Entry
 }
 
@@ -98,7 +107,7 @@ func New(o Options) (*Engine, error) {
 		o.Log = logrus.NewEntry(l)
 	}
 	return &Engine{conn: o.Conn, stores: o.Stores, finder: o.Finder, workDir: o.WorkDir,
-		jobs: o.Jobs, compress: o.Compress, log: o.Log}, nil
+		jobs: o.Jobs, compress: o.Compress, counts: o.RowCounts, signer: o.Signer, log: o.Log}, nil
 }
 
 // StoreNames lists the configured stores in preference order.
@@ -198,14 +207,40 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 	started := time.Now().UTC()
 	key := ArchiveKey(req.Name, format)
 	report(req.Progress, Progress{Phase: "dumping"})
-	src, cleanup, err := e.dump(ctx, tools, conn, format)
+	// With row counts, pg_dump dumps the snapshot the counts are taken in,
+	// and the counting runs while pg_dump does.
+	var snap *snapshot
+	var counted chan countResult
+	if e.counts {
+		if snap, err = openSnapshot(ctx, conn); err != nil {
+			return nil, fmt.Errorf("backup %s: %w", req.Name, err)
+		}
+		defer snap.close(ctx)
+	}
+	src, cleanup, err := e.dump(ctx, tools, conn, format, snap)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
+	}
+	if snap != nil {
+		counted = make(chan countResult, 1)
+		go func() {
+			counts, err := snap.countRows(ctx)
+			counted <- countResult{counts, err}
+		}()
 	}
 	// The checksum is taken after encode, over the bytes the stores hold.
 	digest := newDigestReader(encode(src), "uploading", req.Progress)
 	err = putAll(ctx, targets, key, digest)
 	cleanup()
+	var counts map[string]int64
+	if counted != nil {
+		// Always collected, so the snapshot's connection is free before
+		// close, even when the upload failed.
+		r := <-counted
+		if err == nil {
+			counts, err = r.counts, r.err
+		}
+	}
 	if err != nil {
 		e.removeQuietly(targets, key)
 		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
@@ -216,14 +251,21 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 		SizeBytes: digest.Size(), SHA256: digest.Sum(),
 		StartedAt: started, FinishedAt: time.Now().UTC(),
 		ServerVersion: versionString(serverNum), PgDumpVersion: tools.Version,
-		Stores: names(targets), TaskID: req.TaskID,
+		Stores: names(targets), TaskID: req.TaskID, RowCounts: counts,
 	}
 	if format.spec().pgCompress {
 		m.Compression = e.compress
 	}
+	if e.signer.Enabled() {
+		if err := e.signer.sign(m); err != nil {
+			e.removeQuietly(targets, key)
+			return nil, fmt.Errorf("backup %s: %w", req.Name, err)
+		}
+	}
 	report(req.Progress, Progress{Phase: "publishing", Bytes: m.SizeBytes})
 	body, err := m.encode()
 	if err != nil {
+		e.removeQuietly(targets, key)
 		return nil, err
 	}
 	for _, s := range targets {
@@ -240,12 +282,21 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 	return m, nil
 }
 
+type countResult struct {
+	counts map[string]int64
+	err    error
+}
+
 // dump starts pg_dump and returns its archive as a stream. cleanup stops
 // pg_dump if it is still running and removes temporary files; it must be
-// called once the stream is no longer read.
-func (e *Engine) dump(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, f Format) (io.Reader, func(), error) {
+// called once the stream is no longer read. With snap, pg_dump dumps that
+// snapshot.
+func (e *Engine) dump(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, f Format, snap *snapshot) (io.Reader, func(), error) {
 	spec := f.spec()
 	args := []string{"--no-password", "--format=" + spec.flag}
+	if snap != nil {
+		args = append(args, "--snapshot="+snap.id)
+	}
 	if e.compress != "" && spec.pgCompress {
 		args = append(args, "--compress="+e.compress)
 	}

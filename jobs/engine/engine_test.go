@@ -81,11 +81,12 @@ func (b *bench) newEngine(t *testing.T) (*engine.Engine, *store.Local, *store.Mi
 		t.Fatal(err)
 	}
 	e, err := engine.New(engine.Options{
-		Conn:    b.conn(b.source),
-		Stores:  []store.Store{local, mio},
-		Finder:  &pgtool.Finder{Forced: b.env.PGBin},
-		WorkDir: t.TempDir(),
-		Jobs:    2,
+		Conn:      b.conn(b.source),
+		Stores:    []store.Store{local, mio},
+		Finder:    &pgtool.Finder{Forced: b.env.PGBin},
+		WorkDir:   t.TempDir(),
+		Jobs:      2,
+		RowCounts: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +172,25 @@ func TestCleanRestoreOverDriftedDatabase(t *testing.T) {
 					t.Fatalf("failed restore changed the target:\n%s", diff)
 				}
 			}
-			if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "drift", TargetDatabase: target, Clean: true}); err != nil {
+			if format == engine.FormatPlain {
+				// A plain archive has no object list: clean would have to
+				// drop everything, so it is refused, and replace is the way.
+				before := b.env.Fingerprint(t, target)
+				if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "drift", TargetDatabase: target, Clean: true}); !errors.Is(err, engine.ErrInvalid) {
+					t.Fatalf("clean Restore of a plain archive: err = %v, want ErrInvalid", err)
+				}
+				if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), before); diff != "" {
+					t.Fatalf("refused clean restore changed the target:\n%s", diff)
+				}
+				res, err := e.Restore(ctx, engine.RestoreRequest{Name: "drift", TargetDatabase: target, Replace: true})
+				if err != nil {
+					t.Fatalf("replace Restore: %v", err)
+				}
+				b.env.DropDBOnCleanup(t, res.ReplacedCopy)
+				if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, res.ReplacedCopy), before); diff != "" {
+					t.Fatalf("the replaced copy %s is not the old target:\n%s", res.ReplacedCopy, diff)
+				}
+			} else if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "drift", TargetDatabase: target, Clean: true}); err != nil {
 				t.Fatalf("clean Restore: %v", err)
 			}
 			if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), b.want); diff != "" {
@@ -217,7 +236,7 @@ func TestCorruptArchiveIsRefusedAndTargetUntouched(t *testing.T) {
 			if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), before); diff != "" {
 				t.Fatalf("target changed by a refused restore:\n%s", diff)
 			}
-			if _, err := e.Verify(ctx, "corrupt", ""); !errors.Is(err, engine.ErrChecksumMismatch) {
+			if _, err := e.Verify(ctx, "corrupt", "", false); !errors.Is(err, engine.ErrChecksumMismatch) {
 				t.Fatalf("Verify of corrupted archive: err = %v, want ErrChecksumMismatch", err)
 			}
 		})

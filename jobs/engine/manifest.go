@@ -25,6 +25,17 @@ type Manifest struct {
 	// TaskID is the id of the task that made the backup, so a retried task
 	// can recognise its own finished work instead of failing on "exists".
 	TaskID string `json:"task_id,omitempty"`
+	// RowCounts is every table's exact row count ("schema.table"), taken
+	// in the snapshot pg_dump dumped, so a restore can be checked against
+	// the data as it was. Absent when counting was off.
+	RowCounts map[string]int64 `json:"row_counts,omitempty"`
+	// Signature is the HMAC-SHA256 (hex) of the rest of the manifest, when
+	// manifests are signed (see Signer).
+	Signature string `json:"signature,omitempty"`
+
+	// raw is the manifest as read from its store, which is what a
+	// signature is checked against.
+	raw []byte
 }
 
 func (m *Manifest) encode() ([]byte, error) {
@@ -40,6 +51,7 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("decode manifest: %w", err)
 	}
+	m.raw = b
 	if err := ValidateName(m.Name); err != nil {
 		return nil, fmt.Errorf("decode manifest: %w", err)
 	}

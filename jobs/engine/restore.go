@@ -19,47 +19,72 @@ import (
 type RestoreRequest struct {
 	Name string
 	// From is the store to read; empty means the first that holds it, in
-	// configured order (local before MinIO).
+	// configured order.
 	From string
-	// TargetDatabase defaults to the configured database. It is created
-	// when missing.
+	// TargetDatabase defaults to the database the backup was taken from
+	// (the manifest's). It is created when missing.
 	TargetDatabase string
 	// Clean drops the objects the archive contains before recreating them
-	// (pg_restore --clean --if-exists). For plain SQL archives, which
-	// carry no object list, it drops every user schema of the target first.
-	Clean    bool
-	Progress ProgressFunc
+	// (pg_restore --clean --if-exists). Plain SQL archives carry no object
+	// list, so for them Clean is refused: use Replace.
+	Clean bool
+	// Replace restores into a scratch database beside the target, checks
+	// it, then swaps it in by renaming; the old target is kept under
+	// <target>_replaced_<UTC time>.
+	Replace bool
+	// AllowUnsigned restores even when the manifest's signature is missing
+	// or wrong (only matters when manifests are signed).
+	AllowUnsigned bool
+	Progress      ProgressFunc
 }
 
-// wipeSchemasSQL empties a database for a clean restore of a plain dump.
-// It runs in the same transaction as the dump itself, so a failed restore
-// rolls the drop back too.
-const wipeSchemasSQL = `DO $$
-DECLARE r record;
-BEGIN
-  FOR r IN SELECT nspname FROM pg_namespace
-           WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema'
-  LOOP
-    EXECUTE format('DROP SCHEMA %I CASCADE', r.nspname);
-  END LOOP;
-END $$;
-CREATE SCHEMA public;`
+// RestoreResult says what a restore did.
+type RestoreResult struct {
+	Manifest       *Manifest `json:"manifest"`
+	TargetDatabase string    `json:"target_database"`
+	Clean          bool      `json:"clean"`
+	Replace        bool      `json:"replace,omitempty"`
+	// ReplacedCopy is the renamed previous target of a replace (empty when
+	// there was none); deleting it is the operator's choice.
+	ReplacedCopy string `json:"replaced_copy,omitempty"`
+	// SwapDowntimeMS is how long the target was unavailable during a
+	// replace's swap.
+	SwapDowntimeMS int64 `json:"swap_downtime_ms,omitempty"`
+	// RowCountsChecked says the restored tables' row counts were compared
+	// with the manifest's and matched.
+	RowCountsChecked bool `json:"row_counts_checked,omitempty"`
+}
 
-// Restore fetches a backup, verifies it against its manifest, then restores
-// it. The archive is checked in full before the target is touched: a
-// mismatch changes nothing. Custom, tar and plain archives restore in one
-// transaction, so a failure leaves the target as it was; a database created
-// for the restore is dropped again on failure.
-func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*Manifest, error) {
+// CheckRestoreMode refuses combinations that could destroy what the
+// archive does not contain: a clean restore of a plain archive (which has
+// no object list, so cleaning means dropping everything), and clean with
+// replace (which restores into a fresh database, so there is nothing to
+// clean).
+func CheckRestoreMode(f Format, clean, replace bool) error {
+	switch {
+	case clean && replace:
+		return fmt.Errorf("%w: give clean or replace, not both (replace restores into a fresh database)", ErrInvalid)
+	case clean && f.spec().psql:
+		return fmt.Errorf("%w: a clean restore of a plain archive would drop objects the archive does not contain; "+
+			"use \"replace\": true (restore beside the target, check, then swap) instead", ErrInvalid)
+	}
+	return nil
+}
+
+// Restore fetches a backup, verifies it against its manifest (signature,
+// size, checksum, and for plain archives that it holds no psql
+// meta-command pg_dump would not write), then restores it. Nothing touches
+// the target before all of that passed. Custom, tar and plain archives
+// restore in one transaction, so a failure leaves the target as it was; a
+// database created for the restore is dropped again on failure. With
+// Replace the target is not touched at all until the restored copy has
+// been checked.
+func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 	if err := ValidateName(req.Name); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
-	target := req.TargetDatabase
-	if target == "" {
-		target = e.conn.Database
-	}
-	if !pgtool.ValidIdentifier(target) {
-		return nil, fmt.Errorf("restore %s: %w: target database %q is not a valid identifier", req.Name, ErrInvalid, target)
+	if req.TargetDatabase != "" && !pgtool.ValidIdentifier(req.TargetDatabase) {
+		return nil, fmt.Errorf("restore %s: %w: target database %q is not a valid identifier", req.Name, ErrInvalid, req.TargetDatabase)
 	}
 	var from []string
 	if req.From != "" {
@@ -68,6 +93,16 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*Manifest, er
 	m, where, err := e.Find(ctx, req.Name, from)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if err := e.checkSignature(m, req.AllowUnsigned); err != nil {
+		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
+	}
+	target := req.TargetDatabase
+	if target == "" {
+		target = m.Database
+	}
+	if err := CheckRestoreMode(m.Format, req.Clean, req.Replace); err != nil {
+		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
 	}
 	s, _ := e.pick(where[:1])
 	log := e.log.WithFields(logrus.Fields{"backup_name": req.Name, "database": target, "format": m.Format, "store": where[0]})
@@ -91,33 +126,64 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*Manifest, er
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
 	}
+	report(req.Progress, Progress{Phase: "restoring", Bytes: m.SizeBytes})
+	res := &RestoreResult{Manifest: m, TargetDatabase: target, Clean: req.Clean, Replace: req.Replace}
+	if req.Replace {
+		if err := e.replace(ctx, tools, m, archive, target, res, log); err != nil {
+			return nil, fmt.Errorf("restore %s into %s: %w", req.Name, target, err)
+		}
+	} else if err := e.restoreInPlace(ctx, tools, m, archive, target, req.Clean, log); err != nil {
+		return nil, fmt.Errorf("restore %s into %s: %w", req.Name, target, err)
+	}
+	log.WithFields(logrus.Fields{"size_bytes": m.SizeBytes, "clean": req.Clean, "replace": req.Replace,
+		"duration_ms": time.Since(started).Milliseconds()}).Info("restore complete")
+	report(req.Progress, Progress{Phase: "done", Bytes: m.SizeBytes})
+	return res, nil
+}
+
+// restoreInPlace restores into target, creating it when missing (and
+// dropping it again if that restore fails).
+func (e *Engine) restoreInPlace(ctx context.Context, tools pgtool.Tools, m *Manifest, archive, target string, clean bool, log *logrus.Entry) error {
 	exists, err := pgtool.DatabaseExists(ctx, e.conn, target)
 	if err != nil {
-		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
+		return err
 	}
 	if !exists {
 		if err := pgtool.CreateDatabase(ctx, e.conn, target); err != nil {
-			return nil, fmt.Errorf("restore %s: %w", req.Name, err)
+			return err
 		}
 		log.Info("created target database")
 	}
-
-	report(req.Progress, Progress{Phase: "restoring", Bytes: m.SizeBytes})
-	if err := e.runRestore(ctx, tools, e.conn.WithDatabase(target), m.Format, archive, req.Clean); err != nil {
+	if err := e.runRestore(ctx, tools, e.conn.WithDatabase(target), m.Format, archive, clean); err != nil {
 		if !exists {
 			// Leave no half-restored database behind that looks like a result.
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			if derr := pgtool.DropDatabase(cctx, e.conn, target); derr != nil {
-				log.WithError(derr).Warn("could not drop the database created for a failed restore")
-			}
-			cancel()
+			e.dropQuietly(ctx, target, log)
 		}
-		return nil, fmt.Errorf("restore %s into %s: %w", req.Name, target, err)
+		return err
 	}
-	log.WithFields(logrus.Fields{"size_bytes": m.SizeBytes, "clean": req.Clean,
-		"duration_ms": time.Since(started).Milliseconds()}).Info("restore complete")
-	report(req.Progress, Progress{Phase: "done", Bytes: m.SizeBytes})
-	return m, nil
+	return nil
+}
+
+// dropQuietly drops a database the engine created, even after ctx ended.
+func (e *Engine) dropQuietly(ctx context.Context, db string, log *logrus.Entry) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := pgtool.DropDatabase(cctx, e.conn, db); err != nil {
+		log.WithError(err).WithField("scratch", db).Warn("could not drop a database created for a failed restore")
+	}
+}
+
+// checkSignature enforces signed manifests when this engine has a key.
+func (e *Engine) checkSignature(m *Manifest, allowUnsigned bool) error {
+	if !e.signer.Enabled() {
+		return nil
+	}
+	err := e.signer.check(m.Name, m.raw)
+	if err != nil && allowUnsigned {
+		e.log.WithError(err).WithField("backup_name", m.Name).Warn("using a manifest without a valid signature, as the request allows")
+		return nil
+	}
+	return err
 }
 
 // materialize fetches a backup's archive into tmp, verified against the
@@ -130,7 +196,13 @@ func (e *Engine) materialize(ctx context.Context, s store.Store, m *Manifest, tm
 	if err := e.fetchVerified(ctx, s, m, archive, progress); err != nil {
 		return "", err
 	}
-	if !m.Format.spec().toDir {
+	spec := m.Format.spec()
+	if spec.psql {
+		if err := checkFile(archive, checkPlainSQL); err != nil {
+			return "", fmt.Errorf("check %s: %w", m.ArchiveKey, err)
+		}
+	}
+	if !spec.toDir {
 		return archive, nil
 	}
 	dir := filepath.Join(tmp, "dir")
@@ -141,13 +213,30 @@ func (e *Engine) materialize(ctx context.Context, s store.Store, m *Manifest, tm
 	if err != nil {
 		return "", fmt.Errorf("extract %s: %w", m.ArchiveKey, err)
 	}
-	err = extractTar(af, dir)
+	// Without sparse entries (refused) a tar's contents are never larger
+	// than the tar itself: that is the cap, so a hostile archive cannot
+	// fill WORK_DIR.
+	var limit int64 = -1
+	if fi, err := af.Stat(); err == nil {
+		limit = fi.Size()
+	}
+	err = extractTar(af, dir, limit)
 	_ = af.Close()
 	if err != nil {
 		return "", fmt.Errorf("extract %s: %w", m.ArchiveKey, err)
 	}
 	_ = os.Remove(archive)
 	return dir, nil
+}
+
+// checkFile runs check over the file at path.
+func checkFile(path string, check func(io.Reader) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return check(f)
 }
 
 // fetchVerified copies the archive to path while hashing it and fails with
@@ -184,11 +273,10 @@ func (e *Engine) fetchVerified(ctx context.Context, s store.Store, m *Manifest, 
 func (e *Engine) runRestore(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, f Format, path string, clean bool) error {
 	spec := f.spec()
 	if spec.psql {
-		args := []string{"--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--single-transaction", "--dbname=" + conn.Database}
-		if clean {
-			args = append(args, "--command="+wipeSchemasSQL)
-		}
-		args = append(args, "--file="+path)
+		// Clean is refused for plain archives (CheckRestoreMode); the
+		// archive passed checkPlainSQL in materialize.
+		args := []string{"--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--single-transaction",
+			"--dbname=" + conn.Database, "--file=" + path}
 		return tools.Command(ctx, conn, "psql", args...).Run()
 	}
 	args := []string{"--no-password", "--exit-on-error", "--dbname=" + conn.Database, "--format=" + spec.flag}
@@ -205,9 +293,11 @@ func (e *Engine) runRestore(ctx context.Context, tools pgtool.Tools, conn pgtool
 }
 
 // Verify re-reads a backup from one store (the first holding it when from
-// is empty), checks size and checksum against the manifest, and, for
-// archive formats, that pg_restore can read its table of contents.
-func (e *Engine) Verify(ctx context.Context, name, from string) (*Manifest, error) {
+// is empty) and checks it against its manifest: signature (when manifests
+// are signed), size and checksum; that pg_restore can read its table of
+// contents; and, when the manifest has row counts, that the archive's data
+// holds exactly that many rows per table.
+func (e *Engine) Verify(ctx context.Context, name, from string, allowUnsigned bool) (*Manifest, error) {
 	var stores []string
 	if from != "" {
 		stores = []string{from}
@@ -215,6 +305,9 @@ func (e *Engine) Verify(ctx context.Context, name, from string) (*Manifest, erro
 	m, where, err := e.Find(ctx, name, stores)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
+	}
+	if err := e.checkSignature(m, allowUnsigned); err != nil {
+		return m, fmt.Errorf("verify %s: %w", name, err)
 	}
 	s, _ := e.pick(where[:1])
 	tmp, err := os.MkdirTemp(e.workDir, "pgbackup-verify-*")
@@ -227,16 +320,52 @@ func (e *Engine) Verify(ctx context.Context, name, from string) (*Manifest, erro
 		return m, fmt.Errorf("verify %s: %w", name, err)
 	}
 	spec := m.Format.spec()
-	if !spec.listable {
-		return m, nil
+	var counts map[string]int64
+	if spec.listable {
+		if counts, err = e.archiveRowCounts(ctx, spec, path, m.RowCounts != nil); err != nil {
+			return m, fmt.Errorf("verify %s: %w", name, err)
+		}
+	} else if m.RowCounts != nil {
+		if err := checkFile(path, func(r io.Reader) (err error) { counts, err = copyRowCounts(r); return err }); err != nil {
+			return m, fmt.Errorf("verify %s: %w", name, err)
+		}
 	}
-	tools, err := e.finder.Newest(ctx)
-	if err != nil {
-		return m, fmt.Errorf("verify %s: %w", name, err)
-	}
-	cmd := tools.Command(ctx, e.conn, "pg_restore", "--list", "--format="+spec.flag, path)
-	if err := cmd.Run(); err != nil {
-		return m, fmt.Errorf("verify %s: %w: %w", name, ErrUnreadable, err)
+	if m.RowCounts != nil {
+		if diff := compareCounts(m.RowCounts, counts); diff != "" {
+			return m, fmt.Errorf("verify %s: %w: %s", name, ErrRowCountMismatch, diff)
+		}
 	}
 	return m, nil
+}
+
+// archiveRowCounts checks that pg_restore can read the archive's table of
+// contents and, when withCounts, has pg_restore write its data as SQL and
+// counts the COPY rows in that stream (nothing touches a disk or a server).
+func (e *Engine) archiveRowCounts(ctx context.Context, spec formatSpec, path string, withCounts bool) (map[string]int64, error) {
+	tools, err := e.finder.Newest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := tools.Command(ctx, e.conn, "pg_restore", "--list", "--format="+spec.flag, path).Run(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
+	}
+	if !withCounts {
+		return nil, nil
+	}
+	cmd := tools.Command(ctx, e.conn, "pg_restore", "--data-only", "--file=-", "--format="+spec.flag, path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	counts, cerr := copyRowCounts(out)
+	if cerr != nil {
+		_, _ = io.Copy(io.Discard, out)
+	}
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
+	}
+	return counts, cerr
 }

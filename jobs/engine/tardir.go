@@ -55,10 +55,14 @@ func addFile(tw *tar.Writer, dir, name string) error {
 	return nil
 }
 
-// extractTar unpacks a directory-format archive into dir. Only plain file
-// names are accepted: an archive cannot write outside dir whatever it holds.
-func extractTar(r io.Reader, dir string) error {
+// extractTar unpacks a directory-format archive into dir. Only regular
+// files with plain names are accepted, so an archive cannot write outside
+// dir whatever it holds; sparse entries (which expand to far more than
+// they store) are refused, and the total written is capped at limit bytes
+// (no cap when negative).
+func extractTar(r io.Reader, dir string, limit int64) error {
 	tr := tar.NewReader(r)
+	var total int64
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -69,13 +73,22 @@ func extractTar(r io.Reader, dir string) error {
 		}
 		if hdr.Typeflag != tar.TypeReg || hdr.Name != filepath.Base(hdr.Name) ||
 			hdr.Name == "." || hdr.Name == ".." || strings.ContainsAny(hdr.Name, `/\`) {
-			return fmt.Errorf("untar: refusing entry %q", hdr.Name)
+			return fmt.Errorf("%w: untar: refusing entry %q", ErrInvalidArchive, hdr.Name)
+		}
+		if isSparse(hdr) {
+			return fmt.Errorf("%w: untar: refusing sparse entry %q", ErrInvalidArchive, hdr.Name)
+		}
+		total += hdr.Size
+		if limit >= 0 && total > limit {
+			return fmt.Errorf("%w: untar: entries add up to more than the archive's %d bytes", ErrInvalidArchive, limit)
 		}
 		f, err := os.OpenFile(filepath.Join(dir, hdr.Name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, fs.FileMode(0o600))
 		if err != nil {
 			return fmt.Errorf("untar %s: %w", hdr.Name, err)
 		}
-		_, err = io.Copy(f, tr)
+		// The header's size is what the reader yields for a regular entry;
+		// LimitReader keeps that promise whatever the reader does.
+		_, err = io.Copy(f, io.LimitReader(tr, hdr.Size))
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -83,4 +96,19 @@ func extractTar(r io.Reader, dir string) error {
 			return fmt.Errorf("untar %s: %w", hdr.Name, err)
 		}
 	}
+}
+
+// isSparse reports GNU or PAX sparse entries. archive/tar reports old GNU
+// sparse files with their own type, and PAX ones (GNU.sparse.* records) as
+// regular files whose data expands on reading.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }

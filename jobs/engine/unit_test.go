@@ -87,7 +87,7 @@ func TestTarRoundTripAndRefusesEscapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := t.TempDir()
-	if err := extractTar(bytes.NewReader(buf.Bytes()), dst); err != nil {
+	if err := extractTar(bytes.NewReader(buf.Bytes()), dst, -1); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dst, "3001.dat.gz")); string(b) != "data" {
@@ -100,7 +100,7 @@ func TestTarRoundTripAndRefusesEscapes(t *testing.T) {
 		_ = tw.WriteHeader(&tar.Header{Name: evil, Mode: 0o600, Size: 1, Typeflag: tar.TypeReg})
 		_, _ = tw.Write([]byte("x"))
 		_ = tw.Close()
-		if err := extractTar(bytes.NewReader(eb.Bytes()), t.TempDir()); err == nil {
+		if err := extractTar(bytes.NewReader(eb.Bytes()), t.TempDir(), -1); err == nil {
 			t.Errorf("extractTar accepted entry %q", evil)
 		}
 	}

@@ -76,6 +76,24 @@ func (c Conn) Env(base []string) []string {
 	)
 }
 
+// MinimalEnv keeps of environ only what the client tools need: PATH, HOME,
+// the locale (LANG, LANGUAGE, LC_*) and TZ. Everything else, such as the
+// worker's MinIO, Redis or API secrets and the signing key, is dropped, so
+// no child process (nor anything it might run) ever sees them; Env then
+// adds the PG* variables for the connection.
+func MinimalEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case name == "PATH", name == "HOME", name == "TZ", name == "LANG", name == "LANGUAGE",
+			strings.HasPrefix(name, "LC_"):
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // connString is used only in-process by pgx; it never reaches a command line.
 func (c Conn) connString() string {
 	u := url.URL{
@@ -278,7 +296,7 @@ func (f *Finder) probe(ctx context.Context, dir string) (Tools, error) {
 // folded into the error by Wait.
 func (t Tools) Command(ctx context.Context, c Conn, name string, args ...string) *Cmd {
 	cmd := exec.CommandContext(ctx, t.Path(name), args...)
-	cmd.Env = c.Env(os.Environ())
+	cmd.Env = c.Env(MinimalEnv(os.Environ()))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// After the child is killed, stop waiting for its pipes so a grandchild
 	// holding them open cannot hang the worker.
