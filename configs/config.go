@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -54,6 +55,16 @@ type Config struct {
 	// WorkDir holds temporary files: directory-format dumps and archives
 	// downloaded for restore.
 	WorkDir string `env:"WORK_DIR" yaml:"work_dir"`
+	// BackupRowCounts records each table's row count in the manifest,
+	// taken in the dump's snapshot; verify and replace check against them.
+	BackupRowCounts bool `env:"BACKUP_ROW_COUNTS" yaml:"backup_row_counts"`
+	// The manifest signing key (HMAC-SHA256), directly or in a file, and
+	// old keys (comma-separated, or one per line in the file) accepted for
+	// verification only.
+	BackupSigningKey         string `env:"BACKUP_SIGNING_KEY" yaml:"backup_signing_key"`
+	BackupSigningKeyFile     string `env:"BACKUP_SIGNING_KEY_FILE" yaml:"backup_signing_key_file"`
+	BackupSigningOldKeys     string `env:"BACKUP_SIGNING_OLD_KEYS" yaml:"backup_signing_old_keys"`
+	BackupSigningOldKeysFile string `env:"BACKUP_SIGNING_OLD_KEYS_FILE" yaml:"backup_signing_old_keys_file"`
 
 	MinIOEndpoint      string `env:"MINIO_ENDPOINT" yaml:"minio_endpoint"`
 	MinIORootUser      string `env:"MINIO_ROOT_USER" yaml:"minio_root_user"`
@@ -88,6 +99,15 @@ type Config struct {
 	APIAdminTokensFile  string `env:"API_ADMIN_TOKENS_FILE" yaml:"api_admin_tokens_file"`
 	APIViewerTokensFile string `env:"API_VIEWER_TOKENS_FILE" yaml:"api_viewer_tokens_file"`
 	APIAuthDisabled     bool   `env:"API_AUTH_DISABLED" yaml:"api_auth_disabled"`
+	// APITrustedProxies are the proxies (IPs or CIDRs, comma-separated)
+	// whose X-Forwarded-For names the client; empty trusts none.
+	APITrustedProxies string `env:"API_TRUSTED_PROXIES" yaml:"api_trusted_proxies"`
+	// APIAuthFailuresPerMinute limits failed authentications per client
+	// address; past it the address gets 429 for the rest of the minute.
+	APIAuthFailuresPerMinute int `env:"API_AUTH_FAILURES_PER_MINUTE" yaml:"api_auth_failures_per_minute"`
+	// APITLSCertFile and APITLSKeyFile, both set, make the API serve HTTPS.
+	APITLSCertFile string `env:"API_TLS_CERT_FILE" yaml:"api_tls_cert_file"`
+	APITLSKeyFile  string `env:"API_TLS_KEY_FILE" yaml:"api_tls_key_file"`
 
 	LogLevel string `env:"LOG_LEVEL" yaml:"log_level"`
 }
@@ -108,6 +128,7 @@ func Defaults() Config {
 		BackupTimeout:      6 * time.Hour,
 		RestoreTimeout:     6 * time.Hour,
 		DumpJobs:           2,
+		BackupRowCounts:    true,
 		WorkDir:            os.TempDir(),
 		MinIOBucket:        "backups",
 		MinIOPartSizeMB:    16,
@@ -115,15 +136,16 @@ func Defaults() Config {
 		RedisAddr:          "127.0.0.1:6379",
 		// A few retries cover a MinIO restart or a failover; a dump that
 		// fails five times needs a human.
-		TaskMaxRetry:          5,
-		TaskRetention:         24 * time.Hour,
-		TaskRetryDelay:        30 * time.Second,
-		DeleteTimeout:         30 * time.Minute,
-		WorkerConcurrency:     2,
-		WorkerShutdownTimeout: 60 * time.Second,
-		QueueWeights:          "restore=6,backup=3,maintenance=1",
-		APIAddr:               ":8080",
-		LogLevel:              "info",
+		TaskMaxRetry:             5,
+		TaskRetention:            24 * time.Hour,
+		TaskRetryDelay:           30 * time.Second,
+		DeleteTimeout:            30 * time.Minute,
+		WorkerConcurrency:        2,
+		WorkerShutdownTimeout:    60 * time.Second,
+		QueueWeights:             "restore=6,backup=3,maintenance=1",
+		APIAddr:                  ":8080",
+		APIAuthFailuresPerMinute: 20,
+		LogLevel:                 "info",
 	}
 }
 
@@ -261,6 +283,18 @@ func (c Config) Validate() error {
 	if c.APIAddr == "" {
 		bad("API_ADDR", "must not be empty")
 	}
+	if _, err := c.TrustedProxies(); err != nil {
+		bad("API_TRUSTED_PROXIES", "%v", err)
+	}
+	if c.APIAuthFailuresPerMinute < 1 {
+		bad("API_AUTH_FAILURES_PER_MINUTE", "%d must be at least 1", c.APIAuthFailuresPerMinute)
+	}
+	if (c.APITLSCertFile == "") != (c.APITLSKeyFile == "") {
+		bad("API_TLS_CERT_FILE", "API_TLS_CERT_FILE and API_TLS_KEY_FILE go together")
+	}
+	if c.BackupSigningKey != "" && c.BackupSigningKeyFile != "" {
+		bad("BACKUP_SIGNING_KEY", "set BACKUP_SIGNING_KEY or BACKUP_SIGNING_KEY_FILE, not both")
+	}
 	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
 		bad("LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
@@ -349,4 +383,69 @@ func tokens(list, file, fileSetting string) ([]string, error) {
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// TrustedProxies parses API_TRUSTED_PROXIES: IP addresses or CIDR ranges.
+func (c Config) TrustedProxies() ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, part := range strings.Split(c.APITrustedProxies, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if !strings.Contains(part, "/") {
+			ip := net.ParseIP(part)
+			if ip == nil {
+				return nil, fmt.Errorf("%q is not an IP address or CIDR range", part)
+			}
+			bits := 32
+			if ip.To4() == nil {
+				bits = 128
+			}
+			out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(part)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address or CIDR range", part)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// minSigningKeyLen keeps guessable signing keys out.
+const minSigningKeyLen = 32
+
+// SigningKeys returns the current manifest signing key (nil when unset)
+// and the old keys accepted for verification.
+func (c Config) SigningKeys() (current []byte, old [][]byte, err error) {
+	cur := strings.TrimSpace(c.BackupSigningKey)
+	if c.BackupSigningKeyFile != "" {
+		b, err := os.ReadFile(c.BackupSigningKeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("config: BACKUP_SIGNING_KEY_FILE: %w", err)
+		}
+		cur = strings.TrimSpace(string(b))
+	}
+	if cur != "" && len(cur) < minSigningKeyLen {
+		return nil, nil, fmt.Errorf("config: BACKUP_SIGNING_KEY must be at least %d characters; it has %d", minSigningKeyLen, len(cur))
+	}
+	raw := c.BackupSigningOldKeys
+	if c.BackupSigningOldKeysFile != "" {
+		b, err := os.ReadFile(c.BackupSigningOldKeysFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("config: BACKUP_SIGNING_OLD_KEYS_FILE: %w", err)
+		}
+		raw += "," + string(b)
+	}
+	for _, k := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		if k = strings.TrimSpace(k); k != "" {
+			old = append(old, []byte(k))
+		}
+	}
+	if cur != "" {
+		current = []byte(cur)
+	}
+	return current, old, nil
 }

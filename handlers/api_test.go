@@ -33,7 +33,7 @@ func TestAuthorization(t *testing.T) {
 		{"viewer may not restore", "POST", "/api/admin/backup/restore", testViewer, 403},
 		{"viewer may not delete", "DELETE", "/api/admin/backup/existing", testViewer, 403},
 		{"viewer may not cancel", "POST", "/api/admin/tasks/x/cancel", testViewer, 403},
-		{"viewer may not verify", "GET", "/api/admin/backup/existing/verify", testViewer, 403},
+		{"viewer may not verify", "POST", "/api/admin/backup/existing/verify", testViewer, 403},
 		{"admin creates", "POST", "/api/admin/backup/create", testAdmin, 202},
 		{"monitoring needs a token", "GET", "/monitoring/", "", 401},
 		{"healthz is open", "GET", "/healthz", "", 200},
@@ -61,7 +61,7 @@ func TestMonitoringRoles(t *testing.T) {
 	}
 	// A browser sends Basic auth with the token as password.
 	req := "Basic " + base64.StdEncoding.EncodeToString([]byte("anyone:"+testAdmin))
-	if got := presentedToken(req); got != testAdmin {
+	if got := presentedToken(req, true); got != testAdmin {
 		t.Errorf("presentedToken(Basic) = %q, want the admin token", got)
 	}
 	code, _ := f.do("GET", "/monitoring", testAdmin, nil)
@@ -139,7 +139,7 @@ func TestNotFoundAndConflicts(t *testing.T) {
 		{"restore from the store that lacks it", "POST", "/api/admin/backup/restore", `{"backup_name":"only-minio","download_from_minio":false}`, 404},
 		{"delete missing", "DELETE", "/api/admin/backup/nope", ``, 404},
 		{"delete from the store that lacks it", "DELETE", "/api/admin/backup/only-minio?delete_minio=false", ``, 404},
-		{"verify missing", "GET", "/api/admin/backup/nope/verify", ``, 404},
+		{"verify missing", "POST", "/api/admin/backup/nope/verify", ``, 404},
 		{"unknown task", "GET", "/api/admin/tasks/nope", ``, 404},
 		{"create existing", "POST", "/api/admin/backup/create", `{"backup_name":"existing"}`, 409},
 	}
@@ -278,8 +278,11 @@ func TestBackupsPageIsServed(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	code, body := f.do("GET", "/ui/", "", nil)
-	if code != 200 || !strings.Contains(body, "<title>pgbackup</title>") || !strings.Contains(body, "/api/admin/backup/list") {
+	if code != 200 || !strings.Contains(body, "<title>pgbackup</title>") || !strings.Contains(body, `<script src="app.js">`) {
 		t.Fatalf("GET /ui/ = %d, want the backups page", code)
+	}
+	if code, body := f.do("GET", "/ui/app.js", "", nil); code != 200 || !strings.Contains(body, "/api/admin/backup/list") {
+		t.Fatalf("GET /ui/app.js = %d, want the page's script", code)
 	}
 	if code, _ := f.do("GET", "/", "", nil); code != http.StatusFound {
 		t.Fatalf("GET / = %d, want a redirect to /ui/", code)
@@ -342,7 +345,7 @@ func TestStoresByName(t *testing.T) {
 	if got := f.backups.listed[len(f.backups.listed)-1]; !slices.Equal(got, f.backups.stores) {
 		t.Fatalf("list without stores read %v, want every configured store", got)
 	}
-	do("GET", "/api/admin/backup/existing/verify?from=minio", ``, 202)
+	do("POST", "/api/admin/backup/existing/verify?from=minio", ``, 202)
 	if p := payloadOf[jobs.VerifyPayload](t, f, 6); p.From != store.MinIOName {
 		t.Fatalf("verify from = %q, want minio", p.From)
 	}
@@ -369,7 +372,8 @@ func TestBadStoreNamesAre400(t *testing.T) {
 		{"delete unknown store", "DELETE", "/api/admin/backup/existing", `{"stores":["tape"]}`, "not configured"},
 		{"delete two ways", "DELETE", "/api/admin/backup/existing?delete_minio=false", `{"stores":["local"]}`, "one way only"},
 		{"list unknown store", "GET", "/api/admin/backup/list?stores=tape", ``, "not configured"},
-		{"verify unknown store", "GET", "/api/admin/backup/existing/verify?from=tape", ``, "not configured"},
+		{"verify unknown store", "POST", "/api/admin/backup/existing/verify?from=tape", ``, "not configured"},
+		{"verify unknown store in body", "POST", "/api/admin/backup/existing/verify", `{"from":"tape"}`, "not configured"},
 	}
 	for _, tt := range tests {
 		code, body := f.do(tt.method, tt.target, testAdmin, strings.NewReader(tt.body))

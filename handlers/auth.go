@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"strings"
 
@@ -77,18 +78,30 @@ func (a Auth) RoleFor(token string) Role {
 
 const roleKey = "pgbackup.role"
 
-// authenticate accepts "Authorization: Bearer <token>", and Basic auth with
-// the token as password so a browser can open the queue UI (browsers cannot
-// send bearer tokens when navigating, but do prompt for Basic).
+// authenticate accepts "Authorization: Bearer <token>". Under /monitoring/
+// only, it also accepts Basic auth with the token as password, so a browser
+// can open the queue UI (browsers cannot send bearer tokens when
+// navigating, but do prompt for Basic). The API takes bearer tokens only:
+// credentials a browser replays by itself never reach it.
+//
+// Failed attempts are counted per client address; past the limit the
+// address gets 429 until its minute is over.
 func (a *API) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if a.d.Auth.Disabled {
 			c.Set(roleKey, RoleAdmin)
 			return next(c)
 		}
-		role := a.d.Auth.RoleFor(presentedToken(c.Request().Header.Get("Authorization")))
+		addr := c.RealIP()
+		if left, over := a.limiter.blocked(addr); over {
+			return tooManyFailures(c, left)
+		}
+		monitoring := strings.HasPrefix(c.Request().URL.Path, "/monitoring")
+		token := presentedToken(c.Request().Header.Get("Authorization"), monitoring)
+		role := a.d.Auth.RoleFor(token)
 		if role == RoleNone {
-			if strings.HasPrefix(c.Request().URL.Path, "/monitoring") {
+			a.limiter.fail(addr)
+			if monitoring {
 				c.Response().Header().Set("WWW-Authenticate", `Basic realm="pgbackup monitoring"`)
 			} else {
 				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="pgbackup"`)
@@ -96,11 +109,25 @@ func (a *API) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return errUnauthorized
 		}
 		c.Set(roleKey, role)
+		c.Set(tokenKey, token)
 		return next(c)
 	}
 }
 
-func presentedToken(header string) string {
+const tokenKey = "pgbackup.token"
+
+// TokenFingerprint names a token in audit lines without revealing it: the
+// first 12 hex digits of its SHA-256.
+func TokenFingerprint(token string) string {
+	if token == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:6])
+}
+
+// presentedToken extracts the token; Basic counts only when allowBasic.
+func presentedToken(header string, allowBasic bool) string {
 	scheme, value, ok := strings.Cut(header, " ")
 	if !ok {
 		return ""
@@ -109,6 +136,9 @@ func presentedToken(header string) string {
 	case "bearer":
 		return strings.TrimSpace(value)
 	case "basic":
+		if !allowBasic {
+			return ""
+		}
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(value))
 		if err != nil {
 			return ""

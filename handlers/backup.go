@@ -52,6 +52,7 @@ func (a *API) createBackup(c echo.Context) error {
 
 	ctx := c.Request().Context()
 	name := deref(req.BackupName)
+	defer func() { c.Set(auditBackup, name) }()
 	if req.BackupName == nil || name == "" {
 		name, err = a.freeGeneratedName(c)
 		if err != nil {
@@ -103,6 +104,8 @@ type restoreRequest struct {
 	From              *string `json:"from"`
 	Clean             *bool   `json:"clean"`
 	TargetDatabase    *string `json:"target_database"`
+	Replace           *bool   `json:"replace"`
+	AllowUnsigned     *bool   `json:"allow_unsigned"`
 }
 
 type taskResponse struct {
@@ -128,6 +131,8 @@ func (a *API) restoreBackup(c echo.Context) error {
 		return err
 	}
 	target := deref(req.TargetDatabase)
+	c.Set(auditBackup, name)
+	c.Set(auditTarget, target)
 	if target != "" && !pgtool.ValidIdentifier(target) {
 		return badRequest("target_database %q is not a valid identifier (letters, digits, _ and $, at most 63)", truncate(target, 64))
 	}
@@ -135,13 +140,25 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, listOf(from)); err != nil {
+	m, _, err := a.d.Backups.Find(c.Request().Context(), name, listOf(from))
+	if err != nil {
 		return err
 	}
 	if target == "" {
-		target = a.d.Backups.DefaultDatabase()
+		// The database the backup was taken from: restoring elsewhere by
+		// default would overwrite whatever POSTGRES_DB happens to be.
+		target = m.Database
 	}
-	task, err := jobs.NewTask(jobs.RestorePayload{BackupName: name, From: from, TargetDatabase: target, Clean: req.Clean != nil && *req.Clean}, a.d.TaskOptions)
+	p := jobs.RestorePayload{BackupName: name, From: from, TargetDatabase: target,
+		Clean: isTrue(req.Clean), Replace: isTrue(req.Replace), AllowUnsigned: isTrue(req.AllowUnsigned)}
+	if err := engine.CheckRestoreMode(m.Format, p.Clean, p.Replace); err != nil {
+		return err
+	}
+	c.Set(auditTarget, target)
+	if p.AllowUnsigned {
+		a.auditLog.WithFields(map[string]any{"backup_name": name, "target": target}).Warn("restore allows an unsigned manifest")
+	}
+	task, err := jobs.NewTask(p, a.d.TaskOptions)
 	if err != nil {
 		return err
 	}
@@ -192,6 +209,7 @@ func (a *API) deleteBackup(c echo.Context) error {
 	if err := engine.ValidateName(name); err != nil {
 		return err
 	}
+	c.Set(auditBackup, name)
 	var req deleteRequest
 	if err := decodeJSON(c, a.d.BodyLimit, &req); err != nil {
 		return err
@@ -214,22 +232,36 @@ func (a *API) deleteBackup(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, taskResponse{TaskID: info.ID, StatusURL: statusURL(info.ID)})
 }
 
+type verifyRequest struct {
+	From          *string `json:"from"`
+	AllowUnsigned *bool   `json:"allow_unsigned"`
+}
+
 // verifyBackup enqueues a verify task: the archive is read back in full,
 // its checksum compared with the manifest and its table of contents read
-// by pg_restore --list.
+// by pg_restore --list. It is a POST: it starts work, and a GET could be
+// triggered by any link or image.
 func (a *API) verifyBackup(c echo.Context) error {
 	name := c.Param("name")
 	if err := engine.ValidateName(name); err != nil {
 		return err
 	}
-	from, err := a.readFrom(queryString(c, "from"), nil)
+	c.Set(auditBackup, name)
+	var req verifyRequest
+	if err := decodeJSON(c, a.d.BodyLimit, &req); err != nil {
+		return err
+	}
+	if req.From == nil {
+		req.From = queryString(c, "from")
+	}
+	from, err := a.readFrom(req.From, nil)
 	if err != nil {
 		return err
 	}
 	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, listOf(from)); err != nil {
 		return err
 	}
-	task, err := jobs.NewTask(jobs.VerifyPayload{BackupName: name, From: from}, a.d.TaskOptions)
+	task, err := jobs.NewTask(jobs.VerifyPayload{BackupName: name, From: from, AllowUnsigned: isTrue(req.AllowUnsigned)}, a.d.TaskOptions)
 	if err != nil {
 		return err
 	}
@@ -239,6 +271,8 @@ func (a *API) verifyBackup(c echo.Context) error {
 	}
 	return c.JSON(http.StatusAccepted, taskResponse{TaskID: info.ID, StatusURL: statusURL(info.ID)})
 }
+
+func isTrue(b *bool) bool { return b != nil && *b }
 
 func statusURL(id string) string { return "/api/admin/tasks/" + id }
 

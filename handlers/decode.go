@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -26,7 +27,17 @@ func decodeJSON(c echo.Context, limit int64, v any) error {
 		}
 		return badRequest("reading request body: %v", err)
 	}
+	if len(bytes.TrimSpace(body)) > 0 && !isJSON(c.Request().Header.Get("Content-Type")) {
+		// A body in another type is what an HTML form or a no-preflight
+		// cross-site fetch sends; refusing it closes that door too.
+		return errUnsupportedMedia
+	}
 	return decodeJSONBytes(body, v)
+}
+
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
 }
 
 func decodeJSONBytes(body []byte, v any) error {

@@ -21,6 +21,10 @@ var (
 	errQueueUnavailable = errors.New("queue unavailable (redis unreachable)")
 	errUnauthorized     = errors.New("missing or invalid bearer token")
 	errForbidden        = errors.New("this token may not use this route")
+	errCrossOrigin      = errors.New("cross-origin request refused")
+	errTooManyFailures  = errors.New("too many failed authentications from this address; retry later")
+	errUnsupportedMedia = errors.New("request body must be sent as Content-Type: application/json")
+	errReadOnly         = errors.New("viewers may only read")
 )
 
 func badRequest(format string, args ...any) error {
@@ -37,8 +41,14 @@ func statusOf(err error) (int, string) {
 		return he.Code, fmt.Sprint(he.Message)
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized, err.Error()
-	case errors.Is(err, errForbidden):
+	case errors.Is(err, errForbidden), errors.Is(err, errCrossOrigin):
 		return http.StatusForbidden, err.Error()
+	case errors.Is(err, errTooManyFailures):
+		return http.StatusTooManyRequests, err.Error()
+	case errors.Is(err, errUnsupportedMedia):
+		return http.StatusUnsupportedMediaType, err.Error()
+	case errors.Is(err, errReadOnly):
+		return http.StatusMethodNotAllowed, err.Error()
 	case errors.Is(err, errBadRequest), errors.Is(err, engine.ErrInvalid):
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, engine.ErrNotFound), errors.Is(err, errTaskNotFound):

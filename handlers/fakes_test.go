@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,7 +68,6 @@ func (f *fakeBackups) List(_ context.Context, from []string) ([]engine.Entry, er
 }
 
 func (f *fakeBackups) StoreNames() []string    { return f.stores }
-func (f *fakeBackups) DefaultDatabase() string { return "autograph" }
 
 type fakeQueue struct {
 	mu    sync.Mutex
@@ -169,9 +169,35 @@ type fixture struct {
 	locks   *fakeLocks
 	pingErr error
 	logs    *strings.Builder
+	audit   *fakeAudit
+	// monitorCalls counts requests that reached the full queue UI.
+	monitorCalls atomic.Int64
 }
 
-func newFixture(t *testing.T) *fixture {
+// fakeAudit is an in-memory AuditTrail.
+type fakeAudit struct {
+	mu      sync.Mutex
+	entries []jobs.AuditEntry
+}
+
+func (a *fakeAudit) Record(_ context.Context, e jobs.AuditEntry) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.entries = append([]jobs.AuditEntry{e}, a.entries...)
+	return nil
+}
+
+func (a *fakeAudit) Recent(_ context.Context, n int) ([]jobs.AuditEntry, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.entries[:min(n, len(a.entries))], nil
+}
+
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith lets a test change the dependencies before the server is
+// built.
+func newFixtureWith(t *testing.T, change func(*Deps)) *fixture {
 	t.Helper()
 	auth, err := NewAuth([]string{testAdmin}, []string{testViewer}, false)
 	if err != nil {
@@ -192,23 +218,43 @@ func newFixture(t *testing.T) *fixture {
 	l.SetOutput(f.logs)
 	l.SetFormatter(&logrus.JSONFormatter{})
 	readOnly := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("read-only ui")) })
-	full := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("full ui")) })
-	f.e = New(Deps{
+	f.audit = &fakeAudit{}
+	full := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.monitorCalls.Add(1)
+		w.Write([]byte("full ui"))
+	})
+	d := Deps{
 		Backups: f.backups, Queue: f.queue, Inspector: f.insp, Locks: f.locks,
 		Ping:        func(context.Context) error { return f.pingErr },
 		TaskOptions: jobs.Options{MaxRetry: 3, Retention: time.Hour, BackupTimeout: time.Hour, RestoreTimeout: time.Hour, DeleteTimeout: time.Hour},
 		Log:         logrus.NewEntry(l), Auth: auth,
 		Monitoring: full, ReadOnlyMonitoring: readOnly,
 		ReserveTTL: time.Hour,
-	})
+		Audit:      f.audit,
+	}
+	if change != nil {
+		change(&d)
+	}
+	f.e = New(d)
 	return f
 }
 
-// do sends a request and returns status and body.
+// do sends a request, with a body as JSON, and returns status and body.
 func (f *fixture) do(method, target, token string, body io.Reader) (int, string) {
+	return f.doWith(method, target, token, body, nil)
+}
+
+// doWith is do with extra headers (which may replace Content-Type).
+func (f *fixture) doWith(method, target, token string, body io.Reader, headers map[string]string) (int, string) {
 	req := httptest.NewRequest(method, target, body)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	rec := httptest.NewRecorder()
 	f.e.ServeHTTP(rec, req)

@@ -6,6 +6,7 @@ package handlers
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"time"
 
@@ -25,7 +26,6 @@ type Backups interface {
 	List(ctx context.Context, from []string) ([]engine.Entry, error)
 	// StoreNames lists the configured stores, in preference order for reads.
 	StoreNames() []string
-	DefaultDatabase() string
 }
 
 // Queue enqueues tasks (an *asynq.Client).
@@ -65,11 +65,24 @@ type Deps struct {
 	ReserveTTL         time.Duration
 	// BodyLimit caps request bodies; 1 MiB when zero.
 	BodyLimit int64
+	// TrustedProxies are the addresses whose X-Forwarded-For is believed
+	// when finding the client's address; none means the peer address is
+	// the client, whatever headers say.
+	TrustedProxies []*net.IPNet
+	// AuthFailuresPerMinute is how many failed authentications one client
+	// address may make a minute before it gets 429; 20 when zero.
+	AuthFailuresPerMinute int
+	// Audit keeps recent admin actions for GET /api/admin/audit; AuditLog
+	// receives one line per admin action. Both are optional.
+	Audit    AuditTrail
+	AuditLog *logrus.Entry
 }
 
 // API serves the HTTP routes.
 type API struct {
-	d Deps
+	d        Deps
+	limiter  *failureLimiter
+	auditLog *logrus.Entry
 }
 
 // New builds the Echo server with every route.
@@ -77,12 +90,23 @@ func New(d Deps) *echo.Echo {
 	if d.BodyLimit <= 0 {
 		d.BodyLimit = 1 << 20
 	}
-	a := &API{d: d}
+	if d.AuthFailuresPerMinute <= 0 {
+		d.AuthFailuresPerMinute = 20
+	}
+	a := &API{d: d, limiter: newFailureLimiter(d.AuthFailuresPerMinute), auditLog: d.AuditLog}
+	if a.auditLog == nil {
+		a.auditLog = d.Log.WithField("audit", true)
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.errorHandler
+	e.IPExtractor = ipExtractor(d.TrustedProxies)
+	// Before routing, so that unknown routes and wrong methods get the
+	// headers and the cross-origin check too.
+	e.Pre(securityHeaders)
 	e.Use(middleware.Recover())
 	e.Use(a.requestLog)
+	e.Use(crossOriginGuard())
 
 	e.GET("/healthz", a.healthz)
 	e.GET("/readyz", a.readyz)
@@ -92,20 +116,25 @@ func New(d Deps) *echo.Echo {
 
 	api := e.Group("/api", a.authenticate)
 	view := api.Group("", requireRole(RoleViewer))
-	admin := api.Group("", requireRole(RoleAdmin))
+	admin := api.Group("", requireRole(RoleAdmin), a.audited)
 
 	admin.POST("/admin/backup/create", a.createBackup)
 	admin.POST("/admin/backup/restore", a.restoreBackup)
 	admin.DELETE("/admin/backup/:name", a.deleteBackup)
 	view.GET("/admin/backup/list", a.listBackups)
-	admin.GET("/admin/backup/:name/verify", a.verifyBackup)
+	admin.POST("/admin/backup/:name/verify", a.verifyBackup)
+	// Verify starts work, so it is a POST; other methods are told so
+	// rather than getting a 404 that hides the route.
+	api.Match([]string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPatch, http.MethodDelete},
+		"/admin/backup/:name/verify", methodNotAllowed(http.MethodPost))
 	view.GET("/admin/tasks/:id", a.getTask)
 	admin.POST("/admin/tasks/:id/cancel", a.cancelTask)
+	admin.GET("/admin/audit", a.auditEntries)
 
 	if d.Monitoring != nil {
 		mon := e.Group("/monitoring", a.authenticate)
 		mon.GET("", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/monitoring/") })
-		mon.Any("/*", a.monitoring)
+		mon.Any("/*", a.monitoring, a.audited)
 	}
 	return e
 }
@@ -124,15 +153,35 @@ func (a *API) readyz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// monitoring serves asynqmon; viewers get the read-only instance, which
-// refuses every action (asynqmon has no authentication of its own).
+// monitoring serves asynqmon, which has no authentication of its own.
+// Viewers get the read-only instance, and only GETs reach it: our own code
+// refuses their other methods, so nothing depends on asynqmon's option
+// alone. Without a read-only instance viewers get nothing (fail closed).
 func (a *API) monitoring(c echo.Context) error {
 	h := a.d.Monitoring
-	if roleOf(c) < RoleAdmin && a.d.ReadOnlyMonitoring != nil {
+	if roleOf(c) < RoleAdmin {
+		if a.d.ReadOnlyMonitoring == nil {
+			return errForbidden
+		}
+		if m := c.Request().Method; m != http.MethodGet && m != http.MethodHead {
+			return errReadOnly
+		}
 		h = a.d.ReadOnlyMonitoring
 	}
 	h.ServeHTTP(c.Response(), c.Request())
 	return nil
+}
+
+// ipExtractor believes X-Forwarded-For only from the trusted proxies.
+func ipExtractor(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }
 
 func (a *API) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
@@ -149,5 +198,13 @@ func (a *API) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 			"duration_ms": time.Since(start).Milliseconds(), "remote": c.RealIP(),
 		}).Info("http request")
 		return nil
+	}
+}
+
+// methodNotAllowed answers 405 naming the allowed method.
+func methodNotAllowed(allow string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set("Allow", allow)
+		return echo.NewHTTPError(http.StatusMethodNotAllowed, "use "+allow+" for this route")
 	}
 }

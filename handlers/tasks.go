@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -98,7 +99,14 @@ type taskJSON struct {
 	State      string             `json:"state"`
 	Progress   *jobs.ProgressInfo `json:"progress"`
 	Result     any                `json:"result"`
-	Error      string             `json:"error"`
+	// Error is the failure's class ("postgres unreachable", "checksum
+	// mismatch", ...), safe for anyone who may read task status; empty for a
+	// task that completed, whose earlier failed attempt, if any, is in
+	// LastAttemptError. ErrorDetail (admins only) holds the start of the
+	// full text; all of it is in the worker's log.
+	Error            string `json:"error"`
+	ErrorDetail      string `json:"error_detail,omitempty"`
+	LastAttemptError string `json:"last_attempt_error,omitempty"`
 	Retried    int                `json:"retried"`
 	MaxRetry   int                `json:"max_retry"`
 	Worker     string             `json:"worker,omitempty"`
@@ -126,6 +134,20 @@ func (a *API) findTask(id string) (*asynq.TaskInfo, error) {
 	return nil, fmt.Errorf("%w: %s", errTaskNotFound, id)
 }
 
+// maxErrorDetail bounds the error detail shown to admins.
+const maxErrorDetail = 2048
+
+// truncateBytes cuts s to at most n bytes on a UTF-8 boundary.
+func truncateBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
 func (a *API) getTask(c echo.Context) error {
 	info, err := a.findTask(c.Param("id"))
 	if err != nil {
@@ -133,8 +155,17 @@ func (a *API) getTask(c echo.Context) error {
 	}
 	out := taskJSON{
 		TaskID: info.ID, Type: info.Type, Queue: info.Queue, State: info.State.String(),
-		Error: info.LastErr, Retried: info.Retried, MaxRetry: info.MaxRetry,
+		Retried: info.Retried, MaxRetry: info.MaxRetry,
 		Payload: json.RawMessage(info.Payload),
+	}
+	class, detail := jobs.SplitTaskError(info.LastErr)
+	if info.State == asynq.TaskStateCompleted {
+		out.LastAttemptError = class
+	} else {
+		out.Error = class
+	}
+	if roleOf(c) >= RoleAdmin && detail != "" {
+		out.ErrorDetail = truncateBytes(detail, maxErrorDetail)
 	}
 	if len(info.Result) > 0 {
 		var r jobs.Result
@@ -182,6 +213,7 @@ func (a *API) awaitNotActive(ctx context.Context, info *asynq.TaskInfo) (*asynq.
 }
 
 func (a *API) cancelTask(c echo.Context) error {
+	c.Set(auditTask, c.Param("id"))
 	info, err := a.findTask(c.Param("id"))
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -62,6 +63,15 @@ func run(ctx context.Context) error {
 	defer inspector.Close()
 	rdb := wire.Redis(cfg)
 	defer rdb.Close()
+	locks := jobs.NewLocks(rdb)
+	keyCheck, err := wire.SigningKeyCheck(ctx, cfg, locks, log)
+	if err != nil {
+		return err
+	}
+	proxies, err := cfg.TrustedProxies()
+	if err != nil {
+		return err
+	}
 
 	e := handlers.New(handlers.Deps{
 		Backups:            eng,
@@ -72,18 +82,42 @@ func run(ctx context.Context) error {
 		Log:                log,
 		Monitoring:         asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt}),
 		ReadOnlyMonitoring: asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt, ReadOnly: true}),
-		Auth:               auth,
-		Locks:              jobs.NewLocks(rdb),
-		ReserveTTL:         jobs.ReservationTTL(wire.TaskOptions(cfg)),
+		Auth:                  auth,
+		Locks:                 locks,
+		ReserveTTL:            jobs.ReservationTTL(wire.TaskOptions(cfg)),
+		TrustedProxies:        proxies,
+		AuthFailuresPerMinute: cfg.APIAuthFailuresPerMinute,
+		Audit:                 jobs.NewAuditTrail(rdb, 0),
+		AuditLog:              configs.NewLogger(cfg, "api", os.Stderr).WithField("audit", true),
 	})
 	srv := &http.Server{Addr: cfg.APIAddr, Handler: e, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	log.WithFields(map[string]any{"addr": cfg.APIAddr, "config": cfg.String()}).Info("api listening")
-	select {
-	case err := <-errc:
-		return fmt.Errorf("listen %s: %w", cfg.APIAddr, err)
-	case <-ctx.Done():
+	tlsOn := cfg.APITLSCertFile != ""
+	if tlsOn {
+		// Loaded now so that a bad file stops the start with its setting's name.
+		cert, err := tls.LoadX509KeyPair(cfg.APITLSCertFile, cfg.APITLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("API_TLS_CERT_FILE / API_TLS_KEY_FILE: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		go func() { errc <- srv.ListenAndServeTLS("", "") }()
+	} else {
+		go func() { errc <- srv.ListenAndServe() }()
+	}
+	log.WithFields(map[string]any{"addr": cfg.APIAddr, "tls": tlsOn, "config": cfg.String()}).Info("api listening")
+	for {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("listen %s: %w", cfg.APIAddr, err)
+		case err := <-keyCheck:
+			if err != nil {
+				return err
+			}
+			keyCheck = nil
+			continue
+		case <-ctx.Done():
+		}
+		break
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

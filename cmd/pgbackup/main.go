@@ -24,10 +24,10 @@ const usage = `usage: pgbackup <command> [flags]
 
 commands:
   backup  -name N [-format custom|plain|directory|tar] [-database D] [-stores S1,S2]
-  restore -name N [-from S] [-target D] [-clean]
+  restore -name N [-from S] [-target D] [-clean | -replace] [-allow-unsigned]
   list    [-stores S1,S2]
   delete  -name N [-stores S1,S2]
-  verify  -name N [-from S]
+  verify  -name N [-from S] [-allow-unsigned]
 
 Stores are named as configured: local (BACKUP_DIR), and minio when
 MINIO_ENDPOINT is set. The default is every configured store.
@@ -57,7 +57,9 @@ func run(ctx context.Context, args []string) error {
 	stores := fs.String("stores", "", "comma-separated stores (default: all configured)")
 	from := fs.String("from", "", "store to read from (default: first holding the backup)")
 	target := fs.String("target", "", "database to restore into (default POSTGRES_DB)")
-	clean := fs.Bool("clean", false, "drop existing objects before restoring")
+	clean := fs.Bool("clean", false, "drop the archive's objects before restoring them (not for plain archives)")
+	replace := fs.Bool("replace", false, "restore beside the target, check, then swap it in (the old one is kept)")
+	allowUnsigned := fs.Bool("allow-unsigned", false, "restore or verify even if the manifest's signature is missing or wrong")
 	progress := fs.Bool("progress", false, "print progress to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -89,13 +91,13 @@ func run(ctx context.Context, args []string) error {
 			Format: engine.Format(*format), Stores: splitList(*stores), Progress: report})
 	case "restore":
 		out, err = eng.Restore(ctx, engine.RestoreRequest{Name: *name, From: *from,
-			TargetDatabase: *target, Clean: *clean, Progress: report})
+			TargetDatabase: *target, Clean: *clean, Replace: *replace, AllowUnsigned: *allowUnsigned, Progress: report})
 	case "list":
 		out, err = eng.List(ctx, splitList(*stores))
 	case "delete":
 		out, err = eng.Delete(ctx, *name, splitList(*stores))
 	case "verify":
-		out, err = eng.Verify(ctx, *name, *from)
+		out, err = eng.Verify(ctx, *name, *from, *allowUnsigned)
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)

@@ -46,15 +46,33 @@ func run(ctx context.Context) error {
 	}
 	rdb := wire.Redis(cfg)
 	defer rdb.Close()
+	locks := jobs.NewLocks(rdb)
+	keyCheck, err := wire.SigningKeyCheck(ctx, cfg, locks, log)
+	if err != nil {
+		return err
+	}
 	mux := asynq.NewServeMux()
 	w := &jobs.Worker{Engine: eng, Log: log, ID: jobs.WorkerID(),
-		Locks: jobs.NewLocks(rdb), ReserveTTL: jobs.ReservationTTL(wire.TaskOptions(cfg))}
+		Locks: locks, ReserveTTL: jobs.ReservationTTL(wire.TaskOptions(cfg))}
 	jobs.Register(mux, w)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	log.WithField("config", cfg.String()).Info("worker started")
-	<-ctx.Done()
+	var keyErr error
+	select {
+	case <-ctx.Done():
+	case keyErr = <-keyCheck:
+		if keyErr == nil {
+			<-ctx.Done()
+		}
+	}
+	if keyErr != nil {
+		log.WithError(keyErr).Error("stopping: the signing key differs from the deployment's")
+		srv.Shutdown()
+		w.Drain(30 * time.Second)
+		return keyErr
+	}
 	log.WithField("grace", cfg.WorkerShutdownTimeout.String()).Info("stopping: no new tasks; running ones get the grace period")
 	srv.Shutdown()
 	if !w.Drain(30 * time.Second) {

@@ -6,7 +6,9 @@ package wire
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -99,15 +101,75 @@ func Engine(ctx context.Context, cfg configs.Config, log *logrus.Entry) (*engine
 }
 
 func engineOver(cfg configs.Config, stores []store.Store, log *logrus.Entry) (*engine.Engine, error) {
+	signer, err := Signer(cfg)
+	if err != nil {
+		return nil, err
+	}
 	return engine.New(engine.Options{
-		Conn:     Conn(cfg),
-		Stores:   stores,
-		Finder:   &pgtool.Finder{Forced: cfg.PGBinDir, ForcedSetting: "PG_BIN_DIR"},
-		WorkDir:  cfg.WorkDir,
-		Jobs:     cfg.DumpJobs,
-		Compress: cfg.DumpCompress,
-		Log:      log,
+		Conn:      Conn(cfg),
+		Stores:    stores,
+		Finder:    &pgtool.Finder{Forced: cfg.PGBinDir, ForcedSetting: "PG_BIN_DIR"},
+		WorkDir:   cfg.WorkDir,
+		Jobs:      cfg.DumpJobs,
+		Compress:  cfg.DumpCompress,
+		RowCounts: cfg.BackupRowCounts,
+		Signer:    signer,
+		Log:       log,
 	})
+}
+
+// Signer is the manifest signer from BACKUP_SIGNING_KEY(_FILE) and
+// BACKUP_SIGNING_OLD_KEYS(_FILE).
+func Signer(cfg configs.Config) (*engine.Signer, error) {
+	current, old, err := cfg.SigningKeys()
+	if err != nil {
+		return nil, err
+	}
+	return engine.NewSigner(current, old...), nil
+}
+
+// SigningKeyCheck compares this program's signing key with the one the
+// deployment's other programs use (through a fingerprint in Redis). The
+// first attempt runs before the program starts serving, so a mismatch
+// stops it at once; if Redis cannot be reached yet, the check goes on in
+// the background and its error, if any, arrives on the channel (which
+// gets nil once the key is confirmed).
+func SigningKeyCheck(ctx context.Context, cfg configs.Config, locks *jobs.Locks, log *logrus.Entry) (<-chan error, error) {
+	s, err := Signer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	check := func() (done bool, err error) {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		err = locks.CheckSigningKey(cctx, s.Fingerprint(), s.OldFingerprints())
+		if errors.Is(err, jobs.ErrSigningKeyMismatch) {
+			return true, fmt.Errorf("BACKUP_SIGNING_KEY: %w", err)
+		}
+		return err == nil, nil
+	}
+	out := make(chan error, 1)
+	if done, err := check(); done {
+		out <- nil
+		return out, err
+	}
+	log.Warn("redis unreachable: the signing key will be compared with the other programs' once it answers")
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if done, err := check(); done {
+				out <- err
+				return
+			}
+		}
+	}()
+	return out, nil
 }
 
 // TaskOptions are the per-task limits.

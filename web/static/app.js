@@ -1,0 +1,119 @@
+// The backups page's script. It is a file of its own, not inline, so that
+// the page's Content-Security-Policy can forbid inline script.
+"use strict";
+const $ = (s) => document.querySelector(s);
+const tasks = JSON.parse(sessionStorage.getItem("pgbackup.tasks") || "[]");
+// A link may carry the token in its fragment (#token=...): fragments never
+// reach the server, so the token stays out of access logs. It is moved to
+// session storage and removed from the address bar at once.
+if (location.hash.startsWith("#token=")) {
+  sessionStorage.setItem("pgbackup.token", decodeURIComponent(location.hash.slice(7)));
+  history.replaceState(null, "", location.pathname);
+}
+$("#token").value = sessionStorage.getItem("pgbackup.token") || "";
+
+function humanBytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? n : n.toFixed(1)) + " " + units[i];
+}
+
+function say(text) { $("#msg").textContent = text || ""; }
+
+async function api(method, path, body) {
+  const headers = { "Authorization": "Bearer " + $("#token").value };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw new Error(resp.status + ": " + (data.error || resp.statusText));
+  return data;
+}
+
+function cell(tr, text, cls) {
+  const td = tr.insertCell();
+  td.textContent = text == null ? "" : String(text);
+  if (cls) td.className = cls;
+  return td;
+}
+
+function track(id) {
+  if (!tasks.includes(id)) tasks.unshift(id);
+  tasks.length = Math.min(tasks.length, 20);
+  sessionStorage.setItem("pgbackup.tasks", JSON.stringify(tasks));
+  pollTasks();
+}
+
+async function loadBackups() {
+  try {
+    const data = await api("GET", "/api/admin/backup/list");
+    const body = $("#backups tbody");
+    body.replaceChildren();
+    for (const b of data.backups) {
+      const tr = body.insertRow();
+      cell(tr, b.backup_name);
+      cell(tr, b.format);
+      cell(tr, b.database);
+      cell(tr, humanBytes(b.size_bytes));
+      cell(tr, new Date(b.created_at).toLocaleString());
+      const where = cell(tr, "");
+      for (const l of b.locations) { const s = document.createElement("span"); s.className = "tag"; s.textContent = l; where.append(s); }
+      cell(tr, b.sha256.slice(0, 12) + "…", "hash");
+      const act = cell(tr, "");
+      const btn = (label, cls, fn) => { const x = document.createElement("button"); x.textContent = label; if (cls) x.className = cls; x.onclick = fn; act.append(x, " "); };
+      btn("Restore", "", async () => {
+        const target = prompt("Restore " + b.backup_name + " into which database? (empty: the configured one)", "");
+        if (target === null) return;
+        const clean = confirm("Drop existing objects first (clean)?");
+        const req = { backup_name: b.backup_name, clean };
+        if (target) req.target_database = target;
+        try { track((await api("POST", "/api/admin/backup/restore", req)).task_id); say(""); } catch (e) { say(e.message); }
+      });
+      btn("Verify", "", async () => {
+        try { track((await api("POST", "/api/admin/backup/" + encodeURIComponent(b.backup_name) + "/verify", {})).task_id); say(""); } catch (e) { say(e.message); }
+      });
+      btn("Delete", "danger", async () => {
+        if (!confirm("Delete " + b.backup_name + " from " + b.locations.join(" and ") + "?")) return;
+        try { track((await api("DELETE", "/api/admin/backup/" + encodeURIComponent(b.backup_name))).task_id); say(""); } catch (e) { say(e.message); }
+      });
+    }
+    say("");
+  } catch (e) { say(e.message); }
+}
+
+async function pollTasks() {
+  const body = $("#tasks tbody");
+  const rows = [];
+  let running = false;
+  for (const id of tasks) {
+    try {
+      const t = await api("GET", "/api/admin/tasks/" + encodeURIComponent(id));
+      rows.push(t);
+      if (t.state !== "completed" && t.state !== "archived") running = true;
+    } catch (e) { rows.push({ task_id: id, state: e.message.startsWith("404") ? "expired" : "?" }); }
+  }
+  body.replaceChildren();
+  for (const t of rows) {
+    const tr = body.insertRow();
+    cell(tr, t.task_id.slice(0, 13), "hash");
+    cell(tr, t.type);
+    cell(tr, t.state, "state " + t.state);
+    cell(tr, t.progress && t.progress.phase);
+    cell(tr, t.progress && t.progress.bytes);
+    cell(tr, t.worker);
+    cell(tr, t.error);
+  }
+  if (running) setTimeout(pollTasks, 1000); else loadBackups();
+}
+
+$("#create").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  const req = { format: f.get("format"), upload_to_minio: f.get("upload_to_minio") === "on" };
+  if (f.get("backup_name")) req.backup_name = f.get("backup_name");
+  if (f.get("database")) req.database = f.get("database");
+  try { track((await api("POST", "/api/admin/backup/create", req)).task_id); say(""); } catch (e) { say(e.message); }
+};
+$("#save-token").onclick = () => { sessionStorage.setItem("pgbackup.token", $("#token").value); loadBackups(); pollTasks(); };
+$("#refresh").onclick = loadBackups;
+if ($("#token").value) { loadBackups(); pollTasks(); }
