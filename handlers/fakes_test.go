@@ -67,7 +67,7 @@ func (f *fakeBackups) List(_ context.Context, from []string) ([]engine.Entry, er
 	return out, nil
 }
 
-func (f *fakeBackups) StoreNames() []string    { return f.stores }
+func (f *fakeBackups) StoreNames() []string { return f.stores }
 
 type fakeQueue struct {
 	mu    sync.Mutex

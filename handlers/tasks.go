@@ -93,26 +93,26 @@ func isNotFound(err error) bool { return errors.Is(err, engine.ErrNotFound) }
 var taskIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,200}$`)
 
 type taskJSON struct {
-	TaskID     string             `json:"task_id"`
-	Type       string             `json:"type"`
-	Queue      string             `json:"queue"`
-	State      string             `json:"state"`
-	Progress   *jobs.ProgressInfo `json:"progress"`
-	Result     any                `json:"result"`
+	TaskID   string             `json:"task_id"`
+	Type     string             `json:"type"`
+	Queue    string             `json:"queue"`
+	State    string             `json:"state"`
+	Progress *jobs.ProgressInfo `json:"progress"`
+	Result   any                `json:"result"`
 	// Error is the failure's class ("postgres unreachable", "checksum
 	// mismatch", ...), safe for anyone who may read task status; empty for a
 	// task that completed, whose earlier failed attempt, if any, is in
 	// LastAttemptError. ErrorDetail (admins only) holds the start of the
 	// full text; all of it is in the worker's log.
-	Error            string `json:"error"`
-	ErrorDetail      string `json:"error_detail,omitempty"`
-	LastAttemptError string `json:"last_attempt_error,omitempty"`
-	Retried    int                `json:"retried"`
-	MaxRetry   int                `json:"max_retry"`
-	Worker     string             `json:"worker,omitempty"`
-	Payload    json.RawMessage    `json:"payload,omitempty"`
-	NextRunAt  string             `json:"next_process_at,omitempty"`
-	FinishedAt string             `json:"completed_at,omitempty"`
+	Error            string          `json:"error"`
+	ErrorDetail      string          `json:"error_detail,omitempty"`
+	LastAttemptError string          `json:"last_attempt_error,omitempty"`
+	Retried          int             `json:"retried"`
+	MaxRetry         int             `json:"max_retry"`
+	Worker           string          `json:"worker,omitempty"`
+	Payload          json.RawMessage `json:"payload,omitempty"`
+	NextRunAt        string          `json:"next_process_at,omitempty"`
+	FinishedAt       string          `json:"completed_at,omitempty"`
 }
 
 // findTask looks for id in every queue: asynq task IDs are scoped per queue

@@ -52,7 +52,6 @@ func (f *fakeEngine) Verify(_ context.Context, name, _ string, _ bool) (*engine.
 	return &engine.Manifest{Name: name}, f.err
 }
 
-
 func newTestWorker(eng Engine) (*Worker, *asynq.ServeMux) {
 	l := logrus.New()
 	l.SetOutput(io.Discard)

@@ -74,14 +74,14 @@ func run(ctx context.Context) error {
 	}
 
 	e := handlers.New(handlers.Deps{
-		Backups:            eng,
-		Queue:              client,
-		Inspector:          inspector,
-		Ping:               func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		TaskOptions:        wire.TaskOptions(cfg),
-		Log:                log,
-		Monitoring:         asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt}),
-		ReadOnlyMonitoring: asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt, ReadOnly: true}),
+		Backups:               eng,
+		Queue:                 client,
+		Inspector:             inspector,
+		Ping:                  func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		TaskOptions:           wire.TaskOptions(cfg),
+		Log:                   log,
+		Monitoring:            asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt}),
+		ReadOnlyMonitoring:    asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt, ReadOnly: true}),
 		Auth:                  auth,
 		Locks:                 locks,
 		ReserveTTL:            jobs.ReservationTTL(wire.TaskOptions(cfg)),
