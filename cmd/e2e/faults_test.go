@@ -131,8 +131,8 @@ func TestFaultMinIOStoppedDuringUpload(t *testing.T) {
 	priv.StopService(t, "minio")
 
 	st := c.waitTask(id, 3*time.Minute, "retry")
-	if msg, _ := st["error"].(string); !strings.Contains(msg, "unreachable") {
-		t.Fatalf("error while MinIO is down = %q, want it to say the store is unreachable", msg)
+	if msg, _ := st["error"].(string); msg != "store unavailable" {
+		t.Fatalf("error while MinIO is down = %q, want it classified as store unavailable", msg)
 	}
 	// While MinIO is down the local listing works and shows nothing half done.
 	out := c.mustCall(http.MethodGet, "/api/admin/backup/list?include_minio=false", nil, http.StatusOK)
@@ -167,8 +167,13 @@ func TestFaultPostgresUnreachable(t *testing.T) {
 	c.start("worker", "worker", "POSTGRES_PORT=1")
 	out := c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "no-pg"}, http.StatusAccepted)
 	st := c.waitTask(out["task_id"].(string), time.Minute, "archived")
-	if msg, _ := st["error"].(string); !strings.Contains(msg, "postgres unreachable") || !strings.Contains(msg, "127.0.0.1:1") {
-		t.Fatalf("archived with error %q, want it to say postgres is unreachable at 127.0.0.1:1", msg)
+	// Viewers see the class only; admins also see the detail.
+	_, full := c.call(http.MethodGet, "/api/admin/tasks/"+st["task_id"].(string), adminToken, nil)
+	if msg, _ := st["error"].(string); msg != "postgres unreachable" || st["error_detail"] != nil {
+		t.Fatalf("viewer sees error %q detail %v, want only \"postgres unreachable\"", msg, st["error_detail"])
+	}
+	if d, _ := full["error_detail"].(string); !strings.Contains(d, "127.0.0.1:1") {
+		t.Fatalf("admin sees detail %q, want the address 127.0.0.1:1", d)
 	}
 	if st["retried"].(float64) != 2 || st["max_retry"].(float64) != 2 {
 		t.Fatalf("retried %v of %v, want 2 of 2", st["retried"], st["max_retry"])

@@ -1,0 +1,236 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autograph/pgbackup/scripts/testbench"
+)
+
+const signingKey = "e2e-signing-key-0123456789abcdefghijklmn"
+
+// TestSafetyIIEndToEnd drives the safety rules through the real binaries:
+// the children's environment, signed manifests, replace, the cross-origin
+// guard, POST verify and the audit trail.
+func TestSafetyIIEndToEnd(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, append(slowEnv, "BACKUP_SIGNING_KEY="+signingKey)...)
+	c.startAPI()
+	w := c.start("worker", "worker")
+
+	// A running pg_dump sees PATH, locale, HOME and its PG* variables,
+	// never the worker's own secrets.
+	id := startSlowBackup(t, c, "signed")
+	read := 0
+	for _, pid := range waitChildren(t, w.cmd.Process.Pid, "pg_dump", 30*time.Second) {
+		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+		if err != nil || len(raw) == 0 {
+			continue // it may have finished already
+		}
+		read++
+		for _, kv := range strings.Split(string(raw), "\x00") {
+			name, _, _ := strings.Cut(kv, "=")
+			ok := name == "" || name == "PATH" || name == "HOME" || name == "TZ" || name == "LANG" || name == "LANGUAGE" ||
+				strings.HasPrefix(name, "LC_") || strings.HasPrefix(name, "PG")
+			if !ok {
+				t.Errorf("pg_dump's environment has %s", name)
+			}
+		}
+		if strings.Contains(string(raw), c.env.MinIOPassword) || strings.Contains(string(raw), signingKey) || strings.Contains(string(raw), adminToken) {
+			t.Error("a worker secret reached pg_dump's environment")
+		}
+	}
+	if read == 0 {
+		t.Fatal("no running pg_dump's environment could be read; the check proved nothing")
+	}
+	c.waitTask(id, 3*time.Minute)
+
+	// Verify is a POST; GET is refused.
+	if code, _ := c.call(http.MethodGet, "/api/admin/backup/signed/verify", adminToken, nil); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET verify = %d, want 405", code)
+	}
+	out := c.mustCall(http.MethodPost, "/api/admin/backup/signed/verify", map[string]any{"from": "minio"}, http.StatusAccepted)
+	st := c.waitTask(out["task_id"].(string), 2*time.Minute)
+	if res, _ := st["result"].(map[string]any); res["row_counts_checked"] != true {
+		t.Errorf("verify result %v, want the row counts checked", st["result"])
+	}
+
+	// A request from a hostile page in the admin's browser changes nothing.
+	req, _ := http.NewRequest(http.MethodPost, c.apiURL+"/api/admin/backup/create", strings.NewReader(`{"backup_name":"evil"}`))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-origin create = %d, want 403", resp.StatusCode)
+	}
+
+	// Replace: restore beside an existing target and swap it in.
+	target := testbench.UniqueName("e2e_replace")
+	c.env.CreateDB(t, target)
+	c.env.Exec(t, target, `CREATE TABLE old_stuff (x int)`)
+	out = c.mustCall(http.MethodPost, "/api/admin/backup/restore",
+		map[string]any{"backup_name": "signed", "target_database": target, "replace": true}, http.StatusAccepted)
+	st = c.waitTask(out["task_id"].(string), 3*time.Minute)
+	res, _ := st["result"].(map[string]any)
+	old, _ := res["replaced_copy"].(string)
+	if !strings.HasPrefix(old, target+"_replaced_") || res["swap_downtime_ms"] == nil {
+		t.Fatalf("replace result %v, want the old copy and the swap's downtime", res)
+	}
+	c.env.DropDBOnCleanup(t, old)
+	if diff := testbench.DiffFingerprints(c.env.Fingerprint(t, target), c.env.Fingerprint(t, c.source)); diff != "" {
+		t.Fatalf("replaced target differs from the source:\n%s", diff)
+	}
+	if _, ok := c.env.Fingerprint(t, old)["table old_stuff"]; !ok {
+		t.Fatalf("the old copy %s lost its table", old)
+	}
+
+	// A manifest pointed at another database no longer carries a valid
+	// signature: the restore is refused at once and touches nothing.
+	tamperManifest(t, c, "signed", func(m map[string]any) { m["database"] = "postgres" })
+	victim := testbench.UniqueName("e2e_tampered")
+	c.env.DropDBOnCleanup(t, victim)
+	out = c.mustCall(http.MethodPost, "/api/admin/backup/restore",
+		map[string]any{"backup_name": "signed", "from": "minio", "target_database": victim}, http.StatusAccepted)
+	st = c.waitTask(out["task_id"].(string), time.Minute, "archived")
+	if st["error"] != "signature invalid" || st["retried"].(float64) != 0 || c.env.DatabaseExists(t, victim) {
+		t.Fatalf("tampered restore ended %v after %v retries (target created: %v); want signature invalid, not retried, untouched",
+			st["error"], st["retried"], c.env.DatabaseExists(t, victim))
+	}
+	out = c.mustCall(http.MethodPost, "/api/admin/backup/restore",
+		map[string]any{"backup_name": "signed", "from": "minio", "target_database": victim, "allow_unsigned": true}, http.StatusAccepted)
+	c.waitTask(out["task_id"].(string), 3*time.Minute)
+
+	// Every admin action is in the audit trail, newest first.
+	out = c.mustCall(http.MethodGet, "/api/admin/audit?limit=3", nil, http.StatusOK)
+	entries, _ := out["entries"].([]any)
+	if len(entries) != 3 || entries[0].(map[string]any)["target"] != victim || entries[0].(map[string]any)["client"] == "" {
+		t.Fatalf("audit = %v, want the last restore first", out)
+	}
+
+	// A program with another key refuses to start, naming the setting.
+	api2 := exec.Command(filepath.Join(binDir, "api"))
+	api2.Env = append(append([]string{}, c.baseEnv...), "API_ADDR=127.0.0.1:0", "BACKUP_SIGNING_KEY=another-key-0123456789abcdefghijklmnop")
+	b, err := api2.CombinedOutput()
+	if err == nil || !strings.Contains(string(b), "BACKUP_SIGNING_KEY") {
+		t.Fatalf("api with another signing key: err %v, output %s; want a refusal naming BACKUP_SIGNING_KEY", err, b)
+	}
+}
+
+// tamperManifest rewrites a backup's manifest in MinIO as someone with
+// write access to the bucket could.
+func tamperManifest(t *testing.T, c *cluster, name string, edit func(map[string]any)) {
+	t.Helper()
+	ctx := context.Background()
+	s := c.minio()
+	rc, err := s.Get(ctx, "postgres/"+name+".manifest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	dec := json.NewDecoder(rc)
+	dec.UseNumber()
+	err = dec.Decode(&m)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	b, _ := json.Marshal(m)
+	if err := s.Put(ctx, "postgres/"+name+".manifest.json", bytes.NewReader(b), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAPIServesTLS starts the API with a certificate made here and talks
+// to it over HTTPS only.
+func TestAPIServesTLS(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	certFile, keyFile, pool := selfSignedCert(t, c.dir)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	p := c.start("api", "api", "API_ADDR="+addr, "API_TLS_CERT_FILE="+certFile, "API_TLS_KEY_FILE="+keyFile)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := client.Get("https://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if p.exited() || time.Now().After(deadline) {
+			t.Fatalf("api over TLS not ready: %v\n%s", err, p.logText(t))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("the TLS API also answered plain HTTP")
+		}
+	}
+}
+
+// selfSignedCert writes a certificate for 127.0.0.1 and its key, and
+// returns a pool that trusts it.
+func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pgbackup test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "api.crt"), filepath.Join(dir, "api.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
