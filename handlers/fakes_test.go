@@ -50,7 +50,11 @@ func (f *fakeBackups) Find(_ context.Context, name string, from []string) (*engi
 	if len(where) == 0 {
 		return nil, nil, fmt.Errorf("%w: %s", engine.ErrNotFound, name)
 	}
-	return &engine.Manifest{Name: name, Format: engine.FormatCustom}, where, nil
+	format := engine.FormatCustom
+	if strings.HasPrefix(name, "plain") {
+		format = engine.FormatPlain
+	}
+	return &engine.Manifest{Name: name, Format: format, Database: "origin_db"}, where, nil
 }
 
 func (f *fakeBackups) List(_ context.Context, from []string) ([]engine.Entry, error) {
@@ -206,7 +210,8 @@ func newFixtureWith(t *testing.T, change func(*Deps)) *fixture {
 	insp := &fakeInspector{tasks: map[string]*asynq.TaskInfo{}}
 	f := &fixture{
 		backups: &fakeBackups{
-			backups: map[string][]string{"existing": {store.LocalName, store.MinIOName}, "only-minio": {store.MinIOName}},
+			backups: map[string][]string{"existing": {store.LocalName, store.MinIOName}, "only-minio": {store.MinIOName},
+				"plain-one": {store.LocalName}},
 			stores:  []string{store.LocalName, store.MinIOName},
 		},
 		queue: &fakeQueue{insp: insp},

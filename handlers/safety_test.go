@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/autograph/pgbackup/jobs"
 )
 
 func basic(token string) string {
@@ -293,5 +295,35 @@ func TestTaskErrorsAreClassifiedForViewers(t *testing.T) {
 	}
 	if v := get("old", testViewer); v["error"] != "task failed" {
 		t.Errorf("an unclassified error shows %q, want the generic class", v["error"])
+	}
+}
+
+func TestRestoreTargetsAndModes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	if code, body := f.do("POST", "/api/admin/backup/restore", testAdmin, strings.NewReader(`{"backup_name":"existing"}`)); code != 202 {
+		t.Fatalf("restore without target: %d %s", code, body)
+	}
+	var p jobs.RestorePayload
+	_ = json.Unmarshal(f.queue.tasks[0].Payload(), &p)
+	if p.TargetDatabase != "origin_db" {
+		t.Fatalf("restore without target goes to %q, want the backup's own database origin_db", p.TargetDatabase)
+	}
+	code, body := f.do("POST", "/api/admin/backup/restore", testAdmin, strings.NewReader(`{"backup_name":"plain-one","target_database":"t2","clean":true}`))
+	if code != 400 || !strings.Contains(body, `\"replace\": true`) {
+		t.Fatalf("clean restore of a plain archive: %d %s, want 400 naming replace", code, body)
+	}
+	if code, _ := f.do("POST", "/api/admin/backup/restore", testAdmin, strings.NewReader(`{"backup_name":"existing","target_database":"t3","clean":true,"replace":true}`)); code != 400 {
+		t.Fatalf("clean and replace together: %d, want 400", code)
+	}
+	if code, body := f.do("POST", "/api/admin/backup/restore", testAdmin, strings.NewReader(`{"backup_name":"plain-one","target_database":"t4","replace":true,"allow_unsigned":true}`)); code != 202 {
+		t.Fatalf("replace of a plain archive: %d %s", code, body)
+	}
+	_ = json.Unmarshal(f.queue.tasks[1].Payload(), &p)
+	if !p.Replace || !p.AllowUnsigned || p.Clean {
+		t.Fatalf("payload %+v, want replace and allow_unsigned", p)
+	}
+	if n := f.queue.count(); n != 2 {
+		t.Fatalf("%d tasks enqueued, want 2", n)
 	}
 }

@@ -217,3 +217,35 @@ func TestTaskConstructorsSetExplicitOptions(t *testing.T) {
 		_ = insp.DeleteQueue(q, true)
 	}
 }
+
+func TestSigningKeyFingerprintIsSharedThroughRedis(t *testing.T) {
+	env := testbench.Require(t)
+	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr, DB: 13})
+	defer rdb.Close()
+	ctx := context.Background()
+	rdb.Del(ctx, signingKeyFingerprint)
+	t.Cleanup(func() { rdb.Del(context.Background(), signingKeyFingerprint) })
+	l := NewLocks(rdb)
+	if err := l.CheckSigningKey(ctx, "", nil); err != nil {
+		t.Fatalf("no key anywhere: %v", err)
+	}
+	if err := l.CheckSigningKey(ctx, "aaaa", nil); err != nil {
+		t.Fatalf("first key: %v", err)
+	}
+	if err := l.CheckSigningKey(ctx, "aaaa", nil); err != nil {
+		t.Fatalf("same key again: %v", err)
+	}
+	if err := l.CheckSigningKey(ctx, "bbbb", nil); !errors.Is(err, ErrSigningKeyMismatch) {
+		t.Fatalf("another key: err = %v, want ErrSigningKeyMismatch", err)
+	}
+	if err := l.CheckSigningKey(ctx, "", nil); !errors.Is(err, ErrSigningKeyMismatch) {
+		t.Fatalf("no key while the deployment has one: err = %v, want ErrSigningKeyMismatch", err)
+	}
+	// Rotation: the new key names the recorded one as old.
+	if err := l.CheckSigningKey(ctx, "bbbb", []string{"aaaa"}); err != nil {
+		t.Fatalf("rotation: %v", err)
+	}
+	if err := l.CheckSigningKey(ctx, "aaaa", nil); !errors.Is(err, ErrSigningKeyMismatch) {
+		t.Fatalf("the old key after rotation: err = %v, want ErrSigningKeyMismatch", err)
+	}
+}

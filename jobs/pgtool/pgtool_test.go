@@ -136,3 +136,21 @@ func TestTailBufferKeepsTheEnd(t *testing.T) {
 		t.Fatalf("TailBuffer = %q, want %q", got, "...6789abcdef")
 	}
 }
+
+func TestChildrenGetAMinimalEnvironment(t *testing.T) {
+	t.Parallel()
+	got := MinimalEnv([]string{"PATH=/usr/bin", "HOME=/root", "LANG=C.UTF-8", "LC_ALL=C", "TZ=UTC",
+		"MINIO_ROOT_PASSWORD=s3cret", "REDIS_PASSWORD=r", "API_ADMIN_TOKENS=t", "BACKUP_SIGNING_KEY=k", "PGPASSWORD=inherited", "AWS_SECRET_ACCESS_KEY=a"})
+	env := Conn{Host: "h", Port: 5432, User: "u", Password: "pw", Database: "d"}.Env(got)
+	joined := strings.Join(env, "\n")
+	for _, secret := range []string{"s3cret", "REDIS_PASSWORD", "API_ADMIN_TOKENS", "BACKUP_SIGNING_KEY", "inherited", "AWS_SECRET"} {
+		if strings.Contains(joined, secret) {
+			t.Errorf("child environment holds %s:\n%s", secret, joined)
+		}
+	}
+	for _, keep := range []string{"PATH=/usr/bin", "HOME=/root", "LANG=C.UTF-8", "LC_ALL=C", "TZ=UTC", "PGPASSWORD=pw"} {
+		if !strings.Contains(joined, keep) {
+			t.Errorf("child environment lacks %s", keep)
+		}
+	}
+}
