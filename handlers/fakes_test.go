@@ -212,7 +212,7 @@ func newFixtureWith(t *testing.T, change func(*Deps)) *fixture {
 		backups: &fakeBackups{
 			backups: map[string][]string{"existing": {store.LocalName, store.MinIOName}, "only-minio": {store.MinIOName},
 				"plain-one": {store.LocalName}},
-			stores:  []string{store.LocalName, store.MinIOName},
+			stores: []string{store.LocalName, store.MinIOName},
 		},
 		queue: &fakeQueue{insp: insp},
 		insp:  insp,
