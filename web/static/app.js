@@ -62,7 +62,7 @@ async function loadBackups() {
       const act = cell(tr, "");
       const btn = (label, cls, fn) => { const x = document.createElement("button"); x.textContent = label; if (cls) x.className = cls; x.onclick = fn; act.append(x, " "); };
       btn("Restore", "", async () => {
-        const target = prompt("Restore " + b.backup_name + " into which database? (empty: the configured one)", "");
+        const target = prompt("Restore " + b.backup_name + " into which database? (empty: the one it was taken from)", "");
         if (target === null) return;
         const clean = confirm("Drop existing objects first (clean)?");
         const req = { backup_name: b.backup_name, clean };
