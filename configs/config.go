@@ -7,6 +7,7 @@
 package configs
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -45,7 +46,12 @@ type Config struct {
 	BackupIntervalHours int           `env:"BACKUP_INTERVAL_HOURS" yaml:"backup_interval_hours"`
 	BackupSchedule      string        `env:"BACKUP_SCHEDULE" yaml:"backup_schedule"`
 	BackupTimeout       time.Duration `env:"BACKUP_TIMEOUT" yaml:"backup_timeout"`
-	RestoreTimeout      time.Duration `env:"RESTORE_TIMEOUT" yaml:"restore_timeout"`
+	// BackupTargets are the databases backed up on their own schedules; in
+	// the environment BACKUP_TARGETS holds them as a JSON list. Empty means
+	// one target, "default", built from the settings above.
+	BackupTargets     []TargetConfig `env:"-" yaml:"backup_targets"`
+	BackupTargetsJSON string         `env:"BACKUP_TARGETS" yaml:"-"`
+	RestoreTimeout    time.Duration  `env:"RESTORE_TIMEOUT" yaml:"restore_timeout"`
 	// DumpCompress is passed to pg_dump -Z for the custom and directory
 	// formats ("0".."9", or "zstd:3" with pg_dump 16+). Empty keeps
 	// pg_dump's default.
@@ -109,6 +115,17 @@ type Config struct {
 	APITLSCertFile string `env:"API_TLS_CERT_FILE" yaml:"api_tls_cert_file"`
 	APITLSKeyFile  string `env:"API_TLS_KEY_FILE" yaml:"api_tls_key_file"`
 
+	// Alerts: webhooks (comma-separated) that receive events, the secret
+	// that signs them, and whether successes are sent too.
+	AlertWebhookURLs   string `env:"ALERT_WEBHOOK_URLS" yaml:"alert_webhook_urls"`
+	AlertWebhookSecret string `env:"ALERT_WEBHOOK_SECRET" yaml:"alert_webhook_secret"`
+	AlertOnSuccess     bool   `env:"ALERT_ON_SUCCESS" yaml:"alert_on_success"`
+	// RPOCheckInterval is how often the scheduler compares each target's
+	// newest good backup with its RPO.
+	RPOCheckInterval time.Duration `env:"RPO_CHECK_INTERVAL" yaml:"rpo_check_interval"`
+	// MetricsPublic serves /metrics without a token.
+	MetricsPublic bool `env:"METRICS_PUBLIC" yaml:"metrics_public"`
+
 	LogLevel string `env:"LOG_LEVEL" yaml:"log_level"`
 }
 
@@ -145,6 +162,7 @@ func Defaults() Config {
 		QueueWeights:             "restore=6,backup=3,maintenance=1",
 		APIAddr:                  ":8080",
 		APIAuthFailuresPerMinute: 20,
+		RPOCheckInterval:         time.Minute,
 		LogLevel:                 "info",
 	}
 }
@@ -178,6 +196,14 @@ func LoadFrom(path string, environ []string) (Config, error) {
 	}
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: envMap}); err != nil {
 		return cfg, envError(err)
+	}
+	if s := strings.TrimSpace(cfg.BackupTargetsJSON); s != "" {
+		dec := json.NewDecoder(strings.NewReader(s))
+		dec.DisallowUnknownFields()
+		cfg.BackupTargets = nil
+		if err := dec.Decode(&cfg.BackupTargets); err != nil {
+			return cfg, fmt.Errorf("config: BACKUP_TARGETS: want a JSON list of targets: %w", err)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, err
@@ -291,6 +317,17 @@ func (c Config) Validate() error {
 	}
 	if (c.APITLSCertFile == "") != (c.APITLSKeyFile == "") {
 		bad("API_TLS_CERT_FILE", "API_TLS_CERT_FILE and API_TLS_KEY_FILE go together")
+	}
+	for _, u := range c.WebhookURLs() {
+		if err := jobs.CheckWebhookURL(u); err != nil {
+			bad("ALERT_WEBHOOK_URLS", "%v", err)
+		}
+	}
+	if c.RPOCheckInterval < time.Second {
+		bad("RPO_CHECK_INTERVAL", "%s must be at least 1s", c.RPOCheckInterval)
+	}
+	if _, err := c.Targets(); err != nil {
+		bad("BACKUP_TARGETS", "%v", err)
 	}
 	if c.BackupSigningKey != "" && c.BackupSigningKeyFile != "" {
 		bad("BACKUP_SIGNING_KEY", "set BACKUP_SIGNING_KEY or BACKUP_SIGNING_KEY_FILE, not both")
@@ -448,4 +485,15 @@ func (c Config) SigningKeys() (current []byte, old [][]byte, err error) {
 		current = []byte(cur)
 	}
 	return current, old, nil
+}
+
+// WebhookURLs splits ALERT_WEBHOOK_URLS.
+func (c Config) WebhookURLs() []string {
+	var out []string
+	for _, u := range strings.Split(c.AlertWebhookURLs, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
 }

@@ -18,6 +18,7 @@ var (
 	errBadRequest       = errors.New("bad request")
 	errConflict         = errors.New("conflict")
 	errTaskNotFound     = errors.New("task not found")
+	errTargetNotFound   = errors.New("target not found")
 	errQueueUnavailable = errors.New("queue unavailable (redis unreachable)")
 	errUnauthorized     = errors.New("missing or invalid bearer token")
 	errForbidden        = errors.New("this token may not use this route")
@@ -51,7 +52,7 @@ func statusOf(err error) (int, string) {
 		return http.StatusMethodNotAllowed, err.Error()
 	case errors.Is(err, errBadRequest), errors.Is(err, engine.ErrInvalid):
 		return http.StatusBadRequest, err.Error()
-	case errors.Is(err, engine.ErrNotFound), errors.Is(err, errTaskNotFound):
+	case errors.Is(err, engine.ErrNotFound), errors.Is(err, errTaskNotFound), errors.Is(err, errTargetNotFound):
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, engine.ErrExists), errors.Is(err, errConflict), errors.Is(err, asynq.ErrTaskIDConflict):
 		return http.StatusConflict, err.Error()

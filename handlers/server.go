@@ -76,6 +76,14 @@ type Deps struct {
 	// receives one line per admin action. Both are optional.
 	Audit    AuditTrail
 	AuditLog *logrus.Entry
+	// Targets are the configured targets; State what was observed of them;
+	// Tasks lists queued tasks (which backups are in use).
+	Targets *jobs.TargetSet
+	State   StateReader
+	Tasks   jobs.TaskLister
+	// Metrics serves /metrics; MetricsPublic serves it without a token.
+	Metrics       http.Handler
+	MetricsPublic bool
 }
 
 // API serves the HTTP routes.
@@ -130,6 +138,19 @@ func New(d Deps) *echo.Echo {
 	view.GET("/admin/tasks/:id", a.getTask)
 	admin.POST("/admin/tasks/:id/cancel", a.cancelTask)
 	admin.GET("/admin/audit", a.auditEntries)
+	view.GET("/admin/targets", a.listTargets)
+	view.GET("/admin/targets/:name/prune", a.prunePreview)
+	admin.POST("/admin/targets/:name/prune", a.pruneTarget)
+	admin.POST("/admin/targets/:name/drill", a.drillTarget)
+	view.GET("/admin/drills", a.listDrills)
+	if d.Metrics != nil {
+		h := echo.WrapHandler(d.Metrics)
+		if d.MetricsPublic {
+			e.GET("/metrics", h)
+		} else {
+			e.GET("/metrics", h, a.authenticate, requireRole(RoleViewer))
+		}
+	}
 
 	if d.Monitoring != nil {
 		mon := e.Group("/monitoring", a.authenticate)

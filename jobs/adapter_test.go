@@ -47,6 +47,12 @@ func (f *fakeEngine) Delete(_ context.Context, name string, from []string) ([]st
 	return from, f.err
 }
 
+func (f *fakeEngine) List(context.Context, []string) ([]engine.Entry, error) { return nil, f.err }
+
+func (f *fakeEngine) Drill(_ context.Context, name, _ string, _ engine.ProgressFunc) (*engine.DrillReport, error) {
+	return &engine.DrillReport{Manifest: &engine.Manifest{Name: name}}, f.err
+}
+
 func (f *fakeEngine) Verify(_ context.Context, name, _ string, _ bool) (*engine.Manifest, error) {
 	f.verifies = append(f.verifies, name)
 	return &engine.Manifest{Name: name}, f.err
@@ -63,11 +69,11 @@ func newTestWorker(eng Engine) (*Worker, *asynq.ServeMux) {
 
 func TestEveryTaskTypeIsRegisteredOnce(t *testing.T) {
 	t.Parallel()
-	want := []string{TypeBackupCreate, TypeBackupDelete, TypeBackupRestore, TypeBackupVerify}
+	want := []string{TypeAlertDeliver, TypeBackupCreate, TypeBackupDelete, TypeBackupDrill, TypeBackupPrune, TypeBackupRestore, TypeBackupVerify}
 	if got := Kinds(); !slices.Equal(got, want) {
 		t.Fatalf("Kinds() = %v, want %v", got, want)
 	}
-	for _, p := range []Payload{BackupPayload{}, RestorePayload{}, DeletePayload{}, VerifyPayload{}} {
+	for _, p := range []Payload{BackupPayload{}, RestorePayload{}, DeletePayload{}, VerifyPayload{}, PrunePayload{}, DrillPayload{}, AlertPayload{}} {
 		if _, err := NewTask(p, Options{}); err != nil {
 			t.Errorf("NewTask(%T): %v", p, err)
 		}

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -33,6 +34,10 @@ type (
 	// logFielder names the payload's fields worth logging.
 	logFielder interface {
 		logFields() logrus.Fields
+	}
+	// failureAlerter names the event sent when the task fails for good.
+	failureAlerter interface {
+		failureEvent() Event
 	}
 )
 
@@ -146,6 +151,11 @@ func (d Def[P, R]) handler(w *Worker) asynq.Handler {
 			return err
 		})
 		if err != nil {
+			if f, ok := any(p).(failureAlerter); ok && finalAttempt(ctx, err) && !errors.Is(err, errCancelled) {
+				e := f.failureEvent()
+				e.TaskID, e.Error = taskID, Classify(err)
+				w.Alerts.Emit(ctx, e)
+			}
 			return err
 		}
 		pw.finish(out)
@@ -165,3 +175,6 @@ func progressOf(ctx context.Context) engine.ProgressFunc {
 
 // taskIDOf returns the running task's ID.
 func taskIDOf(ctx context.Context) (string, bool) { return asynq.GetTaskID(ctx) }
+
+// decodeJSON decodes a payload outside the adapter (queue inspection).
+func decodeJSON(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -25,6 +25,9 @@ const (
 	TypeBackupRestore = "backup:restore"
 	TypeBackupDelete  = "backup:delete"
 	TypeBackupVerify  = "backup:verify"
+	TypeBackupPrune   = "backup:prune"
+	TypeBackupDrill   = "backup:drill"
+	TypeAlertDeliver  = "alert:deliver"
 )
 
 // Queues. Restores outrank backups: a restore is usually someone waiting
@@ -33,10 +36,17 @@ const (
 	QueueRestore     = "restore"
 	QueueBackup      = "backup"
 	QueueMaintenance = "maintenance"
+	// QueueAlerts holds webhook deliveries. Schedulers serve it as well as
+	// workers, so that alerts still go out when every worker is down,
+	// which is when the RPO alert matters most.
+	QueueAlerts = "alerts"
 )
 
+// WeightedQueues are the queues whose priorities QUEUE_WEIGHTS sets.
+var WeightedQueues = []string{QueueRestore, QueueBackup, QueueMaintenance}
+
 // AllQueues lists every queue tasks are put in.
-var AllQueues = []string{QueueRestore, QueueBackup, QueueMaintenance}
+var AllQueues = []string{QueueRestore, QueueBackup, QueueMaintenance, QueueAlerts}
 
 // BackupPayload is the payload of TypeBackupCreate.
 type BackupPayload struct {
@@ -47,6 +57,9 @@ type BackupPayload struct {
 	Database   string   `json:"database,omitempty"`
 	Stores     []string `json:"stores"`
 	Scheduled  bool     `json:"scheduled,omitempty"`
+	// Target is the target the backup is for (scheduled backups always
+	// name one).
+	Target string `json:"target,omitempty"`
 }
 
 // Kind implements Payload.
@@ -62,15 +75,49 @@ func (p BackupPayload) resolve(_ context.Context, _ *Worker, taskID string) (Bac
 func (p BackupPayload) reservations() []reservation { return []reservation{{KindName, p.BackupName}} }
 
 func (p BackupPayload) logFields() logrus.Fields {
-	return logrus.Fields{"backup_name": p.BackupName, "database": p.Database, "format": p.Format}
+	return logrus.Fields{"backup_name": p.BackupName, "database": p.Database, "format": p.Format, "target": p.Target}
+}
+
+func (p BackupPayload) failureEvent() Event {
+	return Event{Event: EventBackupFailed, Target: p.Target, BackupName: p.BackupName}
 }
 
 func (w *Worker) backup(ctx context.Context, p BackupPayload) (*engine.Manifest, error) {
 	taskID, _ := taskIDOf(ctx)
-	return w.Engine.Backup(ctx, engine.BackupRequest{
+	start := time.Now()
+	m, err := w.Engine.Backup(ctx, engine.BackupRequest{
 		Name: p.BackupName, Database: p.Database, Format: engine.Format(p.Format), Stores: p.Stores,
-		TaskID: taskID, Progress: progressOf(ctx),
+		Target: p.Target, Scheduled: p.Scheduled, TaskID: taskID, Progress: progressOf(ctx),
 	})
+	bg := context.WithoutCancel(ctx)
+	if err != nil {
+		if finalAttempt(ctx, err) {
+			w.record(bg, p.Target, OutcomeFailed, p.BackupName, time.Time{}, 0, 0)
+		}
+		return nil, err
+	}
+	w.record(bg, p.Target, OutcomeSuccess, m.Name, m.FinishedAt, time.Since(start), m.SizeBytes)
+	w.Alerts.Emit(bg, Event{Event: EventBackupSucceeded, Target: p.Target, BackupName: m.Name, TaskID: taskID})
+	// A scheduled backup may have pushed an older one out of the target's
+	// retention; prune right after, on the maintenance queue.
+	if t, ok := w.Targets.Get(p.Target); ok && p.Scheduled && t.Retention.Enabled() && w.Queue != nil {
+		if task, err := NewTask(PrunePayload{Target: t.Name}, w.TaskOptions); err == nil {
+			if _, err := w.Queue.EnqueueContext(bg, task); err != nil {
+				w.Log.WithError(err).WithField("target", t.Name).Warn("could not enqueue the prune after a scheduled backup")
+			}
+		}
+	}
+	return m, nil
+}
+
+// record counts a backup in the shared state; metrics read it.
+func (w *Worker) record(ctx context.Context, target, outcome, name string, at time.Time, d time.Duration, size int64) {
+	if w.State == nil {
+		return
+	}
+	if err := w.State.RecordBackup(ctx, target, outcome, name, at, d, size); err != nil {
+		w.Log.WithError(err).Warn("could not record the backup in redis")
+	}
 }
 
 // RestorePayload is the payload of TypeBackupRestore.
@@ -190,6 +237,7 @@ type Options struct {
 }
 
 func backupTimeout(o Options) time.Duration  { return o.BackupTimeout }
+func alertTimeout(Options) time.Duration      { return time.Minute }
 func restoreTimeout(o Options) time.Duration { return o.RestoreTimeout }
 func deleteTimeout(o Options) time.Duration  { return o.DeleteTimeout }
 
@@ -204,4 +252,11 @@ var (
 	Delete = define(QueueMaintenance, deleteTimeout, (*Worker).delete)
 	// Verify re-reads a whole archive, so it gets the backup timeout.
 	Verify = define(QueueMaintenance, backupTimeout, (*Worker).verify)
+	// Prune deletes a target's scheduled backups its retention lets go.
+	Prune = define(QueueMaintenance, deleteTimeout, (*Worker).prune)
+	// Drill restores a target's newest backup into a scratch database,
+	// checks it and measures the recovery time.
+	Drill = define(QueueMaintenance, restoreTimeout, (*Worker).drill)
+	// AlertDeliver posts one event to one webhook.
+	AlertDeliver = define(QueueAlerts, alertTimeout, (*Worker).deliverAlert)
 )

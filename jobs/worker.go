@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -25,6 +27,8 @@ type Engine interface {
 	Delete(ctx context.Context, name string, from []string) ([]string, error)
 	Verify(ctx context.Context, name, from string, allowUnsigned bool) (*engine.Manifest, error)
 	Find(ctx context.Context, name string, from []string) (*engine.Manifest, []string, error)
+	List(ctx context.Context, from []string) ([]engine.Entry, error)
+	Drill(ctx context.Context, name, scratch string, progress engine.ProgressFunc) (*engine.DrillReport, error)
 }
 
 var _ Engine = (*engine.Engine)(nil)
@@ -41,6 +45,18 @@ type Worker struct {
 	Locks *Locks
 	// ReserveTTL bounds how long a reservation outlives a vanished task.
 	ReserveTTL time.Duration
+	// Targets are the configured targets (prune and drill look them up).
+	Targets *TargetSet
+	// State records backups and drills for metrics and RPO; optional.
+	State *State
+	// Queue enqueues follow-up tasks (a prune after a scheduled backup);
+	// Inspector reads the queue (which backups are in use); TaskOptions
+	// are the options those tasks get.
+	Queue       Enqueuer
+	Inspector   TaskLister
+	TaskOptions Options
+	// Alerts sends events to webhooks; nil sends none.
+	Alerts *Alerter
 
 	inflight sync.WaitGroup
 }
@@ -172,6 +188,27 @@ var (
 	errCancelled  = errors.New("task cancelled")
 )
 
+// NewAlertServer returns the asynq server a scheduler runs beside its
+// scheduler: it serves only the alerts queue (see QueueAlerts).
+func NewAlertServer(redis asynq.RedisConnOpt, retryDelay time.Duration, log *logrus.Entry) *asynq.Server {
+	return asynq.NewServer(redis, asynq.Config{
+		Concurrency:    2,
+		Queues:         map[string]int{QueueAlerts: 1},
+		RetryDelayFunc: RetryDelay(retryDelay),
+		Logger:         log,
+	})
+}
+
+// RegisterKinds mounts only the named task types on mux.
+func RegisterKinds(mux *asynq.ServeMux, w *Worker, kinds ...string) {
+	mux.Use(w.track)
+	for _, k := range kinds {
+		if d, ok := registry[k]; ok {
+			mux.Handle(k, d.handler(w))
+		}
+	}
+}
+
 // Result is what a task writes through asynq's ResultWriter: progress while
 // it runs, and at the end the outcome. The API returns it as the task's
 // progress and result.
@@ -258,7 +295,7 @@ type ServerOptions struct {
 // CheckQueueWeights reports a queue that tasks go to but that has no
 // weight (a worker would never take its tasks), or a weight below 1.
 func CheckQueueWeights(weights map[string]int) error {
-	for _, q := range AllQueues {
+	for _, q := range WeightedQueues {
 		if weights[q] < 1 {
 			return fmt.Errorf("queue %q needs a weight of at least 1 (every task queue needs one)", q)
 		}
@@ -276,9 +313,14 @@ func NewServer(redis asynq.RedisConnOpt, o ServerOptions, log *logrus.Entry) (*a
 	if err := CheckQueueWeights(o.QueueWeights); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
+	queues := maps.Clone(o.QueueWeights)
+	if _, ok := queues[QueueAlerts]; !ok {
+		// Alerts are small and urgent: as heavy as the heaviest queue.
+		queues[QueueAlerts] = slices.Max(slices.Collect(maps.Values(o.QueueWeights)))
+	}
 	return asynq.NewServer(redis, asynq.Config{
 		Concurrency:     o.Concurrency,
-		Queues:          o.QueueWeights,
+		Queues:          queues,
 		ShutdownTimeout: o.ShutdownTimeout,
 		RetryDelayFunc:  RetryDelay(o.RetryDelay),
 		Logger:          log,

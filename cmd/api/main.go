@@ -22,6 +22,9 @@ import (
 	"github.com/autograph/pgbackup/jobs"
 )
 
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -72,6 +75,11 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	targets, err := wire.Targets(cfg)
+	if err != nil {
+		return err
+	}
+	state := jobs.NewState(rdb)
 
 	e := handlers.New(handlers.Deps{
 		Backups:               eng,
@@ -89,6 +97,11 @@ func run(ctx context.Context) error {
 		AuthFailuresPerMinute: cfg.APIAuthFailuresPerMinute,
 		Audit:                 jobs.NewAuditTrail(rdb, 0),
 		AuditLog:              configs.NewLogger(cfg, "api", os.Stderr).WithField("audit", true),
+		Targets:               targets,
+		State:                 state,
+		Tasks:                 inspector,
+		Metrics:               handlers.NewMetrics(targets, state, inspector, version, log),
+		MetricsPublic:         cfg.MetricsPublic,
 	})
 	srv := &http.Server{Addr: cfg.APIAddr, Handler: e, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

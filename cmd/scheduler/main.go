@@ -1,6 +1,7 @@
-// Command scheduler enqueues a scheduled backup once per slot while
-// BACKUP_ENABLED is true. Two or more may run for availability: each slot
-// still produces exactly one backup.
+// Command scheduler enqueues each target's scheduled backups and restore
+// drills, and watches each target's recovery point objective. Two or more
+// may run for availability: each slot still produces exactly one backup,
+// and each RPO change exactly one alert.
 package main
 
 import (
@@ -9,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/hibiken/asynq"
 
 	"github.com/autograph/pgbackup/cmd/internal/wire"
 	"github.com/autograph/pgbackup/configs"
@@ -30,26 +33,69 @@ func run(ctx context.Context) error {
 		return err
 	}
 	log := configs.NewLogger(cfg, "scheduler", os.Stderr)
-	if !cfg.BackupEnabled {
-		log.Info("BACKUP_ENABLED is false: nothing to schedule; waiting for a signal")
-		<-ctx.Done()
-		return nil
-	}
-	sched, err := wire.Schedule(cfg)
+	targets, err := wire.Targets(cfg)
 	if err != nil {
 		return err
 	}
-	stores := wire.StoreNames(cfg)
-	s, err := jobs.NewScheduler(wire.RedisOpt(cfg), sched, stores, wire.TaskOptions(cfg), log)
+	eng, err := wire.Engine(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	client := asynq.NewClient(wire.RedisOpt(cfg))
+	defer client.Close()
+	rdb := wire.Redis(cfg)
+	defer rdb.Close()
+
+	s, err := jobs.NewScheduler(wire.RedisOpt(cfg), targets, wire.TaskOptions(cfg), log)
 	if err != nil {
 		return err
 	}
 	if err := s.Start(); err != nil {
 		return fmt.Errorf("start scheduler: %w", err)
 	}
-	log.WithFields(map[string]any{"spec": sched.Spec, "slot": sched.Slot.String(), "stores": stores}).Info("scheduler started")
+	watched := 0
+	for _, t := range targets.All() {
+		fields := map[string]any{"target": t.Name, "database": t.Database, "rpo": t.RPO.String()}
+		if t.Schedule != nil {
+			fields["schedule"], fields["slot"] = t.Schedule.Spec, t.Schedule.Slot.String()
+		}
+		if t.DrillSchedule != nil {
+			fields["drill_schedule"] = t.DrillSchedule.Spec
+		}
+		log.WithFields(fields).Info("target")
+		if t.Schedule != nil && !t.Retention.Enabled() {
+			log.WithField("target", t.Name).Warn("no retention configured: this target's scheduled backups accumulate")
+		}
+		if t.RPO > 0 {
+			watched++
+		}
+	}
+	if !cfg.BackupEnabled {
+		log.Info("BACKUP_ENABLED is false: no scheduled backups")
+	}
+	alerter := wire.Alerter(cfg, client, log)
+	// Alerts are delivered from here too, so they still go out when no
+	// worker runs.
+	alertSrv := jobs.NewAlertServer(wire.RedisOpt(cfg), cfg.TaskRetryDelay, log)
+	mux := asynq.NewServeMux()
+	jobs.RegisterKinds(mux, &jobs.Worker{Log: log, ID: jobs.WorkerID(), Alerts: alerter}, jobs.TypeAlertDeliver)
+	if err := alertSrv.Start(mux); err != nil {
+		return fmt.Errorf("start alert delivery: %w", err)
+	}
+	defer alertSrv.Shutdown()
+	watcher := &jobs.RPOWatcher{Targets: targets, State: jobs.NewState(rdb), Backups: eng,
+		Alerts: alerter, Interval: cfg.RPOCheckInterval, Log: log}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if watched > 0 {
+			watcher.Run(ctx)
+		}
+	}()
+	log.WithField("rpo_watched_targets", watched).Info("scheduler started")
 	<-ctx.Done()
 	s.Shutdown()
+	<-done
 	log.Info("scheduler stopped")
 	return nil
 }

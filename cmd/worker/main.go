@@ -51,9 +51,19 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	targets, err := wire.Targets(cfg)
+	if err != nil {
+		return err
+	}
+	client := asynq.NewClient(wire.RedisOpt(cfg))
+	defer client.Close()
+	inspector := asynq.NewInspector(wire.RedisOpt(cfg))
+	defer inspector.Close()
 	mux := asynq.NewServeMux()
 	w := &jobs.Worker{Engine: eng, Log: log, ID: jobs.WorkerID(),
-		Locks: locks, ReserveTTL: jobs.ReservationTTL(wire.TaskOptions(cfg))}
+		Locks: locks, ReserveTTL: jobs.ReservationTTL(wire.TaskOptions(cfg)),
+		Targets: targets, State: jobs.NewState(rdb), Queue: client, Inspector: inspector,
+		TaskOptions: wire.TaskOptions(cfg), Alerts: wire.Alerter(cfg, client, log)}
 	jobs.Register(mux, w)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)

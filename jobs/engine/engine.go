@@ -151,6 +151,9 @@ type BackupRequest struct {
 	Format   Format
 	// Stores to write to; every configured store when empty.
 	Stores []string
+	// Target and Scheduled are recorded in the manifest (see Manifest).
+	Target    string
+	Scheduled bool
 	// TaskID lets a retried task find the backup it already finished.
 	TaskID   string
 	Progress ProgressFunc
@@ -251,7 +254,7 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 		SizeBytes: digest.Size(), SHA256: digest.Sum(),
 		StartedAt: started, FinishedAt: time.Now().UTC(),
 		ServerVersion: versionString(serverNum), PgDumpVersion: tools.Version,
-		Stores: names(targets), TaskID: req.TaskID, RowCounts: counts,
+		Stores: names(targets), TaskID: req.TaskID, RowCounts: counts, Target: req.Target, Scheduled: req.Scheduled,
 	}
 	if format.spec().pgCompress {
 		m.Compression = e.compress

@@ -22,6 +22,11 @@ type Manifest struct {
 	PgDumpVersion string    `json:"pg_dump_version"`
 	Compression   string    `json:"compression,omitempty"`
 	Stores        []string  `json:"stores"`
+	// Target names the target the backup was taken for, and Scheduled says
+	// whether the scheduler (not a person) asked for it; only scheduled
+	// backups are ever pruned.
+	Target    string `json:"target,omitempty"`
+	Scheduled bool   `json:"scheduled,omitempty"`
 	// TaskID is the id of the task that made the backup, so a retried task
 	// can recognise its own finished work instead of failing on "exists".
 	TaskID string `json:"task_id,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -217,4 +218,25 @@ func Schedule(cfg configs.Config) (jobs.Schedule, error) {
 		return jobs.Schedule{}, fmt.Errorf("BACKUP_INTERVAL_HOURS: %w", err)
 	}
 	return s, nil
+}
+
+// Targets are the configured targets (or the default one).
+func Targets(cfg configs.Config) (*jobs.TargetSet, error) {
+	list, err := cfg.Targets()
+	if err != nil {
+		return nil, fmt.Errorf("BACKUP_TARGETS: %w", err)
+	}
+	set, err := jobs.NewTargetSet(list)
+	if err != nil {
+		return nil, fmt.Errorf("BACKUP_TARGETS: %w", err)
+	}
+	return set, nil
+}
+
+// Alerter sends events to ALERT_WEBHOOK_URLS through the queue.
+func Alerter(cfg configs.Config, q jobs.Enqueuer, log *logrus.Entry) *jobs.Alerter {
+	return &jobs.Alerter{
+		URLs: cfg.WebhookURLs(), Secret: []byte(cfg.AlertWebhookSecret), OnSuccess: cfg.AlertOnSuccess,
+		Queue: q, Options: TaskOptions(cfg), Log: log, Client: &http.Client{Timeout: 10 * time.Second},
+	}
 }

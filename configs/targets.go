@@ -1,0 +1,118 @@
+package configs
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/pgtool"
+)
+
+// TargetConfig is one entry of BACKUP_TARGETS, as written in the YAML file
+// or the JSON list. Retention may be given as a "retention" object or as
+// keep_* keys on the target itself.
+type TargetConfig struct {
+	Name          string         `json:"name" yaml:"name"`
+	Database      string         `json:"database" yaml:"database"`
+	Schedule      string         `json:"schedule" yaml:"schedule"`
+	Format        string         `json:"format" yaml:"format"`
+	Retention     jobs.Retention `json:"retention" yaml:"retention"`
+	KeepLast      int            `json:"keep_last" yaml:"keep_last"`
+	KeepDaily     int            `json:"keep_daily" yaml:"keep_daily"`
+	KeepWeekly    int            `json:"keep_weekly" yaml:"keep_weekly"`
+	KeepMonthly   int            `json:"keep_monthly" yaml:"keep_monthly"`
+	RPO           string         `json:"rpo" yaml:"rpo"`
+	DrillSchedule string         `json:"drill_schedule" yaml:"drill_schedule"`
+	Stores        []string       `json:"stores" yaml:"stores"`
+}
+
+// Targets builds the configured targets, or the default one. Scheduling
+// is off for all of them while BACKUP_ENABLED is false.
+func (c Config) Targets() ([]jobs.Target, error) {
+	if len(c.BackupTargets) == 0 {
+		t := jobs.Target{Name: jobs.DefaultTarget, Database: c.PostgresDB, Format: engine.FormatCustom}
+		if c.BackupEnabled {
+			s, err := c.defaultSchedule()
+			if err != nil {
+				return nil, err
+			}
+			t.Schedule = &s
+		}
+		return []jobs.Target{t}, nil
+	}
+	var out []jobs.Target
+	for i, tc := range c.BackupTargets {
+		t, err := tc.build(c)
+		if err != nil {
+			name := tc.Name
+			if name == "" {
+				name = fmt.Sprintf("#%d", i+1)
+			}
+			return nil, fmt.Errorf("target %s: %w", name, err)
+		}
+		out = append(out, t)
+	}
+	if _, err := jobs.NewTargetSet(out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c Config) defaultSchedule() (jobs.Schedule, error) {
+	if c.BackupSchedule != "" {
+		return jobs.ParseSchedule(c.BackupSchedule)
+	}
+	return jobs.IntervalSchedule(c.BackupIntervalHours)
+}
+
+func (tc TargetConfig) build(c Config) (jobs.Target, error) {
+	t := jobs.Target{Name: strings.TrimSpace(tc.Name), Database: strings.TrimSpace(tc.Database), Stores: tc.Stores}
+	if !jobs.ValidTargetName(t.Name) {
+		return t, fmt.Errorf("name %q: use lower-case letters, digits and _, starting with a letter, at most 30", tc.Name)
+	}
+	if t.Database == "" {
+		t.Database = c.PostgresDB
+	}
+	if !pgtool.ValidIdentifier(t.Database) {
+		return t, fmt.Errorf("database %q is not a valid database name", t.Database)
+	}
+	f, err := engine.ParseFormat(tc.Format)
+	if err != nil {
+		return t, err
+	}
+	t.Format = f
+	if tc.Schedule != "" && c.BackupEnabled {
+		s, err := jobs.ParseSchedule(tc.Schedule)
+		if err != nil {
+			return t, err
+		}
+		t.Schedule = &s
+	}
+	if tc.DrillSchedule != "" {
+		s, err := jobs.ParseSchedule(tc.DrillSchedule)
+		if err != nil {
+			return t, fmt.Errorf("drill_schedule: %w", err)
+		}
+		t.DrillSchedule = &s
+	}
+	t.Retention = tc.Retention
+	for _, kv := range []struct {
+		flat int
+		dst  *int
+	}{{tc.KeepLast, &t.Retention.KeepLast}, {tc.KeepDaily, &t.Retention.KeepDaily},
+		{tc.KeepWeekly, &t.Retention.KeepWeekly}, {tc.KeepMonthly, &t.Retention.KeepMonthly}} {
+		if kv.flat != 0 {
+			*kv.dst = kv.flat
+		}
+	}
+	if tc.RPO != "" {
+		d, err := time.ParseDuration(tc.RPO)
+		if err != nil || d <= 0 {
+			return t, fmt.Errorf("rpo %q: want a positive duration such as 26h", tc.RPO)
+		}
+		t.RPO = d
+	}
+	return t, t.Validate()
+}

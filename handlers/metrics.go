@@ -1,0 +1,110 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynq/x/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/jobs"
+)
+
+// NewMetrics returns the /metrics handler. Everything it reports is read
+// from Redis at scrape time (the state the workers and schedulers record,
+// and asynq's queues), so every API instance answers the same and nothing
+// resets when one restarts. inspector may be nil (no queue metrics).
+func NewMetrics(targets *jobs.TargetSet, state StateReader, inspector *asynq.Inspector, version string, log *logrus.Entry) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&targetCollector{targets: targets, state: state, log: log})
+	if inspector != nil {
+		reg.MustRegister(metrics.NewQueueMetricsCollector(inspector))
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pgbackup_build_info", Help: "Build of the API answering, always 1."}, []string{"version"})
+	build.WithLabelValues(version).Set(1)
+	reg.MustRegister(build)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+var (
+	descLastSuccess = prometheus.NewDesc("pgbackup_last_success_timestamp_seconds",
+		"When the target's newest good backup finished.", []string{"target"}, nil)
+	descLastDuration = prometheus.NewDesc("pgbackup_last_backup_duration_seconds",
+		"How long the target's newest good backup took.", []string{"target"}, nil)
+	descLastSize = prometheus.NewDesc("pgbackup_last_backup_size_bytes",
+		"Size of the target's newest good backup as stored.", []string{"target"}, nil)
+	descRPO = prometheus.NewDesc("pgbackup_rpo_seconds",
+		"Age of the target's newest good backup (the data a recovery now would lose).", []string{"target"}, nil)
+	descRPOTarget = prometheus.NewDesc("pgbackup_rpo_target_seconds",
+		"The target's recovery point objective.", []string{"target"}, nil)
+	descBackups = prometheus.NewDesc("pgbackup_backups_total",
+		"Backup tasks finished, by target and outcome (a failure counts once, when retries are exhausted).", []string{"target", "outcome"}, nil)
+	descDrillSuccess = prometheus.NewDesc("pgbackup_last_drill_success_timestamp_seconds",
+		"When the target's last successful restore drill ran.", []string{"target"}, nil)
+	descDrillRTO = prometheus.NewDesc("pgbackup_last_drill_rto_seconds",
+		"Recovery time measured by the target's last successful drill.", []string{"target"}, nil)
+)
+
+type targetCollector struct {
+	targets *jobs.TargetSet
+	state   StateReader
+	log     *logrus.Entry
+}
+
+func (c *targetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descLastSuccess, descLastDuration, descLastSize, descRPO, descRPOTarget,
+		descBackups, descDrillSuccess, descDrillRTO} {
+		ch <- d
+	}
+}
+
+func (c *targetCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	now := time.Now()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counts, err := c.state.Counters(ctx)
+	if err != nil {
+		c.log.WithError(err).Warn("metrics: cannot read counters")
+		ch <- prometheus.NewInvalidMetric(descBackups, err)
+		return
+	}
+	seen := map[[2]string]bool{}
+	for _, t := range c.targets.All() {
+		// Every configured target shows both outcomes, from zero, so that
+		// rate() and increase() see the first failure.
+		for _, o := range []string{jobs.OutcomeSuccess, jobs.OutcomeFailed} {
+			seen[[2]string{t.Name, o}] = true
+			ch <- prometheus.MustNewConstMetric(descBackups, prometheus.CounterValue, float64(counts[[2]string{t.Name, o}]), t.Name, o)
+		}
+		st, err := c.state.Status(ctx, t.Name)
+		if err != nil {
+			c.log.WithError(err).Warn("metrics: cannot read target state")
+			continue
+		}
+		if !st.LastSuccess.IsZero() {
+			gauge(descLastSuccess, float64(st.LastSuccess.UnixMilli())/1000, t.Name)
+			gauge(descLastDuration, st.LastDuration.Seconds(), t.Name)
+			gauge(descLastSize, float64(st.LastSizeBytes), t.Name)
+		}
+		gauge(descRPO, jobs.Age(st, now).Seconds(), t.Name)
+		if t.RPO > 0 {
+			gauge(descRPOTarget, t.RPO.Seconds(), t.Name)
+		}
+		if !st.LastDrillSuccess.IsZero() {
+			gauge(descDrillSuccess, float64(st.LastDrillSuccess.UnixMilli())/1000, t.Name)
+			gauge(descDrillRTO, st.LastDrillSuccessRTO.Seconds(), t.Name)
+		}
+	}
+	for k, n := range counts {
+		if !seen[k] {
+			ch <- prometheus.MustNewConstMetric(descBackups, prometheus.CounterValue, float64(n), k[0], k[1])
+		}
+	}
+}

@@ -1,0 +1,181 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/autograph/pgbackup/jobs"
+)
+
+// StateReader reads what the service observed about its targets (a
+// *jobs.State).
+type StateReader interface {
+	Status(ctx context.Context, target string) (jobs.TargetStatus, error)
+	Counters(ctx context.Context) (map[[2]string]int64, error)
+	Drills(ctx context.Context, target string, limit int) ([]jobs.DrillResult, error)
+}
+
+type targetJSON struct {
+	Name          string         `json:"name"`
+	Database      string         `json:"database"`
+	Format        string         `json:"format"`
+	Stores        []string       `json:"stores"`
+	Schedule      string         `json:"schedule,omitempty"`
+	NextRun       *time.Time     `json:"next_run,omitempty"`
+	DrillSchedule string         `json:"drill_schedule,omitempty"`
+	NextDrill     *time.Time     `json:"next_drill,omitempty"`
+	Retention     jobs.Retention `json:"retention"`
+	RPOSeconds    float64        `json:"rpo_seconds,omitempty"`
+	// NewestBackup is the newest good backup as the stores list it.
+	NewestBackup *newestJSON      `json:"newest_backup"`
+	AgeSeconds   *float64         `json:"age_seconds"`
+	RPOMet       *bool            `json:"rpo_met,omitempty"`
+	LastDrill    *jobs.DrillResult `json:"last_drill"`
+}
+
+type newestJSON struct {
+	Name      string    `json:"backup_name"`
+	CreatedAt time.Time `json:"created_at"`
+	SizeBytes int64     `json:"size_bytes"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// listTargets answers each target's schedule, next run, newest good backup
+// (read from the stores: they are the truth), its age against the RPO,
+// retention and last drill.
+func (a *API) listTargets(c echo.Context) error {
+	ctx := c.Request().Context()
+	entries, err := a.d.Backups.List(ctx, nil)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	out := []targetJSON{}
+	for _, t := range a.d.Targets.All() {
+		tj := targetJSON{Name: t.Name, Database: t.Database, Format: string(t.Format), Stores: t.Stores,
+			Retention: t.Retention, RPOSeconds: t.RPO.Seconds()}
+		if tj.Stores == nil {
+			tj.Stores = a.d.Backups.StoreNames()
+		}
+		if t.Schedule != nil {
+			tj.Schedule, tj.NextRun = t.Schedule.Spec, timePtr(t.Schedule.Next(now))
+		}
+		if t.DrillSchedule != nil {
+			tj.DrillSchedule, tj.NextDrill = t.DrillSchedule.Spec, timePtr(t.DrillSchedule.Next(now))
+		}
+		for i := range entries {
+			m := &entries[i].Manifest
+			if owned, _ := t.Owns(m); owned && (tj.NewestBackup == nil || m.FinishedAt.After(tj.NewestBackup.CreatedAt)) {
+				tj.NewestBackup = &newestJSON{Name: m.Name, CreatedAt: m.FinishedAt, SizeBytes: m.SizeBytes}
+			}
+		}
+		if tj.NewestBackup != nil {
+			age := now.Sub(tj.NewestBackup.CreatedAt).Seconds()
+			tj.AgeSeconds = &age
+		}
+		if t.RPO > 0 {
+			met := tj.AgeSeconds != nil && *tj.AgeSeconds <= t.RPO.Seconds()
+			tj.RPOMet = &met
+		}
+		if a.d.State != nil {
+			st, err := a.d.State.Status(ctx, t.Name)
+			if err != nil {
+				return fmt.Errorf("%w: %w", errQueueUnavailable, err)
+			}
+			tj.LastDrill = st.LastDrill
+		}
+		out = append(out, tj)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"targets": out, "count": len(out)})
+}
+
+func (a *API) target(c echo.Context) (jobs.Target, error) {
+	t, ok := a.d.Targets.Get(c.Param("name"))
+	if !ok {
+		return jobs.Target{}, fmt.Errorf("%w: target %q is not configured", errTargetNotFound, truncate(c.Param("name"), 40))
+	}
+	c.Set(auditTarget, t.Name)
+	return t, nil
+}
+
+// prunePreview is the dry run: what the target's retention would delete
+// now, and why each kept backup stays.
+func (a *API) prunePreview(c echo.Context) error {
+	t, err := a.target(c)
+	if err != nil {
+		return err
+	}
+	out := jobs.PruneOutcome{Target: t.Name, Deleted: []string{}}
+	if t.Retention.Enabled() {
+		if out.Decisions, err = jobs.PlanPrune(c.Request().Context(), a.d.Backups, a.d.Tasks, t); err != nil {
+			return err
+		}
+		for _, d := range out.Decisions {
+			if !d.Keep {
+				out.Deleted = append(out.Deleted, d.Name)
+			}
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"target": t.Name, "dry_run": true, "retention": t.Retention,
+		"would_delete": out.Deleted, "decisions": out.Decisions})
+}
+
+func (a *API) pruneTarget(c echo.Context) error {
+	t, err := a.target(c)
+	if err != nil {
+		return err
+	}
+	task, err := jobs.NewTask(jobs.PrunePayload{Target: t.Name}, a.d.TaskOptions)
+	if err != nil {
+		return err
+	}
+	info, err := a.enqueue(c, task)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, taskResponse{TaskID: info.ID, StatusURL: statusURL(info.ID)})
+}
+
+func (a *API) drillTarget(c echo.Context) error {
+	t, err := a.target(c)
+	if err != nil {
+		return err
+	}
+	task, err := jobs.NewTask(jobs.DrillPayload{Target: t.Name}, a.d.TaskOptions)
+	if err != nil {
+		return err
+	}
+	info, err := a.enqueue(c, task)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, taskResponse{TaskID: info.ID, StatusURL: statusURL(info.ID)})
+}
+
+func (a *API) listDrills(c echo.Context) error {
+	target := c.QueryParam("target")
+	if target != "" {
+		if _, ok := a.d.Targets.Get(target); !ok {
+			return fmt.Errorf("%w: target %q is not configured", errTargetNotFound, truncate(target, 40))
+		}
+	}
+	drills := []jobs.DrillResult{}
+	if a.d.State != nil {
+		found, err := a.d.State.Drills(c.Request().Context(), target, 1000)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errQueueUnavailable, err)
+		}
+		drills = append(drills, found...)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"drills": drills, "count": len(drills)})
+}
