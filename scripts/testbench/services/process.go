@@ -129,7 +129,7 @@ func poll(ctx context.Context, timeout, interval time.Duration, done func() bool
 func withLogs(err error, logs ...string) error {
 	var b strings.Builder
 	for _, path := range logs {
-		if tail := lastLines(path, 30); tail != "" {
+		if tail := LastLines(path, 30); tail != "" {
 			fmt.Fprintf(&b, "\n---- last lines of %s ----\n%s", path, tail)
 		}
 	}
@@ -139,8 +139,10 @@ func withLogs(err error, logs ...string) error {
 	return fmt.Errorf("%w%s", err, b.String())
 }
 
-// lastLines returns the last n lines of a file (at most its last 64 KiB).
-func lastLines(path string, n int) string {
+// LastLines returns the last n lines of a file (at most of its last 64
+// KiB), "" when it cannot be read: the end of a log says why a program
+// failed.
+func LastLines(path string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
