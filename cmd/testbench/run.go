@@ -95,8 +95,9 @@ func runChild(argv, environ []string, sigs <-chan os.Signal, log io.Writer) (cod
 	if err := cmd.Start(); err != nil {
 		return 0, nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
 	for {
 		select {
 		case s := <-sigs:
@@ -104,11 +105,16 @@ func runChild(argv, environ []string, sigs <-chan os.Signal, log io.Writer) (cod
 				fmt.Fprintf(log, "testbench: got %v, stopping %s\n", s, argv[0])
 				sig = s
 			}
-			signalTree(cmd.Process.Pid, s.(syscall.Signal))
-		case err := <-done:
+			select {
+			case <-done:
+				// Already gone and reaped: its pid may belong to a stranger now.
+			default:
+				signalTree(cmd.Process, s)
+			}
+		case <-done:
 			var exit *exec.ExitError
-			if err != nil && !errors.As(err, &exit) {
-				return 0, sig, fmt.Errorf("wait for %s: %w", argv[0], err)
+			if waitErr != nil && !errors.As(waitErr, &exit) {
+				return 0, sig, fmt.Errorf("wait for %s: %w", argv[0], waitErr)
 			}
 			return exitStatus(cmd.ProcessState), sig, nil
 		}
@@ -123,10 +129,10 @@ func exitStatus(ps *os.ProcessState) int {
 	return ps.ExitCode()
 }
 
-// signalTree signals pid's descendants, each before its parent, then pid.
-func signalTree(pid int, sig syscall.Signal) {
-	for _, p := range procfs.Descendants(pid) {
-		_ = syscall.Kill(p, sig)
+// signalTree signals p's descendants, each before its parent, then p.
+func signalTree(p *os.Process, sig os.Signal) {
+	for _, pid := range procfs.Descendants(p.Pid) {
+		_ = syscall.Kill(pid, sig.(syscall.Signal))
 	}
-	_ = syscall.Kill(pid, sig)
+	_ = p.Signal(sig)
 }
