@@ -344,6 +344,33 @@ func (b *Bench) pickPort(key string) (int, error) {
 	return 0, errors.New("no free port found in 20000-60999")
 }
 
+// onFreePorts picks a port for each of keys and runs start, again on new
+// ports while start fails because one was taken (another program may bind
+// a port between its pick and the server's start); undo, if not nil,
+// cleans up after such a failure. It gives up after five attempts.
+func (b *Bench) onFreePorts(ctx context.Context, s Service, keys []string, start, undo func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		var ports []string
+		for _, key := range keys {
+			p, err := b.pickPort(key)
+			if err != nil {
+				return err
+			}
+			ports = append(ports, strconv.Itoa(p))
+		}
+		err := start(ctx)
+		if err == nil || attempt == 5 || ctx.Err() != nil || !errors.Is(err, errPortTaken) {
+			return err
+		}
+		b.logf("%v: port %s taken, retrying on another port", s, strings.Join(ports, " or "))
+		if undo != nil {
+			if err := undo(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
 // randomHex returns n random bytes in hex: passwords the shell never has
 // to quote.
 func randomHex(n int) string {

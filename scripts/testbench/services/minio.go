@@ -2,7 +2,6 @@ package services
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -27,8 +26,7 @@ func (m *minioServer) pidPath() string         { return m.file(minioProgram + ".
 func (m *minioServer) port() string            { return m.b.get(keyMinIOPort) }
 func (m *minioServer) version() string         { return "" }
 
-// create launches MinIO and waits until it is healthy; when it dies
-// because a port is taken it tries other ports.
+// create launches MinIO and waits until it is healthy.
 func (m *minioServer) create(ctx context.Context) error {
 	if err := m.b.set(keyMinIOBin, m.b.opts.minioBin()); err != nil {
 		return err
@@ -36,26 +34,7 @@ func (m *minioServer) create(ctx context.Context) error {
 	if err := m.b.set(keyMinIOPassword, randomHex(20)); err != nil {
 		return err
 	}
-	for attempt := 1; ; attempt++ {
-		if _, err := m.b.pickPort(keyMinIOPort); err != nil {
-			return err
-		}
-		if _, err := m.b.pickPort(keyMinIOConsolePort); err != nil {
-			return err
-		}
-		err := m.start(ctx)
-		if err == nil {
-			return nil
-		}
-		if attempt < 5 && ctx.Err() == nil && errors.Is(err, errPortTaken) {
-			m.b.logf("MinIO port %s or %s taken, retrying on other ports", m.port(), m.b.get(keyMinIOConsolePort))
-			if err := m.stop(ctx); err != nil {
-				return err
-			}
-			continue
-		}
-		return err
-	}
+	return m.b.onFreePorts(ctx, MinIO, []string{keyMinIOPort, keyMinIOConsolePort}, m.start, m.stop)
 }
 
 // start launches the server in a session of its own (a terminal's Ctrl-C

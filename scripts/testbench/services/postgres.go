@@ -57,19 +57,7 @@ func (p *postgres) create(ctx context.Context) error {
 	if err := p.initdb(ctx, bin); err != nil {
 		return err
 	}
-	for attempt := 1; ; attempt++ {
-		if _, err := p.b.pickPort(keyPGPort); err != nil {
-			return err
-		}
-		logStart := fileSize(p.file("log"))
-		err := p.serve(ctx)
-		if err == nil {
-			break
-		}
-		if attempt < 5 && ctx.Err() == nil && logMatches(p.file("log"), logStart, portTaken) {
-			p.b.logf("PostgreSQL port %s taken, retrying on another port", p.port())
-			continue
-		}
+	if err := p.b.onFreePorts(ctx, Postgres, []string{keyPGPort}, p.serve, nil); err != nil {
 		return err
 	}
 	return p.createRole(ctx)
@@ -176,7 +164,11 @@ func (p *postgres) serve(ctx context.Context) error {
 	cmd := asPostgres(ctx, filepath.Join(p.b.get(keyPGBin), "pg_ctl"), "-D", p.file("data"), "-w", "-t", "60",
 		"-l", p.file("log"), "-o", serverOpts, "start")
 	cmd.Stderr = errLog
+	logStart := fileSize(p.file("log"))
 	if err := cmd.Run(); err != nil {
+		if logMatches(p.file("log"), logStart, portTaken) {
+			err = fmt.Errorf("%w: %w", errPortTaken, err)
+		}
 		return withLogs(fmt.Errorf("pg_ctl start: %w", err), p.file("pg_ctl.log"), p.file("log"))
 	}
 	return nil

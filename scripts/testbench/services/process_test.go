@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +104,88 @@ func TestPollStopsAtDeadlineAndContext(t *testing.T) {
 	n := 0
 	if err := poll(context.Background(), time.Minute, time.Millisecond, func() bool { n++; return n == 3 }); err != nil || n != 3 {
 		t.Errorf("poll = %v after %d calls, want nil after 3", err, n)
+	}
+}
+
+func TestOnFreePortsRetriesOnlyWhenAPortIsTaken(t *testing.T) {
+	t.Parallel()
+	other := errors.New("broken config")
+	tests := []struct {
+		name      string
+		failures  []error // what start returns, call by call; then nil
+		wantCalls int
+		wantErr   error
+	}{
+		{"first try", nil, 1, nil},
+		{"two ports taken", []error{errPortTaken, fmt.Errorf("wrapped: %w", errPortTaken)}, 3, nil},
+		{"other error", []error{other}, 1, other},
+		{"gives up", []error{errPortTaken, errPortTaken, errPortTaken, errPortTaken, errPortTaken, errPortTaken}, 5, errPortTaken},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := &Bench{dir: t.TempDir(), state: map[string]string{}, ports: map[int]bool{}}
+			calls, undos := 0, 0
+			var ports []string
+			start := func(context.Context) error {
+				calls++
+				ports = append(ports, b.get("A")+"/"+b.get("B"))
+				if calls <= len(tt.failures) {
+					return tt.failures[calls-1]
+				}
+				return nil
+			}
+			undo := func(context.Context) error { undos++; return nil }
+			err := b.onFreePorts(context.Background(), Redis, []string{"A", "B"}, start, undo)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Errorf("onFreePorts = %v, want %v", err, tt.wantErr)
+			}
+			if calls != tt.wantCalls {
+				t.Errorf("start called %d times, want %d", calls, tt.wantCalls)
+			}
+			if wantUndos := min(calls, len(tt.failures)); tt.wantErr == nil && undos != wantUndos {
+				t.Errorf("undo called %d times, want %d", undos, wantUndos)
+			}
+			for i := 1; i < len(ports); i++ {
+				if ports[i] == ports[i-1] {
+					t.Errorf("attempt %d reused ports %s", i+1, ports[i])
+				}
+			}
+		})
+	}
+}
+
+// TestRedisSeesItsPortTaken checks that a Redis start on a port another
+// program holds fails as errPortTaken (which makes the bench try another
+// port), and fast.
+func TestRedisSeesItsPortTaken(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("PGBACKUP_TEST_REQUIRED") != "" {
+			t.Fatal("redis-server is not installed")
+		}
+		t.Skip("redis-server is not installed")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	b := &Bench{dir: t.TempDir(), state: map[string]string{}, ports: map[int]bool{}}
+	if err := b.set(keyRedisPort, strconv.Itoa(l.Addr().(*net.TCPAddr).Port)); err != nil {
+		t.Fatal(err)
+	}
+	r := &redisServer{b: b}
+	t.Cleanup(func() { _ = r.stop(context.Background()) })
+	began := time.Now()
+	err = r.start(context.Background())
+	if !errors.Is(err, errPortTaken) {
+		t.Fatalf("start on a taken port = %v, want errPortTaken", err)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("start took %v to notice; it should fail fast", took)
+	}
+	if !strings.Contains(err.Error(), "redis.log") {
+		t.Errorf("error %q does not show the end of redis.log", err)
 	}
 }

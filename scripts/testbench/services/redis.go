@@ -33,23 +33,7 @@ func (r *redisServer) create(ctx context.Context) error {
 			return err
 		}
 	}
-	for attempt := 1; ; attempt++ {
-		if _, err := r.b.pickPort(keyRedisPort); err != nil {
-			return err
-		}
-		err := r.start(ctx)
-		if err == nil {
-			return nil
-		}
-		if attempt < 5 && ctx.Err() == nil && errors.Is(err, errPortTaken) {
-			r.b.logf("Redis port %s taken, retrying on another port", r.port())
-			if err := r.stop(ctx); err != nil {
-				return err
-			}
-			continue
-		}
-		return err
-	}
+	return r.b.onFreePorts(ctx, Redis, []string{keyRedisPort}, r.start, r.stop)
 }
 
 // start launches redis-server, which daemonizes itself, and waits up to
@@ -84,10 +68,8 @@ func (r *redisServer) start(ctx context.Context) error {
 	}
 	var failed error
 	err = poll(ctx, 10*time.Second, 100*time.Millisecond, func() bool {
-		if redisPing(net.JoinHostPort(loopback, r.port())) {
-			return true
-		}
-		// Fail fast when it already gave up (a taken port, say).
+		// Fail fast when it already gave up, before a PING that the
+		// program holding the port may never answer.
 		if logMatches(r.file("redis.log"), logStart, portTaken) {
 			failed = errPortTaken
 			return true
@@ -96,7 +78,7 @@ func (r *redisServer) start(ctx context.Context) error {
 			failed = errExited
 			return true
 		}
-		return false
+		return redisPing(net.JoinHostPort(loopback, r.port()))
 	})
 	if err == nil {
 		err = failed
