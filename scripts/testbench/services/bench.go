@@ -64,8 +64,10 @@ func Start(ctx context.Context, dir string, opts Options) (_ *Bench, err error) 
 	if _, err := os.Stat(filepath.Join(dir, marker)); err == nil {
 		return nil, fmt.Errorf("start test bench in %s: %w; stop it first", dir, ErrExists)
 	}
-	if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
-		return nil, fmt.Errorf("start test bench in %s: %w: the directory is not empty (%v)", dir, ErrNotBench, err)
+	if entries, err := os.ReadDir(dir); err != nil {
+		return nil, fmt.Errorf("start test bench: %w", err)
+	} else if len(entries) > 0 {
+		return nil, fmt.Errorf("start test bench in %s: %w: the directory is not empty", dir, ErrNotBench)
 	}
 	for _, f := range []struct {
 		name string
