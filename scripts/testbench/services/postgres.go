@@ -47,6 +47,9 @@ func (p *postgres) create(ctx context.Context) error {
 		return err
 	}
 	if isRoot() {
+		if _, _, err := postgresUser(); err != nil {
+			return err
+		}
 		if _, err := exec.LookPath("runuser"); err != nil {
 			return fmt.Errorf("%w: runuser (run: testbench install)", ErrMissing)
 		}
@@ -113,14 +116,16 @@ func (p *postgres) makeDir(ctx context.Context) error {
 	})
 }
 
+// cUTF8 finds the C.UTF-8 locale in the output of locale -a.
+var cUTF8 = regexp.MustCompile(`(?im)^c\.utf-?8$`)
+
 // initdb creates the cluster: password authentication over TCP (a
 // password that never reaches pg_dump must fail the tests), trust on the
 // private socket (to create the role), UTF-8 in the C.UTF-8 locale, or C
 // where that locale is missing.
 func (p *postgres) initdb(ctx context.Context, bin string) error {
 	locales := []string{"C.UTF-8", "C"}
-	if out, err := exec.CommandContext(ctx, "locale", "-a").Output(); err == nil &&
-		!regexp.MustCompile(`(?im)^c\.utf-?8$`).Match(out) {
+	if out, err := exec.CommandContext(ctx, "locale", "-a").Output(); err == nil && !cUTF8.Match(out) {
 		locales = []string{"C"}
 	}
 	logPath := p.file("initdb.log")
