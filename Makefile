@@ -5,12 +5,12 @@
 test:
 	scripts/test.sh
 
-# A long-lived bench in .testbench/ for manual use.
+# A long-lived bench in .testbench/ for manual use. Run again, it starts
+# those of its servers that are down (after a reboot, say).
 testbench-up:
 	@scripts/testbench.sh install
-	@if [ -e .testbench/env ]; then echo "test bench already up in .testbench/ (make testbench-down to remove it)"; \
-	else scripts/testbench.sh start .testbench; fi
-	@echo "source .testbench/env"
+	@scripts/testbench.sh up .testbench
+	@echo "source .testbench/env   (make testbench-down removes it)"
 
 testbench-down:
 	scripts/testbench.sh stop .testbench

@@ -8,39 +8,23 @@
 # minute to generate and is reused by the next run. `make testbench-down`
 # stops it and removes it.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT="$(pwd -P)"
-BENCH_DIR="$ROOT/.testbench"
-TESTBENCH="$ROOT/scripts/testbench.sh"
-
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
 log() { printf 'bench: %s\n' "$*" >&2; }
 
-"$TESTBENCH" install
-
-if [ -e "$BENCH_DIR/env" ]; then
-	log "reusing the test bench in $BENCH_DIR"
-	# After a reboot the directory is there but the servers are not:
-	# svc-start starts what is down and leaves what runs alone.
-	for svc in postgres minio; do
-		"$TESTBENCH" svc-start "$svc" "$BENCH_DIR" ||
-			{ log "could not start $svc of the bench in $BENCH_DIR; remove it with 'make testbench-down' and run again"; exit 1; }
-	done
-else
-	log "starting a test bench in $BENCH_DIR (kept after the run)"
-	# testbench.sh keeps PostgreSQL's files under /tmp when the postgres
-	# user cannot reach $BENCH_DIR (e.g. a checkout under /root).
-	"$TESTBENCH" start "$BENCH_DIR"
-fi
+build_cmd testbench pgbackup bench
+bin/testbench install
+# Starts the bench, or, after a reboot (the directory is there but the
+# servers are not), the servers that are down. PostgreSQL's files go under
+# /tmp when the postgres user cannot reach .testbench (a checkout in /root).
+bin/testbench up "$ROOT/.testbench" ||
+	{ log "could not start the bench in $ROOT/.testbench; remove it with 'make testbench-down' and run again"; exit 1; }
 # shellcheck disable=SC1091
-. "$BENCH_DIR/env"
-
-GO="$(command -v go || echo /usr/local/go/bin/go)"
-mkdir -p bin
-"$GO" build -o bin/pgbackup ./cmd/pgbackup
-"$GO" build -o bin/bench ./cmd/bench
+. "$ROOT/.testbench/env"
 
 rc=0
 bin/bench -pgbackup bin/pgbackup "$@" || rc=$?
 
-log "the test bench in $BENCH_DIR is still running, so the next 'make bench' reuses its database; 'make testbench-down' stops and removes it"
+log "the test bench in $ROOT/.testbench is still running, so the next 'make bench' reuses its database; 'make testbench-down' stops and removes it"
 exit "$rc"

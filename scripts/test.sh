@@ -7,18 +7,19 @@
 #   GO_TEST_ARGS='-run X' scripts/test.sh  (appended after the arguments)
 #   FUZZ_TIME=0 scripts/test.sh            skips the fuzz runs
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-scripts/testbench.sh install
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+build_cmd testbench
+bin/testbench install
 
 export PGBACKUP_TEST_REQUIRED=1
-GO="$(command -v go || echo /usr/local/go/bin/go)"
 # The end-to-end tests build the binaries with the go on PATH.
 PATH="$(dirname "$GO"):$PATH"
 export PATH
 # GO_TEST_ARGS is split on whitespace on purpose.
 # shellcheck disable=SC2086
-scripts/with-testbench.sh "$GO" test -count=1 -timeout 20m ./... "$@" ${GO_TEST_ARGS:-}
+bin/testbench run -- "$GO" test -count=1 -timeout 20m ./... "$@" ${GO_TEST_ARGS:-}
 
 FUZZ_TIME="${FUZZ_TIME:-10s}"
 if [ "$FUZZ_TIME" != "0" ]; then

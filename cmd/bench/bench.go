@@ -93,7 +93,7 @@ func benchmark(ctx context.Context, o options, env benchEnv) (err error) {
 		fmt.Printf("machine %.0f%% busy before the start\n", busy)
 	}
 	fmt.Printf("pgbackup: %s; MinIO part size %d MiB x %d upload threads; pg_dump from %s; %d CPUs\n",
-		o.pgbackup, b.partMiB, b.threads, env.pgBin, runtime.NumCPU())
+		o.pgbackup, b.partMiB, b.threads, env.PGBin, runtime.NumCPU())
 
 	if b.tmp, err = os.MkdirTemp(o.workDir, "pgbackup-bench-*"); err != nil {
 		return fmt.Errorf("temp dir: %w", err)
@@ -226,8 +226,8 @@ func (b *bench) rawDump(section, z string) scenario {
 		defer null.Close()
 		// pg_dump writes to /dev/null itself (no pipe): the floor for any
 		// backup. Its archive size is the engine's at the same level.
-		cmd := exec.CommandContext(ctx, filepath.Join(b.env.pgBin, "pg_dump"), dumpArgs(z)...)
-		cmd.Env = pgEnv(b.env, b.o.db)
+		cmd := exec.CommandContext(ctx, filepath.Join(b.env.PGBin, "pg_dump"), dumpArgs(z)...)
+		cmd.Env = b.pgEnv(b.o.db)
 		cmd.Stdout = null
 		u, err := measure(ctx, cmd, b.env.minioPid)
 		if err != nil {
@@ -246,8 +246,8 @@ func (b *bench) oldBackup(section string) scenario {
 	return func(ctx context.Context, _ int) ([]step, error) {
 		file := filepath.Join(b.tmp, "old.dump")
 		defer os.Remove(file)
-		cmd := exec.CommandContext(ctx, filepath.Join(b.env.pgBin, "pg_dump"), dumpArgs("", "--file="+file)...)
-		cmd.Env = pgEnv(b.env, b.o.db)
+		cmd := exec.CommandContext(ctx, filepath.Join(b.env.PGBin, "pg_dump"), dumpArgs("", "--file="+file)...)
+		cmd.Env = b.pgEnv(b.o.db)
 		dump, err := measure(ctx, cmd, b.env.minioPid)
 		if err != nil {
 			return nil, fmt.Errorf("old way pg_dump: %w", err)
@@ -295,18 +295,18 @@ func (b *bench) engineEnv(compress string) []string {
 		return k == "WORK_DIR" || k == "LOG_LEVEL" || k == "CONFIG_FILE"
 	})
 	out = append(out,
-		"POSTGRES_HOST="+b.env.pgHost,
-		"POSTGRES_PORT="+strconv.Itoa(b.env.pgPort),
+		"POSTGRES_HOST="+b.env.pg.Host,
+		"POSTGRES_PORT="+strconv.Itoa(b.env.pg.Port),
 		"POSTGRES_DB="+b.o.db,
-		"POSTGRES_USER="+b.env.pgUser,
-		"POSTGRES_PASSWORD="+b.env.pgPassword,
+		"POSTGRES_USER="+b.env.pg.User,
+		"POSTGRES_PASSWORD="+b.env.pg.Password,
 		"POSTGRES_SSLMODE=disable",
-		"PG_BIN_DIR="+b.env.pgBin,
+		"PG_BIN_DIR="+b.env.PGBin,
 		"BACKUP_DIR="+filepath.Join(b.tmp, "local-store"),
 		"WORK_DIR="+b.tmp,
-		"MINIO_ENDPOINT="+b.env.minioEndpoint,
-		"MINIO_ROOT_USER="+b.env.minioUser,
-		"MINIO_ROOT_PASSWORD="+b.env.minioPassword,
+		"MINIO_ENDPOINT="+b.env.MinIOEndpoint,
+		"MINIO_ROOT_USER="+b.env.MinIOUser,
+		"MINIO_ROOT_PASSWORD="+b.env.MinIOPassword,
 		"MINIO_BUCKET="+b.bucket,
 	)
 	if compress != "" {
@@ -390,9 +390,9 @@ func (b *bench) oldRestore(section string) scenario {
 			return steps, err
 		}
 		created := time.Since(start)
-		cmd := exec.CommandContext(ctx, filepath.Join(b.env.pgBin, "pg_restore"),
+		cmd := exec.CommandContext(ctx, filepath.Join(b.env.PGBin, "pg_restore"),
 			"--no-password", "--exit-on-error", "--single-transaction", "--format=c", "--dbname="+db, file)
-		cmd.Env = pgEnv(b.env, db)
+		cmd.Env = b.pgEnv(db)
 		restore, err := measure(ctx, cmd, b.env.minioPid)
 		if err != nil {
 			return steps, fmt.Errorf("old way pg_restore: %w", err)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/autograph/pgbackup/jobs/pgtool"
 )
 
 // The generated table. Each row is about 265 bytes on disk with its two
@@ -37,35 +37,9 @@ FROM generate_series($1::bigint, $2::bigint) AS g`
 	batchRows      = 500_000
 )
 
-// connect opens a pgx connection to db. The password travels in the
-// connection string only inside this process.
+// connect opens a connection to db as the bench's password role.
 func connect(ctx context.Context, env benchEnv, db string) (*pgx.Conn, error) {
-	u := url.URL{
-		Scheme:   "postgres",
-		User:     url.UserPassword(env.pgUser, env.pgPassword),
-		Host:     net.JoinHostPort(env.pgHost, strconv.Itoa(env.pgPort)),
-		Path:     "/" + db,
-		RawQuery: url.Values{"sslmode": {"disable"}, "application_name": {"pgbackup-bench"}}.Encode(),
-	}
-	conn, err := pgx.Connect(ctx, u.String())
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", db, err)
-	}
-	return conn, nil
-}
-
-// adminExec runs one statement (CREATE/DROP DATABASE) from the postgres
-// database.
-func adminExec(ctx context.Context, env benchEnv, sql string) error {
-	conn, err := connect(ctx, env, "postgres")
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		return fmt.Errorf("%s: %w", sql, err)
-	}
-	return nil
+	return pgtool.Connect(ctx, env.pg.WithDatabase(db))
 }
 
 // dropDatabase drops db if it exists. A plain DROP DATABASE stops
@@ -74,17 +48,24 @@ func adminExec(ctx context.Context, env benchEnv, sql string) error {
 // superuser; FORCE is only the fallback for client sessions left behind by
 // an interrupted run.
 func dropDatabase(ctx context.Context, env benchEnv, db string) error {
-	drop := "DROP DATABASE IF EXISTS " + pgx.Identifier{db}.Sanitize()
-	err := adminExec(ctx, env, drop)
+	err := pgtool.DropDatabase(ctx, env.pg, db)
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "55006" { // object_in_use
-		err = adminExec(ctx, env, drop+" WITH (FORCE)")
+	if !errors.As(err, &pgErr) || pgErr.Code != "55006" { // object_in_use
+		return err
 	}
-	return err
+	conn, err := connect(ctx, env, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgtool.QuoteIdent(db)+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s with force: %w", db, err)
+	}
+	return nil
 }
 
 func createDatabase(ctx context.Context, env benchEnv, db string) error {
-	return adminExec(ctx, env, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize())
+	return pgtool.CreateDatabase(ctx, env.pg, db)
 }
 
 // generatedRows returns the row count recorded by a finished generation,

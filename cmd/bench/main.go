@@ -1,7 +1,7 @@
 // Command bench measures pgbackup's streaming backup and restore against
 // the old way (pg_dump to a file, then upload the file) and against a bare
-// pg_dump, on a generated database of about 800 MB. It runs against the test
-// bench that scripts/testbench.sh started (PGBACKUP_TEST_* variables); `make
+// pg_dump, on a generated database of about 800 MB. It runs against the
+// test bench that cmd/testbench started (PGBACKUP_TEST_* variables); `make
 // bench` sets that up.
 //
 //	bench [-rows N] [-db NAME] [-pgbackup bin/pgbackup] [-max-rss-mib 200]

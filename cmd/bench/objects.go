@@ -13,12 +13,12 @@ import (
 )
 
 func newMinIO(env benchEnv) (*minio.Client, error) {
-	u, err := url.Parse(env.minioEndpoint)
+	u, err := url.Parse(env.MinIOEndpoint)
 	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("PGBACKUP_TEST_MINIO_ENDPOINT %q is not a URL", env.minioEndpoint)
+		return nil, fmt.Errorf("PGBACKUP_TEST_MINIO_ENDPOINT %q is not a URL", env.MinIOEndpoint)
 	}
 	c, err := minio.New(u.Host, &minio.Options{
-		Creds:  credentials.NewStaticV4(env.minioUser, env.minioPassword, ""),
+		Creds:  credentials.NewStaticV4(env.MinIOUser, env.MinIOPassword, ""),
 		Secure: u.Scheme == "https",
 	})
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/autograph/pgbackup/scripts/testbench/procfs"
 )
 
 // print writes the table of every step measured so far.
@@ -36,7 +38,7 @@ func (b *bench) print() {
 			fmt.Sprintf("%.1f", kib(s.u.maxRSSKiB)), fmt.Sprintf("%.1f", kib(s.u.hwmKiB)), fmt.Sprintf("%.1f", kib(s.u.treeRSSKiB)),
 			fmt.Sprintf("%.1f", s.u.cpu.Seconds()), minioCPU, fmt.Sprintf("%.0f%%", s.u.machineCPU()))
 	}
-	_, self := memKiB(os.Getpid())
+	_, self := procfs.Memory(os.Getpid())
 	fmt.Printf(`
 maxrss: ru_maxrss from wait4, an upper bound: the largest of the process's
 own peak RSS, its waited-for children's (pgbackup's pg_dump) and this bench's

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
+
+	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/scripts/testbench/services"
 )
 
 // options are the benchmark's command-line settings.
@@ -23,12 +25,12 @@ type options struct {
 	repeat    int
 }
 
-// benchEnv is what scripts/testbench.sh exported for a running bench.
+// benchEnv is how to reach the running bench: its PGBACKUP_TEST_*
+// variables, which `make bench` exports.
 type benchEnv struct {
-	pgHost, pgUser, pgPassword, pgBin string
-	pgPort                            int
-	minioEndpoint, minioUser          string
-	minioPassword                     string
+	services.Env
+	// pg is the bench's password role.
+	pg pgtool.Conn
 	// minioPid is the bench's MinIO server, to measure its CPU; 0 if unknown.
 	minioPid int
 }
@@ -72,15 +74,12 @@ func run(ctx context.Context, args []string) error {
 }
 
 func loadEnv() (benchEnv, error) {
-	get := func(name string) string { return os.Getenv("PGBACKUP_TEST_" + name) }
-	e := benchEnv{
-		pgHost: get("PG_HOST"), pgUser: get("PG_USER"), pgPassword: get("PG_PASSWORD"), pgBin: get("PG_BIN"),
-		minioEndpoint: get("MINIO_ENDPOINT"), minioUser: get("MINIO_USER"), minioPassword: get("MINIO_PASSWORD"),
-	}
+	se, _ := services.EnvFrom(os.LookupEnv)
+	e := benchEnv{Env: se}
 	var missing []string
 	for name, v := range map[string]string{
-		"PG_HOST": e.pgHost, "PG_PORT": get("PG_PORT"), "PG_USER": e.pgUser, "PG_BIN": e.pgBin,
-		"MINIO_ENDPOINT": e.minioEndpoint, "MINIO_USER": e.minioUser, "MINIO_PASSWORD": e.minioPassword,
+		"PG_HOST": se.PGHost, "PG_PORT": se.PGPort, "PG_USER": se.PGUser, "PG_BIN": se.PGBin,
+		"MINIO_ENDPOINT": se.MinIOEndpoint, "MINIO_USER": se.MinIOUser, "MINIO_PASSWORD": se.MinIOPassword,
 	} {
 		if v == "" {
 			missing = append(missing, "PGBACKUP_TEST_"+name)
@@ -90,14 +89,16 @@ func loadEnv() (benchEnv, error) {
 		slices.Sort(missing)
 		return e, fmt.Errorf("test bench environment missing (%v): run through `make bench` or source .testbench/env", missing)
 	}
-	port, err := strconv.Atoi(get("PG_PORT"))
+	port, err := strconv.Atoi(se.PGPort)
 	if err != nil {
 		return e, fmt.Errorf("PGBACKUP_TEST_PG_PORT: %w", err)
 	}
-	e.pgPort = port
-	// testbench.sh records MinIO's pid in DIR/minio/minio.pid.
-	if b, err := os.ReadFile(filepath.Join(get("DIR"), "minio", "minio.pid")); err == nil && get("DIR") != "" {
-		e.minioPid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	e.pg = pgtool.Conn{Host: se.PGHost, Port: port, User: se.PGUser, Password: se.PGPassword, SSLMode: "disable"}
+	// The bench knows its MinIO's pid, checked to be its own.
+	if se.Dir != "" {
+		if b, err := services.Open(se.Dir, services.Options{}); err == nil {
+			e.minioPid = b.Pid(services.MinIO)
+		}
 	}
 	return e, nil
 }

@@ -128,7 +128,7 @@ func TestFaultMinIOStoppedDuringUpload(t *testing.T) {
 	c.startAPI()
 	c.start("worker", "worker")
 	id := startSlowBackup(t, c, "minio-outage")
-	priv.StopService(t, "minio")
+	priv.StopService(t, testbench.MinIO)
 
 	st := c.waitTask(id, 3*time.Minute, "retry")
 	if msg, _ := st["error"].(string); msg != "store unavailable" {
@@ -143,7 +143,7 @@ func TestFaultMinIOStoppedDuringUpload(t *testing.T) {
 		t.Errorf("listing MinIO while it is down: status %d, want 503", code)
 	}
 
-	priv.StartService(t, "minio")
+	priv.StartService(t, testbench.MinIO)
 	st = c.waitTask(id, 3*time.Minute)
 	if st["retried"].(float64) < 1 {
 		t.Errorf("task completed with retried=%v, want at least one retry", st["retried"])
@@ -195,7 +195,7 @@ func TestFaultRedisRestart(t *testing.T) {
 		map[string]any{"backup_name": "queued-before-outage", "format": "plain"}, http.StatusAccepted)
 	queued := out["task_id"].(string)
 
-	priv.StopService(t, "redis")
+	priv.StopService(t, testbench.Redis)
 	if code, _ := c.call(http.MethodGet, "/readyz", "", nil); code != http.StatusServiceUnavailable {
 		t.Errorf("readyz with Redis down = %d, want 503", code)
 	}
@@ -203,7 +203,7 @@ func TestFaultRedisRestart(t *testing.T) {
 		t.Errorf("create with Redis down = %d %v, want 503", code, body)
 	}
 	time.Sleep(2 * time.Second)
-	priv.StartService(t, "redis")
+	priv.StartService(t, testbench.Redis)
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -3,55 +3,14 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/autograph/pgbackup/scripts/testbench/procfs"
 )
-
-// childrenNamed returns the pids of live processes named comm whose parent
-// is ppid.
-func childrenNamed(ppid int, comm string) []int {
-	var out []int
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		b, err := os.ReadFile(d + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		s := string(b)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < 0 || s[open+1:close] != comm {
-			continue
-		}
-		f := strings.Fields(s[close+1:])
-		if len(f) < 2 || f[0] == "Z" {
-			continue
-		}
-		if p, _ := strconv.Atoi(f[1]); p == ppid {
-			pid, _ := strconv.Atoi(filepath.Base(d))
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// alive reports whether pid runs and is not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(f) > 0 && f[0] != "Z"
-}
 
 // waitGone waits until none of pids is alive.
 func waitGone(t *testing.T, pids []int, timeout time.Duration) {
@@ -60,7 +19,7 @@ func waitGone(t *testing.T, pids []int, timeout time.Duration) {
 	for time.Now().Before(deadline) {
 		left := 0
 		for _, p := range pids {
-			if alive(p) {
+			if procfs.Alive(p) {
 				left++
 			}
 		}
@@ -77,7 +36,7 @@ func waitChildren(t *testing.T, ppid int, comm string, timeout time.Duration) []
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if pids := childrenNamed(ppid, comm); len(pids) > 0 {
+		if pids := procfs.ChildrenNamed(ppid, comm); len(pids) > 0 {
 			return pids
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -90,15 +49,14 @@ func waitChildren(t *testing.T, ppid int, comm string, timeout time.Duration) []
 // shows them to any user on the machine.
 func assertNoSecretInCmdlines(t *testing.T, secrets ...string) {
 	t.Helper()
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		b, err := os.ReadFile(d + "/cmdline")
+	for _, pid := range procfs.Pids() {
+		b, err := procfs.Cmdline(pid)
 		if err != nil {
 			continue
 		}
 		for _, s := range secrets {
 			if bytes.Contains(b, []byte(s)) {
-				t.Errorf("a secret is visible in the argument list of pid %s: %q", filepath.Base(d), strings.ReplaceAll(string(b), "\x00", " "))
+				t.Errorf("a secret is visible in the argument list of pid %d: %q", pid, strings.ReplaceAll(string(b), "\x00", " "))
 			}
 		}
 	}

@@ -1,57 +1,42 @@
 // Package testbench gives Go tests the PostgreSQL, Redis and MinIO servers
-// that scripts/testbench.sh started on free loopback ports.
+// of the test bench (package services; `make test` starts one through
+// cmd/testbench run and exports its PGBACKUP_TEST_* variables).
 //
-// Tests never start services themselves and never fall back to servers that
-// happen to run on the machine: without the script's environment they skip,
-// and under `make test` (PGBACKUP_TEST_REQUIRED=1) they fail instead, so a
-// broken bench cannot turn the suite green by skipping everything.
+// Tests never fall back to servers that happen to run on the machine:
+// without the bench's environment they skip, and under `make test`
+// (PGBACKUP_TEST_REQUIRED=1) they fail instead, so a broken bench cannot
+// turn the suite green by skipping everything.
 package testbench
 
 import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autograph/pgbackup/scripts/testbench/services"
 )
 
-// Env is what the bench script exported.
+// Env is how to reach the bench: its fields are the PGBACKUP_TEST_*
+// variables (services.Env), its methods the helpers tests share.
 type Env struct {
-	Dir           string
-	PGHost        string
-	PGPort        string
-	PGUser        string
-	PGPassword    string
-	PGDatabase    string
-	PGBin         string
-	RedisAddr     string
-	MinIOEndpoint string
-	MinIOUser     string
-	MinIOPassword string
-	Script        string
+	services.Env
 }
+
+// The bench's servers, for StopService and StartService.
+const (
+	Postgres = services.Postgres
+	Redis    = services.Redis
+	MinIO    = services.MinIO
+)
 
 // Lookup reads the environment; ok is false when the bench is not running.
 func Lookup() (Env, bool) {
-	e := Env{
-		Dir:           os.Getenv("PGBACKUP_TEST_DIR"),
-		PGHost:        os.Getenv("PGBACKUP_TEST_PG_HOST"),
-		PGPort:        os.Getenv("PGBACKUP_TEST_PG_PORT"),
-		PGUser:        os.Getenv("PGBACKUP_TEST_PG_USER"),
-		PGPassword:    os.Getenv("PGBACKUP_TEST_PG_PASSWORD"),
-		PGDatabase:    os.Getenv("PGBACKUP_TEST_PG_DB"),
-		PGBin:         os.Getenv("PGBACKUP_TEST_PG_BIN"),
-		RedisAddr:     os.Getenv("PGBACKUP_TEST_REDIS_ADDR"),
-		MinIOEndpoint: os.Getenv("PGBACKUP_TEST_MINIO_ENDPOINT"),
-		MinIOUser:     os.Getenv("PGBACKUP_TEST_MINIO_USER"),
-		MinIOPassword: os.Getenv("PGBACKUP_TEST_MINIO_PASSWORD"),
-		Script:        os.Getenv("PGBACKUP_TEST_TESTBENCH"),
-	}
-	ok := e.PGPort != "" && e.RedisAddr != "" && e.MinIOEndpoint != ""
-	return e, ok
+	e, ok := services.EnvFrom(os.LookupEnv)
+	return Env{e}, ok
 }
 
 // Require returns the bench or stops the test: skipped normally, failed when
@@ -71,29 +56,39 @@ func Require(t testing.TB) Env {
 	return e
 }
 
-// StopService stops one bench service ("redis", "minio", "postgres") so a
-// test can observe an outage; StartService brings it back on the same port.
-func (e Env) StopService(t testing.TB, name string) {
+// open finds the bench of e, with its messages in the test's output.
+func (e Env) open(t testing.TB) *services.Bench {
 	t.Helper()
-	e.runScript(t, "svc-stop", name)
-}
-
-// StartService starts a service stopped by StopService and waits for it.
-func (e Env) StartService(t testing.TB, name string) {
-	t.Helper()
-	e.runScript(t, "svc-start", name)
-}
-
-func (e Env) runScript(t testing.TB, verb, name string) {
-	t.Helper()
-	if e.Script == "" {
-		t.Fatal("testbench: PGBACKUP_TEST_TESTBENCH not set")
+	opts := services.OptionsFromEnv(os.LookupEnv)
+	opts.Log = t.Output()
+	b, err := services.Open(e.Dir, opts)
+	if err != nil {
+		t.Fatalf("testbench: %v", err)
 	}
+	return b
+}
+
+// StopService stops one of the bench's servers so a test can observe an
+// outage; StartService brings it back on the same port. Use them on a
+// private bench (StartPrivate) only: other packages' tests share the
+// main one.
+func (e Env) StopService(t testing.TB, s services.Service) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "bash", e.Script, verb, name, e.Dir).CombinedOutput()
-	if err != nil {
-		t.Fatalf("testbench %s %s: %v\n%s", verb, name, err, out)
+	if err := e.open(t).StopService(ctx, s); err != nil {
+		t.Fatalf("testbench: %v", err)
+	}
+}
+
+// StartService starts a server stopped by StopService and waits until it
+// answers.
+func (e Env) StartService(t testing.TB, s services.Service) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := e.open(t).StartService(ctx, s); err != nil {
+		t.Fatalf("testbench: %v", err)
 	}
 }
 
@@ -111,52 +106,46 @@ func UniqueName(prefix string) string {
 // StartPrivate starts a bench of its own for one test, stopped when the
 // test ends. Tests that stop or restart a service use one, so that other
 // packages' tests, which run at the same time on the shared bench, never
-// see the outage. extraEnv is passed to the script (for example
-// TESTBENCH_REDIS_PERSIST=1).
+// see the outage. extraEnv holds settings as NAME=value, over this
+// process's environment (for example TESTBENCH_REDIS_PERSIST=1; see
+// services.OptionsFromEnv).
 func (e Env) StartPrivate(t testing.TB, extraEnv ...string) Env {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "bench")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", e.Script, "start", dir)
-	cmd.Env = append(os.Environ(), extraEnv...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("testbench start %s: %v\n%s", dir, err, out)
+	extra := map[string]string{}
+	for _, kv := range extraEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		extra[k] = v
 	}
+	opts := services.OptionsFromEnv(func(k string) (string, bool) {
+		if v, ok := extra[k]; ok {
+			return v, true
+		}
+		return os.LookupEnv(k)
+	})
+	opts.Log = t.Output()
+	dir := filepath.Join(t.TempDir(), "bench")
+	// Stop it even when the start fails half way: PostgreSQL's files may
+	// live outside the test's temporary directory.
 	t.Cleanup(func() {
-		out, err := exec.Command("bash", e.Script, "stop", dir).CombinedOutput()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		b, err := services.Open(dir, opts)
 		if err != nil {
-			t.Logf("testbench stop %s: %v\n%s", dir, err, out)
+			return // never got as far as creating it
+		}
+		if err := b.Stop(ctx); err != nil {
+			t.Errorf("testbench: %v", err)
 		}
 	})
-	b, err := os.ReadFile(filepath.Join(dir, "env"))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	b, err := services.Start(ctx, dir, opts)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("testbench: %v", err)
 	}
-	vars := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimPrefix(line, "export ")
-		if k, v, ok := strings.Cut(line, "="); ok {
-			vars[k] = unquote(v)
-		}
+	env, err := b.Env()
+	if err != nil {
+		t.Fatalf("testbench: %v", err)
 	}
-	p := Env{
-		Dir: vars["PGBACKUP_TEST_DIR"], PGHost: vars["PGBACKUP_TEST_PG_HOST"], PGPort: vars["PGBACKUP_TEST_PG_PORT"],
-		PGUser: vars["PGBACKUP_TEST_PG_USER"], PGPassword: vars["PGBACKUP_TEST_PG_PASSWORD"], PGDatabase: vars["PGBACKUP_TEST_PG_DB"],
-		PGBin: vars["PGBACKUP_TEST_PG_BIN"], RedisAddr: vars["PGBACKUP_TEST_REDIS_ADDR"],
-		MinIOEndpoint: vars["PGBACKUP_TEST_MINIO_ENDPOINT"], MinIOUser: vars["PGBACKUP_TEST_MINIO_USER"],
-		MinIOPassword: vars["PGBACKUP_TEST_MINIO_PASSWORD"], Script: e.Script,
-	}
-	if p.PGPort == "" || p.RedisAddr == "" || p.MinIOEndpoint == "" {
-		t.Fatalf("private bench env incomplete: %v", vars)
-	}
-	return p
-}
-
-// unquote undoes bash's printf %q for the simple values the script writes.
-func unquote(v string) string {
-	if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
-		return strings.ReplaceAll(v[1:len(v)-1], `'\''`, `'`)
-	}
-	return strings.ReplaceAll(v, `\`, "")
+	return Env{env}
 }
