@@ -18,6 +18,10 @@ type createRequest struct {
 	UploadToMinio *bool    `json:"upload_to_minio"`
 	Database      *string  `json:"database"`
 	Stores        []string `json:"stores"`
+	// Target takes database, format and stores from a configured target
+	// (each may still be given explicitly), and records the target in the
+	// manifest.
+	Target *string `json:"target"`
 }
 
 type createResponse struct {
@@ -37,6 +41,26 @@ func (a *API) createBackup(c echo.Context) error {
 		return err
 	}
 
+	var target *jobs.Target
+	if name := deref(req.Target); name != "" {
+		t, ok := a.d.Targets.Get(name)
+		if !ok {
+			return fmt.Errorf("%w: target %q is not configured", errTargetNotFound, truncate(name, 40))
+		}
+		target = &t
+		if req.Database == nil {
+			req.Database = &t.Database
+		} else if *req.Database != t.Database {
+			return badRequest("database %q is not target %s's database %s", truncate(*req.Database, 64), t.Name, t.Database)
+		}
+		if req.Format == nil {
+			f := string(t.Format)
+			req.Format = &f
+		}
+		if req.Stores == nil && req.UploadToMinio == nil && len(t.Stores) > 0 {
+			req.Stores = t.Stores
+		}
+	}
 	format, err := engine.ParseFormat(deref(req.Format))
 	if err != nil {
 		return err
@@ -48,6 +72,10 @@ func (a *API) createBackup(c echo.Context) error {
 	stores, err := a.createStores(c, req.Stores, req.UploadToMinio)
 	if err != nil {
 		return err
+	}
+	targetName := ""
+	if target != nil {
+		targetName = target.Name
 	}
 
 	ctx := c.Request().Context()
@@ -69,7 +97,8 @@ func (a *API) createBackup(c echo.Context) error {
 		}
 	}
 
-	task, err := jobs.NewTask(jobs.BackupPayload{BackupName: name, Format: string(format), Database: db, Stores: stores}, a.d.TaskOptions)
+	task, err := jobs.NewTask(jobs.BackupPayload{BackupName: name, Format: string(format), Database: db, Stores: stores,
+		Target: targetName}, a.d.TaskOptions)
 	if err != nil {
 		return err
 	}

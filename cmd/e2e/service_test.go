@@ -124,7 +124,7 @@ func TestTwoSchedulersOneBackupPerSlot(t *testing.T) {
 	s2.stop(t, syscall.SIGTERM, 10*time.Second)
 
 	logs := s1.logText(t) + s2.logText(t)
-	enqueued := strings.Count(logs, "scheduled backup enqueued")
+	enqueued := strings.Count(logs, "scheduled task enqueued")
 	conflicts := strings.Count(logs, "slot already enqueued by another scheduler")
 	if enqueued < 3 || conflicts < 2 {
 		t.Fatalf("schedulers enqueued %d and hit %d conflicts; want both firing every slot", enqueued, conflicts)

@@ -81,6 +81,56 @@ async function loadBackups() {
   } catch (e) { say(e.message); }
 }
 
+function humanAge(seconds) {
+  if (seconds == null) return "never";
+  const units = [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]];
+  for (const [u, n] of units) if (seconds >= n) return Math.floor(seconds / n) + u;
+  return Math.floor(seconds) + "s";
+}
+
+function retentionText(r) {
+  const parts = [];
+  for (const [k, label] of [["keep_last", "last"], ["keep_daily", "daily"], ["keep_weekly", "weekly"], ["keep_monthly", "monthly"]]) {
+    if (r && r[k]) parts.push(label + " " + r[k]);
+  }
+  return parts.length ? parts.join(", ") : "keep all";
+}
+
+async function loadTargets() {
+  try {
+    const data = await api("GET", "/api/admin/targets");
+    const body = $("#targets tbody");
+    body.replaceChildren();
+    for (const t of data.targets) {
+      const tr = body.insertRow();
+      cell(tr, t.name);
+      cell(tr, t.database);
+      cell(tr, t.schedule || "manual only");
+      cell(tr, t.newest_backup ? t.newest_backup.backup_name : "none");
+      const age = cell(tr, humanAge(t.age_seconds) + (t.rpo_seconds ? " / " + humanAge(t.rpo_seconds) : ""));
+      if (t.rpo_met === true) age.className = "ok";
+      if (t.rpo_met === false) age.className = "bad";
+      cell(tr, retentionText(t.retention));
+      const d = t.last_drill;
+      const drill = cell(tr, d ? (d.passed ? "passed" : "failed") + ", RTO " + d.rto_seconds.toFixed(1) + " s" : "never");
+      if (d) drill.className = d.passed ? "ok" : "bad";
+      const act = cell(tr, "");
+      const btn = (label, fn) => { const x = document.createElement("button"); x.textContent = label; x.onclick = fn; act.append(x, " "); };
+      btn("Prune preview", async () => {
+        try {
+          const p = await api("GET", "/api/admin/targets/" + encodeURIComponent(t.name) + "/prune");
+          const lines = (p.decisions || []).map((x) => (x.keep ? "keep   " : "delete ") + x.backup_name + "  (" + x.reasons.join("; ") + ")");
+          $("#prune-preview").textContent = t.name + ": " + (lines.length ? "\n" + lines.join("\n") : "nothing to prune");
+          $("#prune-preview").hidden = false;
+        } catch (e) { say(e.message); }
+      });
+      btn("Drill", async () => {
+        try { track((await api("POST", "/api/admin/targets/" + encodeURIComponent(t.name) + "/drill", {})).task_id); say(""); } catch (e) { say(e.message); }
+      });
+    }
+  } catch (e) { say(e.message); }
+}
+
 async function pollTasks() {
   const body = $("#tasks tbody");
   const rows = [];
@@ -103,7 +153,7 @@ async function pollTasks() {
     cell(tr, t.worker);
     cell(tr, t.error);
   }
-  if (running) setTimeout(pollTasks, 1000); else loadBackups();
+  if (running) setTimeout(pollTasks, 1000); else { loadBackups(); loadTargets(); }
 }
 
 $("#create").onsubmit = async (ev) => {
@@ -115,5 +165,5 @@ $("#create").onsubmit = async (ev) => {
   try { track((await api("POST", "/api/admin/backup/create", req)).task_id); say(""); } catch (e) { say(e.message); }
 };
 $("#save-token").onclick = () => { sessionStorage.setItem("pgbackup.token", $("#token").value); loadBackups(); pollTasks(); };
-$("#refresh").onclick = loadBackups;
+$("#refresh").onclick = () => { loadBackups(); loadTargets(); };
 if ($("#token").value) { loadBackups(); pollTasks(); }
