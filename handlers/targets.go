@@ -31,9 +31,9 @@ type targetJSON struct {
 	Retention     jobs.Retention `json:"retention"`
 	RPOSeconds    float64        `json:"rpo_seconds,omitempty"`
 	// NewestBackup is the newest good backup as the stores list it.
-	NewestBackup *newestJSON      `json:"newest_backup"`
-	AgeSeconds   *float64         `json:"age_seconds"`
-	RPOMet       *bool            `json:"rpo_met,omitempty"`
+	NewestBackup *newestJSON       `json:"newest_backup"`
+	AgeSeconds   *float64          `json:"age_seconds"`
+	RPOMet       *bool             `json:"rpo_met,omitempty"`
 	LastDrill    *jobs.DrillResult `json:"last_drill"`
 }
 

@@ -9,7 +9,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/robfig/cron/v3"
 	"github.com/sirupsen/logrus"
-
 )
 
 // ScheduledPrefix starts the name of every scheduled backup.

@@ -237,7 +237,7 @@ type Options struct {
 }
 
 func backupTimeout(o Options) time.Duration  { return o.BackupTimeout }
-func alertTimeout(Options) time.Duration      { return time.Minute }
+func alertTimeout(Options) time.Duration     { return time.Minute }
 func restoreTimeout(o Options) time.Duration { return o.RestoreTimeout }
 func deleteTimeout(o Options) time.Duration  { return o.DeleteTimeout }
 
