@@ -201,8 +201,14 @@ func (b *bench) backups(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := b.measureBest(ctx, b.engineBackup(section, lvl.z)); err != nil {
+		if err := b.measureBest(ctx, b.engineBackup(section, lvl.z, true)); err != nil {
 			return err
+		}
+		if lvl.z == "" {
+			// The cost of row counts: the same backup without them.
+			if err := b.measureBest(ctx, b.engineBackup(section, lvl.z, false)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -316,13 +322,21 @@ func (b *bench) engineEnv(compress string) []string {
 }
 
 // engineBackup runs `pgbackup backup` into MinIO: pg_dump streamed through
-// the checksum into a multipart upload, nothing on disk.
-func (b *bench) engineBackup(section, z string) scenario {
+// the checksum into a multipart upload, nothing on disk. With counts, the
+// manifest records every table's row count, taken in the dump's snapshot
+// while pg_dump runs (BACKUP_ROW_COUNTS, the default).
+func (b *bench) engineBackup(section, z string, counts bool) scenario {
 	return func(ctx context.Context, rep int) ([]step, error) {
 		var stdout bytes.Buffer
-		cmd := exec.CommandContext(ctx, b.o.pgbackup, "backup", "-name", engineBackupName(z, rep),
+		name, stepName := engineBackupName(z, rep), engineBackupStep
+		env := b.engineEnv(z)
+		if !counts {
+			name, stepName = name+"-nocounts", engineBackupStep+" (BACKUP_ROW_COUNTS=false)"
+			env = append(env, "BACKUP_ROW_COUNTS=false")
+		}
+		cmd := exec.CommandContext(ctx, b.o.pgbackup, "backup", "-name", name,
 			"-format", "custom", "-stores", "minio")
-		cmd.Env = b.engineEnv(z)
+		cmd.Env = env
 		cmd.Stdout = &stdout
 		u, err := measure(ctx, cmd, b.env.minioPid)
 		if err != nil {
@@ -334,7 +348,7 @@ func (b *bench) engineBackup(section, z string) scenario {
 		if err := json.Unmarshal(stdout.Bytes(), &m); err != nil || m.SizeBytes <= 0 {
 			return nil, fmt.Errorf("engine backup: unexpected output %q: %v", stdout.String(), err)
 		}
-		return []step{{section: section, name: engineBackupStep, u: u, archive: m.SizeBytes, engineBackup: true}}, nil
+		return []step{{section: section, name: stepName, u: u, archive: m.SizeBytes, engineBackup: true}}, nil
 	}
 }
 
