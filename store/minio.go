@@ -50,11 +50,29 @@ type MinIO struct {
 
 var _ Store = (*MinIO)(nil)
 
-// NewMinIO connects to the endpoint and creates the bucket when it is missing.
-func NewMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
+// NewMinIOClient returns the SDK client for cfg's endpoint and credentials,
+// for tools (the benchmark) that need minio-go itself; the store uses it too.
+func NewMinIOClient(cfg MinIOConfig) (*minio.Client, error) {
 	u, err := url.Parse(cfg.Endpoint)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("minio store: endpoint %q must be a URL such as http://host:9000", cfg.Endpoint)
+	}
+	client, err := minio.New(u.Host, &minio.Options{
+		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure: u.Scheme == "https",
+		Region: cfg.Region,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("minio store %s: %w", u.Host, err)
+	}
+	return client, nil
+}
+
+// NewMinIO connects to the endpoint and creates the bucket when it is missing.
+func NewMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
+	client, err := NewMinIOClient(cfg)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Bucket == "" {
 		return nil, fmt.Errorf("minio store: empty bucket name")
@@ -69,14 +87,6 @@ func NewMinIO(ctx context.Context, cfg MinIOConfig) (*MinIO, error) {
 	threads := cfg.UploadThreads
 	if threads == 0 {
 		threads = DefaultUploadThreads
-	}
-	client, err := minio.New(u.Host, &minio.Options{
-		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
-		Secure: u.Scheme == "https",
-		Region: cfg.Region,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("minio store %s: %w", u.Host, err)
 	}
 	m := &MinIO{client: client, bucket: cfg.Bucket, part: part, threads: threads}
 	if err := m.ensureBucket(ctx, cfg.Region); err != nil {

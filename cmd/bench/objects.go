@@ -5,26 +5,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/autograph/pgbackup/store"
 )
 
 func newMinIO(env benchEnv) (*minio.Client, error) {
-	u, err := url.Parse(env.MinIOEndpoint)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("PGBACKUP_TEST_MINIO_ENDPOINT %q is not a URL", env.MinIOEndpoint)
-	}
-	c, err := minio.New(u.Host, &minio.Options{
-		Creds:  credentials.NewStaticV4(env.MinIOUser, env.MinIOPassword, ""),
-		Secure: u.Scheme == "https",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("minio %s: %w", u.Host, err)
-	}
-	return c, nil
+	return store.NewMinIOClient(store.MinIOConfig{Endpoint: env.MinIOEndpoint, AccessKey: env.MinIOUser, SecretKey: env.MinIOPassword})
 }
 
 // runTransfer is the child mode that does the old way's upload (put) or
