@@ -97,12 +97,8 @@ func (a *API) createBackup(c echo.Context) error {
 		}
 	}
 
-	task, err := jobs.NewTask(jobs.BackupPayload{BackupName: name, Format: string(format), Database: db, Stores: stores,
-		Target: targetName}, a.d.TaskOptions)
-	if err != nil {
-		return err
-	}
-	info, err := a.enqueue(c, task, reservation{jobs.KindName, name, "a backup named " + name + " is already being created"})
+	info, err := a.enqueuePayload(c, jobs.BackupPayload{BackupName: name, Format: string(format), Database: db, Stores: stores,
+		Target: targetName}, reservation{jobs.KindName, name, "a backup named " + name + " is already being created"})
 	if err != nil {
 		return err
 	}
@@ -187,15 +183,7 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if p.AllowUnsigned {
 		a.auditLog.WithFields(map[string]any{"backup_name": name, "target": target}).Warn("restore allows an unsigned manifest")
 	}
-	task, err := jobs.NewTask(p, a.d.TaskOptions)
-	if err != nil {
-		return err
-	}
-	info, err := a.enqueue(c, task, reservation{jobs.KindRestore, target, "a restore into database " + target + " is already queued or running"})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusAccepted, taskResponse{TaskID: info.ID, StatusURL: statusURL(info.ID)})
+	return a.accepted(c, p, reservation{jobs.KindRestore, target, "a restore into database " + target + " is already queued or running"})
 }
 
 type backupJSON struct {
@@ -250,15 +238,7 @@ func (a *API) deleteBackup(c echo.Context) error {
 	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, stores); err != nil {
 		return err
 	}
-	task, err := jobs.NewTask(jobs.DeletePayload{BackupName: name, Stores: stores}, a.d.TaskOptions)
-	if err != nil {
-		return err
-	}
-	info, err := a.enqueue(c, task)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusAccepted, taskResponse{TaskID: info.ID, StatusURL: statusURL(info.ID)})
+	return a.accepted(c, jobs.DeletePayload{BackupName: name, Stores: stores})
 }
 
 type verifyRequest struct {
@@ -290,15 +270,7 @@ func (a *API) verifyBackup(c echo.Context) error {
 	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, listOf(from)); err != nil {
 		return err
 	}
-	task, err := jobs.NewTask(jobs.VerifyPayload{BackupName: name, From: from, AllowUnsigned: isTrue(req.AllowUnsigned)}, a.d.TaskOptions)
-	if err != nil {
-		return err
-	}
-	info, err := a.enqueue(c, task)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusAccepted, taskResponse{TaskID: info.ID, StatusURL: statusURL(info.ID)})
+	return a.accepted(c, jobs.VerifyPayload{BackupName: name, From: from, AllowUnsigned: isTrue(req.AllowUnsigned)})
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }

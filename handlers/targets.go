@@ -135,15 +135,7 @@ func (a *API) pruneTarget(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	task, err := jobs.NewTask(jobs.PrunePayload{Target: t.Name}, a.d.TaskOptions)
-	if err != nil {
-		return err
-	}
-	info, err := a.enqueue(c, task)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusAccepted, taskResponse{TaskID: info.ID, StatusURL: statusURL(info.ID)})
+	return a.accepted(c, jobs.PrunePayload{Target: t.Name})
 }
 
 func (a *API) drillTarget(c echo.Context) error {
@@ -151,15 +143,7 @@ func (a *API) drillTarget(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	task, err := jobs.NewTask(jobs.DrillPayload{Target: t.Name}, a.d.TaskOptions)
-	if err != nil {
-		return err
-	}
-	info, err := a.enqueue(c, task)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusAccepted, taskResponse{TaskID: info.ID, StatusURL: statusURL(info.ID)})
+	return a.accepted(c, jobs.DrillPayload{Target: t.Name})
 }
 
 func (a *API) listDrills(c echo.Context) error {

@@ -57,6 +57,24 @@ func (a *API) enqueue(c echo.Context, task *asynq.Task, res ...reservation) (*as
 
 type reservation struct{ kind, key, busyMessage string }
 
+// enqueuePayload makes p a task with its kind's options and enqueues it.
+func (a *API) enqueuePayload(c echo.Context, p jobs.Payload, res ...reservation) (*asynq.TaskInfo, error) {
+	task, err := jobs.NewTask(p, a.d.TaskOptions)
+	if err != nil {
+		return nil, err
+	}
+	return a.enqueue(c, task, res...)
+}
+
+// accepted enqueues p and answers 202 with where to follow the task.
+func (a *API) accepted(c echo.Context, p jobs.Payload, res ...reservation) error {
+	info, err := a.enqueuePayload(c, p, res...)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, taskResponse{TaskID: info.ID, StatusURL: statusURL(info.ID)})
+}
+
 // reclaimable releases a reservation whose holder will never release it:
 // its task was deleted (by hand, in the queue UI) or has already finished.
 // Without this a name could stay blocked until the reservation's TTL.
