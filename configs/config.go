@@ -25,6 +25,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
 )
 
@@ -56,6 +57,11 @@ type Config struct {
 	// formats ("0".."9", or "zstd:3" with pg_dump 16+). Empty keeps
 	// pg_dump's default.
 	DumpCompress string `env:"PG_DUMP_COMPRESS" yaml:"pg_dump_compress"`
+	// Compression is the codec the worker applies in the stream: zstd
+	// (the default), zstd:<level>, gzip, gzip:<level>, none, or pg_dump
+	// (pg_dump's own -Z from PG_DUMP_COMPRESS). Left empty, it is pg_dump
+	// when PG_DUMP_COMPRESS is set (the old behaviour), zstd otherwise.
+	Compression string `env:"COMPRESSION" yaml:"compression"`
 	// DumpJobs is pg_dump -j and pg_restore -j for the directory format.
 	DumpJobs int `env:"PG_JOBS" yaml:"pg_jobs"`
 	// WorkDir holds temporary files: directory-format dumps and archives
@@ -253,6 +259,9 @@ func (c Config) Validate() error {
 	}
 	if c.DumpCompress != "" && !compressRe.MatchString(c.DumpCompress) {
 		bad("PG_DUMP_COMPRESS", "%q is not a pg_dump -Z value such as 0..9 or zstd:3", c.DumpCompress)
+	}
+	if _, err := c.Codec(); err != nil {
+		bad("COMPRESSION", "%v", err)
 	}
 	if c.DumpJobs < 1 || c.DumpJobs > 64 {
 		bad("PG_JOBS", "%d must be between 1 and 64", c.DumpJobs)
@@ -496,4 +505,12 @@ func (c Config) WebhookURLs() []string {
 		}
 	}
 	return out
+}
+
+// Codec is the archive codec COMPRESSION (and PG_DUMP_COMPRESS) select.
+func (c Config) Codec() (engine.Codec, error) {
+	if strings.TrimSpace(c.Compression) == "" && c.DumpCompress != "" {
+		return engine.Codec{PgDump: true}, nil
+	}
+	return engine.ParseCodec(c.Compression)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -408,5 +410,70 @@ func TestCancelFollowsTheRequestContext(t *testing.T) {
 		}
 	case <-time.After(cancelWait / 2):
 		t.Fatal("cancel kept the request waiting after its context ended")
+	}
+}
+
+func TestListPagesAndFilters(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	for i := 9; i >= 0; i-- { // newest first
+		db := "shop"
+		if i%2 == 1 {
+			db = "audit"
+		}
+		f.backups.entries = append(f.backups.entries, engine.Entry{Manifest: engine.Manifest{
+			Name: fmt.Sprintf("b%02d", i), Database: db, Format: engine.FormatCustom, FinishedAt: base.Add(time.Duration(i) * time.Hour),
+			ArchiveKey: fmt.Sprintf("postgres/b%02d.dump.zst", i), Codec: "zstd:3"}, Locations: []string{store.LocalName}})
+	}
+	page := func(q string) (names []string, next string) {
+		t.Helper()
+		code, body := f.do("GET", "/api/admin/backup/list?"+q, testViewer, nil)
+		if code != 200 {
+			t.Fatalf("list?%s: %d %s", q, code, body)
+		}
+		var out struct {
+			Backups []struct {
+				BackupName string `json:"backup_name"`
+				ArchiveKey string `json:"archive_key"`
+				Codec      string `json:"codec"`
+			} `json:"backups"`
+			Next  string `json:"next_cursor"`
+			Total int    `json:"total"`
+		}
+		_ = json.Unmarshal([]byte(body), &out)
+		for _, b := range out.Backups {
+			if b.ArchiveKey == "" || b.Codec != "zstd:3" {
+				t.Fatalf("entry %+v lacks its archive key or codec", b)
+			}
+			names = append(names, b.BackupName)
+		}
+		return names, out.Next
+	}
+	var all []string
+	cursor := ""
+	for i := 0; i < 5; i++ {
+		names, next := page("limit=3&cursor=" + cursor)
+		all = append(all, names...)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	want := []string{"b09", "b08", "b07", "b06", "b05", "b04", "b03", "b02", "b01", "b00"}
+	if !slices.Equal(all, want) {
+		t.Fatalf("pages gave %v, want %v", all, want)
+	}
+	if names, next := page("database=shop&limit=2"); !slices.Equal(names, []string{"b08", "b06"}) || next == "" {
+		t.Fatalf("database=shop&limit=2 = %v next %q", names, next)
+	}
+	since := base.Add(7 * time.Hour).Format(time.RFC3339)
+	if names, _ := page("since=" + since); !slices.Equal(names, []string{"b09", "b08", "b07"}) {
+		t.Fatalf("since=%s = %v", since, names)
+	}
+	for _, bad := range []string{"limit=0", "limit=1001", "limit=x", "cursor=bm90LWEtY3Vyc29y", "since=yesterday", "target=nope"} {
+		if code, _ := f.do("GET", "/api/admin/backup/list?"+bad, testViewer, nil); code != 400 && code != 404 {
+			t.Errorf("list?%s = %d, want 400 or 404", bad, code)
+		}
 	}
 }

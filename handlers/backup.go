@@ -1,8 +1,12 @@
 package handlers
 
 import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -195,26 +199,136 @@ type backupJSON struct {
 	SHA256     string    `json:"sha256"`
 	CreatedAt  time.Time `json:"created_at"`
 	Locations  []string  `json:"locations"`
+	ArchiveKey string    `json:"archive_key"`
+	Codec      string    `json:"codec,omitempty"`
+	Target     string    `json:"target,omitempty"`
+	Scheduled  bool      `json:"scheduled,omitempty"`
+	Signed     bool      `json:"signed,omitempty"`
 }
 
+// maxListLimit bounds one page of the list.
+const maxListLimit = 1000
+
+// listBackups lists complete backups, newest first. Without limit it
+// returns them all, as the old service did; with limit it returns a page
+// and, when more follow, next_cursor for the next one. database, target
+// and since (an RFC 3339 time, or a duration such as 24h meaning that long
+// ago) filter the list before it is paged.
 func (a *API) listBackups(c echo.Context) error {
 	stores, err := a.selectedStores(c, nil, listFlags)
 	if err != nil {
 		return err
 	}
+	limit := 0
+	if v := c.QueryParam("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > maxListLimit {
+			return badRequest("limit: want a whole number from 1 to %d", maxListLimit)
+		}
+	}
+	var after *listPosition
+	if v := c.QueryParam("cursor"); v != "" {
+		p, err := decodeCursor(v)
+		if err != nil {
+			return badRequest("cursor: %v", err)
+		}
+		after = &p
+	}
+	var since time.Time
+	if v := c.QueryParam("since"); v != "" {
+		if since, err = parseSince(v, time.Now()); err != nil {
+			return badRequest("since: %v", err)
+		}
+	}
+	database, target := c.QueryParam("database"), c.QueryParam("target")
+	var owner *jobs.Target
+	if target != "" {
+		t, ok := a.d.Targets.Get(target)
+		if !ok {
+			return fmt.Errorf("%w: target %q is not configured", errTargetNotFound, truncate(target, 40))
+		}
+		owner = &t
+	}
 	entries, err := a.d.Backups.List(c.Request().Context(), stores)
 	if err != nil {
 		return err
 	}
-	out := make([]backupJSON, 0, len(entries))
+	out := make([]backupJSON, 0, min(len(entries), max(limit, 16)))
+	total := 0
+	next := ""
 	for _, e := range entries {
+		if database != "" && e.Database != database {
+			continue
+		}
+		if owner != nil {
+			if owned, _ := owner.Owns(&e.Manifest); !owned {
+				continue
+			}
+		}
+		if !since.IsZero() && e.FinishedAt.Before(since) {
+			continue
+		}
+		total++
+		pos := listPosition{At: e.FinishedAt, Name: e.Name}
+		if after != nil && !pos.after(*after) {
+			continue
+		}
+		if limit > 0 && len(out) == limit {
+			if next == "" {
+				next = encodeCursor(listPosition{At: out[len(out)-1].CreatedAt, Name: out[len(out)-1].BackupName})
+			}
+			continue
+		}
 		out = append(out, backupJSON{
 			BackupName: e.Name, Format: string(e.Format), Database: e.Database,
 			SizeBytes: e.SizeBytes, SizeMB: float64(e.SizeBytes*100/(1<<20)) / 100,
 			SHA256: e.SHA256, CreatedAt: e.FinishedAt, Locations: e.Locations,
+			ArchiveKey: e.ArchiveKey, Codec: e.Codec, Target: e.Target, Scheduled: e.Scheduled, Signed: e.Signature != "",
 		})
 	}
-	return c.JSON(http.StatusOK, map[string]any{"backups": out, "count": len(out)})
+	resp := map[string]any{"backups": out, "count": len(out), "total": total}
+	if next != "" {
+		resp["next_cursor"] = next
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// listPosition is a place in the list's order: newest first, then by name.
+type listPosition struct {
+	At   time.Time `json:"t"`
+	Name string    `json:"n"`
+}
+
+// after reports whether p comes after q in the list's order.
+func (p listPosition) after(q listPosition) bool {
+	if !p.At.Equal(q.At) {
+		return p.At.Before(q.At)
+	}
+	return p.Name > q.Name
+}
+
+func encodeCursor(p listPosition) string {
+	b, _ := json.Marshal(p)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (listPosition, error) {
+	var p listPosition
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || json.Unmarshal(b, &p) != nil || p.Name == "" {
+		return p, errors.New("not a cursor this API gave")
+	}
+	return p, nil
+}
+
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: want an RFC 3339 time or a duration such as 24h", truncate(v, 40))
+	}
+	return t, nil
 }
 
 type deleteRequest struct {

@@ -33,6 +33,9 @@ type fakeBackups struct {
 	stores  []string            // configured stores
 	err     error
 	listed  [][]string // the from argument of each List call
+	// entries, when set, is what List returns (already newest first, as
+	// the engine sorts).
+	entries []engine.Entry
 }
 
 func (f *fakeBackups) Find(_ context.Context, name string, from []string) (*engine.Manifest, []string, error) {
@@ -61,6 +64,9 @@ func (f *fakeBackups) List(_ context.Context, from []string) ([]engine.Entry, er
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.listed = append(f.listed, from)
+	if f.entries != nil {
+		return f.entries, nil
+	}
 	if f.err != nil {
 		return nil, f.err
 	}

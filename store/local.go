@@ -162,7 +162,7 @@ func (l *Local) Stat(_ context.Context, key string) (ObjectInfo, error) {
 	if !fi.Mode().IsRegular() {
 		return ObjectInfo{}, fmt.Errorf("local stat %s: %w", key, ErrNotFound)
 	}
-	return ObjectInfo{Key: key, Size: fi.Size(), LastModified: fi.ModTime()}, nil
+	return ObjectInfo{Key: key, Size: fi.Size(), LastModified: fi.ModTime(), ETag: fileETag(fi)}, nil
 }
 
 // List implements Store. Only regular files are objects: links, and
@@ -196,7 +196,7 @@ func (l *Local) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
 			}
 			return err
 		}
-		out = append(out, ObjectInfo{Key: key, Size: fi.Size(), LastModified: fi.ModTime()})
+		out = append(out, ObjectInfo{Key: key, Size: fi.Size(), LastModified: fi.ModTime(), ETag: fileETag(fi)})
 		return nil
 	})
 	if err != nil {
@@ -241,4 +241,10 @@ func randomSuffix() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// fileETag stands for a file's content: Put replaces files by rename, so a
+// new content always comes with a new modification time or size.
+func fileETag(fi fs.FileInfo) string {
+	return fmt.Sprintf("%x-%x", fi.Size(), fi.ModTime().UnixNano())
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,12 +23,14 @@ type Memory struct {
 
 	mu      sync.Mutex
 	objects map[string]memObject
+	seq     uint64
 }
 
 type memObject struct {
 	data     []byte
 	meta     map[string]string
 	modified time.Time
+	etag     string
 }
 
 var _ Store = (*Memory)(nil)
@@ -58,7 +61,8 @@ func (m *Memory) Put(ctx context.Context, key string, r io.Reader, meta map[stri
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.objects[key] = memObject{data: buf.Bytes(), meta: maps.Clone(meta), modified: time.Now()}
+	m.seq++
+	m.objects[key] = memObject{data: buf.Bytes(), meta: maps.Clone(meta), modified: time.Now(), etag: strconv.FormatUint(m.seq, 16)}
 	return nil
 }
 
@@ -77,7 +81,7 @@ func (m *Memory) Stat(_ context.Context, key string) (ObjectInfo, error) {
 	if err != nil {
 		return ObjectInfo{}, err
 	}
-	return ObjectInfo{Key: key, Size: int64(len(o.data)), LastModified: o.modified, Metadata: maps.Clone(o.meta)}, nil
+	return ObjectInfo{Key: key, Size: int64(len(o.data)), LastModified: o.modified, Metadata: maps.Clone(o.meta), ETag: o.etag}, nil
 }
 
 // List implements Store.
@@ -90,7 +94,7 @@ func (m *Memory) List(ctx context.Context, prefix string) ([]ObjectInfo, error) 
 	var out []ObjectInfo
 	for k, o := range m.objects {
 		if strings.HasPrefix(k, prefix) {
-			out = append(out, ObjectInfo{Key: k, Size: int64(len(o.data)), LastModified: o.modified})
+			out = append(out, ObjectInfo{Key: k, Size: int64(len(o.data)), LastModified: o.modified, ETag: o.etag})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })

@@ -174,7 +174,7 @@ func (m *MinIO) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("minio stat %s: %w", key, mapMinIOError(err))
 	}
-	return ObjectInfo{Key: key, Size: oi.Size, LastModified: oi.LastModified, Metadata: userMetadata(oi)}, nil
+	return ObjectInfo{Key: key, Size: oi.Size, LastModified: oi.LastModified, Metadata: userMetadata(oi), ETag: oi.ETag}, nil
 }
 
 // List implements Store.
@@ -184,7 +184,7 @@ func (m *MinIO) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
 		if oi.Err != nil {
 			return nil, fmt.Errorf("minio list %q: %w", prefix, mapMinIOError(oi.Err))
 		}
-		out = append(out, ObjectInfo{Key: oi.Key, Size: oi.Size, LastModified: oi.LastModified})
+		out = append(out, ObjectInfo{Key: oi.Key, Size: oi.Size, LastModified: oi.LastModified, ETag: oi.ETag})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil

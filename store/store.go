@@ -27,6 +27,10 @@ type ObjectInfo struct {
 	Key          string
 	Size         int64
 	LastModified time.Time
+	// ETag changes whenever the object's content may have changed (the S3
+	// ETag; size and modification time for files), so callers can cache
+	// what they read from an object and know when to read it again.
+	ETag string
 	// Metadata holds the user metadata given to Put. Backends that cannot
 	// store metadata leave it nil.
 	Metadata map[string]string

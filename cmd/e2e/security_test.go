@@ -51,7 +51,7 @@ func TestSecurityEndToEnd(t *testing.T) {
 	if res := st["result"].(map[string]any); res["verified"] != true {
 		t.Fatalf("verify of a good archive: %v", st)
 	}
-	corrupt(t, c.minio(), "postgres/sec.dump")
+	corrupt(t, c.minio(), c.listBackups()["sec"]["archive_key"].(string))
 	out = c.mustCall(http.MethodPost, "/api/admin/backup/sec/verify?from=minio", nil, http.StatusAccepted)
 	st = c.waitTask(out["task_id"].(string), time.Minute, "archived")
 	if msg := st["error"].(string); msg != "checksum mismatch" || st["retried"].(float64) != 0 {

@@ -81,7 +81,12 @@ func TestServiceEndToEnd(t *testing.T) {
 		t.Fatalf("restored database differs from source:\n%s", diff)
 	}
 
-	// Delete one backup from both stores.
+	// Delete one backup from both stores. Archives are zstd-compressed in
+	// the stream by default.
+	tarKey, _ := c.listBackups()["e2e-tar"]["archive_key"].(string)
+	if tarKey != "postgres/e2e-tar.tar.zst" {
+		t.Fatalf("archive key of e2e-tar = %q, want postgres/e2e-tar.tar.zst", tarKey)
+	}
 	out = c.mustCall(http.MethodDelete, "/api/admin/backup/e2e-tar", nil, http.StatusAccepted)
 	st := c.waitTask(out["task_id"].(string), time.Minute)
 	if res := st["result"].(map[string]any); !slices.Equal(toStrings(res["deleted_from"]), []string{"local", "minio"}) {
@@ -91,7 +96,7 @@ func TestServiceEndToEnd(t *testing.T) {
 		t.Fatal("deleted backup still listed")
 	}
 	for _, s := range []store.Store{c.local(), c.minio()} {
-		for _, k := range []string{"postgres/e2e-tar.tar", "postgres/e2e-tar.manifest.json"} {
+		for _, k := range []string{tarKey, "postgres/e2e-tar.manifest.json"} {
 			if _, err := s.Stat(context.Background(), k); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("%s still holds %s after delete (err %v)", s.Name(), k, err)
 			}

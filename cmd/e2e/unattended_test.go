@@ -402,7 +402,7 @@ func tamperArchive(t *testing.T, c *cluster, target string) {
 			continue
 		}
 		name := tj["newest_backup"].(map[string]any)["backup_name"].(string)
-		corrupt(t, c.minio(), "postgres/"+name+".dump")
+		corrupt(t, c.minio(), c.listBackups()[name]["archive_key"].(string))
 		return
 	}
 	t.Fatalf("target %s not listed", target)

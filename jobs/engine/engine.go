@@ -19,6 +19,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -55,7 +56,11 @@ type Options struct {
 	WorkDir string
 	// Jobs is pg_dump/pg_restore -j for the directory format.
 	Jobs int
-	// Compress is pg_dump -Z for formats that compress; empty for default.
+	// Codec compresses archives in the stream (with pg_dump -Z0); the zero
+	// Codec stores them as pg_dump writes them.
+	Codec Codec
+	// Compress is pg_dump -Z for formats that compress, used only when
+	// Codec.PgDump is set; empty for pg_dump's default.
 	Compress string
 	// RowCounts records every table's row count in the manifest, taken in
 	// the dump's own snapshot. It costs one count(*) per table, run while
@@ -75,8 +80,10 @@ type Engine struct {
 	workDir  string
 	jobs     int
 	compress string
+	codec    Codec
 	counts   bool
 	signer   *Signer
+	cache    manifestCache
 	log      *logrus.Entry
 }
 
@@ -107,7 +114,7 @@ func New(o Options) (*Engine, error) {
 		o.Log = logrus.NewEntry(l)
 	}
 	return &Engine{conn: o.Conn, stores: o.Stores, finder: o.Finder, workDir: o.WorkDir,
-		jobs: o.Jobs, compress: o.Compress, counts: o.RowCounts, signer: o.Signer, log: o.Log}, nil
+		jobs: o.Jobs, compress: o.Compress, codec: o.Codec, counts: o.RowCounts, signer: o.Signer, log: o.Log}, nil
 }
 
 // StoreNames lists the configured stores in preference order.
@@ -208,7 +215,7 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 	}
 
 	started := time.Now().UTC()
-	key := ArchiveKey(req.Name, format)
+	key := ArchiveKey(req.Name, format, e.codec)
 	report(req.Progress, Progress{Phase: "dumping"})
 	// With row counts, pg_dump dumps the snapshot the counts are taken in,
 	// and the counting runs while pg_dump does.
@@ -231,10 +238,14 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 			counted <- countResult{counts, err}
 		}()
 	}
-	// The checksum is taken after encode, over the bytes the stores hold.
-	digest := newDigestReader(encode(src), "uploading", req.Progress)
+	// The codec compresses between pg_dump and the stores; the checksum is
+	// taken after it, over the bytes the stores hold.
+	encoded, stopEncode := e.codec.encodeStream(src)
+	digest := newDigestReader(encoded, "uploading", req.Progress)
 	err = putAll(ctx, targets, key, digest)
+	// pg_dump first: the encoder may be waiting for its output.
 	cleanup()
+	stopEncode()
 	var counts map[string]int64
 	if counted != nil {
 		// Always collected, so the snapshot's connection is free before
@@ -256,8 +267,9 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 		ServerVersion: versionString(serverNum), PgDumpVersion: tools.Version,
 		Stores: names(targets), TaskID: req.TaskID, RowCounts: counts, Target: req.Target, Scheduled: req.Scheduled,
 	}
+	m.Codec = e.codec.String()
 	if format.spec().pgCompress {
-		m.Compression = e.compress
+		m.Compression = e.pgDumpCompress()
 	}
 	if e.signer.Enabled() {
 		if err := e.signer.sign(m); err != nil {
@@ -300,8 +312,8 @@ func (e *Engine) dump(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn,
 	if snap != nil {
 		args = append(args, "--snapshot="+snap.id)
 	}
-	if e.compress != "" && spec.pgCompress {
-		args = append(args, "--compress="+e.compress)
+	if z := e.pgDumpCompress(); z != "" && spec.pgCompress {
+		args = append(args, "--compress="+z)
 	}
 	if spec.toDir {
 		return e.dumpDirectory(ctx, tools, conn, args)
@@ -354,14 +366,15 @@ func (e *Engine) dumpDirectory(ctx context.Context, tools pgtool.Tools, conn pgt
 	}, nil
 }
 
-// encode is the stage between pg_dump and the stores, and decode its
-// inverse between the stores and pg_restore. Both are the identity today;
-// compression in the stream (and later encryption) plugs in here, so that
-// it stays streaming, the checksum covers the stored bytes, and the
-// manifest can record what was applied.
-func encode(src io.Reader) io.Reader { return src }
-
-func decode(stored io.Reader) io.Reader { return stored }
+// pgDumpCompress is pg_dump's -Z: PG_DUMP_COMPRESS when pg_dump does the
+// compressing, 0 when the engine's codec does (or nobody does), so that
+// the codec never works on already compressed data.
+func (e *Engine) pgDumpCompress() string {
+	if e.codec.PgDump {
+		return e.compress
+	}
+	return "0"
+}
 
 // putAll writes one stream to several stores at once, so each byte is read
 // from pg_dump once. If any store fails, the others' uploads are aborted
@@ -546,28 +559,44 @@ func (e *Engine) List(ctx context.Context, from []string) ([]Entry, error) {
 }
 
 // listStore returns the complete backups in one store. One listing gives
-// every archive's size, so each backup costs a single manifest read, and
-// those run a few at a time: a bucket with thousands of backups lists in
-// seconds, not minutes.
+// every archive's size and every manifest's ETag; a manifest is read only
+// when the cache (filled from the store's catalog on first use) does not
+// hold it with that ETag, and those reads run a few at a time. So a store
+// with thousands of backups lists with one listing and, warm, no reads.
 func (e *Engine) listStore(ctx context.Context, s store.Store) ([]*Manifest, error) {
 	objs, err := s.List(ctx, Prefix)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", s.Name(), err)
 	}
+	sc := e.cache.store(s.Name())
+	e.loadCatalog(ctx, s, sc)
 	sizes := make(map[string]int64, len(objs))
-	var names []string
+	listed := make(map[string]bool, len(objs))
+	type manifestObj struct {
+		name string
+		obj  store.ObjectInfo
+	}
+	var manifests []manifestObj
 	for _, o := range objs {
 		sizes[o.Key] = o.Size
 		if name, ok := manifestName(o.Key); ok {
-			names = append(names, name)
+			manifests = append(manifests, manifestObj{name, o})
+			listed[o.Key] = true
 		}
 	}
-	found := make([]*Manifest, len(names))
+	found := make([]*Manifest, len(manifests))
+	var fetched sync.Mutex
+	changed := e.forgetMissing(sc, listed)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
-	for i, name := range names {
+	for i, mo := range manifests {
 		g.Go(func() error {
-			m, err := e.fetchManifest(gctx, s, name)
+			m, read, err := e.cachedOrFetch(gctx, s, sc, mo.obj, mo.name)
+			if read {
+				fetched.Lock()
+				changed = true
+				fetched.Unlock()
+			}
 			if errors.Is(err, ErrNotFound) {
 				return nil // deleted while listing
 			}
@@ -590,6 +619,9 @@ func (e *Engine) listStore(ctx context.Context, s store.Store) ([]*Manifest, err
 	}
 	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("list %s: %w", s.Name(), err)
+	}
+	if changed {
+		e.writeCatalog(s, sc)
 	}
 	return slices.DeleteFunc(found, func(m *Manifest) bool { return m == nil }), nil
 }

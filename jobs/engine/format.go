@@ -108,8 +108,9 @@ const Prefix = "postgres/"
 
 const manifestSuffix = ".manifest.json"
 
-// ArchiveKey is the store key of a backup's archive.
-func ArchiveKey(name string, f Format) string { return Prefix + name + f.Extension() }
+// ArchiveKey is the store key of a backup's archive: the format's
+// extension, then the codec's (".dump.zst").
+func ArchiveKey(name string, f Format, c Codec) string { return Prefix + name + f.Extension() + c.Extension() }
 
 // ManifestKey is the store key of a backup's manifest.
 func ManifestKey(name string) string { return Prefix + name + manifestSuffix }

@@ -21,7 +21,7 @@ func FuzzValidateName(f *testing.F) {
 			t.Fatalf("ValidateName accepted %q", name)
 		}
 		for _, f := range Formats {
-			for _, key := range []string{ArchiveKey(name, f), ManifestKey(name)} {
+			for _, key := range []string{ArchiveKey(name, f, Codec{}), ArchiveKey(name, f, DefaultCodec), ManifestKey(name)} {
 				if err := store.ValidateKey(key); err != nil {
 					t.Fatalf("accepted name %q gives invalid key %q: %v", name, key, err)
 				}

@@ -20,7 +20,12 @@ type Manifest struct {
 	FinishedAt    time.Time `json:"finished_at"`
 	ServerVersion string    `json:"server_version"`
 	PgDumpVersion string    `json:"pg_dump_version"`
-	Compression   string    `json:"compression,omitempty"`
+	// Compression is pg_dump's own -Z, when it compressed.
+	Compression string `json:"compression,omitempty"`
+	// Codec is the compression the worker applied in the stream ("zstd:3",
+	// "gzip:6"); empty for archives stored as pg_dump wrote them, which
+	// includes every archive made before codecs existed.
+	Codec string `json:"codec,omitempty"`
 	Stores        []string  `json:"stores"`
 	// Target names the target the backup was taken for, and Scheduled says
 	// whether the scheduler (not a person) asked for it; only scheduled
@@ -63,7 +68,11 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	if _, err := ParseFormat(string(m.Format)); err != nil {
 		return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
 	}
-	if m.ArchiveKey != ArchiveKey(m.Name, m.Format) {
+	codec, err := parseManifestCodec(m.Codec)
+	if err != nil {
+		return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
+	}
+	if m.ArchiveKey != ArchiveKey(m.Name, m.Format, codec) {
 		return nil, fmt.Errorf("decode manifest %s: archive key %q does not match name and format", m.Name, m.ArchiveKey)
 	}
 	return &m, nil

@@ -258,13 +258,39 @@ func (e *Engine) fetchVerified(ctx context.Context, s store.Store, m *Manifest, 
 		}
 	}()
 	report(progress, Progress{Phase: "downloading"})
+	codec, err := parseManifestCodec(m.Codec)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalidArchive, m.Name, err)
+	}
+	// The hash covers the stored bytes; the decoder writes the archive as
+	// pg_dump wrote it. Both run in the one pass, so the file on disk is
+	// ready the moment the checksum is known.
 	d := newDigestReader(rc, "downloading", progress)
-	if _, err := io.Copy(f, decode(d)); err != nil {
-		return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
+	dec, err := codec.decoder(d)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w: %w", m.ArchiveKey, errCorrupt, err)
+	}
+	_, copyErr := io.Copy(f, dec)
+	_ = dec.Close()
+	if copyErr != nil {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
+		}
+		// A damaged archive usually fails to decompress before its end:
+		// read what is left, so that the checksum names the fault. If that
+		// read fails too, the store is what failed, and a retry may do.
+		if _, err := io.Copy(io.Discard, d); err != nil {
+			return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
+		}
 	}
 	if d.Size() != m.SizeBytes || d.Sum() != m.SHA256 {
 		return fmt.Errorf("%w: %s in %s is %d bytes with sha256 %s, manifest says %d bytes with sha256 %s",
 			ErrChecksumMismatch, m.ArchiveKey, s.Name(), d.Size(), d.Sum(), m.SizeBytes, m.SHA256)
+	}
+	if copyErr != nil {
+		// The stored bytes are the ones the manifest names, yet they do not
+		// decompress: the archive was bad before it was stored.
+		return fmt.Errorf("fetch %s: %w: %w: %w", m.ArchiveKey, ErrUnreadable, errCorrupt, copyErr)
 	}
 	return nil
 }

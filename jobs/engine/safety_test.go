@@ -325,7 +325,7 @@ func TestPlantedMetaCommandIsRefused(t *testing.T) {
 	}
 	marker := filepath.Join(t.TempDir(), "pwned")
 	evil := []byte("CREATE TABLE harmless (x int);\n\\! touch " + marker + "\n")
-	if err := mem.Put(ctx, engine.ArchiveKey("planted", engine.FormatPlain), bytes.NewReader(evil), nil); err != nil {
+	if err := mem.Put(ctx, engine.ArchiveKey("planted", engine.FormatPlain, engine.Codec{}), bytes.NewReader(evil), nil); err != nil {
 		t.Fatal(err)
 	}
 	editManifest(t, mem, "planted", func(m map[string]any) {

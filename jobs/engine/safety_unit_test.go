@@ -70,7 +70,7 @@ func TestCopyRowCounts(t *testing.T) {
 func TestSignedManifests(t *testing.T) {
 	t.Parallel()
 	oldKey, newKey := []byte("old-key-0123456789abcdef0123456789"), []byte("new-key-0123456789abcdef0123456789")
-	m := &Manifest{Name: "n", Database: "db", Format: FormatCustom, ArchiveKey: ArchiveKey("n", FormatCustom),
+	m := &Manifest{Name: "n", Database: "db", Format: FormatCustom, ArchiveKey: ArchiveKey("n", FormatCustom, Codec{}),
 		SizeBytes: 1 << 40, SHA256: strings.Repeat("a", 64), StartedAt: time.Now(), FinishedAt: time.Now(),
 		RowCounts: map[string]int64{"public.t": 9007199254740993}}
 	if err := NewSigner(oldKey).sign(m); err != nil {

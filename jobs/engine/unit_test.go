@@ -51,7 +51,7 @@ func TestKeysNeverCollide(t *testing.T) {
 	for _, n := range names {
 		keys := []string{ManifestKey(n)}
 		for _, f := range Formats {
-			keys = append(keys, ArchiveKey(n, f))
+			keys = append(keys, ArchiveKey(n, f, Codec{}), ArchiveKey(n, f, DefaultCodec), ArchiveKey(n, f, Codec{Name: CodecGzip, Level: 6}))
 		}
 		for _, k := range keys {
 			if prev, ok := seen[k]; ok && prev != n {

@@ -158,6 +158,28 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		assertAbsent(t, s, "postgres/failed.dump")
 	})
 
+	t.Run("ETagFollowsContent", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		ctx := context.Background()
+		mustPut(t, s, "postgres/e.json", "first")
+		first, err := s.Stat(ctx, "postgres/e.json")
+		if err != nil || first.ETag == "" {
+			t.Fatalf("Stat = %+v, %v; want an ETag", first, err)
+		}
+		listed, err := s.List(ctx, "postgres/e")
+		if err != nil || len(listed) != 1 || listed[0].ETag != first.ETag {
+			t.Fatalf("List = %+v, %v; want the ETag Stat gave (%s)", listed, err, first.ETag)
+		}
+		// Same size, other content: the ETag must still change.
+		time.Sleep(2 * time.Millisecond)
+		mustPut(t, s, "postgres/e.json", "other")
+		second, err := s.Stat(ctx, "postgres/e.json")
+		if err != nil || second.ETag == first.ETag {
+			t.Fatalf("ETag after a new Put = %q (was %q), %v; want it changed", second.ETag, first.ETag, err)
+		}
+	})
+
 	t.Run("RejectsEscapingKeys", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)

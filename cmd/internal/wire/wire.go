@@ -106,6 +106,10 @@ func engineOver(cfg configs.Config, stores []store.Store, log *logrus.Entry) (*e
 	if err != nil {
 		return nil, err
 	}
+	codec, err := cfg.Codec()
+	if err != nil {
+		return nil, fmt.Errorf("COMPRESSION: %w", err)
+	}
 	return engine.New(engine.Options{
 		Conn:      Conn(cfg),
 		Stores:    stores,
@@ -113,6 +117,7 @@ func engineOver(cfg configs.Config, stores []store.Store, log *logrus.Entry) (*e
 		WorkDir:   cfg.WorkDir,
 		Jobs:      cfg.DumpJobs,
 		Compress:  cfg.DumpCompress,
+		Codec:     codec,
 		RowCounts: cfg.BackupRowCounts,
 		Signer:    signer,
 		Log:       log,

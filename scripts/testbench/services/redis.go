@@ -61,7 +61,10 @@ func (r *redisServer) start(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, "redis-server", "--port", r.port(), "--bind", loopback,
 		"--save", "", "--appendonly", appendOnly, "--dir", r.dir(),
 		"--daemonize", "yes", "--pidfile", r.file("redis.pid"), "--logfile", r.file("redis.log"),
-		"--maxmemory-policy", "noeviction")
+		"--maxmemory-policy", "noeviction",
+		// Tests isolate themselves by database number: the e2e clusters
+		// take 16 and up, package tests 0 to 15.
+		"--databases", "128")
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	if err := cmd.Run(); err != nil {
 		return withLogs(fmt.Errorf("redis-server: %w", err), r.logs()...)

@@ -1,0 +1,198 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/autograph/pgbackup/store"
+)
+
+// CatalogKey is where a store keeps its catalog: every manifest it holds,
+// each with the ETag of the manifest object it was read from. Backup names
+// never start with '.', so the key cannot be a backup's.
+const CatalogKey = Prefix + ".catalog.json"
+
+// catalogMinEntries is the size from which a store gets a catalog: below
+// it, reading every manifest is fast enough and a catalog object would
+// only be one more thing in the bucket.
+const catalogMinEntries = 100
+
+// manifestCache keeps decoded manifests per store, by manifest key and
+// ETag, so that listing a store reads only the manifests that changed
+// since the last listing. The listing of the store is always the truth:
+// an entry is used only when the manifest object still has the ETag it
+// was read with.
+type manifestCache struct {
+	mu      sync.Mutex
+	byStore map[string]*storeCache
+}
+
+type storeCache struct {
+	entries map[string]cachedManifest
+	// loaded: the store's catalog was read (or found missing) once.
+	loaded bool
+	// writing: a catalog write for this store is under way.
+	writing bool
+}
+
+type cachedManifest struct {
+	etag string
+	m    *Manifest
+}
+
+func (c *manifestCache) store(name string) *storeCache {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byStore == nil {
+		c.byStore = map[string]*storeCache{}
+	}
+	sc, ok := c.byStore[name]
+	if !ok {
+		sc = &storeCache{entries: map[string]cachedManifest{}}
+		c.byStore[name] = sc
+	}
+	return sc
+}
+
+// catalogFile is the catalog's JSON.
+type catalogFile struct {
+	Version int            `json:"version"`
+	Written time.Time      `json:"written"`
+	Entries []catalogEntry `json:"entries"`
+}
+
+type catalogEntry struct {
+	Key      string          `json:"key"`
+	ETag     string          `json:"etag"`
+	Manifest json.RawMessage `json:"manifest"`
+}
+
+// plausible reports whether raw can be the content of an object with this
+// ETag and size: an S3 single-part ETag is the MD5 of the content, and
+// every store gives the size. A catalog entry that fails is not believed.
+func plausible(raw []byte, etag string, size int64) bool {
+	if int64(len(raw)) != size {
+		return false
+	}
+	t := strings.Trim(etag, `"`)
+	if len(t) == 32 {
+		if _, err := hex.DecodeString(t); err == nil {
+			sum := md5.Sum(raw)
+			return hex.EncodeToString(sum[:]) == t
+		}
+	}
+	return true
+}
+
+// loadCatalog fills the cache from the store's catalog, once per process
+// and store; entries are checked against the listing when used.
+func (e *Engine) loadCatalog(ctx context.Context, s store.Store, sc *storeCache) {
+	e.cache.mu.Lock()
+	loaded := sc.loaded
+	sc.loaded = true
+	e.cache.mu.Unlock()
+	if loaded {
+		return
+	}
+	rc, err := s.Get(ctx, CatalogKey)
+	if err != nil {
+		return // none yet, or unreadable: the manifests are read instead
+	}
+	defer rc.Close()
+	var cf catalogFile
+	if err := json.NewDecoder(io.LimitReader(rc, 1<<30)).Decode(&cf); err != nil || cf.Version != 1 {
+		e.log.WithField("store", s.Name()).Warn("ignoring an unreadable catalog; it will be rebuilt")
+		return
+	}
+	e.cache.mu.Lock()
+	defer e.cache.mu.Unlock()
+	for _, ent := range cf.Entries {
+		if _, ok := sc.entries[ent.Key]; ok {
+			continue
+		}
+		m, err := decodeManifest(ent.Manifest)
+		if err != nil || ManifestKey(m.Name) != ent.Key {
+			continue
+		}
+		sc.entries[ent.Key] = cachedManifest{etag: ent.ETag, m: m}
+	}
+}
+
+// cachedOrFetch returns the manifest under key: the cached one if the
+// object still has its ETag and the content fits it, else a fresh read.
+func (e *Engine) cachedOrFetch(ctx context.Context, s store.Store, sc *storeCache, o store.ObjectInfo, name string) (*Manifest, bool, error) {
+	e.cache.mu.Lock()
+	c, ok := sc.entries[o.Key]
+	e.cache.mu.Unlock()
+	if ok && o.ETag != "" && c.etag == o.ETag && plausible(c.m.raw, o.ETag, o.Size) {
+		return c.m, false, nil
+	}
+	m, err := e.fetchManifest(ctx, s, name)
+	if err != nil {
+		return nil, true, err
+	}
+	if o.ETag != "" {
+		e.cache.mu.Lock()
+		sc.entries[o.Key] = cachedManifest{etag: o.ETag, m: m}
+		e.cache.mu.Unlock()
+	}
+	return m, true, nil
+}
+
+// forgetMissing drops cached manifests the listing no longer has and
+// reports whether any were dropped.
+func (e *Engine) forgetMissing(sc *storeCache, listed map[string]bool) bool {
+	e.cache.mu.Lock()
+	defer e.cache.mu.Unlock()
+	dropped := false
+	for k := range sc.entries {
+		if !listed[k] {
+			delete(sc.entries, k)
+			dropped = true
+		}
+	}
+	return dropped
+}
+
+// writeCatalog stores the cache as the store's catalog, in the background
+// and one write at a time per store. Several processes may write at once:
+// any of their catalogs is fine, since every entry is checked when used.
+func (e *Engine) writeCatalog(s store.Store, sc *storeCache) {
+	e.cache.mu.Lock()
+	if sc.writing || len(sc.entries) < catalogMinEntries {
+		e.cache.mu.Unlock()
+		return
+	}
+	sc.writing = true
+	cf := catalogFile{Version: 1, Written: time.Now().UTC(), Entries: make([]catalogEntry, 0, len(sc.entries))}
+	for k, c := range sc.entries {
+		cf.Entries = append(cf.Entries, catalogEntry{Key: k, ETag: c.etag, Manifest: c.m.raw})
+	}
+	e.cache.mu.Unlock()
+	go func() {
+		defer func() {
+			e.cache.mu.Lock()
+			sc.writing = false
+			e.cache.mu.Unlock()
+		}()
+		b, err := json.Marshal(cf)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			err = s.Put(ctx, CatalogKey, bytes.NewReader(b), map[string]string{"entries": strconv.Itoa(len(cf.Entries))})
+			cancel()
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			e.log.WithError(err).WithField("store", s.Name()).Warn(fmt.Sprintf("could not write the catalog of %d manifests", len(cf.Entries)))
+		}
+	}()
+}
