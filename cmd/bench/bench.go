@@ -128,8 +128,41 @@ func benchmark(ctx context.Context, o options, env benchEnv) (err error) {
 	if err := b.summary(); err != nil {
 		return err
 	}
+	if o.service {
+		if err := b.servicePart(ctx); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("\nbenchmark took %.0f s\n", time.Since(began).Seconds())
 	return nil
+}
+
+// servicePart runs the service through its API: backups and restores side
+// by side with the floor and the two-step way, the API under load, and a
+// 10,000-backup listing; then prints the tables and checks the targets.
+func (b *bench) servicePart(ctx context.Context) error {
+	rows, err := b.serviceBench(ctx)
+	printServiceRows(rows)
+	if err != nil {
+		return err
+	}
+	svc, err := b.newService("load", 12)
+	if err != nil {
+		return err
+	}
+	if err := svc.startAPI(ctx); err != nil {
+		return err
+	}
+	load, err := b.apiLoad(ctx, svc)
+	svc.stop()
+	if err != nil {
+		return err
+	}
+	listing, err := b.listing10k(ctx)
+	if err != nil {
+		return err
+	}
+	return serviceSummary(rows, load, listing, b.o.maxRSSMiB)
 }
 
 // show prints one measured step as it completes.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/autograph/pgbackup/scripts/testbench/procfs"
 )
@@ -110,5 +111,63 @@ func (b *bench) summary() error {
 		return err
 	}
 	fmt.Printf("\nOK: the peak RSS (ru_maxrss) of all %d engine backups is under %d MiB (largest %.1f MiB)\n", len(b.engineRSS), b.o.maxRSSMiB, kib(worst))
+	return nil
+}
+
+func printServiceRows(rows []svcRow) {
+	fmt.Println("\nstep                                                           wall s  archive MiB  worker MiB  tree MiB  temp disk MiB")
+	section := ""
+	for _, r := range rows {
+		if r.section != section {
+			section = r.section
+			fmt.Printf("[%s]\n", section)
+		}
+		archive := "-"
+		if r.archive >= 0 {
+			archive = fmt.Sprintf("%.1f", float64(r.archive)/(1<<20))
+		}
+		fmt.Printf("  %-60s %6.1f  %11s  %10.1f  %8.1f  %13.1f\n", r.name, r.wall.Seconds(), archive,
+			kib(r.hwmKiB), kib(r.treeKiB), float64(r.diskBytes)/(1<<20))
+	}
+}
+
+func findRow(rows []svcRow, name string) svcRow {
+	for _, r := range rows {
+		if r.name == name {
+			return r
+		}
+	}
+	return svcRow{}
+}
+
+// serviceSummary prints the ratios the performance work aims at, each
+// with its target, and fails when a service backup's worker peak RSS
+// reached the limit.
+func serviceSummary(rows []svcRow, load []loadResult, l listingResult, limitMiB int64) error {
+	two := findRow(rows, "two-step: pg_dump -Fc -f file, then upload")
+	floor := findRow(rows, "floor: pg_dump -Fc -Z0 > /dev/null")
+	fmt.Println("\nservice ratios (targets in brackets)")
+	line := func(label, value string) { fmt.Printf("  %-58s %s\n", label+":", value) }
+	for _, c := range codecsBench {
+		s := findRow(rows, "service, COMPRESSION="+c)
+		line("backup, service "+c+" / two-step [<= 0.35 for zstd]", ratio(s.wall.Seconds(), two.wall.Seconds()))
+		line("backup, service "+c+" / floor", ratio(s.wall.Seconds(), floor.wall.Seconds()))
+		line("archive, service "+c+" / pg_dump -Fc [<= 1 for zstd]", ratio(float64(s.archive), float64(two.archive)))
+	}
+	raw := findRow(rows, "raw pg_restore --single-transaction of a local -Z0 file")
+	svc := findRow(rows, "service restore of the zstd backup")
+	line("restore, service / raw pg_restore [<= 1.1]", ratio(svc.wall.Seconds(), raw.wall.Seconds()))
+	rep := findRow(rows, "3 zstd backups in a row to both stores, one worker")
+	line("worker peak RSS over repeated backups [<= 100 MiB]", fmt.Sprintf("%.1f MiB", kib(rep.hwmKiB)))
+	for _, r := range load {
+		line(r.name+" [>= 2000 req/s, p99 <= 20 ms]", fmt.Sprintf("%.0f req/s, p99 %.1f ms", r.rps, ms(r.p99)))
+	}
+	line(fmt.Sprintf("list of %d backups, fresh API with catalog [< 1 s]", l.backups), fmt.Sprintf("%.0f ms", ms(l.catalogCold)))
+	line("create's existence check, p99 [< 50 ms]", fmt.Sprintf("%.1f ms (409), %.1f ms (202)", ms(l.exists99), ms(l.absent99)))
+	for _, r := range rows {
+		if strings.HasPrefix(r.name, "service, ") && r.hwmKiB >= limitMiB<<10 {
+			return fmt.Errorf("%s: worker peak RSS %.1f MiB, limit %d MiB", r.name, kib(r.hwmKiB), limitMiB)
+		}
+	}
 	return nil
 }

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/autograph/pgbackup/scripts/testbench/procfs"
+)
+
+// benchToken is the admin token of the service the bench starts.
+const benchToken = "bench-admin-token-0123456789abcdef"
+
+// service is the API and one worker, run from bin/ against the bench, each
+// with its own Redis database so that runs never see each other's tasks.
+type service struct {
+	b      *bench
+	env    []string
+	url    string
+	api    *exec.Cmd
+	worker *exec.Cmd
+	logs   string
+	client *http.Client
+}
+
+// newService prepares (does not start) a service whose programs get the
+// engine's environment plus extra.
+func (b *bench) newService(name string, redisDB int, extra ...string) (*service, error) {
+	logs := filepath.Join(b.tmp, name+"-logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return nil, err
+	}
+	env := append(b.engineEnv(""), "REDIS_ADDR="+b.env.RedisAddr, "REDIS_DB="+strconv.Itoa(redisDB),
+		"API_ADMIN_TOKENS="+benchToken, "BACKUP_ENABLED=false", "WORKER_CONCURRENCY=1", "LOG_LEVEL=warn",
+		"TASK_RETRY_DELAY=1s", "API_AUTH_FAILURES_PER_MINUTE=100000")
+	return &service{b: b, env: append(env, extra...), logs: logs,
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}, nil
+}
+
+func (s *service) bin(name string) string { return filepath.Join(filepath.Dir(s.b.o.pgbackup), name) }
+
+func (s *service) start(ctx context.Context, name string, extra ...string) (*exec.Cmd, error) {
+	f, err := os.OpenFile(filepath.Join(s.logs, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, s.bin(name))
+	cmd.Env = append(append([]string{}, s.env...), extra...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() { _ = cmd.Wait(); f.Close() }()
+	return cmd, nil
+}
+
+// startAPI starts the API on a free port and waits until it is ready.
+func (s *service) startAPI(ctx context.Context) error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	if s.api, err = s.start(ctx, "api", "API_ADDR="+addr); err != nil {
+		return err
+	}
+	s.url = "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := s.client.Get(s.url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("api not ready at %s; see %s", addr, s.logs)
+}
+
+// startWorker starts a worker with extra settings (its codec, say). Its
+// log starts empty, so that waitLog sees this worker's start line.
+func (s *service) startWorker(ctx context.Context, extra ...string) error {
+	_ = os.Remove(filepath.Join(s.logs, "worker.log"))
+	var err error
+	s.worker, err = s.start(ctx, "worker", extra...)
+	return err
+}
+
+func stopCmd(cmd *exec.Cmd) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(30 * time.Second)
+	for procfs.Alive(cmd.Process.Pid) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+}
+
+func (s *service) stopWorker() { stopCmd(s.worker); s.worker = nil }
+
+func (s *service) stop() {
+	s.stopWorker()
+	stopCmd(s.api)
+}
+
+// call sends a request with the admin token and decodes the JSON answer.
+func (s *service) call(ctx context.Context, method, path string, body any) (int, map[string]any, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.url+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+benchToken)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out, nil
+}
+
+// run enqueues one task (POST path body, want 202) and waits until it
+// completes; it returns the task's result.
+func (s *service) run(ctx context.Context, path string, body any) (map[string]any, error) {
+	code, out, err := s.call(ctx, http.MethodPost, path, body)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusAccepted {
+		return nil, fmt.Errorf("POST %s: %d %v", path, code, out)
+	}
+	id, _ := out["task_id"].(string)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		code, st, err := s.call(ctx, http.MethodGet, "/api/admin/tasks/"+id, nil)
+		if err != nil || code != http.StatusOK {
+			continue
+		}
+		switch st["state"] {
+		case "completed":
+			res, _ := st["result"].(map[string]any)
+			return res, nil
+		case "archived", "retry":
+			return nil, fmt.Errorf("task %s %s: %v %v", id, st["state"], st["error"], st["error_detail"])
+		}
+	}
+}
+
+// watch samples a process tree's memory and a directory's size until
+// stop is called: the worker's own peak, the largest sum over the worker
+// and its children (pg_dump), and the most bytes the directory held.
+type watch struct {
+	done                  chan struct{}
+	stopped               chan struct{}
+	hwmKiB, treeKiB, disk int64
+}
+
+func watchProcess(pid int, dir string) *watch {
+	w := &watch{done: make(chan struct{}), stopped: make(chan struct{})}
+	go func() {
+		defer close(w.stopped)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			_, hwm := procfs.Memory(pid)
+			w.hwmKiB = max(w.hwmKiB, hwm)
+			tree := int64(0)
+			for _, p := range append([]int{pid}, procfs.Descendants(pid)...) {
+				rss, _ := procfs.Memory(p)
+				tree += rss
+			}
+			w.treeKiB = max(w.treeKiB, tree)
+			w.disk = max(w.disk, dirSize(dir))
+			select {
+			case <-w.done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return w
+}
+
+func (w *watch) stop() { close(w.done); <-w.stopped }
+
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+func shortCodec(c string) string { return strings.ReplaceAll(c, ":", "") }
