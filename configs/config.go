@@ -97,6 +97,13 @@ type Config struct {
 	// DeleteTimeout bounds delete and verify tasks.
 	DeleteTimeout     time.Duration `env:"DELETE_TIMEOUT" yaml:"delete_timeout"`
 	WorkerConcurrency int           `env:"WORKER_CONCURRENCY" yaml:"worker_concurrency"`
+	// WorkerMemoryLimitMB is the worker's soft memory limit for the Go
+	// runtime (debug.SetMemoryLimit): past it the garbage collector works
+	// harder rather than let the heap grow. 0 leaves Go's default; an
+	// explicit GOMEMLIMIT wins.
+	WorkerMemoryLimitMB int `env:"WORKER_MEMORY_LIMIT_MB" yaml:"worker_memory_limit_mb"`
+	// WorkerPollInterval is how often an idle worker checks for new tasks.
+	WorkerPollInterval time.Duration `env:"WORKER_POLL_INTERVAL" yaml:"worker_poll_interval"`
 	// WorkerShutdownTimeout is how long a stopping worker lets running
 	// tasks finish before handing them back to the queue.
 	WorkerShutdownTimeout time.Duration `env:"WORKER_SHUTDOWN_TIMEOUT" yaml:"worker_shutdown_timeout"`
@@ -155,7 +162,7 @@ func Defaults() Config {
 		WorkDir:            os.TempDir(),
 		MinIOBucket:        "backups",
 		MinIOPartSizeMB:    16,
-		MinIOUploadThreads: 4,
+		MinIOUploadThreads: 2,
 		RedisAddr:          "127.0.0.1:6379",
 		// A few retries cover a MinIO restart or a failover; a dump that
 		// fails five times needs a human.
@@ -164,6 +171,8 @@ func Defaults() Config {
 		TaskRetryDelay:           30 * time.Second,
 		DeleteTimeout:            30 * time.Minute,
 		WorkerConcurrency:        2,
+		WorkerMemoryLimitMB:      80,
+		WorkerPollInterval:       200 * time.Millisecond,
 		WorkerShutdownTimeout:    60 * time.Second,
 		QueueWeights:             "restore=6,backup=3,maintenance=1",
 		APIAddr:                  ":8080",
@@ -301,6 +310,12 @@ func (c Config) Validate() error {
 	}
 	if c.WorkerConcurrency < 1 || c.WorkerConcurrency > 256 {
 		bad("WORKER_CONCURRENCY", "%d must be between 1 and 256", c.WorkerConcurrency)
+	}
+	if c.WorkerPollInterval < 10*time.Millisecond || c.WorkerPollInterval > time.Minute {
+		bad("WORKER_POLL_INTERVAL", "%s must be between 10ms and 1m", c.WorkerPollInterval)
+	}
+	if c.WorkerMemoryLimitMB < 0 {
+		bad("WORKER_MEMORY_LIMIT_MB", "%d must not be negative", c.WorkerMemoryLimitMB)
 	}
 	if c.WorkerShutdownTimeout < 0 {
 		bad("WORKER_SHUTDOWN_TIMEOUT", "%s must not be negative", c.WorkerShutdownTimeout)

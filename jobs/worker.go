@@ -290,6 +290,9 @@ type ServerOptions struct {
 	ShutdownTimeout time.Duration
 	// RetryDelay is the first retry's delay (see RetryDelay).
 	RetryDelay time.Duration
+	// PollInterval is how often an idle worker looks for new tasks
+	// (asynq's default, 1 s, adds up to a second to every task's start).
+	PollInterval time.Duration
 }
 
 // CheckQueueWeights reports a queue that tasks go to but that has no
@@ -319,11 +322,12 @@ func NewServer(redis asynq.RedisConnOpt, o ServerOptions, log *logrus.Entry) (*a
 		queues[QueueAlerts] = slices.Max(slices.Collect(maps.Values(o.QueueWeights)))
 	}
 	return asynq.NewServer(redis, asynq.Config{
-		Concurrency:     o.Concurrency,
-		Queues:          queues,
-		ShutdownTimeout: o.ShutdownTimeout,
-		RetryDelayFunc:  RetryDelay(o.RetryDelay),
-		Logger:          log,
+		Concurrency:       o.Concurrency,
+		TaskCheckInterval: o.PollInterval,
+		Queues:            queues,
+		ShutdownTimeout:   o.ShutdownTimeout,
+		RetryDelayFunc:    RetryDelay(o.RetryDelay),
+		Logger:            log,
 		// A permanent failure is still a failure for the queue's metrics;
 		// only tasks asked to stop are not.
 		IsFailure: func(err error) bool { return !errors.Is(err, context.Canceled) },

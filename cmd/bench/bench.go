@@ -116,17 +116,19 @@ func benchmark(ctx context.Context, o options, env benchEnv) (err error) {
 		}()
 	}
 
-	if err := b.backups(ctx); err != nil {
+	if o.cli {
+		if err := b.backups(ctx); err != nil {
+			b.print()
+			return err
+		}
+		if err := b.restores(ctx); err != nil {
+			b.print()
+			return err
+		}
 		b.print()
-		return err
-	}
-	if err := b.restores(ctx); err != nil {
-		b.print()
-		return err
-	}
-	b.print()
-	if err := b.summary(); err != nil {
-		return err
+		if err := b.summary(); err != nil {
+			return err
+		}
 	}
 	if o.service {
 		if err := b.servicePart(ctx); err != nil {

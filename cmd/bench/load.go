@@ -25,8 +25,38 @@ type loadResult struct {
 // loadTest runs clients goroutines that send requests for d and measures
 // each answer's latency. makeReq gets a sequence number (for distinct
 // names); want is the expected status.
-func loadTest(ctx context.Context, client *http.Client, name string, clients int, d time.Duration, want int,
+//
+// With rate > 0 the clients together send at most rate requests a second
+// (an open-loop load at a fixed rate): latency is then the service time
+// at that throughput, not the queueing that a closed loop of 50 clients
+// adds by itself (by Little's law, p50 = clients / throughput there).
+func loadTest(ctx context.Context, client *http.Client, name string, clients int, d time.Duration, want int, rate int,
 	makeReq func(ctx context.Context, n int64) (*http.Request, error)) loadResult {
+	var tokens chan struct{}
+	if rate > 0 {
+		tokens = make(chan struct{}, clients)
+		go func() {
+			// A tick every millisecond releases rate/1000 requests (with
+			// the remainder carried), so the offered load is smooth.
+			t := time.NewTicker(time.Millisecond)
+			defer t.Stop()
+			due, sent := 0.0, 0
+			start := time.Now()
+			for range t.C {
+				if time.Since(start) > d {
+					close(tokens)
+					return
+				}
+				due = float64(rate) * time.Since(start).Seconds()
+				for ; float64(sent) < due; sent++ {
+					select {
+					case tokens <- struct{}{}:
+					default: // every client busy: the server is behind; drop, do not queue
+					}
+				}
+			}
+		}()
+	}
 	var seq atomic.Int64
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -42,6 +72,11 @@ func loadTest(ctx context.Context, client *http.Client, name string, clients int
 			var mine []time.Duration
 			bad := 0
 			for ctx.Err() == nil {
+				if tokens != nil {
+					if _, ok := <-tokens; !ok {
+						break
+					}
+				}
 				req, err := makeReq(context.Background(), seq.Add(1))
 				if err != nil {
 					bad++
@@ -88,7 +123,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // concurrent clients with no worker running, so only the API, Redis and
 // the stores' existence checks are measured.
 func (b *bench) apiLoad(ctx context.Context, svc *service) ([]loadResult, error) {
-	fmt.Println("\nthe API under load: 50 clients, 5 s per route, no worker running")
+	fmt.Println("\nthe API under load: 50 clients, 5 s per route, no worker running; as fast as they can, then at 2,000 req/s")
 	_, out, err := svc.call(ctx, http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "load-status-probe"})
 	if err != nil {
 		return nil, err
@@ -127,9 +162,15 @@ func (b *bench) apiLoad(ctx context.Context, svc *service) ([]loadResult, error)
 		{"POST /api/admin/backup/create (new names)", http.StatusAccepted, create},
 		{"GET /api/admin/backup/list", http.StatusOK, get("/api/admin/backup/list")},
 	} {
-		r := loadTest(ctx, svc.client, c.name, 50, 5*time.Second, c.want, c.req)
-		fmt.Println("  " + r.String())
-		results = append(results, r)
+		for _, rate := range []int{0, 2000} {
+			name := c.name + ", closed loop"
+			if rate > 0 {
+				name = fmt.Sprintf("%s, at %d req/s", c.name, rate)
+			}
+			r := loadTest(ctx, svc.client, name, 50, 5*time.Second, c.want, rate, c.req)
+			fmt.Println("  " + r.String())
+			results = append(results, r)
+		}
 	}
 	return results, nil
 }

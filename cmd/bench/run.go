@@ -24,6 +24,7 @@ type options struct {
 	keep      bool
 	repeat    int
 	service   bool
+	cli       bool
 }
 
 // benchEnv is how to reach the running bench: its PGBACKUP_TEST_*
@@ -49,6 +50,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&o.workDir, "workdir", "", "directory for temporary files (default: the system temp dir)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the run's bucket and restored databases")
 	fs.IntVar(&o.repeat, "repeat", 1, "run each step this many times and report the fastest (other load only adds time)")
+	fs.BoolVar(&o.cli, "cli", true, "measure the one-shot CLI against pg_dump's compression levels")
 	fs.BoolVar(&o.service, "service", true, "also measure the service through its API (bin/api and bin/worker beside -pgbackup)")
 	if err := fs.Parse(args); err != nil {
 		return err

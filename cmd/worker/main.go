@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -32,6 +33,11 @@ func run(ctx context.Context) error {
 		return err
 	}
 	log := configs.NewLogger(cfg, "worker", os.Stderr).WithField("worker", jobs.WorkerID())
+	if cfg.WorkerMemoryLimitMB > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		// Without a limit the heap may grow to twice what is live between
+		// collections; backups churn through buffers, so collect sooner.
+		debug.SetMemoryLimit(int64(cfg.WorkerMemoryLimitMB) << 20)
+	}
 	eng, err := wire.Engine(ctx, cfg, log)
 	if err != nil {
 		return err

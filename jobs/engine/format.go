@@ -41,6 +41,11 @@ type formatSpec struct {
 	parallel bool
 	// listable: pg_restore --list can read the table of contents (verify).
 	listable bool
+	// stream: restored by streaming the archive into pg_restore (no disk),
+	// which overlaps the download with the restore. Plain archives must be
+	// read whole first (their meta-commands are checked before psql runs),
+	// and directory archives are extracted for pg_restore -j.
+	stream bool
 }
 
 // formats is the table of supported formats. The directory format is stored
@@ -48,10 +53,10 @@ type formatSpec struct {
 // ending in ".tar", which would collide with the tar format of a name
 // ending in ".dir".
 var formats = map[Format]formatSpec{
-	FormatCustom:    {ext: ".dump", flag: "c", pgCompress: true, oneTransaction: true, listable: true},
+	FormatCustom:    {ext: ".dump", flag: "c", pgCompress: true, oneTransaction: true, listable: true, stream: true},
 	FormatPlain:     {ext: ".sql", flag: "p", psql: true, oneTransaction: true},
 	FormatDirectory: {ext: ".dirtar", flag: "d", pgCompress: true, toDir: true, parallel: true, listable: true},
-	FormatTar:       {ext: ".tar", flag: "t", oneTransaction: true, listable: true},
+	FormatTar:       {ext: ".tar", flag: "t", oneTransaction: true, listable: true, stream: true},
 }
 
 // Formats lists every supported format, in the order the API documents them.
@@ -110,7 +115,9 @@ const manifestSuffix = ".manifest.json"
 
 // ArchiveKey is the store key of a backup's archive: the format's
 // extension, then the codec's (".dump.zst").
-func ArchiveKey(name string, f Format, c Codec) string { return Prefix + name + f.Extension() + c.Extension() }
+func ArchiveKey(name string, f Format, c Codec) string {
+	return Prefix + name + f.Extension() + c.Extension()
+}
 
 // ManifestKey is the store key of a backup's manifest.
 func ManifestKey(name string) string { return Prefix + name + manifestSuffix }

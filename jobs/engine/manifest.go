@@ -25,8 +25,8 @@ type Manifest struct {
 	// Codec is the compression the worker applied in the stream ("zstd:3",
 	// "gzip:6"); empty for archives stored as pg_dump wrote them, which
 	// includes every archive made before codecs existed.
-	Codec string `json:"codec,omitempty"`
-	Stores        []string  `json:"stores"`
+	Codec  string   `json:"codec,omitempty"`
+	Stores []string `json:"stores"`
 	// Target names the target the backup was taken for, and Scheduled says
 	// whether the scheduler (not a person) asked for it; only scheduled
 	// backups are ever pruned.

@@ -107,6 +107,21 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 	s, _ := e.pick(where[:1])
 	log := e.log.WithFields(logrus.Fields{"backup_name": req.Name, "database": target, "format": m.Format, "store": where[0]})
 	started := time.Now()
+	res := &RestoreResult{Manifest: m, TargetDatabase: target, Clean: req.Clean, Replace: req.Replace}
+	if m.Format.spec().stream && !req.Replace {
+		tools, err := e.toolsFor(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("restore %s: %w", req.Name, err)
+		}
+		report(req.Progress, Progress{Phase: "restoring"})
+		if err := e.streamRestore(ctx, tools, s[0], m, target, req.Clean, req.Progress, log); err != nil {
+			return nil, fmt.Errorf("restore %s into %s: %w", req.Name, target, err)
+		}
+		log.WithFields(logrus.Fields{"size_bytes": m.SizeBytes, "clean": req.Clean, "streamed": true,
+			"duration_ms": time.Since(started).Milliseconds()}).Info("restore complete")
+		report(req.Progress, Progress{Phase: "done", Bytes: m.SizeBytes})
+		return res, nil
+	}
 
 	tmp, err := os.MkdirTemp(e.workDir, "pgbackup-restore-*")
 	if err != nil {
@@ -118,16 +133,11 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
 	}
 
-	serverNum, err := pgtool.ServerVersion(ctx, e.conn.WithDatabase("postgres"))
-	if err != nil {
-		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
-	}
-	tools, err := e.finder.Find(ctx, serverNum)
+	tools, err := e.toolsFor(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
 	}
 	report(req.Progress, Progress{Phase: "restoring", Bytes: m.SizeBytes})
-	res := &RestoreResult{Manifest: m, TargetDatabase: target, Clean: req.Clean, Replace: req.Replace}
 	if req.Replace {
 		if err := e.replace(ctx, tools, m, archive, target, res, log); err != nil {
 			return nil, fmt.Errorf("restore %s into %s: %w", req.Name, target, err)
@@ -139,6 +149,15 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 		"duration_ms": time.Since(started).Milliseconds()}).Info("restore complete")
 	report(req.Progress, Progress{Phase: "done", Bytes: m.SizeBytes})
 	return res, nil
+}
+
+// toolsFor finds the client tools matching the server restores go to.
+func (e *Engine) toolsFor(ctx context.Context) (pgtool.Tools, error) {
+	serverNum, err := pgtool.ServerVersion(ctx, e.conn.WithDatabase("postgres"))
+	if err != nil {
+		return pgtool.Tools{}, err
+	}
+	return e.finder.Find(ctx, serverNum)
 }
 
 // restoreInPlace restores into target, creating it when missing (and

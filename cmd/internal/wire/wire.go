@@ -205,7 +205,7 @@ func ServerOptions(cfg configs.Config) (jobs.ServerOptions, error) {
 	}
 	return jobs.ServerOptions{
 		Concurrency: cfg.WorkerConcurrency, QueueWeights: weights,
-		ShutdownTimeout: cfg.WorkerShutdownTimeout, RetryDelay: cfg.TaskRetryDelay,
+		ShutdownTimeout: cfg.WorkerShutdownTimeout, RetryDelay: cfg.TaskRetryDelay, PollInterval: cfg.WorkerPollInterval,
 	}, nil
 }
 

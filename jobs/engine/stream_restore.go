@@ -1,0 +1,170 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/store"
+)
+
+// holdBack is how much of the end of the archive a streaming restore keeps
+// from pg_restore until the checksum of the whole stored archive is known.
+// Without the end of its input pg_restore cannot finish, so it cannot
+// commit: a mismatch kills it and its single transaction rolls back.
+const holdBack = 64 << 10
+
+// tailWriter forwards everything written to it except the last n bytes,
+// which it keeps until Release.
+type tailWriter struct {
+	w   io.Writer
+	n   int
+	buf []byte
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.n; over > 0 {
+		if _, err := t.w.Write(t.buf[:over]); err != nil {
+			return 0, err
+		}
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+// release writes the kept tail.
+func (t *tailWriter) release() error {
+	_, err := t.w.Write(t.buf)
+	t.buf = nil
+	return err
+}
+
+// streamRestore restores a custom or tar archive by streaming it from the
+// store through the checksum and the codec's decoder straight into
+// pg_restore --single-transaction: no disk, and the download overlaps the
+// restore. The target is still never changed by an archive whose checksum
+// does not match: pg_restore gets the last bytes of its input, without
+// which it cannot commit, only once the whole stored archive has been
+// hashed; a mismatch kills it, and its transaction rolls back.
+func (e *Engine) streamRestore(ctx context.Context, tools pgtool.Tools, s store.Store, m *Manifest, target string, clean bool, progress ProgressFunc, log *logrus.Entry) (err error) {
+	codec, err := parseManifestCodec(m.Codec)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalidArchive, m.Name, err)
+	}
+	rc, err := s.Get(ctx, m.ArchiveKey)
+	if err != nil {
+		return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
+	}
+	defer rc.Close()
+	exists, err := pgtool.DatabaseExists(ctx, e.conn, target)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		if err := pgtool.CreateDatabase(ctx, e.conn, target); err != nil {
+			return err
+		}
+		log.Info("created target database")
+		defer func() {
+			if err != nil {
+				e.dropQuietly(ctx, target, log)
+			}
+		}()
+	}
+	spec := m.Format.spec()
+	args := []string{"--no-password", "--exit-on-error", "--dbname=" + target, "--format=" + spec.flag, "--single-transaction"}
+	if clean {
+		args = append(args, "--clean", "--if-exists")
+	}
+	rctx, kill := context.WithCancel(ctx)
+	defer kill()
+	cmd := tools.Command(rctx, e.conn.WithDatabase(target), "pg_restore", args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("pg_restore: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("pg_restore: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	d := newDigestReader(rc, "restoring", progress)
+	dec, err := codec.decoder(d)
+	if err == nil {
+		tail := &tailWriter{w: stdin, n: holdBack}
+		_, err = io.Copy(tail, dec)
+		_ = dec.Close()
+		if err == nil {
+			err = e.verifyStreamed(ctx, s, m, d, nil)
+			if err == nil {
+				err = tail.release()
+			}
+		} else {
+			err = e.verifyStreamed(ctx, s, m, d, err)
+		}
+	} else {
+		err = e.verifyStreamed(ctx, s, m, d, err)
+	}
+	if errors.Is(err, errStreamBroken) {
+		// The archive is intact but the stream broke: either pg_restore
+		// stopped on its own (an SQL error; its error says which) or the
+		// archive does not decompress (pg_restore is still waiting).
+		select {
+		case werr := <-exited:
+			if werr != nil {
+				return werr
+			}
+		case <-time.After(5 * time.Second):
+		}
+		kill()
+		_ = stdin.Close()
+		<-exited
+		return fmt.Errorf("fetch %s: %w: %w", m.ArchiveKey, ErrUnreadable, err)
+	}
+	if err != nil {
+		// Kill pg_restore before it sees the end of its input: its single
+		// transaction rolls back and the target is as it was.
+		kill()
+		_ = stdin.Close()
+		<-exited
+		return err
+	}
+	_ = stdin.Close()
+	return <-exited
+}
+
+// verifyStreamed decides a streaming restore's fate once its input is
+// read: a copy error may be the store failing (retry), the archive being
+// damaged (checksum mismatch) or an archive that matched its checksum yet
+// does not decompress; with no copy error, the checksum must match.
+func (e *Engine) verifyStreamed(ctx context.Context, s store.Store, m *Manifest, d *digestReader, copyErr error) error {
+	if copyErr != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// Read the rest of the stored archive so that the checksum can
+		// name a damaged one; failing to is the store's fault.
+		if _, err := io.Copy(io.Discard, d); err != nil {
+			return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
+		}
+	}
+	if d.Size() != m.SizeBytes || d.Sum() != m.SHA256 {
+		return fmt.Errorf("%w: %s in %s is %d bytes with sha256 %s, manifest says %d bytes with sha256 %s",
+			ErrChecksumMismatch, m.ArchiveKey, s.Name(), d.Size(), d.Sum(), m.SizeBytes, m.SHA256)
+	}
+	if copyErr != nil {
+		return fmt.Errorf("%w: %w", errStreamBroken, copyErr)
+	}
+	return nil
+}
+
+// errStreamBroken: the stored archive matched its checksum, yet streaming
+// it into pg_restore failed.
+var errStreamBroken = errors.New("restore stream broken")
