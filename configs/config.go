@@ -171,7 +171,7 @@ func Defaults() Config {
 		TaskRetryDelay:           30 * time.Second,
 		DeleteTimeout:            30 * time.Minute,
 		WorkerConcurrency:        2,
-		WorkerMemoryLimitMB:      80,
+		WorkerMemoryLimitMB:      64,
 		WorkerPollInterval:       200 * time.Millisecond,
 		WorkerShutdownTimeout:    60 * time.Second,
 		QueueWeights:             "restore=6,backup=3,maintenance=1",

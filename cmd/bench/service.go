@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/autograph/pgbackup/scripts/testbench/procfs"
 )
 
@@ -40,6 +42,14 @@ func (b *bench) newService(name string, redisDB int, extra ...string) (*service,
 	logs := filepath.Join(b.tmp, name+"-logs")
 	if err := os.MkdirAll(logs, 0o755); err != nil {
 		return nil, err
+	}
+	// The bench's Redis outlives runs: start from an empty database, so no
+	// task or reservation of an earlier run is in the way.
+	rdb := redis.NewClient(&redis.Options{Addr: b.env.RedisAddr, DB: redisDB})
+	err := rdb.FlushDB(context.Background()).Err()
+	rdb.Close()
+	if err != nil {
+		return nil, fmt.Errorf("flush redis db %d: %w", redisDB, err)
 	}
 	env := append(b.engineEnv(""), "REDIS_ADDR="+b.env.RedisAddr, "REDIS_DB="+strconv.Itoa(redisDB),
 		"API_ADMIN_TOKENS="+benchToken, "BACKUP_ENABLED=false", "WORKER_CONCURRENCY=1", "LOG_LEVEL=warn",
