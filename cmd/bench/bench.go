@@ -143,7 +143,16 @@ func benchmark(ctx context.Context, o options, env benchEnv) (err error) {
 // by side with the floor and the two-step way, the API under load, and a
 // 10,000-backup listing; then prints the tables and checks the targets.
 func (b *bench) servicePart(ctx context.Context) error {
-	rows, err := b.serviceBench(ctx)
+	var rows []svcRow
+	var err error
+	switch b.o.only {
+	case "":
+		rows, err = b.serviceBench(ctx)
+	case "repeated":
+		rows, err = b.repeatedBackups(ctx)
+		printServiceRows(rows)
+		return err
+	}
 	printServiceRows(rows)
 	if err != nil {
 		return err
@@ -159,6 +168,9 @@ func (b *bench) servicePart(ctx context.Context) error {
 	svc.stop()
 	if err != nil {
 		return err
+	}
+	if b.o.only == "load" {
+		return nil
 	}
 	listing, err := b.listing10k(ctx)
 	if err != nil {

@@ -143,8 +143,11 @@ func (b *bench) apiLoad(ctx context.Context, svc *service) ([]loadResult, error)
 		}
 	}
 	run := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
-	create := func(ctx context.Context, n int64) (*http.Request, error) {
-		body := fmt.Sprintf(`{"backup_name":"load-%s-%d","stores":["minio"]}`, run, n)
+	// One sequence for every create run, so that no two runs ask for the
+	// same name (which would be a 409, not what is measured).
+	var names atomic.Int64
+	create := func(ctx context.Context, _ int64) (*http.Request, error) {
+		body := fmt.Sprintf(`{"backup_name":"load-%s-%d","stores":["minio"]}`, run, names.Add(1))
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, svc.url+"/api/admin/backup/create", bytes.NewReader([]byte(body)))
 		if err == nil {
 			req.Header.Set("Authorization", auth)

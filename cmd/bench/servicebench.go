@@ -142,6 +142,31 @@ func (b *bench) serviceBench(ctx context.Context) ([]svcRow, error) {
 		rows = append(rows, median(rs))
 	}
 
+	rep, err := b.repeatedOn(ctx, svc, work)
+	return append(rows, rep...), err
+}
+
+// repeatedBackups runs only the repeated-backups part, on a service of its own.
+func (b *bench) repeatedBackups(ctx context.Context) ([]svcRow, error) {
+	work := filepath.Join(b.tmp, "service-work")
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return nil, err
+	}
+	svc, err := b.newService("svc", 10, "WORK_DIR="+work, "BACKUP_DIR="+filepath.Join(b.tmp, "service-local"), "LOG_LEVEL=info")
+	if err != nil {
+		return nil, err
+	}
+	defer svc.stop()
+	if err := svc.startAPI(ctx); err != nil {
+		return nil, err
+	}
+	return b.repeatedOn(ctx, svc, work)
+}
+
+// repeatedOn measures one worker's peak memory over three zstd backups in
+// a row to both stores: it must not grow from one backup to the next.
+func (b *bench) repeatedOn(ctx context.Context, svc *service, work string) ([]svcRow, error) {
+	var rows []svcRow
 	// One worker, repeated backups to both stores: its memory must not grow.
 	fmt.Println("\none worker, three zstd backups in a row to MinIO and the local store")
 	if err := svc.startWorker(ctx, "COMPRESSION=zstd"); err != nil {
