@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -94,10 +95,12 @@ func (a *API) createBackup(c echo.Context) error {
 		if err := engine.ValidateName(name); err != nil {
 			return err
 		}
-		if _, where, err := a.d.Backups.Find(ctx, name, nil); err == nil {
-			return fmt.Errorf("%w: backup %s already exists in %v", engine.ErrExists, name, where)
-		} else if !isNotFound(err) {
+		taken, err := a.nameTaken(ctx, name)
+		if err != nil {
 			return err
+		}
+		if taken {
+			return fmt.Errorf("%w: backup %s already exists", engine.ErrExists, name)
 		}
 	}
 
@@ -109,18 +112,38 @@ func (a *API) createBackup(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, createResponse{TaskID: info.ID, BackupName: name, StatusURL: statusURL(info.ID)})
 }
 
+// nameTaken is create's existence check: the name index when it is sure,
+// the stores otherwise. (The name reservation then keeps two creates of
+// one name apart, and the worker checks the stores again before it dumps.)
+func (a *API) nameTaken(ctx context.Context, name string) (bool, error) {
+	if a.d.Names != nil {
+		taken, sure, err := a.d.Names.Taken(ctx, name)
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", errQueueUnavailable, err)
+		}
+		if sure {
+			return taken, nil
+		}
+	}
+	_, _, err := a.d.Backups.Find(ctx, name, nil)
+	if isNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // freeGeneratedName returns autograph_backup_{YYYYMMDD_HHMMSS}, with a
 // counter appended if a backup of that second already exists.
 func (a *API) freeGeneratedName(c echo.Context) (string, error) {
 	base := "autograph_backup_" + time.Now().UTC().Format("20060102_150405")
 	name := base
 	for i := 2; i < 100; i++ {
-		_, _, err := a.d.Backups.Find(c.Request().Context(), name, nil)
-		if isNotFound(err) {
-			return name, nil
-		}
+		taken, err := a.nameTaken(c.Request().Context(), name)
 		if err != nil {
 			return "", err
+		}
+		if !taken {
+			return name, nil
 		}
 		name = fmt.Sprintf("%s_%d", base, i)
 	}

@@ -28,6 +28,12 @@ type Backups interface {
 	StoreNames() []string
 }
 
+// NameIndex tells whether a backup name is taken (a *jobs.NameIndex);
+// sure is false when only the stores can tell.
+type NameIndex interface {
+	Taken(ctx context.Context, name string) (taken, sure bool, err error)
+}
+
 // Queue enqueues tasks (an *asynq.Client).
 type Queue interface {
 	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
@@ -81,6 +87,9 @@ type Deps struct {
 	Targets *jobs.TargetSet
 	State   StateReader
 	Tasks   jobs.TaskLister
+	// Names answers create's existence check without reading the stores
+	// on every request (a *jobs.NameIndex); nil reads the stores.
+	Names NameIndex
 	// Metrics serves /metrics; MetricsPublic serves it without a token.
 	Metrics       http.Handler
 	MetricsPublic bool

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
 
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
@@ -248,4 +249,48 @@ func TestSigningKeyFingerprintIsSharedThroughRedis(t *testing.T) {
 	if err := l.CheckSigningKey(ctx, "aaaa", nil); !errors.Is(err, ErrSigningKeyMismatch) {
 		t.Fatalf("the old key after rotation: err = %v, want ErrSigningKeyMismatch", err)
 	}
+}
+
+type fixedLister struct{ names []string }
+
+func (f fixedLister) List(context.Context, []string) ([]engine.Entry, error) {
+	var out []engine.Entry
+	for _, n := range f.names {
+		out = append(out, engine.Entry{Manifest: engine.Manifest{Name: n}})
+	}
+	return out, nil
+}
+
+func TestNameIndexIsSureOnlyWhenItCanBe(t *testing.T) {
+	env := testbench.Require(t)
+	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr, DB: 12})
+	defer rdb.Close()
+	ctx := context.Background()
+	listed, fresh, gone := testbench.UniqueName("listed"), testbench.UniqueName("fresh"), testbench.UniqueName("gone")
+	t.Cleanup(func() { rdb.Del(context.Background(), createdKey(fresh), deletedKey(gone), createdKey(gone)) })
+	x := NewNameIndex(fixedLister{[]string{listed, gone}}, rdb, time.Hour, logrus.NewEntry(logrus.New()))
+	if _, sure, err := x.Taken(ctx, listed); err != nil || sure {
+		t.Fatalf("before any listing: sure = %v, %v; want unsure", sure, err)
+	}
+	if err := x.refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, wantTaken, wantSure bool) {
+		t.Helper()
+		taken, sure, err := x.Taken(ctx, name)
+		if err != nil || taken != wantTaken || sure != wantSure {
+			t.Fatalf("Taken(%s) = %v, %v, %v; want %v, %v", name, taken, sure, err, wantTaken, wantSure)
+		}
+	}
+	check(listed, true, true)
+	check(fresh, false, true)
+	st := NewState(rdb)
+	if err := st.MarkCreated(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	check(fresh, true, true) // completed since the listing
+	if err := st.MarkDeleted(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	check(gone, false, false) // deleted since: ask the stores
 }

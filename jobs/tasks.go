@@ -97,6 +97,7 @@ func (w *Worker) backup(ctx context.Context, p BackupPayload) (*engine.Manifest,
 		return nil, err
 	}
 	w.record(bg, p.Target, OutcomeSuccess, m.Name, m.FinishedAt, time.Since(start), m.SizeBytes)
+	w.markName(bg, m.Name, true)
 	w.Alerts.Emit(bg, Event{Event: EventBackupSucceeded, Target: p.Target, BackupName: m.Name, TaskID: taskID})
 	// A scheduled backup may have pushed an older one out of the target's
 	// retention; prune right after, on the maintenance queue.
@@ -188,7 +189,25 @@ type DeleteOutcome struct {
 
 func (w *Worker) delete(ctx context.Context, p DeletePayload) (DeleteOutcome, error) {
 	deleted, err := w.Engine.Delete(ctx, p.BackupName, p.Stores)
+	if len(deleted) > 0 {
+		w.markName(context.WithoutCancel(ctx), p.BackupName, false)
+	}
 	return DeleteOutcome{BackupName: p.BackupName, DeletedFrom: deleted}, err
+}
+
+// markName tells the API's name indexes that a backup was created or
+// deleted, before their next listing can see it.
+func (w *Worker) markName(ctx context.Context, name string, created bool) {
+	if w.State == nil {
+		return
+	}
+	mark := w.State.MarkDeleted
+	if created {
+		mark = w.State.MarkCreated
+	}
+	if err := mark(ctx, name); err != nil {
+		w.Log.WithError(err).WithField("backup_name", name).Warn("could not mark the name in redis")
+	}
 }
 
 // VerifyPayload is the payload of TypeBackupVerify.

@@ -121,6 +121,7 @@ func (w *Worker) prune(ctx context.Context, p PrunePayload) (PruneOutcome, error
 			return out, fmt.Errorf("prune %s: %w", t.Name, err)
 		}
 		out.Deleted = append(out.Deleted, d.Name)
+		w.markName(context.WithoutCancel(ctx), d.Name, false)
 		w.Log.WithFields(logrus.Fields{"target": t.Name, "backup_name": d.Name}).Info("pruned a scheduled backup")
 	}
 	return out, nil

@@ -80,6 +80,8 @@ func run(ctx context.Context) error {
 		return err
 	}
 	state := jobs.NewState(rdb)
+	names := jobs.NewNameIndex(eng, rdb, 5*time.Second, log)
+	go names.Run(ctx)
 
 	e := handlers.New(handlers.Deps{
 		Backups:               eng,
@@ -97,6 +99,7 @@ func run(ctx context.Context) error {
 		AuthFailuresPerMinute: cfg.APIAuthFailuresPerMinute,
 		Audit:                 jobs.NewAuditTrail(rdb, 0),
 		AuditLog:              configs.NewLogger(cfg, "api", os.Stderr).WithField("audit", true),
+		Names:                 names,
 		Targets:               targets,
 		State:                 state,
 		Tasks:                 inspector,

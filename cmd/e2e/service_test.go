@@ -102,6 +102,15 @@ func TestServiceEndToEnd(t *testing.T) {
 			}
 		}
 	}
+	// The name is free again at once (the API's name index learns of the
+	// delete from the worker's mark, before its next listing).
+	out = c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "e2e-tar", "format": "tar"}, http.StatusAccepted)
+	c.waitTask(out["task_id"].(string), time.Minute)
+	if code, _ := c.call(http.MethodPost, "/api/admin/backup/create", adminToken, map[string]any{"backup_name": "e2e-tar"}); code != http.StatusConflict {
+		t.Errorf("create of the name just re-created = %d, want 409", code)
+	}
+	out = c.mustCall(http.MethodDelete, "/api/admin/backup/e2e-tar", nil, http.StatusAccepted)
+	c.waitTask(out["task_id"].(string), time.Minute)
 	// The other backups are untouched.
 	if got := len(c.listBackups()); got != 3 {
 		t.Errorf("after deleting one of four, list has %d backups", got)
