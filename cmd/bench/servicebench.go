@@ -39,18 +39,11 @@ var codecsBench = []string{"zstd", "gzip", "none", "pg_dump"}
 // side by side with the floor and the two-step way, alternating, medians
 // of three. Then the API under load, and listing 10,000 backups.
 func (b *bench) serviceBench(ctx context.Context) ([]svcRow, error) {
-	work := filepath.Join(b.tmp, "service-work")
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return nil, err
-	}
-	svc, err := b.newService("svc", 10, "WORK_DIR="+work, "BACKUP_DIR="+filepath.Join(b.tmp, "service-local"), "LOG_LEVEL=info")
+	svc, work, err := b.startMeasuredService(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer svc.stop()
-	if err := svc.startAPI(ctx); err != nil {
-		return nil, err
-	}
 	var rows []svcRow
 	reps := 3
 	backupSection := "backup of the 800 MB database, through the API (medians of 3, alternating)"
@@ -146,20 +139,31 @@ func (b *bench) serviceBench(ctx context.Context) ([]svcRow, error) {
 	return append(rows, rep...), err
 }
 
-// repeatedBackups runs only the repeated-backups part, on a service of its own.
-func (b *bench) repeatedBackups(ctx context.Context) ([]svcRow, error) {
+// startMeasuredService starts the API of the service whose workers are
+// measured, with a WORK_DIR of its own (whose size is sampled).
+func (b *bench) startMeasuredService(ctx context.Context) (*service, string, error) {
 	work := filepath.Join(b.tmp, "service-work")
 	if err := os.MkdirAll(work, 0o755); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	svc, err := b.newService("svc", 10, "WORK_DIR="+work, "BACKUP_DIR="+filepath.Join(b.tmp, "service-local"), "LOG_LEVEL=info")
+	if err != nil {
+		return nil, "", err
+	}
+	if err := svc.startAPI(ctx); err != nil {
+		svc.stop()
+		return nil, "", err
+	}
+	return svc, work, nil
+}
+
+// repeatedBackups runs only the repeated-backups part, on a service of its own.
+func (b *bench) repeatedBackups(ctx context.Context) ([]svcRow, error) {
+	svc, work, err := b.startMeasuredService(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer svc.stop()
-	if err := svc.startAPI(ctx); err != nil {
-		return nil, err
-	}
 	return b.repeatedOn(ctx, svc, work)
 }
 

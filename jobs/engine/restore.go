@@ -163,24 +163,31 @@ func (e *Engine) toolsFor(ctx context.Context) (pgtool.Tools, error) {
 // restoreInPlace restores into target, creating it when missing (and
 // dropping it again if that restore fails).
 func (e *Engine) restoreInPlace(ctx context.Context, tools pgtool.Tools, m *Manifest, archive, target string, clean bool, log *logrus.Entry) error {
-	exists, err := pgtool.DatabaseExists(ctx, e.conn, target)
+	created, err := e.ensureDatabase(ctx, target, log)
 	if err != nil {
 		return err
 	}
-	if !exists {
-		if err := pgtool.CreateDatabase(ctx, e.conn, target); err != nil {
-			return err
-		}
-		log.Info("created target database")
-	}
 	if err := e.runRestore(ctx, tools, e.conn.WithDatabase(target), m.Format, archive, clean); err != nil {
-		if !exists {
+		if created {
 			// Leave no half-restored database behind that looks like a result.
 			e.dropQuietly(ctx, target, log)
 		}
 		return err
 	}
 	return nil
+}
+
+// ensureDatabase creates db when it does not exist, and says whether it did.
+func (e *Engine) ensureDatabase(ctx context.Context, db string, log *logrus.Entry) (created bool, err error) {
+	exists, err := pgtool.DatabaseExists(ctx, e.conn, db)
+	if err != nil || exists {
+		return false, err
+	}
+	if err := pgtool.CreateDatabase(ctx, e.conn, db); err != nil {
+		return false, err
+	}
+	log.WithField("database", db).Info("created target database")
+	return true, nil
 }
 
 // dropQuietly drops a database the engine created, even after ctx ended.

@@ -62,15 +62,11 @@ func (e *Engine) streamRestore(ctx context.Context, tools pgtool.Tools, s store.
 		return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
 	}
 	defer rc.Close()
-	exists, err := pgtool.DatabaseExists(ctx, e.conn, target)
+	created, err := e.ensureDatabase(ctx, target, log)
 	if err != nil {
 		return err
 	}
-	if !exists {
-		if err := pgtool.CreateDatabase(ctx, e.conn, target); err != nil {
-			return err
-		}
-		log.Info("created target database")
+	if created {
 		defer func() {
 			if err != nil {
 				e.dropQuietly(ctx, target, log)
