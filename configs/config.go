@@ -70,6 +70,13 @@ type Config struct {
 	// BackupRowCounts records each table's row count in the manifest,
 	// taken in the dump's snapshot; verify and replace check against them.
 	BackupRowCounts bool `env:"BACKUP_ROW_COUNTS" yaml:"backup_row_counts"`
+	// EncryptionRecipients are age public keys (comma-separated, or one
+	// per line in the file): every new archive is encrypted to them.
+	// EncryptionIdentityFile holds the age identities that restores and
+	// verifies decrypt with (workers only; the API never needs it).
+	EncryptionRecipients     string `env:"ENCRYPTION_RECIPIENTS" yaml:"encryption_recipients"`
+	EncryptionRecipientsFile string `env:"ENCRYPTION_RECIPIENTS_FILE" yaml:"encryption_recipients_file"`
+	EncryptionIdentityFile   string `env:"ENCRYPTION_IDENTITY_FILE" yaml:"encryption_identity_file"`
 	// The manifest signing key (HMAC-SHA256), directly or in a file, and
 	// old keys (comma-separated, or one per line in the file) accepted for
 	// verification only.
@@ -528,4 +535,40 @@ func (c Config) Codec() (engine.Codec, error) {
 		return engine.Codec{PgDump: true}, nil
 	}
 	return engine.ParseCodec(c.Compression)
+}
+
+// Encryption builds the archive encryption from ENCRYPTION_RECIPIENTS(_FILE)
+// and ENCRYPTION_IDENTITY_FILE.
+func (c Config) Encryption() (*engine.Encryption, error) {
+	raw := c.EncryptionRecipients
+	if c.EncryptionRecipientsFile != "" {
+		b, err := os.ReadFile(c.EncryptionRecipientsFile)
+		if err != nil {
+			return nil, fmt.Errorf("config: ENCRYPTION_RECIPIENTS_FILE: %w", err)
+		}
+		raw += "," + string(b)
+	}
+	var recipients []string
+	for _, line := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			recipients = append(recipients, line)
+		}
+	}
+	var ids io.Reader
+	if c.EncryptionIdentityFile != "" {
+		b, err := os.ReadFile(c.EncryptionIdentityFile)
+		if err != nil {
+			return nil, fmt.Errorf("config: ENCRYPTION_IDENTITY_FILE: %w", err)
+		}
+		ids = strings.NewReader(string(b))
+	}
+	enc, err := engine.NewEncryption(recipients, ids)
+	if err != nil {
+		name := "ENCRYPTION_RECIPIENTS"
+		if strings.HasPrefix(err.Error(), "identities") {
+			name = "ENCRYPTION_IDENTITY_FILE"
+		}
+		return nil, fmt.Errorf("config: %s: %w", name, err)
+	}
+	return enc, nil
 }

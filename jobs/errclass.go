@@ -20,6 +20,7 @@ var errorClasses = []struct {
 	{errCancelled, "cancelled"},
 	{errBadPayload, "invalid task"},
 	{engine.ErrSignature, "signature invalid"},
+	{engine.ErrNoIdentity, "no identity for the encrypted archive"},
 	{engine.ErrChecksumMismatch, "checksum mismatch"},
 	{engine.ErrRowCountMismatch, "row count mismatch"},
 	{engine.ErrInvalidArchive, "invalid archive"},

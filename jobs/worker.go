@@ -175,7 +175,7 @@ func (w *Worker) fail(log *logrus.Entry, err error) error {
 func Permanent(err error) bool {
 	for _, target := range []error{engine.ErrInvalid, engine.ErrExists, engine.ErrNotFound,
 		engine.ErrChecksumMismatch, engine.ErrUnreadable, engine.ErrInvalidArchive, engine.ErrSignature,
-		engine.ErrRowCountMismatch, pgtool.ErrNoMatchingClient, errBadPayload, errCancelled} {
+		engine.ErrRowCountMismatch, engine.ErrNoIdentity, pgtool.ErrNoMatchingClient, errBadPayload, errCancelled} {
 		if errors.Is(err, target) {
 			return true
 		}

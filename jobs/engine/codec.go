@@ -145,32 +145,12 @@ type nopWriteCloser struct{ io.Writer }
 
 func (nopWriteCloser) Close() error { return nil }
 
-// encodeStream compresses src in a goroutine and returns the compressed
-// stream. An error of src or the encoder reaches the reader; stop must be
-// called once the stream is no longer read, and waits for the goroutine,
-// so a cancelled backup leaves none behind.
+// encodeStream compresses src in a goroutine (see pipeStage).
 func (c Codec) encodeStream(src io.Reader) (io.Reader, func()) {
 	if c.Name == "" {
 		return src, func() {}
 	}
-	pr, pw := io.Pipe()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		enc, err := c.encoder(pw)
-		if err == nil {
-			_, err = io.Copy(enc, src)
-			if cerr := enc.Close(); err == nil {
-				err = cerr
-			}
-		}
-		pw.CloseWithError(err) // nil: the reader sees a clean EOF
-	}()
-	return pr, func() {
-		// Unblock the encoder if the stores stopped reading early.
-		_ = pr.CloseWithError(errStopped)
-		<-done
-	}
+	return pipeStage(src, c.encoder)
 }
 
 // errCorrupt wraps decoder failures: the stored bytes matched the checksum

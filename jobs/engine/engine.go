@@ -66,6 +66,9 @@ type Options struct {
 	// the dump's own snapshot. It costs one count(*) per table, run while
 	// pg_dump runs.
 	RowCounts bool
+	// Encryption encrypts new archives to its recipients and decrypts with
+	// its identities; nil neither encrypts nor can read encrypted archives.
+	Encryption *Encryption
 	// Signer signs manifests and checks them before restore and verify;
 	// nil or keyless means manifests are neither signed nor checked.
 	Signer *Signer
@@ -83,6 +86,7 @@ type Engine struct {
 	codec    Codec
 	counts   bool
 	signer   *Signer
+	enc      *Encryption
 	cache    manifestCache
 	log      *logrus.Entry
 }
@@ -114,7 +118,7 @@ func New(o Options) (*Engine, error) {
 		o.Log = logrus.NewEntry(l)
 	}
 	return &Engine{conn: o.Conn, stores: o.Stores, finder: o.Finder, workDir: o.WorkDir,
-		jobs: o.Jobs, compress: o.Compress, codec: o.Codec, counts: o.RowCounts, signer: o.Signer, log: o.Log}, nil
+		jobs: o.Jobs, compress: o.Compress, codec: o.Codec, counts: o.RowCounts, signer: o.Signer, enc: o.Encryption, log: o.Log}, nil
 }
 
 // StoreNames lists the configured stores in preference order.
@@ -215,7 +219,7 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 	}
 
 	started := time.Now().UTC()
-	key := ArchiveKey(req.Name, format, e.codec)
+	key := archiveKey(req.Name, format, e.codec, e.enc.encrypts())
 	report(req.Progress, Progress{Phase: "dumping"})
 	// With row counts, pg_dump dumps the snapshot the counts are taken in,
 	// and the counting runs while pg_dump does.
@@ -240,11 +244,15 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 	}
 	// The codec compresses between pg_dump and the stores; the checksum is
 	// taken after it, over the bytes the stores hold.
+	// Encryption, when on, comes after compression (ciphertext does not
+	// compress).
 	encoded, stopEncode := e.codec.encodeStream(src)
-	digest := newDigestReader(encoded, "uploading", req.Progress)
+	encrypted, stopEncrypt := e.enc.encryptStream(encoded)
+	digest := newDigestReader(encrypted, "uploading", req.Progress)
 	err = putAll(ctx, targets, key, digest)
-	// pg_dump first: the encoder may be waiting for its output.
+	// pg_dump first: the stages may be waiting for its output.
 	cleanup()
+	stopEncrypt()
 	stopEncode()
 	var counts map[string]int64
 	if counted != nil {
@@ -268,6 +276,9 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 		Stores: names(targets), TaskID: req.TaskID, RowCounts: counts, Target: req.Target, Scheduled: req.Scheduled,
 	}
 	m.Codec = e.codec.String()
+	if e.enc.encrypts() {
+		m.Encrypted, m.Recipients = true, e.enc.fingerprints
+	}
 	if format.spec().pgCompress {
 		m.Compression = e.pgDumpCompress()
 	}

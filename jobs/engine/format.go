@@ -115,8 +115,15 @@ const manifestSuffix = ".manifest.json"
 
 // ArchiveKey is the store key of a backup's archive: the format's
 // extension, then the codec's (".dump.zst").
-func ArchiveKey(name string, f Format, c Codec) string {
-	return Prefix + name + f.Extension() + c.Extension()
+func ArchiveKey(name string, f Format, c Codec) string { return archiveKey(name, f, c, false) }
+
+// archiveKey adds ".age" for encrypted archives.
+func archiveKey(name string, f Format, c Codec, encrypted bool) string {
+	key := Prefix + name + f.Extension() + c.Extension()
+	if encrypted {
+		key += encryptedExtension
+	}
+	return key
 }
 
 // ManifestKey is the store key of a backup's manifest.

@@ -25,8 +25,13 @@ type Manifest struct {
 	// Codec is the compression the worker applied in the stream ("zstd:3",
 	// "gzip:6"); empty for archives stored as pg_dump wrote them, which
 	// includes every archive made before codecs existed.
-	Codec  string   `json:"codec,omitempty"`
-	Stores []string `json:"stores"`
+	Codec string `json:"codec,omitempty"`
+	// Encrypted archives are age-encrypted after compression to the
+	// recipients whose fingerprints Recipients lists; the manifest itself
+	// stays readable and holds no data.
+	Encrypted  bool     `json:"encrypted,omitempty"`
+	Recipients []string `json:"recipients,omitempty"`
+	Stores     []string `json:"stores"`
 	// Target names the target the backup was taken for, and Scheduled says
 	// whether the scheduler (not a person) asked for it; only scheduled
 	// backups are ever pruned.
@@ -72,7 +77,7 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
 	}
-	if m.ArchiveKey != ArchiveKey(m.Name, m.Format, codec) {
+	if m.ArchiveKey != archiveKey(m.Name, m.Format, codec, m.Encrypted) {
 		return nil, fmt.Errorf("decode manifest %s: archive key %q does not match name and format", m.Name, m.ArchiveKey)
 	}
 	return &m, nil

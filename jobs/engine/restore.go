@@ -292,7 +292,11 @@ func (e *Engine) fetchVerified(ctx context.Context, s store.Store, m *Manifest, 
 	// pg_dump wrote it. Both run in the one pass, so the file on disk is
 	// ready the moment the checksum is known.
 	d := newDigestReader(rc, "downloading", progress)
-	dec, err := codec.decoder(d)
+	plain, err := e.enc.decrypt(m, d)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", m.ArchiveKey, err)
+	}
+	dec, err := codec.decoder(plain)
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w: %w", m.ArchiveKey, errCorrupt, err)
 	}

@@ -62,6 +62,13 @@ func (e *Engine) streamRestore(ctx context.Context, tools pgtool.Tools, s store.
 		return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
 	}
 	defer rc.Close()
+	// Decryption reads the archive's header now: a worker without the
+	// identity fails here, before the target is touched.
+	d := newDigestReader(rc, "restoring", progress)
+	plain, err := e.enc.decrypt(m, d)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", m.ArchiveKey, err)
+	}
 	created, err := e.ensureDatabase(ctx, target, log)
 	if err != nil {
 		return err
@@ -91,8 +98,7 @@ func (e *Engine) streamRestore(ctx context.Context, tools pgtool.Tools, s store.
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
-	d := newDigestReader(rc, "restoring", progress)
-	dec, err := codec.decoder(d)
+	dec, err := codec.decoder(plain)
 	if err == nil {
 		tail := &tailWriter{w: stdin, n: holdBack}
 		_, err = io.Copy(tail, dec)

@@ -110,17 +110,22 @@ func engineOver(cfg configs.Config, stores []store.Store, log *logrus.Entry) (*e
 	if err != nil {
 		return nil, fmt.Errorf("COMPRESSION: %w", err)
 	}
+	enc, err := cfg.Encryption()
+	if err != nil {
+		return nil, err
+	}
 	return engine.New(engine.Options{
-		Conn:      Conn(cfg),
-		Stores:    stores,
-		Finder:    &pgtool.Finder{Forced: cfg.PGBinDir, ForcedSetting: "PG_BIN_DIR"},
-		WorkDir:   cfg.WorkDir,
-		Jobs:      cfg.DumpJobs,
-		Compress:  cfg.DumpCompress,
-		Codec:     codec,
-		RowCounts: cfg.BackupRowCounts,
-		Signer:    signer,
-		Log:       log,
+		Conn:       Conn(cfg),
+		Stores:     stores,
+		Finder:     &pgtool.Finder{Forced: cfg.PGBinDir, ForcedSetting: "PG_BIN_DIR"},
+		WorkDir:    cfg.WorkDir,
+		Jobs:       cfg.DumpJobs,
+		Compress:   cfg.DumpCompress,
+		Codec:      codec,
+		Encryption: enc,
+		RowCounts:  cfg.BackupRowCounts,
+		Signer:     signer,
+		Log:        log,
 	})
 }
 
