@@ -52,9 +52,9 @@ func TestEncryptedArchivesRoundTripAndHoldNoData(t *testing.T) {
 	for _, format := range engine.Formats {
 		t.Run(string(format), func(t *testing.T) {
 			t.Parallel()
-			mem := store.NewMemory("")
+			_, _, mio := b.newEngineWith(t, engine.DefaultCodec) // a fresh bucket of the real MinIO
 			newEngine := func(enc *engine.Encryption) *engine.Engine {
-				e, err := engine.New(engine.Options{Conn: b.conn(b.source), Stores: []store.Store{mem},
+				e, err := engine.New(engine.Options{Conn: b.conn(b.source), Stores: []store.Store{mio},
 					Finder: &pgtool.Finder{Forced: b.env.PGBin}, WorkDir: t.TempDir(), Codec: engine.DefaultCodec, Encryption: enc})
 				if err != nil {
 					t.Fatal(err)
@@ -70,7 +70,7 @@ func TestEncryptedArchivesRoundTripAndHoldNoData(t *testing.T) {
 			if !m.Encrypted || len(m.Recipients) != 1 || !strings.HasSuffix(m.ArchiveKey, ".zst.age") {
 				t.Fatalf("manifest encrypted=%v recipients=%v key=%s", m.Encrypted, m.Recipients, m.ArchiveKey)
 			}
-			rc, err := mem.Get(context.Background(), m.ArchiveKey)
+			rc, err := mio.Get(context.Background(), m.ArchiveKey)
 			if err != nil {
 				t.Fatal(err)
 			}
