@@ -26,6 +26,8 @@ type TargetConfig struct {
 	RPO           string         `json:"rpo" yaml:"rpo"`
 	DrillSchedule string         `json:"drill_schedule" yaml:"drill_schedule"`
 	Stores        []string       `json:"stores" yaml:"stores"`
+	// IncludeGlobals stores pg_dumpall --globals-only with every backup.
+	IncludeGlobals bool `json:"include_globals" yaml:"include_globals"`
 }
 
 // Targets builds the configured targets, or the default one. Scheduling
@@ -68,7 +70,8 @@ func (c Config) defaultSchedule() (jobs.Schedule, error) {
 }
 
 func (tc TargetConfig) build(c Config) (jobs.Target, error) {
-	t := jobs.Target{Name: strings.TrimSpace(tc.Name), Database: strings.TrimSpace(tc.Database), Stores: tc.Stores}
+	t := jobs.Target{Name: strings.TrimSpace(tc.Name), Database: strings.TrimSpace(tc.Database), Stores: tc.Stores,
+		IncludeGlobals: tc.IncludeGlobals}
 	if !jobs.ValidTargetName(t.Name) {
 		return t, fmt.Errorf("name %q: use lower-case letters, digits and _, starting with a letter, at most 30", tc.Name)
 	}

@@ -27,6 +27,9 @@ type createRequest struct {
 	// (each may still be given explicitly), and records the target in the
 	// manifest.
 	Target *string `json:"target"`
+	// IncludeGlobals also stores the server's roles (pg_dumpall
+	// --globals-only); a target may ask for it too.
+	IncludeGlobals *bool `json:"include_globals"`
 }
 
 type createResponse struct {
@@ -78,9 +81,12 @@ func (a *API) createBackup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	targetName := ""
+	targetName, globals := "", isTrue(req.IncludeGlobals)
 	if target != nil {
 		targetName = target.Name
+		if req.IncludeGlobals == nil {
+			globals = target.IncludeGlobals
+		}
 	}
 
 	ctx := c.Request().Context()
@@ -105,7 +111,7 @@ func (a *API) createBackup(c echo.Context) error {
 	}
 
 	info, err := a.enqueuePayload(c, jobs.BackupPayload{BackupName: name, Format: string(format), Database: db, Stores: stores,
-		Target: targetName}, reservation{jobs.KindName, name, "a backup named " + name + " is already being created"})
+		Target: targetName, IncludeGlobals: globals}, reservation{jobs.KindName, name, "a backup named " + name + " is already being created"})
 	if err != nil {
 		return err
 	}
@@ -158,6 +164,7 @@ type restoreRequest struct {
 	TargetDatabase    *string `json:"target_database"`
 	Replace           *bool   `json:"replace"`
 	AllowUnsigned     *bool   `json:"allow_unsigned"`
+	RestoreGlobals    *bool   `json:"restore_globals"`
 }
 
 type taskResponse struct {
@@ -202,7 +209,11 @@ func (a *API) restoreBackup(c echo.Context) error {
 		target = m.Database
 	}
 	p := jobs.RestorePayload{BackupName: name, From: from, TargetDatabase: target,
-		Clean: isTrue(req.Clean), Replace: isTrue(req.Replace), AllowUnsigned: isTrue(req.AllowUnsigned)}
+		Clean: isTrue(req.Clean), Replace: isTrue(req.Replace), AllowUnsigned: isTrue(req.AllowUnsigned),
+		RestoreGlobals: isTrue(req.RestoreGlobals)}
+	if p.RestoreGlobals && m.Globals == nil {
+		return badRequest("restore_globals: backup %s was taken without include_globals", name)
+	}
 	if err := engine.CheckRestoreMode(m.Format, p.Clean, p.Replace); err != nil {
 		return err
 	}

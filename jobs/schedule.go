@@ -185,7 +185,7 @@ func NewScheduler(redis asynq.RedisConnOpt, targets *TargetSet, opts Options, lo
 			o := opts
 			o.Retention = max(opts.Retention, t.Schedule.Slot+time.Hour)
 			task, err := NewTask(BackupPayload{Format: string(t.Format), Database: t.Database, Stores: t.Stores,
-				Scheduled: true, Target: t.Name}, o)
+				Scheduled: true, Target: t.Name, IncludeGlobals: t.IncludeGlobals}, o)
 			if err != nil {
 				return nil, err
 			}

@@ -29,6 +29,8 @@ type Target struct {
 	DrillSchedule *Schedule
 	// Stores to write to; empty means every configured store.
 	Stores []string
+	// IncludeGlobals stores the server's roles with every backup.
+	IncludeGlobals bool
 }
 
 var targetNameRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,29}$`)

@@ -60,6 +60,8 @@ type BackupPayload struct {
 	// Target is the target the backup is for (scheduled backups always
 	// name one).
 	Target string `json:"target,omitempty"`
+	// IncludeGlobals also stores pg_dumpall --globals-only beside it.
+	IncludeGlobals bool `json:"include_globals,omitempty"`
 }
 
 // Kind implements Payload.
@@ -87,7 +89,7 @@ func (w *Worker) backup(ctx context.Context, p BackupPayload) (*engine.Manifest,
 	start := time.Now()
 	m, err := w.Engine.Backup(ctx, engine.BackupRequest{
 		Name: p.BackupName, Database: p.Database, Format: engine.Format(p.Format), Stores: p.Stores,
-		Target: p.Target, Scheduled: p.Scheduled, TaskID: taskID, Progress: progressOf(ctx),
+		Target: p.Target, Scheduled: p.Scheduled, IncludeGlobals: p.IncludeGlobals, TaskID: taskID, Progress: progressOf(ctx),
 	})
 	bg := context.WithoutCancel(ctx)
 	if err != nil {
@@ -130,6 +132,7 @@ type RestorePayload struct {
 	Clean          bool   `json:"clean,omitempty"`
 	Replace        bool   `json:"replace,omitempty"`
 	AllowUnsigned  bool   `json:"allow_unsigned,omitempty"`
+	RestoreGlobals bool   `json:"restore_globals,omitempty"`
 }
 
 // Kind implements Payload.
@@ -164,7 +167,7 @@ func (p RestorePayload) logFields() logrus.Fields {
 func (w *Worker) restore(ctx context.Context, p RestorePayload) (*engine.RestoreResult, error) {
 	return w.Engine.Restore(ctx, engine.RestoreRequest{
 		Name: p.BackupName, From: p.From, TargetDatabase: p.TargetDatabase, Clean: p.Clean,
-		Replace: p.Replace, AllowUnsigned: p.AllowUnsigned, Progress: progressOf(ctx),
+		Replace: p.Replace, AllowUnsigned: p.AllowUnsigned, RestoreGlobals: p.RestoreGlobals, Progress: progressOf(ctx),
 	})
 }
 

@@ -59,6 +59,8 @@ func run(ctx context.Context, args []string) error {
 	target := fs.String("target", "", "database to restore into (default POSTGRES_DB)")
 	clean := fs.Bool("clean", false, "drop the archive's objects before restoring them (not for plain archives)")
 	replace := fs.Bool("replace", false, "restore beside the target, check, then swap it in (the old one is kept)")
+	includeGlobals := fs.Bool("include-globals", false, "backup: also store the server's roles (pg_dumpall --globals-only)")
+	restoreGlobals := fs.Bool("restore-globals", false, "restore: apply the backup's roles first")
 	allowUnsigned := fs.Bool("allow-unsigned", false, "restore or verify even if the manifest's signature is missing or wrong")
 	progress := fs.Bool("progress", false, "print progress to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -88,10 +90,10 @@ func run(ctx context.Context, args []string) error {
 			*name = "autograph_backup_" + time.Now().UTC().Format("20060102_150405")
 		}
 		out, err = eng.Backup(ctx, engine.BackupRequest{Name: *name, Database: *database,
-			Format: engine.Format(*format), Stores: splitList(*stores), Progress: report})
+			Format: engine.Format(*format), Stores: splitList(*stores), IncludeGlobals: *includeGlobals, Progress: report})
 	case "restore":
 		out, err = eng.Restore(ctx, engine.RestoreRequest{Name: *name, From: *from,
-			TargetDatabase: *target, Clean: *clean, Replace: *replace, AllowUnsigned: *allowUnsigned, Progress: report})
+			TargetDatabase: *target, Clean: *clean, Replace: *replace, AllowUnsigned: *allowUnsigned, RestoreGlobals: *restoreGlobals, Progress: report})
 	case "list":
 		out, err = eng.List(ctx, splitList(*stores))
 	case "delete":

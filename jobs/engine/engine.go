@@ -162,6 +162,9 @@ type BackupRequest struct {
 	Format   Format
 	// Stores to write to; every configured store when empty.
 	Stores []string
+	// IncludeGlobals also stores the server's roles and tablespaces
+	// (pg_dumpall --globals-only) beside the archive.
+	IncludeGlobals bool
 	// Target and Scheduled are recorded in the manifest (see Manifest).
 	Target    string
 	Scheduled bool
@@ -267,6 +270,14 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 		e.removeQuietly(targets, key)
 		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
 	}
+	var globals *Companion
+	if req.IncludeGlobals {
+		report(req.Progress, Progress{Phase: "globals"})
+		if globals, err = e.dumpGlobals(ctx, tools, conn, req.Name, targets); err != nil {
+			e.removeQuietly(targets, key)
+			return nil, fmt.Errorf("backup %s: %w", req.Name, err)
+		}
+	}
 
 	m := &Manifest{
 		Name: req.Name, Database: db, Format: format, ArchiveKey: key,
@@ -275,7 +286,7 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 		ServerVersion: versionString(serverNum), PgDumpVersion: tools.Version,
 		Stores: names(targets), TaskID: req.TaskID, RowCounts: counts, Target: req.Target, Scheduled: req.Scheduled,
 	}
-	m.Codec = e.codec.String()
+	m.Codec, m.Globals = e.codec.String(), globals
 	if e.enc.encrypts() {
 		m.Encrypted, m.Recipients = true, e.enc.fingerprints
 	}
@@ -284,19 +295,19 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 	}
 	if e.signer.Enabled() {
 		if err := e.signer.sign(m); err != nil {
-			e.removeQuietly(targets, key)
+			e.removeQuietly(targets, append(m.companionKeys(), key)...)
 			return nil, fmt.Errorf("backup %s: %w", req.Name, err)
 		}
 	}
 	report(req.Progress, Progress{Phase: "publishing", Bytes: m.SizeBytes})
 	body, err := m.encode()
 	if err != nil {
-		e.removeQuietly(targets, key)
+		e.removeQuietly(targets, append(m.companionKeys(), key)...)
 		return nil, err
 	}
 	for _, s := range targets {
 		if err := s.Put(ctx, ManifestKey(req.Name), bytes.NewReader(body), nil); err != nil {
-			e.removeQuietly(targets, ManifestKey(req.Name), key)
+			e.removeQuietly(targets, append(m.companionKeys(), ManifestKey(req.Name), key)...)
 			return nil, fmt.Errorf("backup %s: write manifest to %s: %w", req.Name, s.Name(), err)
 		}
 	}
@@ -669,8 +680,10 @@ func (e *Engine) Delete(ctx context.Context, name string, from []string) ([]stri
 		if err := s.Delete(ctx, ManifestKey(name)); err != nil {
 			return deleted, fmt.Errorf("delete %s from %s: %w", name, s.Name(), err)
 		}
-		if err := s.Delete(ctx, m.ArchiveKey); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return deleted, fmt.Errorf("delete %s from %s: %w", m.ArchiveKey, s.Name(), err)
+		for _, k := range append([]string{m.ArchiveKey}, m.companionKeys()...) {
+			if err := s.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return deleted, fmt.Errorf("delete %s from %s: %w", k, s.Name(), err)
+			}
 		}
 		deleted = append(deleted, s.Name())
 	}

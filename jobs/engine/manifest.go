@@ -29,9 +29,12 @@ type Manifest struct {
 	// Encrypted archives are age-encrypted after compression to the
 	// recipients whose fingerprints Recipients lists; the manifest itself
 	// stays readable and holds no data.
-	Encrypted  bool     `json:"encrypted,omitempty"`
-	Recipients []string `json:"recipients,omitempty"`
-	Stores     []string `json:"stores"`
+	Encrypted bool `json:"encrypted,omitempty"`
+	// Globals is the server's roles and tablespaces, stored beside the
+	// archive when the backup asked for them (include_globals).
+	Globals    *Companion `json:"globals,omitempty"`
+	Recipients []string   `json:"recipients,omitempty"`
+	Stores     []string   `json:"stores"`
 	// Target names the target the backup was taken for, and Scheduled says
 	// whether the scheduler (not a person) asked for it; only scheduled
 	// backups are ever pruned.
@@ -77,8 +80,19 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
 	}
+	if m.Globals != nil && m.Globals.ArchiveKey != globalsKey(m.Name, codec, m.Encrypted) {
+		return nil, fmt.Errorf("decode manifest %s: globals key %q does not match name and codec", m.Name, m.Globals.ArchiveKey)
+	}
 	if m.ArchiveKey != archiveKey(m.Name, m.Format, codec, m.Encrypted) {
 		return nil, fmt.Errorf("decode manifest %s: archive key %q does not match name and format", m.Name, m.ArchiveKey)
 	}
 	return &m, nil
+}
+
+// companionKeys are the keys of the archives stored beside the main one.
+func (m *Manifest) companionKeys() []string {
+	if m.Globals == nil {
+		return nil
+	}
+	return []string{m.Globals.ArchiveKey}
 }

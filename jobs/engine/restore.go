@@ -35,7 +35,10 @@ type RestoreRequest struct {
 	// AllowUnsigned restores even when the manifest's signature is missing
 	// or wrong (only matters when manifests are signed).
 	AllowUnsigned bool
-	Progress      ProgressFunc
+	// RestoreGlobals applies the backup's roles and tablespaces first
+	// (roles that already exist are left alone).
+	RestoreGlobals bool
+	Progress       ProgressFunc
 }
 
 // RestoreResult says what a restore did.
@@ -53,6 +56,8 @@ type RestoreResult struct {
 	// RowCountsChecked says the restored tables' row counts were compared
 	// with the manifest's and matched.
 	RowCountsChecked bool `json:"row_counts_checked,omitempty"`
+	// GlobalsRestored says the backup's roles were applied first.
+	GlobalsRestored bool `json:"globals_restored,omitempty"`
 }
 
 // CheckRestoreMode refuses combinations that could destroy what the
@@ -108,6 +113,12 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 	log := e.log.WithFields(logrus.Fields{"backup_name": req.Name, "database": target, "format": m.Format, "store": where[0]})
 	started := time.Now()
 	res := &RestoreResult{Manifest: m, TargetDatabase: target, Clean: req.Clean, Replace: req.Replace}
+	if req.RestoreGlobals {
+		if err := e.applyGlobals(ctx, s[0], m, log); err != nil {
+			return nil, fmt.Errorf("restore %s: %w", req.Name, err)
+		}
+		res.GlobalsRestored = true
+	}
 	if m.Format.spec().stream && !req.Replace {
 		tools, err := e.toolsFor(ctx)
 		if err != nil {
@@ -149,6 +160,20 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 		"duration_ms": time.Since(started).Milliseconds()}).Info("restore complete")
 	report(req.Progress, Progress{Phase: "done", Bytes: m.SizeBytes})
 	return res, nil
+}
+
+// applyGlobals restores the backup's globals, in a work directory of its own.
+func (e *Engine) applyGlobals(ctx context.Context, s store.Store, m *Manifest, log *logrus.Entry) error {
+	tools, err := e.toolsFor(ctx)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(e.workDir, "pgbackup-globals-*")
+	if err != nil {
+		return fmt.Errorf("globals: work dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	return e.restoreGlobals(ctx, tools, s, m, tmp, log)
 }
 
 // toolsFor finds the client tools matching the server restores go to.

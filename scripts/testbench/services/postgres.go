@@ -199,7 +199,7 @@ func (p *postgres) createRole(ctx context.Context) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	role := pgx.Identifier{pgUser}.Sanitize()
 	for _, sql := range []string{
-		"CREATE ROLE " + role + " LOGIN CREATEDB PASSWORD '" + strings.ReplaceAll(password, "'", "''") + "'",
+		"CREATE ROLE " + role + " LOGIN CREATEDB CREATEROLE PASSWORD '" + strings.ReplaceAll(password, "'", "''") + "'",
 		"CREATE DATABASE " + pgx.Identifier{pgDB}.Sanitize() + " OWNER " + role,
 	} {
 		if _, err := conn.Exec(ctx, sql); err != nil {

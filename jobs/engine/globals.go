@@ -1,0 +1,235 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/store"
+)
+
+// Companion is an archive stored beside a backup's main archive: the
+// server's roles and tablespaces (pg_dumpall --globals-only).
+type Companion struct {
+	ArchiveKey string `json:"archive_key"`
+	SizeBytes  int64  `json:"size_bytes"`
+	SHA256     string `json:"sha256"`
+	// NoRolePasswords: dumped by a role that is not a superuser, which
+	// cannot read passwords (pg_dumpall --no-role-passwords).
+	NoRolePasswords bool `json:"no_role_passwords,omitempty"`
+}
+
+// globalsKey is the companion's key. '+' never appears in backup names,
+// so it cannot be another backup's key.
+func globalsKey(name string, c Codec, encrypted bool) string {
+	key := Prefix + name + "+globals.sql" + c.Extension()
+	if encrypted {
+		key += encryptedExtension
+	}
+	return key
+}
+
+// dumpGlobals streams pg_dumpall --globals-only through the codec, the
+// encryption and the checksum into the stores.
+func (e *Engine) dumpGlobals(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, name string, targets []store.Store) (*Companion, error) {
+	super, err := isSuperuser(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"--globals-only", "--no-password", "--database=" + conn.Database}
+	if !super {
+		args = append(args, "--no-role-passwords")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := tools.Command(cctx, conn, "pg_dumpall", args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("pg_dumpall: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("pg_dumpall: %w", err)
+	}
+	src := &exitReader{r: stdout, wait: cmd.Wait}
+	encoded, stopEncode := e.codec.encodeStream(src)
+	encrypted, stopEncrypt := e.enc.encryptStream(encoded)
+	digest := newDigestReader(encrypted, "uploading globals", nil)
+	key := globalsKey(name, e.codec, e.enc.encrypts())
+	err = putAll(ctx, targets, key, digest)
+	cancel()
+	if !src.done {
+		_ = cmd.Wait()
+	}
+	stopEncrypt()
+	stopEncode()
+	if err != nil {
+		e.removeQuietly(targets, key)
+		return nil, fmt.Errorf("globals: %w", err)
+	}
+	return &Companion{ArchiveKey: key, SizeBytes: digest.Size(), SHA256: digest.Sum(), NoRolePasswords: !super}, nil
+}
+
+func isSuperuser(ctx context.Context, c pgtool.Conn) (bool, error) {
+	conn, err := pgtool.Connect(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var super bool
+	if err := conn.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super); err != nil {
+		return false, fmt.Errorf("check superuser: %w", err)
+	}
+	return super, nil
+}
+
+// restoreGlobals applies a backup's roles and tablespaces before its
+// database is restored. Roles that already exist are left as they are:
+// their CREATE ROLE and ALTER ROLE lines are skipped, everything else
+// (new roles, memberships) is applied with ON_ERROR_STOP.
+func (e *Engine) restoreGlobals(ctx context.Context, tools pgtool.Tools, s store.Store, m *Manifest, tmp string, log *logrus.Entry) error {
+	if m.Globals == nil {
+		return fmt.Errorf("%w: backup %s was taken without globals (include_globals)", ErrInvalid, m.Name)
+	}
+	cm := &Manifest{Name: m.Name, ArchiveKey: m.Globals.ArchiveKey, SizeBytes: m.Globals.SizeBytes,
+		SHA256: m.Globals.SHA256, Codec: m.Codec, Encrypted: m.Encrypted, Recipients: m.Recipients}
+	raw := filepath.Join(tmp, "globals.sql")
+	if err := e.fetchVerified(ctx, s, cm, raw, nil); err != nil {
+		return fmt.Errorf("globals: %w", err)
+	}
+	if err := checkFile(raw, checkPlainSQL); err != nil {
+		return fmt.Errorf("globals: %w", err)
+	}
+	existing, err := existingRoles(ctx, e.conn.WithDatabase("postgres"))
+	if err != nil {
+		return err
+	}
+	super, err := isSuperuser(ctx, e.conn.WithDatabase("postgres"))
+	if err != nil {
+		return err
+	}
+	filtered := filepath.Join(tmp, "globals-apply.sql")
+	skipped, err := filterRoles(raw, filtered, existing, super)
+	if err != nil {
+		return fmt.Errorf("globals: %w", err)
+	}
+	conn := e.conn.WithDatabase("postgres")
+	if err := tools.Command(ctx, conn, "psql", "--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1",
+		"--dbname=postgres", "--file="+filtered).Run(); err != nil {
+		return fmt.Errorf("globals: %w", err)
+	}
+	log.WithField("roles_kept", skipped).Info("globals applied")
+	return nil
+}
+
+func existingRoles(ctx context.Context, c pgtool.Conn) (map[string]bool, error) {
+	conn, err := pgtool.Connect(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, "SELECT rolname FROM pg_roles")
+	if err != nil {
+		return nil, fmt.Errorf("list roles: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list roles: %w", err)
+	}
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		out[n] = true
+	}
+	return out, nil
+}
+
+// superOnly are the role attributes only a superuser may set, even to
+// their defaults: a role restoring without superuser leaves them out, so
+// the roles it creates get the defaults (no superuser, no replication, no
+// RLS bypass).
+var superOnly = []string{" NOSUPERUSER", " SUPERUSER", " NOREPLICATION", " REPLICATION", " NOBYPASSRLS", " BYPASSRLS"}
+
+// filterRoles copies pg_dumpall's globals without the CREATE ROLE and
+// ALTER ROLE lines of roles in existing (and, unless super, without the
+// attributes only a superuser may set), and returns how many roles it left
+// alone.
+func filterRoles(src, dst string, existing map[string]bool, super bool) (int, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return 0, err
+	}
+	w := bufio.NewWriter(out)
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	skipped := 0
+	for sc.Scan() {
+		line := sc.Text()
+		if role, ok := roleOf(line); ok && existing[role] {
+			if strings.HasPrefix(line, "CREATE ROLE ") {
+				skipped++
+			}
+			continue
+		}
+		if !super && strings.HasPrefix(line, "ALTER ROLE ") {
+			for _, attr := range superOnly {
+				line = strings.ReplaceAll(line, attr+" ", " ")
+				line = strings.ReplaceAll(line, attr+";", ";")
+			}
+		}
+		fmt.Fprintln(w, line)
+	}
+	if err := sc.Err(); err != nil {
+		out.Close()
+		return 0, err
+	}
+	if err := w.Flush(); err != nil {
+		out.Close()
+		return 0, err
+	}
+	return skipped, out.Close()
+}
+
+// roleOf returns the role a "CREATE ROLE r" or "ALTER ROLE r ..." line of
+// pg_dumpall is about, unquoted.
+func roleOf(line string) (string, bool) {
+	var rest string
+	switch {
+	case strings.HasPrefix(line, "CREATE ROLE "):
+		rest = line[len("CREATE ROLE "):]
+	case strings.HasPrefix(line, "ALTER ROLE "):
+		rest = line[len("ALTER ROLE "):]
+	default:
+		return "", false
+	}
+	if strings.HasPrefix(rest, `"`) {
+		var b strings.Builder
+		for i := 1; i < len(rest); i++ {
+			if rest[i] == '"' {
+				if i+1 < len(rest) && rest[i+1] == '"' {
+					b.WriteByte('"')
+					i++
+					continue
+				}
+				return b.String(), true
+			}
+			b.WriteByte(rest[i])
+		}
+		return "", false
+	}
+	end := strings.IndexAny(rest, " ;")
+	if end < 0 {
+		return "", false
+	}
+	return rest[:end], true
+}
