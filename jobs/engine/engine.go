@@ -293,23 +293,9 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 	if format.spec().pgCompress {
 		m.Compression = e.pgDumpCompress()
 	}
-	if e.signer.Enabled() {
-		if err := e.signer.sign(m); err != nil {
-			e.removeQuietly(targets, append(m.companionKeys(), key)...)
-			return nil, fmt.Errorf("backup %s: %w", req.Name, err)
-		}
-	}
 	report(req.Progress, Progress{Phase: "publishing", Bytes: m.SizeBytes})
-	body, err := m.encode()
-	if err != nil {
-		e.removeQuietly(targets, append(m.companionKeys(), key)...)
-		return nil, err
-	}
-	for _, s := range targets {
-		if err := s.Put(ctx, ManifestKey(req.Name), bytes.NewReader(body), nil); err != nil {
-			e.removeQuietly(targets, append(m.companionKeys(), ManifestKey(req.Name), key)...)
-			return nil, fmt.Errorf("backup %s: write manifest to %s: %w", req.Name, s.Name(), err)
-		}
+	if err := e.publish(ctx, targets, m); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
 	}
 	log.WithFields(logrus.Fields{
 		"size_bytes": m.SizeBytes, "sha256": m.SHA256, "stores": m.Stores,
@@ -322,6 +308,31 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 type countResult struct {
 	counts map[string]int64
 	err    error
+}
+
+// publish signs (when signing is on) and writes the manifest to every
+// target, which is what makes the backup exist. On failure it removes the
+// archives already written, so nothing is left half-published.
+func (e *Engine) publish(ctx context.Context, targets []store.Store, m *Manifest) error {
+	keys := append(m.companionKeys(), m.ArchiveKey)
+	if e.signer.Enabled() {
+		if err := e.signer.sign(m); err != nil {
+			e.removeQuietly(targets, keys...)
+			return err
+		}
+	}
+	body, err := m.encode()
+	if err != nil {
+		e.removeQuietly(targets, keys...)
+		return err
+	}
+	for _, s := range targets {
+		if err := s.Put(ctx, ManifestKey(m.Name), bytes.NewReader(body), nil); err != nil {
+			e.removeQuietly(targets, append(keys, ManifestKey(m.Name))...)
+			return fmt.Errorf("write manifest to %s: %w", s.Name(), err)
+		}
+	}
+	return nil
 }
 
 // dump starts pg_dump and returns its archive as a stream. cleanup stops

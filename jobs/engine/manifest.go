@@ -35,6 +35,13 @@ type Manifest struct {
 	Globals    *Companion `json:"globals,omitempty"`
 	Recipients []string   `json:"recipients,omitempty"`
 	Stores     []string   `json:"stores"`
+	// Kind is KindBucket for bucket backups (empty for databases), with the
+	// source bucket and prefix, and how many objects and bytes it holds.
+	Kind         string `json:"kind,omitempty"`
+	SourceBucket string `json:"source_bucket,omitempty"`
+	SourcePrefix string `json:"source_prefix,omitempty"`
+	Objects      int64  `json:"objects,omitempty"`
+	ObjectBytes  int64  `json:"object_bytes,omitempty"`
 	// Target names the target the backup was taken for, and Scheduled says
 	// whether the scheduler (not a person) asked for it; only scheduled
 	// backups are ever pruned.
@@ -72,6 +79,16 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	m.raw = b
 	if err := ValidateName(m.Name); err != nil {
 		return nil, fmt.Errorf("decode manifest: %w", err)
+	}
+	if m.Kind == KindBucket {
+		codec, err := parseManifestCodec(m.Codec)
+		if err != nil || m.ArchiveKey != bucketArchiveKey(m.Name, codec, m.Encrypted) {
+			return nil, fmt.Errorf("decode manifest %s: archive key %q does not match a bucket backup's", m.Name, m.ArchiveKey)
+		}
+		return &m, nil
+	}
+	if m.Kind != "" {
+		return nil, fmt.Errorf("decode manifest %s: unknown kind %q", m.Name, m.Kind)
 	}
 	if _, err := ParseFormat(string(m.Format)); err != nil {
 		return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
