@@ -92,6 +92,11 @@ type Config struct {
 	MinIORegion        string `env:"MINIO_REGION" yaml:"minio_region"`
 	MinIOPartSizeMB    int    `env:"MINIO_PART_SIZE_MB" yaml:"minio_part_size_mb"`
 	MinIOUploadThreads int    `env:"MINIO_UPLOAD_THREADS" yaml:"minio_upload_threads"`
+	// SourceMinIO* is the S3 server whose buckets bucket backups read and
+	// restore into; empty means the MinIO above.
+	SourceMinIOEndpoint     string `env:"SOURCE_MINIO_ENDPOINT" yaml:"source_minio_endpoint"`
+	SourceMinIORootUser     string `env:"SOURCE_MINIO_ROOT_USER" yaml:"source_minio_root_user"`
+	SourceMinIORootPassword string `env:"SOURCE_MINIO_ROOT_PASSWORD" yaml:"source_minio_root_password"`
 
 	RedisAddr     string `env:"REDIS_ADDR" yaml:"redis_addr"`
 	RedisPassword string `env:"REDIS_PASSWORD" yaml:"redis_password"`
@@ -571,4 +576,13 @@ func (c Config) Encryption() (*engine.Encryption, error) {
 		return nil, fmt.Errorf("config: %s: %w", name, err)
 	}
 	return enc, nil
+}
+
+// SourceMinIO is where bucket backups read from: SOURCE_MINIO_* or, when
+// unset, the backup store's MinIO.
+func (c Config) SourceMinIO() (endpoint, user, password string) {
+	if c.SourceMinIOEndpoint != "" {
+		return c.SourceMinIOEndpoint, c.SourceMinIORootUser, c.SourceMinIORootPassword
+	}
+	return c.MinIOEndpoint, c.MinIORootUser, c.MinIORootPassword
 }

@@ -203,6 +203,9 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if m.Kind == engine.KindBucket {
+		return badRequest("backup %s is a bucket backup; restore it with POST /api/admin/buckets/restore", name)
+	}
 	if target == "" {
 		// The database the backup was taken from: restoring elsewhere by
 		// default would overwrite whatever POSTGRES_DB happens to be.
@@ -238,6 +241,11 @@ type backupJSON struct {
 	Target     string    `json:"target,omitempty"`
 	Scheduled  bool      `json:"scheduled,omitempty"`
 	Signed     bool      `json:"signed,omitempty"`
+	// Kind is "bucket" for bucket backups (with the bucket and the number
+	// of objects), empty for databases.
+	Kind         string `json:"kind,omitempty"`
+	SourceBucket string `json:"source_bucket,omitempty"`
+	Objects      int64  `json:"objects,omitempty"`
 }
 
 // maxListLimit bounds one page of the list.
@@ -317,6 +325,7 @@ func (a *API) listBackups(c echo.Context) error {
 			SizeBytes: e.SizeBytes, SizeMB: float64(e.SizeBytes*100/(1<<20)) / 100,
 			SHA256: e.SHA256, CreatedAt: e.FinishedAt, Locations: e.Locations,
 			ArchiveKey: e.ArchiveKey, Codec: e.Codec, Target: e.Target, Scheduled: e.Scheduled, Signed: e.Signature != "",
+			Kind: e.Kind, SourceBucket: e.SourceBucket, Objects: e.Objects,
 		})
 	}
 	resp := map[string]any{"backups": out, "count": len(out), "total": total}

@@ -87,6 +87,9 @@ type Deps struct {
 	Targets *jobs.TargetSet
 	State   StateReader
 	Tasks   jobs.TaskLister
+	// Buckets opens the buckets bucket backups read (to refuse missing ones
+	// and the store's own before enqueueing); nil refuses bucket backups.
+	Buckets jobs.Buckets
 	// Names answers create's existence check without reading the stores
 	// on every request (a *jobs.NameIndex); nil reads the stores.
 	Names NameIndex
@@ -152,6 +155,8 @@ func New(d Deps) *echo.Echo {
 	admin.POST("/admin/targets/:name/prune", a.pruneTarget)
 	admin.POST("/admin/targets/:name/drill", a.drillTarget)
 	view.GET("/admin/drills", a.listDrills)
+	admin.POST("/admin/buckets/backup", a.bucketBackup)
+	admin.POST("/admin/buckets/restore", a.bucketRestore)
 	if d.Metrics != nil {
 		h := echo.WrapHandler(d.Metrics)
 		if d.MetricsPublic {

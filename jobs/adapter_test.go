@@ -69,11 +69,13 @@ func newTestWorker(eng Engine) (*Worker, *asynq.ServeMux) {
 
 func TestEveryTaskTypeIsRegisteredOnce(t *testing.T) {
 	t.Parallel()
-	want := []string{TypeAlertDeliver, TypeBackupCreate, TypeBackupDelete, TypeBackupDrill, TypeBackupPrune, TypeBackupRestore, TypeBackupVerify}
+	want := []string{TypeAlertDeliver, TypeBackupCreate, TypeBackupDelete, TypeBackupDrill, TypeBackupPrune, TypeBackupRestore, TypeBackupVerify,
+		TypeBucketBackup, TypeBucketRestore}
 	if got := Kinds(); !slices.Equal(got, want) {
 		t.Fatalf("Kinds() = %v, want %v", got, want)
 	}
-	for _, p := range []Payload{BackupPayload{}, RestorePayload{}, DeletePayload{}, VerifyPayload{}, PrunePayload{}, DrillPayload{}, AlertPayload{}} {
+	for _, p := range []Payload{BackupPayload{}, RestorePayload{}, DeletePayload{}, VerifyPayload{}, PrunePayload{}, DrillPayload{}, AlertPayload{},
+		BucketBackupPayload{}, BucketRestorePayload{}} {
 		if _, err := NewTask(p, Options{}); err != nil {
 			t.Errorf("NewTask(%T): %v", p, err)
 		}

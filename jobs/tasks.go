@@ -28,6 +28,8 @@ const (
 	TypeBackupPrune   = "backup:prune"
 	TypeBackupDrill   = "backup:drill"
 	TypeAlertDeliver  = "alert:deliver"
+	TypeBucketBackup  = "bucket:backup"
+	TypeBucketRestore = "bucket:restore"
 )
 
 // Queues. Restores outrank backups: a restore is usually someone waiting
@@ -281,4 +283,8 @@ var (
 	Drill = define(QueueMaintenance, restoreTimeout, (*Worker).drill)
 	// AlertDeliver posts one event to one webhook.
 	AlertDeliver = define(QueueAlerts, alertTimeout, (*Worker).deliverAlert)
+	// BucketBackup streams a MinIO bucket into one archive in the stores.
+	BucketBackup = define(QueueBackup, backupTimeout, (*Worker).bucketBackup)
+	// BucketRestore writes a bucket backup's objects back.
+	BucketRestore = define(QueueRestore, restoreTimeout, (*Worker).bucketRestore)
 )

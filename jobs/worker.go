@@ -57,6 +57,9 @@ type Worker struct {
 	TaskOptions Options
 	// Alerts sends events to webhooks; nil sends none.
 	Alerts *Alerter
+	// Buckets opens the buckets bucket backups read and restore; nil
+	// refuses bucket tasks.
+	Buckets Buckets
 
 	inflight sync.WaitGroup
 }

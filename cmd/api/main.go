@@ -100,6 +100,7 @@ func run(ctx context.Context) error {
 		Audit:                 jobs.NewAuditTrail(rdb, 0),
 		AuditLog:              configs.NewLogger(cfg, "api", os.Stderr).WithField("audit", true),
 		Names:                 names,
+		Buckets:               wire.Buckets(cfg),
 		Targets:               targets,
 		State:                 state,
 		Tasks:                 inspector,

@@ -69,7 +69,7 @@ func run(ctx context.Context) error {
 	w := &jobs.Worker{Engine: eng, Log: log, ID: jobs.WorkerID(),
 		Locks: locks, ReserveTTL: jobs.ReservationTTL(wire.TaskOptions(cfg)),
 		Targets: targets, State: jobs.NewState(rdb), Queue: client, Inspector: inspector,
-		TaskOptions: wire.TaskOptions(cfg), Alerts: wire.Alerter(cfg, client, log)}
+		TaskOptions: wire.TaskOptions(cfg), Alerts: wire.Alerter(cfg, client, log), Buckets: wire.Buckets(cfg)}
 	jobs.Register(mux, w)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)

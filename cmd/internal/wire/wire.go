@@ -250,3 +250,54 @@ func Alerter(cfg configs.Config, q jobs.Enqueuer, log *logrus.Entry) *jobs.Alert
 		Queue: q, Options: TaskOptions(cfg), Log: log, Client: &http.Client{Timeout: 10 * time.Second},
 	}
 }
+
+// buckets opens the buckets of the source S3 server for bucket tasks.
+type buckets struct {
+	endpoint, user, password string
+	// protected is the backup store's own bucket when the source server is
+	// the store's: backing it up into itself is refused.
+	protected string
+}
+
+// Buckets is the bucket access of workers (nil without any MinIO).
+func Buckets(cfg configs.Config) jobs.Buckets {
+	endpoint, user, password := cfg.SourceMinIO()
+	if endpoint == "" {
+		return nil
+	}
+	b := &buckets{endpoint: endpoint, user: user, password: password}
+	if endpoint == cfg.MinIOEndpoint {
+		b.protected = cfg.MinIOBucket
+	}
+	return b
+}
+
+// ProtectedBucket is the bucket the API refuses as a bucket backup source.
+func ProtectedBucket(cfg configs.Config) string {
+	if endpoint, _, _ := cfg.SourceMinIO(); endpoint == cfg.MinIOEndpoint {
+		return cfg.MinIOBucket
+	}
+	return ""
+}
+
+func (b *buckets) config(bucket string) store.MinIOConfig {
+	return store.MinIOConfig{Endpoint: b.endpoint, AccessKey: b.user, SecretKey: b.password, Bucket: bucket}
+}
+
+func (b *buckets) Source(ctx context.Context, bucket string) (*store.Bucket, error) {
+	if bucket == b.protected {
+		return nil, fmt.Errorf("%w: bucket %s holds the backups themselves", engine.ErrInvalid, bucket)
+	}
+	bk, err := store.OpenBucket(ctx, b.config(bucket))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: bucket %s does not exist", engine.ErrNotFound, bucket)
+	}
+	return bk, err
+}
+
+func (b *buckets) Target(ctx context.Context, bucket string) (*store.Bucket, error) {
+	if bucket == b.protected {
+		return nil, fmt.Errorf("%w: bucket %s holds the backups themselves", engine.ErrInvalid, bucket)
+	}
+	return store.OpenOrCreateBucket(ctx, b.config(bucket))
+}

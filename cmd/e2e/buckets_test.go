@@ -1,0 +1,81 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/store"
+)
+
+func TestBucketBackupThroughTheAPI(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	c.startAPI()
+	c.start("worker", "worker")
+	ctx := context.Background()
+	open := func(name string) *store.Bucket {
+		b, err := store.OpenOrCreateBucket(ctx, store.MinIOConfig{Endpoint: c.env.MinIOEndpoint, AccessKey: c.env.MinIOUser,
+			SecretKey: c.env.MinIOPassword, Bucket: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	srcName := strings.ReplaceAll(testbench.UniqueName("files"), "_", "-")
+	src := open(srcName)
+	want := map[string]string{}
+	for i := range 20 {
+		key, body := fmt.Sprintf("in/%02d.txt", i), fmt.Sprintf("file %d", i)
+		want[key] = body
+		if err := src.Put(ctx, store.BucketObject{Key: key, Size: int64(len(body)), ContentType: "text/plain",
+			UserMetadata: map[string]string{"n": fmt.Sprint(i)}}, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _ := c.call(http.MethodPost, "/api/admin/buckets/backup", adminToken, map[string]any{"bucket": c.bucket}); code != http.StatusBadRequest {
+		t.Errorf("backup of the backup bucket itself = %d, want 400", code)
+	}
+	if code, _ := c.call(http.MethodPost, "/api/admin/buckets/backup", adminToken, map[string]any{"bucket": "no-such-bucket-here"}); code != http.StatusNotFound {
+		t.Errorf("backup of a missing bucket = %d, want 404", code)
+	}
+	out := c.mustCall(http.MethodPost, "/api/admin/buckets/backup", map[string]any{"bucket": srcName, "backup_name": "files-1"}, http.StatusAccepted)
+	c.waitTask(out["task_id"].(string), time.Minute)
+	entry := c.listBackups()["files-1"]
+	if entry["kind"] != "bucket" || entry["objects"] != float64(20) {
+		t.Fatalf("listed %v, want a bucket backup of 20 objects", entry)
+	}
+	if code, _ := c.call(http.MethodPost, "/api/admin/backup/restore", adminToken, map[string]any{"backup_name": "files-1", "target_database": "x"}); code != http.StatusBadRequest {
+		t.Errorf("database restore of a bucket backup = %d, want 400", code)
+	}
+	dstName := strings.ReplaceAll(testbench.UniqueName("restored"), "_", "-")
+	out = c.mustCall(http.MethodPost, "/api/admin/buckets/restore", map[string]any{"backup_name": "files-1", "target_bucket": dstName}, http.StatusAccepted)
+	st := c.waitTask(out["task_id"].(string), time.Minute)
+	if res := st["result"].(map[string]any); res["restored"] != float64(20) {
+		t.Fatalf("restore result %v, want 20 restored", res)
+	}
+	got := map[string]string{}
+	err := open(dstName).Walk(ctx, "", func(o store.BucketObject, r io.Reader) error {
+		var b bytes.Buffer
+		_, err := b.ReadFrom(r)
+		got[o.Key] = b.String()
+		if o.ContentType != "text/plain" || o.UserMetadata["n"] == "" {
+			t.Errorf("%s restored with content type %q metadata %v", o.Key, o.ContentType, o.UserMetadata)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("%s restored as %q, want %q", k, got[k], v)
+		}
+	}
+}
