@@ -37,7 +37,9 @@ type BucketBackupPayload struct {
 // Kind implements Payload.
 func (BucketBackupPayload) Kind() string { return TypeBucketBackup }
 
-func (p BucketBackupPayload) reservations() []reservation { return []reservation{{KindName, p.BackupName}} }
+func (p BucketBackupPayload) reservations() []reservation {
+	return []reservation{{KindName, p.BackupName}}
+}
 
 func (p BucketBackupPayload) logFields() logrus.Fields {
 	return logrus.Fields{"backup_name": p.BackupName, "bucket": p.Bucket, "prefix": p.Prefix}
