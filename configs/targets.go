@@ -28,6 +28,11 @@ type TargetConfig struct {
 	Stores        []string       `json:"stores" yaml:"stores"`
 	// IncludeGlobals stores pg_dumpall --globals-only with every backup.
 	IncludeGlobals bool `json:"include_globals" yaml:"include_globals"`
+	// Kind "bucket" backs up a MinIO bucket (Bucket, Prefix) instead of a
+	// database.
+	Kind   string `json:"kind" yaml:"kind"`
+	Bucket string `json:"bucket" yaml:"bucket"`
+	Prefix string `json:"prefix" yaml:"prefix"`
 }
 
 // Targets builds the configured targets, or the default one. Scheduling
@@ -74,6 +79,18 @@ func (tc TargetConfig) build(c Config) (jobs.Target, error) {
 		IncludeGlobals: tc.IncludeGlobals}
 	if !jobs.ValidTargetName(t.Name) {
 		return t, fmt.Errorf("name %q: use lower-case letters, digits and _, starting with a letter, at most 30", tc.Name)
+	}
+	switch tc.Kind {
+	case "", "database":
+	case jobs.TargetBucket:
+		t.Kind, t.Bucket, t.Prefix = jobs.TargetBucket, tc.Bucket, tc.Prefix
+		if tc.Bucket == c.MinIOBucket {
+			if endpoint, _, _ := c.SourceMinIO(); endpoint == c.MinIOEndpoint {
+				return t, fmt.Errorf("bucket %s holds the backups themselves", tc.Bucket)
+			}
+		}
+	default:
+		return t, fmt.Errorf("kind %q: want database or bucket", tc.Kind)
 	}
 	if t.Database == "" {
 		t.Database = c.PostgresDB

@@ -56,6 +56,9 @@ func (a *API) createBackup(c echo.Context) error {
 			return fmt.Errorf("%w: target %q is not configured", errTargetNotFound, truncate(name, 40))
 		}
 		target = &t
+		if t.Kind == jobs.TargetBucket {
+			return badRequest("target %s backs up a bucket; use POST /api/admin/buckets/backup", t.Name)
+		}
 		if req.Database == nil {
 			req.Database = &t.Database
 		} else if *req.Database != t.Database {

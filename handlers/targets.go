@@ -21,6 +21,8 @@ type StateReader interface {
 
 type targetJSON struct {
 	Name          string         `json:"name"`
+	Kind          string         `json:"kind,omitempty"`
+	Bucket        string         `json:"bucket,omitempty"`
 	Database      string         `json:"database"`
 	Format        string         `json:"format"`
 	Stores        []string       `json:"stores"`
@@ -62,7 +64,7 @@ func (a *API) listTargets(c echo.Context) error {
 	now := time.Now().UTC()
 	out := []targetJSON{}
 	for _, t := range a.d.Targets.All() {
-		tj := targetJSON{Name: t.Name, Database: t.Database, Format: string(t.Format), Stores: t.Stores,
+		tj := targetJSON{Name: t.Name, Kind: t.Kind, Bucket: t.Bucket, Database: t.Database, Format: string(t.Format), Stores: t.Stores,
 			Retention: t.Retention, RPOSeconds: t.RPO.Seconds()}
 		if tj.Stores == nil {
 			tj.Stores = a.d.Backups.StoreNames()

@@ -32,6 +32,17 @@ type BucketBackupPayload struct {
 	Bucket     string   `json:"bucket"`
 	Prefix     string   `json:"prefix,omitempty"`
 	Stores     []string `json:"stores,omitempty"`
+	// Target and Scheduled as for database backups: scheduled bucket
+	// backups of a target are named after their slot and pruned.
+	Target    string `json:"target,omitempty"`
+	Scheduled bool   `json:"scheduled,omitempty"`
+}
+
+func (p BucketBackupPayload) resolve(_ context.Context, _ *Worker, taskID string) (BucketBackupPayload, error) {
+	if p.BackupName == "" && p.Scheduled {
+		p.BackupName = taskID
+	}
+	return p, nil
 }
 
 // Kind implements Payload.
@@ -46,7 +57,7 @@ func (p BucketBackupPayload) logFields() logrus.Fields {
 }
 
 func (p BucketBackupPayload) failureEvent() Event {
-	return Event{Event: EventBackupFailed, BackupName: p.BackupName}
+	return Event{Event: EventBackupFailed, Target: p.Target, BackupName: p.BackupName}
 }
 
 func (w *Worker) bucketBackup(ctx context.Context, p BucketBackupPayload) (*engine.Manifest, error) {
@@ -61,12 +72,17 @@ func (w *Worker) bucketBackup(ctx context.Context, p BucketBackupPayload) (*engi
 	taskID, _ := taskIDOf(ctx)
 	start := time.Now()
 	m, err := be.BucketBackup(ctx, engine.BucketBackupRequest{Name: p.BackupName, Source: src, Prefix: p.Prefix,
-		Stores: p.Stores, TaskID: taskID, Progress: progressOf(ctx)})
+		Stores: p.Stores, Target: p.Target, Scheduled: p.Scheduled, TaskID: taskID, Progress: progressOf(ctx)})
+	bg := context.WithoutCancel(ctx)
 	if err != nil {
+		if finalAttempt(ctx, err) {
+			w.record(bg, p.Target, OutcomeFailed, p.BackupName, time.Time{}, 0, 0)
+		}
 		return nil, err
 	}
-	w.markName(context.WithoutCancel(ctx), m.Name, true)
-	w.record(context.WithoutCancel(ctx), "", OutcomeSuccess, m.Name, m.FinishedAt, time.Since(start), m.SizeBytes)
+	w.markName(bg, m.Name, true)
+	w.record(bg, p.Target, OutcomeSuccess, m.Name, m.FinishedAt, time.Since(start), m.SizeBytes)
+	w.afterScheduled(bg, p.Target, p.Scheduled)
 	return m, nil
 }
 

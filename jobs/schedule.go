@@ -145,7 +145,7 @@ func NewScheduler(redis asynq.RedisConnOpt, targets *TargetSet, opts Options, lo
 		}
 		now := time.Now()
 		switch {
-		case t.Type() == TypeBackupCreate && target.Schedule != nil:
+		case (t.Type() == TypeBackupCreate || t.Type() == TypeBucketBackup) && target.Schedule != nil:
 			return target.SlotName(now), true
 		case t.Type() == TypeBackupDrill && target.DrillSchedule != nil:
 			return target.DrillTaskID(now), true
@@ -184,8 +184,12 @@ func NewScheduler(redis asynq.RedisConnOpt, targets *TargetSet, opts Options, lo
 			// it again.
 			o := opts
 			o.Retention = max(opts.Retention, t.Schedule.Slot+time.Hour)
-			task, err := NewTask(BackupPayload{Format: string(t.Format), Database: t.Database, Stores: t.Stores,
-				Scheduled: true, Target: t.Name, IncludeGlobals: t.IncludeGlobals}, o)
+			var p Payload = BackupPayload{Format: string(t.Format), Database: t.Database, Stores: t.Stores,
+				Scheduled: true, Target: t.Name, IncludeGlobals: t.IncludeGlobals}
+			if t.Kind == TargetBucket {
+				p = BucketBackupPayload{Bucket: t.Bucket, Prefix: t.Prefix, Stores: t.Stores, Scheduled: true, Target: t.Name}
+			}
+			task, err := NewTask(p, o)
 			if err != nil {
 				return nil, err
 			}

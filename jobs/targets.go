@@ -31,7 +31,15 @@ type Target struct {
 	Stores []string
 	// IncludeGlobals stores the server's roles with every backup.
 	IncludeGlobals bool
+	// Kind is TargetBucket for a MinIO bucket (Bucket, Prefix) instead of
+	// a database.
+	Kind   string
+	Bucket string
+	Prefix string
 }
+
+// TargetBucket is the kind of a target that backs up a MinIO bucket.
+const TargetBucket = "bucket"
 
 var targetNameRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,29}$`)
 
@@ -50,6 +58,9 @@ func (t Target) Validate() error {
 	}
 	if t.RPO < 0 {
 		return fmt.Errorf("target %s: rpo must not be negative", t.Name)
+	}
+	if t.Kind == TargetBucket && (t.Bucket == "" || t.DrillSchedule != nil || t.IncludeGlobals) {
+		return fmt.Errorf("target %s: a bucket target needs a bucket, and has no drills or globals", t.Name)
 	}
 	return nil
 }

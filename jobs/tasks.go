@@ -103,16 +103,22 @@ func (w *Worker) backup(ctx context.Context, p BackupPayload) (*engine.Manifest,
 	w.record(bg, p.Target, OutcomeSuccess, m.Name, m.FinishedAt, time.Since(start), m.SizeBytes)
 	w.markName(bg, m.Name, true)
 	w.Alerts.Emit(bg, Event{Event: EventBackupSucceeded, Target: p.Target, BackupName: m.Name, TaskID: taskID})
-	// A scheduled backup may have pushed an older one out of the target's
-	// retention; prune right after, on the maintenance queue.
-	if t, ok := w.Targets.Get(p.Target); ok && p.Scheduled && t.Retention.Enabled() && w.Queue != nil {
-		if task, err := NewTask(PrunePayload{Target: t.Name}, w.TaskOptions); err == nil {
-			if _, err := w.Queue.EnqueueContext(bg, task); err != nil {
-				w.Log.WithError(err).WithField("target", t.Name).Warn("could not enqueue the prune after a scheduled backup")
-			}
+	w.afterScheduled(bg, p.Target, p.Scheduled)
+	return m, nil
+}
+
+// afterScheduled prunes right after a scheduled backup, on the maintenance
+// queue: it may have pushed an older one out of the target's retention.
+func (w *Worker) afterScheduled(ctx context.Context, target string, scheduled bool) {
+	t, ok := w.Targets.Get(target)
+	if !ok || !scheduled || !t.Retention.Enabled() || w.Queue == nil {
+		return
+	}
+	if task, err := NewTask(PrunePayload{Target: t.Name}, w.TaskOptions); err == nil {
+		if _, err := w.Queue.EnqueueContext(ctx, task); err != nil {
+			w.Log.WithError(err).WithField("target", t.Name).Warn("could not enqueue the prune after a scheduled backup")
 		}
 	}
-	return m, nil
 }
 
 // record counts a backup in the shared state; metrics read it.

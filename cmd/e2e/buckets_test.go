@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,5 +78,41 @@ func TestBucketBackupThroughTheAPI(t *testing.T) {
 		if got[k] != v {
 			t.Fatalf("%s restored as %q, want %q", k, got[k], v)
 		}
+	}
+}
+
+// TestBucketTarget schedules a bucket like a database: its scheduled
+// backups are named after their slot and pruned by its retention.
+func TestBucketTarget(t *testing.T) {
+	t.Parallel()
+	env := testbench.Require(t)
+	srcName := strings.ReplaceAll(testbench.UniqueName("tgtfiles"), "_", "-")
+	src, err := store.OpenOrCreateBucket(context.Background(), store.MinIOConfig{Endpoint: env.MinIOEndpoint, AccessKey: env.MinIOUser,
+		SecretKey: env.MinIOPassword, Bucket: srcName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Put(context.Background(), store.BucketObject{Key: "a.txt", Size: 1}, strings.NewReader("a")); err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, "BACKUP_ENABLED=true",
+		fmt.Sprintf(`BACKUP_TARGETS=[{"name":"files","kind":"bucket","bucket":%q,"schedule":"@every 2s","keep_last":1,"rpo":"1h"}]`, srcName))
+	c.startAPI()
+	c.start("worker", "worker")
+	sched := c.start("scheduler", "scheduler")
+	// Three scheduled backups at least, so that retention had work to do.
+	waitFor(t, time.Minute, "three scheduled bucket backups", func() bool {
+		return metric(c.scrape(), "pgbackup_backups_total", map[string]string{"target": "files", "outcome": "success"}) >= 3
+	})
+	_, tl := c.call(http.MethodGet, "/api/admin/targets", viewerToken, nil)
+	if ts, _ := tl["targets"].([]any); len(ts) != 1 || ts[0].(map[string]any)["kind"] != "bucket" {
+		t.Fatalf("targets = %v, want the bucket target", tl)
+	}
+	sched.stop(t, syscall.SIGTERM, 20*time.Second)
+	waitFor(t, time.Minute, "the queue to drain", c.queueIdle)
+	list := c.listBackups()
+	got := scheduledOf(list, "files")
+	if len(got) != 1 || list[got[0]]["kind"] != "bucket" {
+		t.Fatalf("scheduled bucket backups %v, want exactly one (keep_last 1)", got)
 	}
 }

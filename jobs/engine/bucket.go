@@ -44,9 +44,12 @@ type BucketBackupRequest struct {
 	Source *store.Bucket
 	Prefix string
 	// Stores to write to; every configured store when empty.
-	Stores   []string
-	TaskID   string
-	Progress ProgressFunc
+	Stores []string
+	// Target and Scheduled are recorded in the manifest (see Manifest).
+	Target    string
+	Scheduled bool
+	TaskID    string
+	Progress  ProgressFunc
 }
 
 // BucketBackup streams every object of the source bucket (under Prefix)
@@ -116,7 +119,7 @@ func (e *Engine) BucketBackup(ctx context.Context, req BucketBackupRequest) (*Ma
 	m := &Manifest{Name: req.Name, Kind: KindBucket, ArchiveKey: key, SizeBytes: digest.Size(), SHA256: digest.Sum(),
 		StartedAt: started, FinishedAt: time.Now().UTC(), Stores: names(targets), TaskID: req.TaskID,
 		Codec: e.codec.String(), SourceBucket: req.Source.Name(), SourcePrefix: req.Prefix,
-		Objects: objects.Load(), ObjectBytes: objectBytes.Load()}
+		Objects: objects.Load(), ObjectBytes: objectBytes.Load(), Target: req.Target, Scheduled: req.Scheduled}
 	if e.enc.encrypts() {
 		m.Encrypted, m.Recipients = true, e.enc.fingerprints
 	}
