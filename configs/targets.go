@@ -95,8 +95,9 @@ func (tc TargetConfig) build(c Config) (jobs.Target, error) {
 	if t.Database == "" {
 		t.Database = c.PostgresDB
 	}
-	if !pgtool.ValidIdentifier(t.Database) {
-		return t, fmt.Errorf("database %q is not a valid database name", t.Database)
+	// "*" backs up the whole server, every database that accepts connections.
+	if t.Database != engine.AllDatabases && !pgtool.ValidIdentifier(t.Database) {
+		return t, fmt.Errorf("database %q is not a valid database name, nor * for every database", t.Database)
 	}
 	f, err := engine.ParseFormat(tc.Format)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -77,8 +78,9 @@ func (a *API) createBackup(c echo.Context) error {
 		return err
 	}
 	db := deref(req.Database)
-	if db != "" && !pgtool.ValidIdentifier(db) {
-		return badRequest("database %q is not a valid identifier (letters, digits, _ and $, at most 63)", truncate(db, 64))
+	// "*" is a whole-server backup: every database that accepts connections.
+	if db != "" && db != engine.AllDatabases && !pgtool.ValidIdentifier(db) {
+		return badRequest("database %q is not a valid identifier (letters, digits, _ and $, at most 63), nor * for every database", truncate(db, 64))
 	}
 	stores, err := a.createStores(c, req.Stores, req.UploadToMinio)
 	if err != nil {
@@ -168,6 +170,8 @@ type restoreRequest struct {
 	Replace           *bool   `json:"replace"`
 	AllowUnsigned     *bool   `json:"allow_unsigned"`
 	RestoreGlobals    *bool   `json:"restore_globals"`
+	// Databases chooses databases of a whole-server backup.
+	Databases []string `json:"databases"`
 }
 
 type taskResponse struct {
@@ -209,6 +213,9 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if m.Kind == engine.KindBucket {
 		return badRequest("backup %s is a bucket backup; restore it with POST /api/admin/buckets/restore", name)
 	}
+	if m.Kind == engine.KindServer || req.Databases != nil {
+		return a.restoreServer(c, req, m, from)
+	}
 	if target == "" {
 		// The database the backup was taken from: restoring elsewhere by
 		// default would overwrite whatever POSTGRES_DB happens to be.
@@ -230,6 +237,53 @@ func (a *API) restoreBackup(c echo.Context) error {
 	return a.accepted(c, p, reservation{jobs.KindRestore, target, "a restore into database " + target + " is already queued or running"})
 }
 
+// restoreServer enqueues the restore of a whole-server backup: each
+// chosen database (all by default) under its own name, each reserved.
+func (a *API) restoreServer(c echo.Context, req restoreRequest, m *engine.Manifest, from string) error {
+	if m.Kind != engine.KindServer {
+		return badRequest("databases: backup %s holds the one database %s; use target_database", m.Name, m.Database)
+	}
+	if req.TargetDatabase != nil || isTrue(req.Replace) {
+		return badRequest("backup %s is a whole-server backup: each database is restored under its own name; choose them with databases, not target_database or replace", m.Name)
+	}
+	if req.Databases != nil && len(req.Databases) == 0 {
+		return badRequest("databases: empty; leave it out to restore every database of backup %s", m.Name)
+	}
+	held := make(map[string]bool, len(m.Databases))
+	for _, d := range m.Databases {
+		held[d.Database] = true
+	}
+	dbs, seen := req.Databases, map[string]bool{}
+	for _, d := range dbs {
+		if !held[d] {
+			return fmt.Errorf("%w: backup %s holds no database %q", engine.ErrNotFound, m.Name, truncate(d, 64))
+		}
+		if seen[d] {
+			return badRequest("databases: %s is named twice", d)
+		}
+		seen[d] = true
+	}
+	if dbs == nil {
+		for _, d := range m.Databases {
+			dbs = append(dbs, d.Database)
+		}
+	}
+	p := jobs.RestorePayload{BackupName: m.Name, From: from, Databases: dbs,
+		Clean: isTrue(req.Clean), AllowUnsigned: isTrue(req.AllowUnsigned), RestoreGlobals: isTrue(req.RestoreGlobals)}
+	if p.RestoreGlobals && m.Globals == nil {
+		return badRequest("restore_globals: backup %s was taken without include_globals", m.Name)
+	}
+	if err := engine.CheckRestoreMode(m.Format, p.Clean, false); err != nil {
+		return err
+	}
+	c.Set(auditTarget, strings.Join(dbs, ","))
+	res := make([]reservation, 0, len(dbs))
+	for _, d := range dbs {
+		res = append(res, reservation{jobs.KindRestore, d, "a restore into database " + d + " is already queued or running"})
+	}
+	return a.accepted(c, p, res...)
+}
+
 type backupJSON struct {
 	BackupName string    `json:"backup_name"`
 	Format     string    `json:"format"`
@@ -249,6 +303,8 @@ type backupJSON struct {
 	Kind         string `json:"kind,omitempty"`
 	SourceBucket string `json:"source_bucket,omitempty"`
 	Objects      int64  `json:"objects,omitempty"`
+	// Databases are a whole-server backup's (kind "server", database "*").
+	Databases []string `json:"databases,omitempty"`
 }
 
 // maxListLimit bounds one page of the list.
@@ -328,7 +384,7 @@ func (a *API) listBackups(c echo.Context) error {
 			SizeBytes: e.SizeBytes, SizeMB: float64(e.SizeBytes*100/(1<<20)) / 100,
 			SHA256: e.SHA256, CreatedAt: e.FinishedAt, Locations: e.Locations,
 			ArchiveKey: e.ArchiveKey, Codec: e.Codec, Target: e.Target, Scheduled: e.Scheduled, Signed: e.Signature != "",
-			Kind: e.Kind, SourceBucket: e.SourceBucket, Objects: e.Objects,
+			Kind: e.Kind, SourceBucket: e.SourceBucket, Objects: e.Objects, Databases: e.DatabaseNames(),
 		})
 	}
 	resp := map[string]any{"backups": out, "count": len(out), "total": total}

@@ -141,15 +141,19 @@ type RestorePayload struct {
 	Replace        bool   `json:"replace,omitempty"`
 	AllowUnsigned  bool   `json:"allow_unsigned,omitempty"`
 	RestoreGlobals bool   `json:"restore_globals,omitempty"`
+	// Databases chooses databases of a whole-server backup (all when
+	// empty); each is restored under its own name.
+	Databases []string `json:"databases,omitempty"`
 }
 
 // Kind implements Payload.
 func (RestorePayload) Kind() string { return TypeBackupRestore }
 
 // resolve defaults the target to the database the backup was taken from,
-// before the reservation on the target is taken.
+// or a whole-server backup's databases to all it holds, before the
+// reservations on them are taken.
 func (p RestorePayload) resolve(ctx context.Context, w *Worker, _ string) (RestorePayload, error) {
-	if p.TargetDatabase == "" {
+	if p.TargetDatabase == "" && len(p.Databases) == 0 {
 		var from []string
 		if p.From != "" {
 			from = []string{p.From}
@@ -158,24 +162,41 @@ func (p RestorePayload) resolve(ctx context.Context, w *Worker, _ string) (Resto
 		if err != nil {
 			return p, err
 		}
-		p.TargetDatabase = m.Database
+		if m.Kind != engine.KindServer {
+			p.TargetDatabase = m.Database
+			return p, nil
+		}
+		for _, d := range m.Databases {
+			p.Databases = append(p.Databases, d.Database)
+		}
 	}
 	return p, nil
 }
 
 func (p RestorePayload) reservations() []reservation {
+	if len(p.Databases) > 0 {
+		res := make([]reservation, 0, len(p.Databases))
+		for _, d := range p.Databases {
+			res = append(res, reservation{KindRestore, d})
+		}
+		return res
+	}
 	return []reservation{{KindRestore, p.TargetDatabase}}
 }
 
 func (p RestorePayload) logFields() logrus.Fields {
-	return logrus.Fields{"backup_name": p.BackupName, "database": p.TargetDatabase, "clean": p.Clean,
+	f := logrus.Fields{"backup_name": p.BackupName, "database": p.TargetDatabase, "clean": p.Clean,
 		"replace": p.Replace, "allow_unsigned": p.AllowUnsigned}
+	if len(p.Databases) > 0 {
+		f["databases"] = p.Databases
+	}
+	return f
 }
 
 func (w *Worker) restore(ctx context.Context, p RestorePayload) (*engine.RestoreResult, error) {
 	return w.Engine.Restore(ctx, engine.RestoreRequest{
 		Name: p.BackupName, From: p.From, TargetDatabase: p.TargetDatabase, Clean: p.Clean,
-		Replace: p.Replace, AllowUnsigned: p.AllowUnsigned, RestoreGlobals: p.RestoreGlobals, Progress: progressOf(ctx),
+		Replace: p.Replace, AllowUnsigned: p.AllowUnsigned, RestoreGlobals: p.RestoreGlobals, Databases: p.Databases, Progress: progressOf(ctx),
 	})
 }
 

@@ -130,6 +130,9 @@ func (w *Worker) guard(ctx context.Context, log *logrus.Entry, res []reservation
 	}
 	for _, r := range res {
 		if err := w.Locks.Acquire(ctx, r.kind, r.key, taskID, w.ReserveTTL); err != nil {
+			// Give back those taken so far: two tasks each holding part of
+			// the other's set (whole-server restores) would wait forever.
+			release()
 			return w.fail(log, err)
 		}
 	}

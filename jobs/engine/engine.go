@@ -188,7 +188,7 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 	if db == "" {
 		db = e.conn.Database
 	}
-	if !pgtool.ValidIdentifier(db) {
+	if db != AllDatabases && !pgtool.ValidIdentifier(db) {
 		return nil, fmt.Errorf("backup %s: %w: database name %q is not a valid identifier", req.Name, ErrInvalid, db)
 	}
 	targets, err := e.pick(req.Stores)
@@ -211,12 +211,11 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
 	}
 
-	conn := e.conn.WithDatabase(db)
-	serverNum, err := pgtool.ServerVersion(ctx, conn)
-	if err != nil {
-		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
+	if db == AllDatabases {
+		return e.serverBackup(ctx, req, format, targets, log)
 	}
-	tools, err := e.finder.Find(ctx, serverNum)
+	conn := e.conn.WithDatabase(db)
+	tools, serverNum, err := e.toolsOf(ctx, conn)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
 	}
@@ -224,50 +223,8 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 	started := time.Now().UTC()
 	key := archiveKey(req.Name, format, e.codec, e.enc.encrypts())
 	report(req.Progress, Progress{Phase: "dumping"})
-	// With row counts, pg_dump dumps the snapshot the counts are taken in,
-	// and the counting runs while pg_dump does.
-	var snap *snapshot
-	var counted chan countResult
-	if e.counts {
-		if snap, err = openSnapshot(ctx, conn); err != nil {
-			return nil, fmt.Errorf("backup %s: %w", req.Name, err)
-		}
-		defer snap.close(ctx)
-	}
-	src, cleanup, err := e.dump(ctx, tools, conn, format, snap)
+	part, err := e.dumpOne(ctx, tools, conn, format, key, targets, req.Progress)
 	if err != nil {
-		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
-	}
-	if snap != nil {
-		counted = make(chan countResult, 1)
-		go func() {
-			counts, err := snap.countRows(ctx)
-			counted <- countResult{counts, err}
-		}()
-	}
-	// The codec compresses between pg_dump and the stores; the checksum is
-	// taken after it, over the bytes the stores hold.
-	// Encryption, when on, comes after compression (ciphertext does not
-	// compress).
-	encoded, stopEncode := e.codec.encodeStream(src)
-	encrypted, stopEncrypt := e.enc.encryptStream(encoded)
-	digest := newDigestReader(encrypted, "uploading", req.Progress)
-	err = putAll(ctx, targets, key, digest)
-	// pg_dump first: the stages may be waiting for its output.
-	cleanup()
-	stopEncrypt()
-	stopEncode()
-	var counts map[string]int64
-	if counted != nil {
-		// Always collected, so the snapshot's connection is free before
-		// close, even when the upload failed.
-		r := <-counted
-		if err == nil {
-			counts, err = r.counts, r.err
-		}
-	}
-	if err != nil {
-		e.removeQuietly(targets, key)
 		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
 	}
 	var globals *Companion
@@ -281,10 +238,10 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 
 	m := &Manifest{
 		Name: req.Name, Database: db, Format: format, ArchiveKey: key,
-		SizeBytes: digest.Size(), SHA256: digest.Sum(),
+		SizeBytes: part.SizeBytes, SHA256: part.SHA256,
 		StartedAt: started, FinishedAt: time.Now().UTC(),
 		ServerVersion: versionString(serverNum), PgDumpVersion: tools.Version,
-		Stores: names(targets), TaskID: req.TaskID, RowCounts: counts, Target: req.Target, Scheduled: req.Scheduled,
+		Stores: names(targets), TaskID: req.TaskID, RowCounts: part.RowCounts, Target: req.Target, Scheduled: req.Scheduled,
 	}
 	m.Codec, m.Globals = e.codec.String(), globals
 	if e.enc.encrypts() {
@@ -305,6 +262,68 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 	return m, nil
 }
 
+// DatabaseArchive is one database's archive: the one of a backup, or one
+// of a whole-server backup's.
+type DatabaseArchive struct {
+	Database   string           `json:"database"`
+	ArchiveKey string           `json:"archive_key"`
+	SizeBytes  int64            `json:"size_bytes"`
+	SHA256     string           `json:"sha256"`
+	RowCounts  map[string]int64 `json:"row_counts,omitempty"`
+}
+
+// dumpOne streams one database's dump, through the codec, the encryption
+// and the checksum, into key in every target. With row counts, pg_dump
+// dumps the snapshot the counts are taken in, while the counting runs. On
+// failure nothing is left under key.
+func (e *Engine) dumpOne(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, format Format, key string, targets []store.Store, progress ProgressFunc) (*DatabaseArchive, error) {
+	var snap *snapshot
+	var counted chan countResult
+	var err error
+	if e.counts {
+		if snap, err = openSnapshot(ctx, conn); err != nil {
+			return nil, err
+		}
+		defer snap.close(ctx)
+	}
+	src, cleanup, err := e.dump(ctx, tools, conn, format, snap)
+	if err != nil {
+		return nil, err
+	}
+	if snap != nil {
+		counted = make(chan countResult, 1)
+		go func() {
+			counts, err := snap.countRows(ctx)
+			counted <- countResult{counts, err}
+		}()
+	}
+	// The codec compresses between pg_dump and the stores; encryption, when
+	// on, comes after compression (ciphertext does not compress); the
+	// checksum is taken last, over the bytes the stores hold.
+	encoded, stopEncode := e.codec.encodeStream(src)
+	encrypted, stopEncrypt := e.enc.encryptStream(encoded)
+	digest := newDigestReader(encrypted, "uploading", progress)
+	err = putAll(ctx, targets, key, digest)
+	// pg_dump first: the stages may be waiting for its output.
+	cleanup()
+	stopEncrypt()
+	stopEncode()
+	var counts map[string]int64
+	if counted != nil {
+		// Always collected, so the snapshot's connection is free before
+		// close, even when the upload failed.
+		r := <-counted
+		if err == nil {
+			counts, err = r.counts, r.err
+		}
+	}
+	if err != nil {
+		e.removeQuietly(targets, key)
+		return nil, err
+	}
+	return &DatabaseArchive{Database: conn.Database, ArchiveKey: key, SizeBytes: digest.Size(), SHA256: digest.Sum(), RowCounts: counts}, nil
+}
+
 type countResult struct {
 	counts map[string]int64
 	err    error
@@ -314,7 +333,7 @@ type countResult struct {
 // target, which is what makes the backup exist. On failure it removes the
 // archives already written, so nothing is left half-published.
 func (e *Engine) publish(ctx context.Context, targets []store.Store, m *Manifest) error {
-	keys := append(m.companionKeys(), m.ArchiveKey)
+	keys := m.objectKeys()
 	if e.signer.Enabled() {
 		if err := e.signer.sign(m); err != nil {
 			e.removeQuietly(targets, keys...)
@@ -503,15 +522,16 @@ func (e *Engine) readManifest(ctx context.Context, s store.Store, name string) (
 	if err != nil {
 		return nil, err
 	}
-	info, err := s.Stat(ctx, m.ArchiveKey)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("stat archive %s in %s: %w", m.ArchiveKey, s.Name(), err)
-	}
-	size := int64(-1)
-	if err == nil {
-		size = info.Size
-	}
-	return e.matchArchive(m, s, size)
+	return e.matchArchive(m, s, func(key string) (int64, error) {
+		info, err := s.Stat(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return -1, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("stat archive %s in %s: %w", key, s.Name(), err)
+		}
+		return info.Size, nil
+	})
 }
 
 // fetchManifest reads and decodes a manifest without looking at the archive.
@@ -541,10 +561,16 @@ func (e *Engine) fetchManifest(ctx context.Context, s store.Store, name string) 
 // matchArchive accepts the manifest only if its archive exists (size >= 0)
 // with the recorded size: a manifest whose archive was removed or replaced
 // by hand does not describe a restorable backup.
-func (e *Engine) matchArchive(m *Manifest, s store.Store, size int64) (*Manifest, error) {
-	if size != m.SizeBytes {
-		e.log.WithFields(logrus.Fields{"backup_name": m.Name, "store": s.Name()}).Warn("manifest without a matching archive; ignoring it")
-		return nil, ErrNotFound
+func (e *Engine) matchArchive(m *Manifest, s store.Store, sizeOf func(key string) (int64, error)) (*Manifest, error) {
+	for key, want := range m.requiredSizes() {
+		size, err := sizeOf(key)
+		if err != nil {
+			return nil, err
+		}
+		if size != want {
+			e.log.WithFields(logrus.Fields{"backup_name": m.Name, "store": s.Name(), "key": key}).Warn("manifest without a matching archive; ignoring it")
+			return nil, ErrNotFound
+		}
 	}
 	return m, nil
 }
@@ -640,11 +666,13 @@ func (e *Engine) listStore(ctx context.Context, s store.Store) ([]*Manifest, err
 				e.log.WithError(err).WithField("store", s.Name()).Warn("skipping unreadable manifest")
 				return nil
 			}
-			size, ok := sizes[m.ArchiveKey]
-			if !ok {
-				size = -1
-			}
-			if m, err = e.matchArchive(m, s, size); err == nil {
+			m, err = e.matchArchive(m, s, func(key string) (int64, error) {
+				if size, ok := sizes[key]; ok {
+					return size, nil
+				}
+				return -1, nil
+			})
+			if err == nil {
 				found[i] = m
 			}
 			return nil
@@ -691,7 +719,7 @@ func (e *Engine) Delete(ctx context.Context, name string, from []string) ([]stri
 		if err := s.Delete(ctx, ManifestKey(name)); err != nil {
 			return deleted, fmt.Errorf("delete %s from %s: %w", name, s.Name(), err)
 		}
-		for _, k := range append([]string{m.ArchiveKey}, m.companionKeys()...) {
+		for _, k := range m.objectKeys() {
 			if err := s.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return deleted, fmt.Errorf("delete %s from %s: %w", k, s.Name(), err)
 			}

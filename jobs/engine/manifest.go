@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/autograph/pgbackup/jobs/pgtool"
 )
 
 // Manifest describes one complete backup. It is written after the archive,
@@ -42,6 +44,9 @@ type Manifest struct {
 	SourcePrefix string `json:"source_prefix,omitempty"`
 	Objects      int64  `json:"objects,omitempty"`
 	ObjectBytes  int64  `json:"object_bytes,omitempty"`
+	// Databases are a whole-server backup's archives (Kind KindServer),
+	// one per database; ArchiveKey is then empty.
+	Databases []DatabaseArchive `json:"databases,omitempty"`
 	// Target names the target the backup was taken for, and Scheduled says
 	// whether the scheduler (not a person) asked for it; only scheduled
 	// backups are ever pruned.
@@ -84,6 +89,24 @@ func decodeManifest(b []byte) (*Manifest, error) {
 		codec, err := parseManifestCodec(m.Codec)
 		if err != nil || m.ArchiveKey != bucketArchiveKey(m.Name, codec, m.Encrypted) {
 			return nil, fmt.Errorf("decode manifest %s: archive key %q does not match a bucket backup's", m.Name, m.ArchiveKey)
+		}
+		return &m, nil
+	}
+	if m.Kind == KindServer {
+		if _, err := ParseFormat(string(m.Format)); err != nil {
+			return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
+		}
+		codec, err := parseManifestCodec(m.Codec)
+		if err != nil || m.ArchiveKey != "" || len(m.Databases) == 0 {
+			return nil, fmt.Errorf("decode manifest %s: not a valid whole-server manifest", m.Name)
+		}
+		for _, d := range m.Databases {
+			if !pgtool.ValidIdentifier(d.Database) || d.ArchiveKey != serverArchiveKey(m.Name, d.Database, m.Format, codec, m.Encrypted) {
+				return nil, fmt.Errorf("decode manifest %s: database archive %q does not match its name", m.Name, d.ArchiveKey)
+			}
+		}
+		if m.Globals != nil && m.Globals.ArchiveKey != globalsKey(m.Name, codec, m.Encrypted) {
+			return nil, fmt.Errorf("decode manifest %s: globals key %q does not match name and codec", m.Name, m.Globals.ArchiveKey)
 		}
 		return &m, nil
 	}

@@ -38,7 +38,10 @@ type RestoreRequest struct {
 	// RestoreGlobals applies the backup's roles and tablespaces first
 	// (roles that already exist are left alone).
 	RestoreGlobals bool
-	Progress       ProgressFunc
+	// Databases chooses the databases of a whole-server backup to restore
+	// (all when empty); each goes into the database of its name.
+	Databases []string
+	Progress  ProgressFunc
 }
 
 // RestoreResult says what a restore did.
@@ -58,6 +61,8 @@ type RestoreResult struct {
 	RowCountsChecked bool `json:"row_counts_checked,omitempty"`
 	// GlobalsRestored says the backup's roles were applied first.
 	GlobalsRestored bool `json:"globals_restored,omitempty"`
+	// Databases are the databases a whole-server restore restored.
+	Databases []string `json:"databases,omitempty"`
 }
 
 // CheckRestoreMode refuses combinations that could destroy what the
@@ -122,41 +127,15 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 		}
 		res.GlobalsRestored = true
 	}
-	if m.Format.spec().stream && !req.Replace {
-		tools, err := e.toolsFor(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("restore %s: %w", req.Name, err)
-		}
-		report(req.Progress, Progress{Phase: "restoring"})
-		if err := e.streamRestore(ctx, tools, s[0], m, target, req.Clean, req.Progress, log); err != nil {
-			return nil, fmt.Errorf("restore %s into %s: %w", req.Name, target, err)
-		}
-		log.WithFields(logrus.Fields{"size_bytes": m.SizeBytes, "clean": req.Clean, "streamed": true,
-			"duration_ms": time.Since(started).Milliseconds()}).Info("restore complete")
-		report(req.Progress, Progress{Phase: "done", Bytes: m.SizeBytes})
-		return res, nil
+	switch {
+	case m.Kind == KindServer:
+		err = e.restoreServer(ctx, s[0], m, req, res, log)
+	case req.Replace:
+		err = e.replaceFromStore(ctx, s[0], m, target, res, req.Progress, log)
+	default:
+		err = e.restoreArchive(ctx, s[0], m, target, req.Clean, req.Progress, log)
 	}
-
-	tmp, err := os.MkdirTemp(e.workDir, "pgbackup-restore-*")
 	if err != nil {
-		return nil, fmt.Errorf("restore %s: work dir: %w", req.Name, err)
-	}
-	defer os.RemoveAll(tmp)
-	archive, err := e.materialize(ctx, s[0], m, tmp, req.Progress)
-	if err != nil {
-		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
-	}
-
-	tools, err := e.toolsFor(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
-	}
-	report(req.Progress, Progress{Phase: "restoring", Bytes: m.SizeBytes})
-	if req.Replace {
-		if err := e.replace(ctx, tools, m, archive, target, res, log); err != nil {
-			return nil, fmt.Errorf("restore %s into %s: %w", req.Name, target, err)
-		}
-	} else if err := e.restoreInPlace(ctx, tools, m, archive, target, req.Clean, log); err != nil {
 		return nil, fmt.Errorf("restore %s into %s: %w", req.Name, target, err)
 	}
 	log.WithFields(logrus.Fields{"size_bytes": m.SizeBytes, "clean": req.Clean, "replace": req.Replace,
@@ -181,11 +160,64 @@ func (e *Engine) applyGlobals(ctx context.Context, s store.Store, m *Manifest, l
 
 // toolsFor finds the client tools matching the server restores go to.
 func (e *Engine) toolsFor(ctx context.Context) (pgtool.Tools, error) {
-	serverNum, err := pgtool.ServerVersion(ctx, e.conn.WithDatabase("postgres"))
+	tools, _, err := e.toolsOf(ctx, e.conn.WithDatabase("postgres"))
+	return tools, err
+}
+
+// toolsOf finds the client tools for the server conn reaches, and its
+// version number.
+func (e *Engine) toolsOf(ctx context.Context, conn pgtool.Conn) (pgtool.Tools, int, error) {
+	serverNum, err := pgtool.ServerVersion(ctx, conn)
 	if err != nil {
-		return pgtool.Tools{}, err
+		return pgtool.Tools{}, 0, err
 	}
-	return e.finder.Find(ctx, serverNum)
+	tools, err := e.finder.Find(ctx, serverNum)
+	return tools, serverNum, err
+}
+
+// withFetched fetches m's archive into a fresh directory of WORK_DIR and
+// calls fn with it and the client tools; the directory goes afterwards.
+func (e *Engine) withFetched(ctx context.Context, s store.Store, m *Manifest, progress ProgressFunc, fn func(tools pgtool.Tools, archive string) error) error {
+	tools, err := e.toolsFor(ctx)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(e.workDir, "pgbackup-restore-*")
+	if err != nil {
+		return fmt.Errorf("work dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	archive, err := e.materialize(ctx, s, m, tmp, progress)
+	if err != nil {
+		return err
+	}
+	report(progress, Progress{Phase: "restoring", Bytes: m.SizeBytes})
+	return fn(tools, archive)
+}
+
+// restoreArchive restores one archive into target, the way its format
+// restores best: streamed into pg_restore (custom, tar), or through
+// WORK_DIR (plain, directory).
+func (e *Engine) restoreArchive(ctx context.Context, s store.Store, m *Manifest, target string, clean bool, progress ProgressFunc, log *logrus.Entry) error {
+	if !m.Format.spec().stream {
+		return e.withFetched(ctx, s, m, progress, func(tools pgtool.Tools, archive string) error {
+			return e.restoreInPlace(ctx, tools, m, archive, target, clean, log)
+		})
+	}
+	tools, err := e.toolsFor(ctx)
+	if err != nil {
+		return err
+	}
+	report(progress, Progress{Phase: "restoring"})
+	return e.streamRestore(ctx, tools, s, m, target, clean, progress, log)
+}
+
+// replaceFromStore fetches the archive into WORK_DIR and replaces target
+// with it (see replace).
+func (e *Engine) replaceFromStore(ctx context.Context, s store.Store, m *Manifest, target string, res *RestoreResult, progress ProgressFunc, log *logrus.Entry) error {
+	return e.withFetched(ctx, s, m, progress, func(tools pgtool.Tools, archive string) error {
+		return e.replace(ctx, tools, m, archive, target, res, log)
+	})
 }
 
 // restoreInPlace restores into target, creating it when missing (and
@@ -394,35 +426,54 @@ func (e *Engine) Verify(ctx context.Context, name, from string, allowUnsigned bo
 		return m, fmt.Errorf("verify %s: %w", name, err)
 	}
 	s, _ := e.pick(where[:1])
+	archives := []*Manifest{m}
+	if m.Kind == KindServer {
+		archives = archives[:0]
+		for _, d := range m.Databases {
+			archives = append(archives, m.part(d))
+		}
+	}
+	for _, a := range archives {
+		if err := e.verifyArchive(ctx, s[0], a); err != nil {
+			return m, fmt.Errorf("verify %s: %w", name, err)
+		}
+	}
+	return m, nil
+}
+
+// verifyArchive checks one archive: checksum (and decryption, and
+// decompression) into WORK_DIR, then, for formats pg_restore reads, its
+// table of contents and the rows per table against the manifest's counts.
+func (e *Engine) verifyArchive(ctx context.Context, s store.Store, m *Manifest) error {
 	tmp, err := os.MkdirTemp(e.workDir, "pgbackup-verify-*")
 	if err != nil {
-		return nil, fmt.Errorf("verify %s: %w", name, err)
+		return err
 	}
 	defer os.RemoveAll(tmp)
-	path, err := e.materialize(ctx, s[0], m, tmp, nil)
+	path, err := e.materialize(ctx, s, m, tmp, nil)
 	if err != nil {
-		return m, fmt.Errorf("verify %s: %w", name, err)
+		return err
 	}
 	if m.Kind == KindBucket {
-		return m, nil // its checksum is what can be checked without a bucket
+		return nil // its checksum is what can be checked without a bucket
 	}
 	spec := m.Format.spec()
 	var counts map[string]int64
 	if spec.listable {
 		if counts, err = e.archiveRowCounts(ctx, spec, path, m.RowCounts != nil); err != nil {
-			return m, fmt.Errorf("verify %s: %w", name, err)
+			return err
 		}
 	} else if m.RowCounts != nil {
 		if err := checkFile(path, func(r io.Reader) (err error) { counts, err = copyRowCounts(r); return err }); err != nil {
-			return m, fmt.Errorf("verify %s: %w", name, err)
+			return err
 		}
 	}
 	if m.RowCounts != nil {
 		if diff := compareCounts(m.RowCounts, counts); diff != "" {
-			return m, fmt.Errorf("verify %s: %w: %s", name, ErrRowCountMismatch, diff)
+			return fmt.Errorf("%w: %s: %s", ErrRowCountMismatch, m.Database, diff)
 		}
 	}
-	return m, nil
+	return nil
 }
 
 // archiveRowCounts checks that pg_restore can read the archive's table of

@@ -1,0 +1,75 @@
+package engine_test
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/store"
+)
+
+// TestWholeServerBackup backs up every database of a server of its own
+// (the shared one has other tests' databases coming and going).
+func TestWholeServerBackup(t *testing.T) {
+	env := testbench.Require(t).StartPrivate(t)
+	port, _ := strconv.Atoi(env.PGPort)
+	conn := pgtool.Conn{Host: env.PGHost, Port: port, User: env.PGUser, Password: env.PGPassword, SSLMode: "disable", Database: env.PGDatabase}
+	for i, db := range []string{"shop", "audit"} {
+		env.Exec(t, "postgres", "CREATE DATABASE "+db)
+		env.Exec(t, db, "CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t SELECT generate_series(1, "+strconv.Itoa(100*(i+1))+")")
+	}
+	mem := store.NewMemory("")
+	e, err := engine.New(engine.Options{Conn: conn, Stores: []store.Store{mem}, Finder: &pgtool.Finder{Forced: env.PGBin},
+		WorkDir: t.TempDir(), Codec: engine.DefaultCodec, RowCounts: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	want := map[string]map[string]string{"shop": env.Fingerprint(t, "shop"), "audit": env.Fingerprint(t, "audit")}
+	m, err := e.Backup(ctx, engine.BackupRequest{Name: "whole", Database: engine.AllDatabases})
+	if err != nil {
+		t.Fatalf("whole-server backup: %v", err)
+	}
+	var dbs []string
+	for _, d := range m.Databases {
+		dbs = append(dbs, d.Database)
+	}
+	if m.Kind != engine.KindServer || m.Globals == nil || !slices.Equal(dbs, []string{"audit", env.PGDatabase, "postgres", "shop"}) {
+		t.Fatalf("manifest kind %q globals %v databases %v", m.Kind, m.Globals, dbs)
+	}
+	if list, err := e.List(ctx, nil); err != nil || len(list) != 1 || list[0].Kind != engine.KindServer {
+		t.Fatalf("list = %+v, %v; want one whole-server backup", list, err)
+	}
+	if _, err := e.Verify(ctx, "whole", "", false); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	env.Exec(t, "postgres", "DROP DATABASE shop", "DROP DATABASE audit")
+	res, err := e.Restore(ctx, engine.RestoreRequest{Name: "whole", Databases: []string{"shop", "audit"}})
+	if err != nil {
+		t.Fatalf("restore of two databases: %v", err)
+	}
+	if !slices.Equal(res.Databases, []string{"shop", "audit"}) {
+		t.Fatalf("restored %v", res.Databases)
+	}
+	for db, fp := range want {
+		if diff := testbench.DiffFingerprints(env.Fingerprint(t, db), fp); diff != "" {
+			t.Fatalf("%s differs after the restore:\n%s", db, diff)
+		}
+	}
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "whole", Databases: []string{"nope"}}); err == nil {
+		t.Fatal("restore of a database the backup does not hold succeeded")
+	}
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "whole", TargetDatabase: "elsewhere"}); err == nil {
+		t.Fatal("a whole-server backup restored into one target database")
+	}
+	if _, err := e.Delete(ctx, "whole", nil); err != nil {
+		t.Fatal(err)
+	}
+	if objs, _ := mem.List(ctx, ""); len(objs) != 0 {
+		t.Fatalf("after delete the store holds %v", objs)
+	}
+}
