@@ -53,7 +53,7 @@ func (a *API) audited(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		a.auditLog.WithFields(logrus.Fields{
 			"token_fingerprint": e.Token, "action": e.Action, "backup_name": e.Backup, "target": e.Target,
-			"task_id": e.Task, "client": e.Client, "status": e.Status, "outcome": e.Outcome,
+			"task_id": e.Task, "client": e.Client, "status": e.Status, "outcome": e.Outcome, "request_id": requestIDOf(c),
 		}).Info("admin action")
 		if a.d.Audit != nil {
 			// Recorded even when the client has gone: the action happened.

@@ -96,6 +96,9 @@ type Deps struct {
 	// Metrics serves /metrics; MetricsPublic serves it without a token.
 	Metrics       http.Handler
 	MetricsPublic bool
+	// Idempotency keeps responses for Idempotency-Key replays; nil
+	// ignores the header.
+	Idempotency IdempotencyStore
 }
 
 // API serves the HTTP routes.
@@ -123,7 +126,7 @@ func New(d Deps) *echo.Echo {
 	e.IPExtractor = ipExtractor(d.TrustedProxies)
 	// Before routing, so that unknown routes and wrong methods get the
 	// headers and the cross-origin check too.
-	e.Pre(securityHeaders)
+	e.Pre(securityHeaders, requestID)
 	e.Use(middleware.Recover())
 	e.Use(a.requestLog)
 	e.Use(crossOriginGuard())
@@ -138,11 +141,11 @@ func New(d Deps) *echo.Echo {
 	view := api.Group("", requireRole(RoleViewer))
 	admin := api.Group("", requireRole(RoleAdmin), a.audited)
 
-	admin.POST("/admin/backup/create", a.createBackup)
-	admin.POST("/admin/backup/restore", a.restoreBackup)
-	admin.DELETE("/admin/backup/:name", a.deleteBackup)
+	admin.POST("/admin/backup/create", a.createBackup, a.idempotent)
+	admin.POST("/admin/backup/restore", a.restoreBackup, a.idempotent)
+	admin.DELETE("/admin/backup/:name", a.deleteBackup, a.idempotent)
 	view.GET("/admin/backup/list", a.listBackups)
-	admin.POST("/admin/backup/:name/verify", a.verifyBackup)
+	admin.POST("/admin/backup/:name/verify", a.verifyBackup, a.idempotent)
 	// Verify starts work, so it is a POST; other methods are told so
 	// rather than getting a 404 that hides the route.
 	api.Match([]string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPatch, http.MethodDelete},
@@ -230,7 +233,7 @@ func (a *API) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 		// to be logged, and keeping it out keeps accidents out too.
 		a.d.Log.WithFields(logrus.Fields{
 			"method": c.Request().Method, "path": c.Request().URL.Path, "status": c.Response().Status,
-			"duration_ms": time.Since(start).Milliseconds(), "remote": c.RealIP(),
+			"duration_ms": time.Since(start).Milliseconds(), "remote": c.RealIP(), "request_id": requestIDOf(c),
 		}).Info("http request")
 		return nil
 	}

@@ -51,7 +51,7 @@ func (a *API) enqueue(c echo.Context, task *asynq.Task, res ...reservation) (*as
 		a.d.Log.WithError(err).WithField("task_type", task.Type()).Error("enqueue failed")
 		return nil, fmt.Errorf("%w: %w", errQueueUnavailable, err)
 	}
-	a.d.Log.WithFields(map[string]any{"task_id": info.ID, "task_type": info.Type, "queue": info.Queue}).Info("task enqueued")
+	a.d.Log.WithFields(map[string]any{"task_id": info.ID, "task_type": info.Type, "queue": info.Queue, "request_id": requestIDOf(c)}).Info("task enqueued")
 	return info, nil
 }
 
@@ -59,7 +59,7 @@ type reservation struct{ kind, key, busyMessage string }
 
 // enqueuePayload makes p a task with its kind's options and enqueues it.
 func (a *API) enqueuePayload(c echo.Context, p jobs.Payload, res ...reservation) (*asynq.TaskInfo, error) {
-	task, err := jobs.NewTask(p, a.d.TaskOptions)
+	task, err := jobs.NewTaskWithRequestID(p, a.d.TaskOptions, requestIDOf(c))
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +131,8 @@ type taskJSON struct {
 	Payload          json.RawMessage `json:"payload,omitempty"`
 	NextRunAt        string          `json:"next_process_at,omitempty"`
 	FinishedAt       string          `json:"completed_at,omitempty"`
+	// RequestID is the X-Request-ID of the request that made the task.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // findTask looks for id in every queue: asynq task IDs are scoped per queue
@@ -174,7 +176,7 @@ func (a *API) getTask(c echo.Context) error {
 	out := taskJSON{
 		TaskID: info.ID, Type: info.Type, Queue: info.Queue, State: info.State.String(),
 		Retried: info.Retried, MaxRetry: info.MaxRetry,
-		Payload: json.RawMessage(info.Payload),
+		Payload: json.RawMessage(info.Payload), RequestID: info.Headers[jobs.HeaderRequestID],
 	}
 	class, detail := jobs.SplitTaskError(info.LastErr)
 	if info.State == asynq.TaskStateCompleted {

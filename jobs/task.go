@@ -86,6 +86,16 @@ func (d Def[P, R]) options(o Options) []asynq.Option {
 // NewTask encodes p as a task of its kind with that kind's queue, timeout,
 // retries and retention; extra options are applied after them.
 func NewTask(p Payload, o Options, extra ...asynq.Option) (*asynq.Task, error) {
+	return NewTaskWithRequestID(p, o, "", extra...)
+}
+
+// HeaderRequestID is the task header carrying the X-Request-ID of the API
+// request that made the task; workers log it with every line about it.
+const HeaderRequestID = "request_id"
+
+// NewTaskWithRequestID is NewTask for the API request requestID (none
+// when empty).
+func NewTaskWithRequestID(p Payload, o Options, requestID string, extra ...asynq.Option) (*asynq.Task, error) {
 	d, ok := registry[p.Kind()]
 	if !ok {
 		return nil, fmt.Errorf("new task: unknown task type %q", p.Kind())
@@ -94,7 +104,11 @@ func NewTask(p Payload, o Options, extra ...asynq.Option) (*asynq.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: encode payload: %w", p.Kind(), err)
 	}
-	return asynq.NewTask(p.Kind(), b, append(d.options(o), extra...)...), nil
+	var headers map[string]string
+	if requestID != "" {
+		headers = map[string]string{HeaderRequestID: requestID}
+	}
+	return asynq.NewTaskWithHeaders(p.Kind(), b, headers, append(d.options(o), extra...)...), nil
 }
 
 // Kinds lists every registered task type, sorted.

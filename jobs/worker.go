@@ -156,7 +156,11 @@ func (w *Worker) guard(ctx context.Context, log *logrus.Entry, res []reservation
 func (w *Worker) taskLog(ctx context.Context, t *asynq.Task) *logrus.Entry {
 	id, _ := asynq.GetTaskID(ctx)
 	retry, _ := asynq.GetRetryCount(ctx)
-	return w.Log.WithFields(logrus.Fields{"task_id": id, "task_type": t.Type(), "retry": retry})
+	f := logrus.Fields{"task_id": id, "task_type": t.Type(), "retry": retry}
+	if rid := t.Headers()[HeaderRequestID]; rid != "" {
+		f["request_id"] = rid
+	}
+	return w.Log.WithFields(f)
 }
 
 // fail logs err and decides whether asynq may retry it. Requests that can

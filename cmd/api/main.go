@@ -106,6 +106,7 @@ func run(ctx context.Context) error {
 		Tasks:                 inspector,
 		Metrics:               handlers.NewMetrics(targets, state, inspector, version, log),
 		MetricsPublic:         cfg.MetricsPublic,
+		Idempotency:           jobs.NewIdempotency(rdb, 0),
 	})
 	srv := &http.Server{Addr: cfg.APIAddr, Handler: e, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

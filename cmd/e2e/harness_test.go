@@ -235,6 +235,13 @@ func (c *cluster) startAPI(extra ...string) *proc {
 // call makes an HTTP request with a token and decodes a JSON answer.
 func (c *cluster) call(method, path, token string, body any) (int, map[string]any) {
 	c.t.Helper()
+	code, _, out := c.send(method, path, token, nil, body)
+	return code, out
+}
+
+// send is call with extra request headers, returning the response's too.
+func (c *cluster) send(method, path, token string, headers map[string]string, body any) (int, http.Header, map[string]any) {
+	c.t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -248,6 +255,9 @@ func (c *cluster) call(method, path, token string, body any) (int, map[string]an
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)
@@ -259,7 +269,7 @@ func (c *cluster) call(method, path, token string, body any) (int, map[string]an
 	if out == nil {
 		out = map[string]any{"raw": string(raw)}
 	}
-	return resp.StatusCode, out
+	return resp.StatusCode, resp.Header, out
 }
 
 // mustCall is call expecting one status.
