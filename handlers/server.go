@@ -136,6 +136,8 @@ func New(d Deps) *echo.Echo {
 	// The backups page: static, no data in it; its calls carry the token.
 	e.GET("/", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/ui/") })
 	e.GET("/ui/*", echo.WrapHandler(http.StripPrefix("/ui/", web.Handler())))
+	// Open: the document describes routes, it holds no data.
+	e.GET("/api/openapi.json", func(c echo.Context) error { return c.JSONBlob(http.StatusOK, openAPIDocument) })
 
 	api := e.Group("/api", a.authenticate)
 	view := api.Group("", requireRole(RoleViewer))

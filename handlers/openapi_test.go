@@ -1,0 +1,182 @@
+package handlers
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+type openAPIDoc struct {
+	OpenAPI string `json:"openapi"`
+	Paths   map[string]map[string]struct {
+		Responses map[string]struct {
+			Content map[string]struct {
+				Schema json.RawMessage `json:"schema"`
+			} `json:"content"`
+		} `json:"responses"`
+	} `json:"paths"`
+}
+
+func loadOpenAPI(t *testing.T) openAPIDoc {
+	t.Helper()
+	var doc openAPIDoc
+	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	return doc
+}
+
+// openAPIMethods are the methods an OpenAPI path item can describe.
+var openAPIMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+var echoParam = regexp.MustCompile(`:([a-z_]+)`)
+
+// TestOpenAPIRoutes walks the router and the document: every route is
+// documented and every documented operation is routed.
+func TestOpenAPIRoutes(t *testing.T) {
+	t.Parallel()
+	doc := loadOpenAPI(t)
+	if doc.OpenAPI != "3.1.0" {
+		t.Fatalf("openapi %q, want 3.1.0", doc.OpenAPI)
+	}
+	f := newFixtureWith(t, func(d *Deps) { d.Metrics = http.NotFoundHandler() })
+	routed := map[string]bool{}
+	for _, r := range f.e.Routes() {
+		// Group middleware registers catch-alls that only answer 404.
+		if strings.HasSuffix(r.Name, "glob..func1") || strings.Contains(r.Name, "NotFoundHandler") || strings.Contains(r.Name, "MethodNotAllowedHandler") {
+			continue
+		}
+		m := strings.ToLower(r.Method)
+		if !slices.Contains(openAPIMethods, m) {
+			continue // PROPFIND and friends, from Any: OpenAPI cannot say them
+		}
+		p := echoParam.ReplaceAllString(r.Path, "{$1}")
+		if strings.HasSuffix(p, "/*") {
+			p = strings.TrimSuffix(p, "*") + "{path}"
+		}
+		routed[m+" "+p] = true
+		if _, ok := doc.Paths[p][m]; !ok {
+			t.Errorf("route %s %s (%s) is not in openapi.json", r.Method, r.Path, r.Name)
+		}
+	}
+	for p, ops := range doc.Paths {
+		for m := range ops {
+			if slices.Contains(openAPIMethods, m) && !routed[m+" "+p] {
+				t.Errorf("openapi.json documents %s %s, which is not routed", strings.ToUpper(m), p)
+			}
+		}
+	}
+}
+
+// TestResponsesMatchOpenAPI sends real requests and checks each response
+// against the document: its status is documented for the route, and its
+// JSON body matches the schema given for that status.
+func TestResponsesMatchOpenAPI(t *testing.T) {
+	t.Parallel()
+	doc := loadOpenAPI(t)
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	raw, err := jsonschema.UnmarshalJSON(bytes.NewReader(openAPIDocument))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddResource("openapi.json", raw); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	j := func(s string) *strings.Reader { return strings.NewReader(s) }
+	cases := []struct {
+		method, path, template, token string
+		body                          *strings.Reader
+	}{
+		{"GET", "/healthz", "/healthz", "", nil},
+		{"GET", "/readyz", "/readyz", "", nil},
+		{"GET", "/api/openapi.json", "/api/openapi.json", "", nil},
+		{"GET", "/api/admin/backup/list", "/api/admin/backup/list", testViewer, nil},
+		{"GET", "/api/admin/backup/list?limit=1", "/api/admin/backup/list", testViewer, nil},
+		{"GET", "/api/admin/backup/list?limit=0", "/api/admin/backup/list", testViewer, nil},
+		{"GET", "/api/admin/backup/list", "/api/admin/backup/list", "", nil},
+		{"POST", "/api/admin/backup/create", "/api/admin/backup/create", testAdmin, j(`{"backup_name":"fresh-one"}`)},
+		{"POST", "/api/admin/backup/create", "/api/admin/backup/create", testAdmin, j(`{"backup_name":"existing"}`)},
+		{"POST", "/api/admin/backup/create", "/api/admin/backup/create", testAdmin, j(`{"format":"zip"}`)},
+		{"POST", "/api/admin/backup/create", "/api/admin/backup/create", testViewer, j(`{}`)},
+		{"POST", "/api/admin/backup/restore", "/api/admin/backup/restore", testAdmin, j(`{"backup_name":"existing","target_database":"copy"}`)},
+		{"POST", "/api/admin/backup/restore", "/api/admin/backup/restore", testAdmin, j(`{"backup_name":"missing"}`)},
+		{"DELETE", "/api/admin/backup/existing", "/api/admin/backup/{name}", testAdmin, nil},
+		{"POST", "/api/admin/backup/existing/verify", "/api/admin/backup/{name}/verify", testAdmin, nil},
+		{"GET", "/api/admin/backup/existing/verify", "/api/admin/backup/{name}/verify", testAdmin, nil},
+		{"GET", "/api/admin/tasks/no-such-task", "/api/admin/tasks/{id}", testViewer, nil},
+		{"GET", "/api/admin/audit", "/api/admin/audit", testAdmin, nil},
+	}
+	var created string
+	for _, tc := range cases {
+		req := httptest.NewRequest(tc.method, tc.path, nil)
+		if tc.body != nil {
+			req = httptest.NewRequest(tc.method, tc.path, tc.body)
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		rec := httptest.NewRecorder()
+		f.e.ServeHTTP(rec, req)
+		checkAgainstOpenAPI(t, c, doc, tc.method+" "+tc.path, tc.method, tc.template, rec)
+		if tc.path == "/api/admin/backup/create" && rec.Code == http.StatusAccepted {
+			var out taskResponse
+			_ = json.Unmarshal(rec.Body.Bytes(), &out)
+			created = out.TaskID
+		}
+	}
+	// The task the create made, as the status route reports it.
+	req := httptest.NewRequest("GET", "/api/admin/tasks/"+created, nil)
+	req.Header.Set("Authorization", "Bearer "+testViewer)
+	rec := httptest.NewRecorder()
+	f.e.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("task status %d: %s", rec.Code, rec.Body)
+	}
+	checkAgainstOpenAPI(t, c, doc, "task status", "GET", "/api/admin/tasks/{id}", rec)
+}
+
+func checkAgainstOpenAPI(t *testing.T, c *jsonschema.Compiler, doc openAPIDoc, label, method, template string, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	op, ok := doc.Paths[template][strings.ToLower(method)]
+	if !ok {
+		t.Errorf("%s: %s %s not documented", label, method, template)
+		return
+	}
+	code := strconv.Itoa(rec.Code)
+	resp, ok := op.Responses[code]
+	if !ok {
+		t.Errorf("%s: status %d is not documented for %s %s (body %s)", label, rec.Code, method, template, rec.Body)
+		return
+	}
+	if _, ok := resp.Content["application/json"]; !ok {
+		return // a redirect, the page, or metrics text
+	}
+	ptr := "openapi.json#/paths/" + jsonPointerEscape(template) + "/" + strings.ToLower(method) + "/responses/" + code + "/content/application~1json/schema"
+	sch, err := c.Compile(ptr)
+	if err != nil {
+		t.Fatalf("%s: compile %s: %v", label, ptr, err)
+	}
+	body, err := jsonschema.UnmarshalJSON(bytes.NewReader(rec.Body.Bytes()))
+	if err != nil {
+		t.Errorf("%s: body is not JSON: %v: %s", label, err, rec.Body)
+		return
+	}
+	if err := sch.Validate(body); err != nil {
+		t.Errorf("%s: %d body does not match openapi.json: %v\n%s", label, rec.Code, err, rec.Body)
+	}
+}
+
+func jsonPointerEscape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
