@@ -1,6 +1,8 @@
 // Command pgbackup runs one backup, restore, list, delete or verify in the
 // foreground, without Redis or workers: for scripts, emergencies and the
-// benchmark. It reads the same configuration as the service.
+// benchmark. It reads the same configuration as the service. Given a
+// service URL (--url or PGBACKUP_URL) it is instead a client of the API
+// (see cmd/internal/remote).
 package main
 
 import (
@@ -11,10 +13,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/autograph/pgbackup/cmd/internal/remote"
 	"github.com/autograph/pgbackup/cmd/internal/wire"
 	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/jobs/engine"
@@ -33,11 +35,18 @@ Stores are named as configured: local (BACKUP_DIR), and minio when
 MINIO_ENDPOINT is set. The default is every configured store.
 
 Configuration comes from the environment (POSTGRES_HOST, BACKUP_DIR,
-MINIO_ENDPOINT, ...) and CONFIG_FILE, as for the service.`
+MINIO_ENDPOINT, ...) and CONFIG_FILE, as for the service.
+
+` + remote.Usage
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if remote.Wanted(os.Args[1:], os.Getenv) {
+		code := remote.Run(ctx, os.Args[1:], remote.IO{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, IsTerminal: isTerminal(os.Stderr)})
+		stop()
+		os.Exit(code)
+	}
 	if err := run(ctx, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "pgbackup:", err)
 		os.Exit(1)
@@ -90,14 +99,14 @@ func run(ctx context.Context, args []string) error {
 			*name = "autograph_backup_" + time.Now().UTC().Format("20060102_150405")
 		}
 		out, err = eng.Backup(ctx, engine.BackupRequest{Name: *name, Database: *database,
-			Format: engine.Format(*format), Stores: splitList(*stores), IncludeGlobals: *includeGlobals, Progress: report})
+			Format: engine.Format(*format), Stores: remote.SplitList(*stores), IncludeGlobals: *includeGlobals, Progress: report})
 	case "restore":
 		out, err = eng.Restore(ctx, engine.RestoreRequest{Name: *name, From: *from,
 			TargetDatabase: *target, Clean: *clean, Replace: *replace, AllowUnsigned: *allowUnsigned, RestoreGlobals: *restoreGlobals, Progress: report})
 	case "list":
-		out, err = eng.List(ctx, splitList(*stores))
+		out, err = eng.List(ctx, remote.SplitList(*stores))
 	case "delete":
-		out, err = eng.Delete(ctx, *name, splitList(*stores))
+		out, err = eng.Delete(ctx, *name, remote.SplitList(*stores))
 	case "verify":
 		out, err = eng.Verify(ctx, *name, *from, *allowUnsigned)
 	default:
@@ -112,12 +121,9 @@ func run(ctx context.Context, args []string) error {
 	return enc.Encode(out)
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
+// isTerminal reports whether f is a terminal (progress is then redrawn in
+// place rather than printed line by line).
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
