@@ -362,20 +362,8 @@ func (e *Engine) fetchVerified(ctx context.Context, s store.Store, m *Manifest, 
 	}
 	_, copyErr := io.Copy(f, dec)
 	_ = dec.Close()
-	if copyErr != nil {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
-		}
-		// A damaged archive usually fails to decompress before its end:
-		// read what is left, so that the checksum names the fault. If that
-		// read fails too, the store is what failed, and a retry may do.
-		if _, err := io.Copy(io.Discard, d); err != nil {
-			return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
-		}
-	}
-	if d.Size() != m.SizeBytes || d.Sum() != m.SHA256 {
-		return fmt.Errorf("%w: %s in %s is %d bytes with sha256 %s, manifest says %d bytes with sha256 %s",
-			ErrChecksumMismatch, m.ArchiveKey, s.Name(), d.Size(), d.Sum(), m.SizeBytes, m.SHA256)
+	if err := checkStored(ctx, s, m, d, copyErr); err != nil {
+		return err
 	}
 	if copyErr != nil {
 		// The stored bytes are the ones the manifest names, yet they do not

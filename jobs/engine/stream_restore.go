@@ -147,12 +147,26 @@ func (e *Engine) streamRestore(ctx context.Context, tools pgtool.Tools, s store.
 // damaged (checksum mismatch) or an archive that matched its checksum yet
 // does not decompress; with no copy error, the checksum must match.
 func (e *Engine) verifyStreamed(ctx context.Context, s store.Store, m *Manifest, d *digestReader, copyErr error) error {
+	if err := checkStored(ctx, s, m, d, copyErr); err != nil {
+		return err
+	}
+	if copyErr != nil {
+		return fmt.Errorf("%w: %w", errStreamBroken, copyErr)
+	}
+	return nil
+}
+
+// checkStored tells a damaged archive from a failing store once a read of
+// it has ended, with copyErr when the reading side failed: a damaged
+// archive usually fails to decode before its end, so the rest is read for
+// the checksum to name the fault; if that read fails too, the store is
+// what failed, and a retry may do. It returns nil when the stored bytes
+// are the ones the manifest names.
+func checkStored(ctx context.Context, s store.Store, m *Manifest, d *digestReader, copyErr error) error {
 	if copyErr != nil {
 		if err := ctx.Err(); err != nil {
-			return err
+			return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
 		}
-		// Read the rest of the stored archive so that the checksum can
-		// name a damaged one; failing to is the store's fault.
 		if _, err := io.Copy(io.Discard, d); err != nil {
 			return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
 		}
@@ -160,9 +174,6 @@ func (e *Engine) verifyStreamed(ctx context.Context, s store.Store, m *Manifest,
 	if d.Size() != m.SizeBytes || d.Sum() != m.SHA256 {
 		return fmt.Errorf("%w: %s in %s is %d bytes with sha256 %s, manifest says %d bytes with sha256 %s",
 			ErrChecksumMismatch, m.ArchiveKey, s.Name(), d.Size(), d.Sum(), m.SizeBytes, m.SHA256)
-	}
-	if copyErr != nil {
-		return fmt.Errorf("%w: %w", errStreamBroken, copyErr)
 	}
 	return nil
 }
