@@ -383,11 +383,10 @@ func (e *Engine) dump(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn,
 	}
 	r := &exitReader{r: stdout, wait: cmd.Wait}
 	return r, func() {
-		// If the stores stopped reading early, kill pg_dump and reap it.
+		// If the stores stopped reading early, kill pg_dump and reap it
+		// (the reader may be reaping it at the same moment: reap is once).
 		cancel()
-		if !r.done {
-			_ = cmd.Wait()
-		}
+		_ = r.reap()
 	}, nil
 }
 

@@ -64,9 +64,7 @@ func (e *Engine) dumpGlobals(ctx context.Context, tools pgtool.Tools, conn pgtoo
 	key := globalsKey(name, e.codec, e.enc.encrypts())
 	err = putAll(ctx, targets, key, digest)
 	cancel()
-	if !src.done {
-		_ = cmd.Wait()
-	}
+	_ = src.reap() // once, even if the reader is reaping it too
 	stopEncrypt()
 	stopEncode()
 	if err != nil {

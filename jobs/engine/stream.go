@@ -72,6 +72,17 @@ type exitReader struct {
 	wait func() error
 	done bool
 	err  error
+
+	reaped  sync.Once
+	waitErr error
+}
+
+// reap waits for the process once, whoever asks first: the reader at EOF
+// or the cleanup after an early stop. exec.Cmd.Wait must not run twice at
+// once (the second call blocks for ever on the first's I/O goroutines).
+func (e *exitReader) reap() error {
+	e.reaped.Do(func() { e.waitErr = e.wait() })
+	return e.waitErr
 }
 
 func (e *exitReader) Read(p []byte) (int, error) {
@@ -82,7 +93,7 @@ func (e *exitReader) Read(p []byte) (int, error) {
 	if err == io.EOF {
 		e.done = true
 		e.err = io.EOF
-		if werr := e.wait(); werr != nil {
+		if werr := e.reap(); werr != nil {
 			e.err = werr
 		}
 		return n, e.err

@@ -4,9 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -114,5 +117,29 @@ func TestExitReaderTurnsFailedExitIntoError(t *testing.T) {
 	_, err := buf.ReadFrom(r)
 	if !errors.Is(err, boom) {
 		t.Fatalf("read to end: err = %v, want the process error", err)
+	}
+}
+
+// The reader reaching EOF and the cleanup after an early stop may both
+// reap pg_dump at once; exec.Cmd.Wait run twice concurrently blocks for
+// ever, so the process must be waited for exactly once.
+func TestExitReaderReapsOnce(t *testing.T) {
+	t.Parallel()
+	var waits atomic.Int32
+	boom := errors.New("signal: killed")
+	for range 200 {
+		waits.Store(0)
+		r := &exitReader{r: strings.NewReader("x"), wait: func() error { waits.Add(1); return boom }}
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); _, _ = io.Copy(io.Discard, r) }()
+		go func() { defer wg.Done(); _ = r.reap() }()
+		wg.Wait()
+		if n := waits.Load(); n != 1 {
+			t.Fatalf("process waited for %d times, want once", n)
+		}
+		if err := r.reap(); !errors.Is(err, boom) {
+			t.Fatalf("reap after the reader = %v, want the process error", err)
+		}
 	}
 }
