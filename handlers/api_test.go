@@ -52,6 +52,19 @@ func TestAuthorization(t *testing.T) {
 	}
 }
 
+func TestWhoAmI(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for token, want := range map[string]string{testViewer: `{"role":"viewer"}`, testAdmin: `{"role":"admin"}`} {
+		if code, body := f.do("GET", "/api/whoami", token, nil); code != 200 || strings.TrimSpace(body) != want {
+			t.Errorf("whoami = %d %s, want 200 %s", code, body, want)
+		}
+	}
+	if code, _ := f.do("GET", "/api/whoami", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("whoami without a token = %d, want 401", code)
+	}
+}
+
 func TestMonitoringRoles(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"net/http"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -163,4 +164,22 @@ func requireRole(min Role) echo.MiddlewareFunc {
 			return next(c)
 		}
 	}
+}
+
+// String is the role's name as the API shows it.
+func (r Role) String() string {
+	switch r {
+	case RoleAdmin:
+		return "admin"
+	case RoleViewer:
+		return "viewer"
+	}
+	return "none"
+}
+
+// whoami tells a client the role of its token, so the page can leave out
+// buttons the token may not use. It is a convenience, not a control: every
+// route still checks the role itself.
+func (a *API) whoami(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"role": roleOf(c).String()})
 }

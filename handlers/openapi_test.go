@@ -115,6 +115,9 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		{"GET", "/api/admin/backup/existing/verify", "/api/admin/backup/{name}/verify", testAdmin, nil},
 		{"GET", "/api/admin/tasks/no-such-task", "/api/admin/tasks/{id}", testViewer, nil},
 		{"GET", "/api/admin/audit", "/api/admin/audit", testAdmin, nil},
+		{"GET", "/api/whoami", "/api/whoami", testViewer, nil},
+		{"GET", "/api/whoami", "/api/whoami", testAdmin, nil},
+		{"GET", "/api/whoami", "/api/whoami", "", nil},
 	}
 	var created string
 	for _, tc := range cases {

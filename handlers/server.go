@@ -147,6 +147,7 @@ func New(d Deps) *echo.Echo {
 	admin.POST("/admin/backup/restore", a.restoreBackup, a.idempotent)
 	admin.DELETE("/admin/backup/:name", a.deleteBackup, a.idempotent)
 	view.GET("/admin/backup/list", a.listBackups)
+	view.GET("/whoami", a.whoami)
 	admin.POST("/admin/backup/:name/verify", a.verifyBackup, a.idempotent)
 	// Verify starts work, so it is a POST; other methods are told so
 	// rather than getting a 404 that hides the route.
