@@ -17,9 +17,12 @@ export PGBACKUP_TEST_REQUIRED=1
 # The end-to-end tests build the binaries with the go on PATH.
 PATH="$(dirname "$GO"):$PATH"
 export PATH
+# Files tests leave for a person to look at (the browser test's screenshot
+# of a failure) go under test-output/_artifacts (go test -artifacts).
+mkdir -p "$ROOT/test-output"
 # GO_TEST_ARGS is split on whitespace on purpose.
 # shellcheck disable=SC2086
-bin/testbench run -- "$GO" test -count=1 -timeout 20m ./... "$@" ${GO_TEST_ARGS:-}
+bin/testbench run -- "$GO" test -count=1 -timeout 20m -artifacts -outputdir "$ROOT/test-output" ./... "$@" ${GO_TEST_ARGS:-}
 
 # A count, not a duration: a duration races the fuzz coordinator's deadline
 # on a loaded machine and fails with "context deadline exceeded" having

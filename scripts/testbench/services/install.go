@@ -49,7 +49,7 @@ func GoCommand() (string, error) {
 }
 
 // Install puts in place what the bench and the service's tests need:
-// PostgreSQL (server and client tools), Redis and, as root, runuser, from
+// PostgreSQL (server and client tools), Redis, Chromium and, as root, runuser, from
 // Debian packages with apt-get when run as root; and the MinIO server,
 // built once with go install into Options.Cache.
 func Install(ctx context.Context, opts Options) error {
@@ -81,6 +81,8 @@ func missingPackages() (missing, pkgs []string) {
 	if isRoot() {
 		need(onPath("runuser"), "runuser", "util-linux")
 	}
+	// The backups page is tested in a real browser (cmd/e2e).
+	need(onPath("chromium"), "chromium", "chromium")
 	return missing, pkgs
 }
 
@@ -90,7 +92,7 @@ func installPackages(ctx context.Context, opts Options) error {
 		return nil
 	}
 	if _, err := exec.LookPath("apt-get"); err != nil || !isRoot() {
-		return fmt.Errorf("%w: %s; install them first, e.g. as root:\n    apt-get update && apt-get install -y postgresql postgresql-client redis-server",
+		return fmt.Errorf("%w: %s; install them first, e.g. as root:\n    apt-get update && apt-get install -y postgresql postgresql-client redis-server chromium",
 			ErrMissing, strings.Join(missing, ", "))
 	}
 	// postgresql and redis-server are always asked for together, as the
