@@ -101,6 +101,26 @@ type Config struct {
 	RedisAddr     string `env:"REDIS_ADDR" yaml:"redis_addr"`
 	RedisPassword string `env:"REDIS_PASSWORD" yaml:"redis_password"`
 	RedisDB       int    `env:"REDIS_DB" yaml:"redis_db"`
+	// RedisSentinelAddrs (comma-separated host:port) replaces RedisAddr:
+	// every program asks the sentinels for the master of
+	// RedisSentinelMaster and follows it through a failover.
+	RedisSentinelAddrs    string `env:"REDIS_SENTINEL_ADDRS" yaml:"redis_sentinel_addrs"`
+	RedisSentinelMaster   string `env:"REDIS_SENTINEL_MASTER" yaml:"redis_sentinel_master"`
+	RedisSentinelPassword string `env:"REDIS_SENTINEL_PASSWORD" yaml:"redis_sentinel_password"`
+	// RedisClusterAddrs (comma-separated seed nodes) replaces RedisAddr
+	// with a Redis Cluster.
+	RedisClusterAddrs string `env:"REDIS_CLUSTER_ADDRS" yaml:"redis_cluster_addrs"`
+	// RedisWaitReplicas makes the API wait, after queuing a task, until
+	// that many replicas hold it (Redis WAIT), so that a 202 survives the
+	// master's loss; 0 does not wait.
+	RedisWaitReplicas int           `env:"REDIS_WAIT_REPLICAS" yaml:"redis_wait_replicas"`
+	RedisWaitTimeout  time.Duration `env:"REDIS_WAIT_TIMEOUT" yaml:"redis_wait_timeout"`
+	// TLS to Redis (and to the sentinels): a private CA and an optional
+	// client certificate.
+	RedisTLS         bool   `env:"REDIS_TLS" yaml:"redis_tls"`
+	RedisTLSCAFile   string `env:"REDIS_TLS_CA_FILE" yaml:"redis_tls_ca_file"`
+	RedisTLSCertFile string `env:"REDIS_TLS_CERT_FILE" yaml:"redis_tls_cert_file"`
+	RedisTLSKeyFile  string `env:"REDIS_TLS_KEY_FILE" yaml:"redis_tls_key_file"`
 
 	// Queue and workers.
 	TaskMaxRetry   int           `env:"TASK_MAX_RETRY" yaml:"task_max_retry"`
@@ -176,6 +196,7 @@ func Defaults() Config {
 		MinIOPartSizeMB:    16,
 		MinIOUploadThreads: 2,
 		RedisAddr:          "127.0.0.1:6379",
+		RedisWaitTimeout:   2 * time.Second,
 		// A few retries cover a MinIO restart or a failover; a dump that
 		// fails five times needs a human.
 		TaskMaxRetry:             5,
@@ -305,8 +326,44 @@ func (c Config) Validate() error {
 			bad("MINIO_UPLOAD_THREADS", "%d must be between 1 and 32", c.MinIOUploadThreads)
 		}
 	}
-	if c.RedisAddr == "" {
+	switch {
+	case c.RedisSentinelAddrs != "" && c.RedisClusterAddrs != "":
+		bad("REDIS_SENTINEL_ADDRS", "give REDIS_SENTINEL_ADDRS or REDIS_CLUSTER_ADDRS, not both")
+	case c.RedisSentinelAddrs != "":
+		if c.RedisSentinelMaster == "" {
+			bad("REDIS_SENTINEL_MASTER", "the master's name is required with REDIS_SENTINEL_ADDRS")
+		}
+		for _, a := range c.RedisSentinels() {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				bad("REDIS_SENTINEL_ADDRS", "%q is not host:port", a)
+			}
+		}
+	case c.RedisClusterAddrs != "":
+		for _, a := range c.RedisClusterNodes() {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				bad("REDIS_CLUSTER_ADDRS", "%q is not host:port", a)
+			}
+		}
+		if c.RedisDB != 0 {
+			bad("REDIS_DB", "a Redis Cluster has only database 0")
+		}
+		if c.RedisWaitReplicas > 0 {
+			bad("REDIS_WAIT_REPLICAS", "not supported with REDIS_CLUSTER_ADDRS (WAIT would reach an arbitrary node)")
+		}
+	case c.RedisAddr == "":
 		bad("REDIS_ADDR", "must not be empty")
+	}
+	if c.RedisWaitReplicas < 0 || c.RedisWaitReplicas > 16 {
+		bad("REDIS_WAIT_REPLICAS", "%d must be between 0 and 16", c.RedisWaitReplicas)
+	}
+	if c.RedisWaitReplicas > 0 && c.RedisWaitTimeout < 10*time.Millisecond {
+		bad("REDIS_WAIT_TIMEOUT", "%s must be at least 10ms", c.RedisWaitTimeout)
+	}
+	if !c.RedisTLS && (c.RedisTLSCAFile != "" || c.RedisTLSCertFile != "" || c.RedisTLSKeyFile != "") {
+		bad("REDIS_TLS", "REDIS_TLS_* files are set but REDIS_TLS is not true")
+	}
+	if (c.RedisTLSCertFile == "") != (c.RedisTLSKeyFile == "") {
+		bad("REDIS_TLS_CERT_FILE", "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together")
 	}
 	if c.TaskMaxRetry < 0 || c.TaskMaxRetry > 100 {
 		bad("TASK_MAX_RETRY", "%d must be between 0 and 100", c.TaskMaxRetry)
@@ -381,7 +438,17 @@ func (c Config) MinIOEnabled() bool { return c.MinIOEndpoint != "" }
 func (c Config) String() string {
 	return fmt.Sprintf("postgres=%s@%s:%d/%s backup_dir=%s minio=%s bucket=%s redis=%s",
 		c.PostgresUser, c.PostgresHost, c.PostgresPort, c.PostgresDB, c.BackupDir,
-		c.MinIOEndpoint, c.MinIOBucket, c.RedisAddr)
+		c.MinIOEndpoint, c.MinIOBucket, c.redisDescription())
+}
+
+func (c Config) redisDescription() string {
+	switch {
+	case c.RedisSentinelAddrs != "":
+		return "sentinel:" + c.RedisSentinelMaster + "@" + c.RedisSentinelAddrs
+	case c.RedisClusterAddrs != "":
+		return "cluster:" + c.RedisClusterAddrs
+	}
+	return c.RedisAddr
 }
 
 // envError rewrites the env library's errors, which name Go struct fields,
@@ -585,4 +652,20 @@ func (c Config) SourceMinIO() (endpoint, user, password string) {
 		return c.SourceMinIOEndpoint, c.SourceMinIORootUser, c.SourceMinIORootPassword
 	}
 	return c.MinIOEndpoint, c.MinIORootUser, c.MinIORootPassword
+}
+
+// RedisSentinels lists REDIS_SENTINEL_ADDRS.
+func (c Config) RedisSentinels() []string { return splitList(c.RedisSentinelAddrs) }
+
+// RedisClusterNodes lists REDIS_CLUSTER_ADDRS.
+func (c Config) RedisClusterNodes() []string { return splitList(c.RedisClusterAddrs) }
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

@@ -64,6 +64,14 @@ func TestBadValuesNameTheSetting(t *testing.T) {
 		{"compress", []string{"PG_DUMP_COMPRESS=fast"}, "PG_DUMP_COMPRESS"},
 		{"log level", []string{"LOG_LEVEL=loud"}, "LOG_LEVEL"},
 		{"sslmode", []string{"POSTGRES_SSLMODE=yes"}, "POSTGRES_SSLMODE"},
+		{"sentinel without master", []string{"REDIS_SENTINEL_ADDRS=127.0.0.1:26379"}, "REDIS_SENTINEL_MASTER"},
+		{"sentinel address", []string{"REDIS_SENTINEL_ADDRS=localhost", "REDIS_SENTINEL_MASTER=m"}, "REDIS_SENTINEL_ADDRS"},
+		{"sentinel and cluster", []string{"REDIS_SENTINEL_ADDRS=h:1", "REDIS_SENTINEL_MASTER=m", "REDIS_CLUSTER_ADDRS=h:2"}, "REDIS_SENTINEL_ADDRS"},
+		{"cluster db", []string{"REDIS_CLUSTER_ADDRS=h:1,h:2", "REDIS_DB=3"}, "REDIS_DB"},
+		{"cluster wait", []string{"REDIS_CLUSTER_ADDRS=h:1", "REDIS_WAIT_REPLICAS=1"}, "REDIS_WAIT_REPLICAS"},
+		{"wait replicas", []string{"REDIS_WAIT_REPLICAS=-1"}, "REDIS_WAIT_REPLICAS"},
+		{"redis tls files without tls", []string{"REDIS_TLS_CA_FILE=/ca.pem"}, "REDIS_TLS"},
+		{"redis client cert without key", []string{"REDIS_TLS=true", "REDIS_TLS_CERT_FILE=/c.pem"}, "REDIS_TLS_CERT_FILE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -59,13 +59,24 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	redisOpt := wire.RedisOpt(cfg)
+	redisOpt, err := wire.RedisOpt(cfg)
+	if err != nil {
+		return err
+	}
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
-	rdb := wire.Redis(cfg)
+	rdb, err := wire.Redis(cfg)
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
+	queue, closeQueue, err := wire.ReplicatedQueue(cfg, client, log)
+	if err != nil {
+		return err
+	}
+	defer closeQueue()
 	locks := jobs.NewLocks(rdb)
 	keyCheck, err := wire.SigningKeyCheck(ctx, cfg, locks, log)
 	if err != nil {
@@ -85,7 +96,7 @@ func run(ctx context.Context) error {
 
 	e := handlers.New(handlers.Deps{
 		Backups:               eng,
-		Queue:                 client,
+		Queue:                 queue,
 		Inspector:             inspector,
 		Ping:                  func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		TaskOptions:           wire.TaskOptions(cfg),

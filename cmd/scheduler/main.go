@@ -41,12 +41,19 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	client := asynq.NewClient(wire.RedisOpt(cfg))
+	redisOpt, err := wire.RedisOpt(cfg)
+	if err != nil {
+		return err
+	}
+	client := asynq.NewClient(redisOpt)
 	defer client.Close()
-	rdb := wire.Redis(cfg)
+	rdb, err := wire.Redis(cfg)
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 
-	s, err := jobs.NewScheduler(wire.RedisOpt(cfg), targets, wire.TaskOptions(cfg), log)
+	s, err := jobs.NewScheduler(redisOpt, targets, wire.TaskOptions(cfg), log)
 	if err != nil {
 		return err
 	}
@@ -76,7 +83,7 @@ func run(ctx context.Context) error {
 	alerter := wire.Alerter(cfg, client, log)
 	// Alerts are delivered from here too, so they still go out when no
 	// worker runs.
-	alertSrv := jobs.NewAlertServer(wire.RedisOpt(cfg), cfg.TaskRetryDelay, log)
+	alertSrv := jobs.NewAlertServer(redisOpt, cfg.TaskRetryDelay, log)
 	mux := asynq.NewServeMux()
 	jobs.RegisterKinds(mux, &jobs.Worker{Log: log, ID: jobs.WorkerID(), Alerts: alerter}, jobs.TypeAlertDeliver)
 	if err := alertSrv.Start(mux); err != nil {

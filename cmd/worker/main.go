@@ -46,11 +46,18 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv, err := jobs.NewServer(wire.RedisOpt(cfg), serverOpts, log)
+	redisOpt, err := wire.RedisOpt(cfg)
 	if err != nil {
 		return err
 	}
-	rdb := wire.Redis(cfg)
+	srv, err := jobs.NewServer(redisOpt, serverOpts, log)
+	if err != nil {
+		return err
+	}
+	rdb, err := wire.Redis(cfg)
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 	locks := jobs.NewLocks(rdb)
 	keyCheck, err := wire.SigningKeyCheck(ctx, cfg, locks, log)
@@ -61,9 +68,9 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	client := asynq.NewClient(wire.RedisOpt(cfg))
+	client := asynq.NewClient(redisOpt)
 	defer client.Close()
-	inspector := asynq.NewInspector(wire.RedisOpt(cfg))
+	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
 	mux := asynq.NewServeMux()
 	w := &jobs.Worker{Engine: eng, Log: log, ID: jobs.WorkerID(),

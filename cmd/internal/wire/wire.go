@@ -6,9 +6,12 @@ package wire
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -191,15 +194,109 @@ func TaskOptions(cfg configs.Config) jobs.Options {
 	}
 }
 
-// RedisOpt is asynq's connection to the queue's Redis.
-func RedisOpt(cfg configs.Config) asynq.RedisClientOpt {
-	return asynq.RedisClientOpt{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB}
+// RedisOpt is asynq's connection to the queue's Redis: one server, the
+// master that sentinels name (followed through a failover), or a cluster.
+func RedisOpt(cfg configs.Config) (asynq.RedisConnOpt, error) {
+	return redisOpt(cfg, 0)
+}
+
+// redisOpt is RedisOpt with a read timeout (0: go-redis's 3 s).
+func redisOpt(cfg configs.Config, readTimeout time.Duration) (asynq.RedisConnOpt, error) {
+	tlsCfg, err := redisTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case cfg.RedisSentinelAddrs != "":
+		return asynq.RedisFailoverClientOpt{
+			MasterName: cfg.RedisSentinelMaster, SentinelAddrs: cfg.RedisSentinels(),
+			SentinelPassword: cfg.RedisSentinelPassword,
+			Password:         cfg.RedisPassword, DB: cfg.RedisDB, TLSConfig: tlsCfg, ReadTimeout: readTimeout,
+		}, nil
+	case cfg.RedisClusterAddrs != "":
+		return asynq.RedisClusterClientOpt{Addrs: cfg.RedisClusterNodes(), Password: cfg.RedisPassword,
+			TLSConfig: tlsCfg, ReadTimeout: readTimeout}, nil
+	}
+	return asynq.RedisClientOpt{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB,
+		TLSConfig: tlsCfg, ReadTimeout: readTimeout}, nil
 }
 
 // Redis is a client of the same Redis for our own keys (reservations,
-// cancel marks).
-func Redis(cfg configs.Config) *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB})
+// cancel marks, state). It is made by the same option as asynq's, so the
+// two can never point at different servers, and it follows a failover
+// the same way.
+func Redis(cfg configs.Config) (redis.UniversalClient, error) {
+	return redisClient(cfg, 0)
+}
+
+// ReplicatedQueue wraps the API's queue so that an accepted task is on
+// REDIS_WAIT_REPLICAS replicas; without them it is the queue itself. Its
+// client reads for longer than WAIT may block, else go-redis would time
+// out and retry the WAIT.
+func ReplicatedQueue(cfg configs.Config, q jobs.Enqueuer, log *logrus.Entry) (jobs.Enqueuer, func() error, error) {
+	if cfg.RedisWaitReplicas <= 0 {
+		return q, func() error { return nil }, nil
+	}
+	rdb, err := redisClient(cfg, cfg.RedisWaitTimeout+2*time.Second)
+	if err != nil {
+		return nil, nil, err
+	}
+	return jobs.ReplicatedQueue{Queue: q, Redis: rdb, Replicas: cfg.RedisWaitReplicas,
+		Timeout: cfg.RedisWaitTimeout, Log: log}, rdb.Close, nil
+}
+
+func redisClient(cfg configs.Config, readTimeout time.Duration) (redis.UniversalClient, error) {
+	opt, err := redisOpt(cfg, readTimeout)
+	if err != nil {
+		return nil, err
+	}
+	rdb, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, errors.New("redis: asynq made a client of an unexpected type")
+	}
+	return rdb, nil
+}
+
+// redisTLS is the TLS configuration for Redis and its sentinels, nil
+// without REDIS_TLS.
+func redisTLS(cfg configs.Config) (*tls.Config, error) {
+	if !cfg.RedisTLS {
+		return nil, nil
+	}
+	c, err := TLSConfig(cfg.RedisTLSCAFile, cfg.RedisTLSCertFile, cfg.RedisTLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_TLS: %w", err)
+	}
+	return c, nil
+}
+
+// TLSConfig is a client TLS configuration that trusts the system's CAs
+// plus caFile (PEM, may be empty) and presents certFile/keyFile when
+// given. The server's name is checked against its certificate.
+func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("CA file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificate in it", caFile)
+		}
+		c.RootCAs = pool
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
 
 // ServerOptions configures the worker's asynq server.
