@@ -38,6 +38,9 @@ type Config struct {
 	PostgresUser     string `env:"POSTGRES_USER" yaml:"postgres_user"`
 	PostgresPassword string `env:"POSTGRES_PASSWORD" yaml:"postgres_password"`
 	PostgresSSLMode  string `env:"POSTGRES_SSLMODE" yaml:"postgres_sslmode"`
+	// PostgresSSLRootCert is the CA that signed the server's certificate,
+	// for sslmode verify-ca and verify-full.
+	PostgresSSLRootCert string `env:"POSTGRES_SSLROOTCERT" yaml:"postgres_sslrootcert"`
 	// PGBinDir forces the directory holding pg_dump, pg_restore and psql.
 	// Empty means: find the client matching the server's major version.
 	PGBinDir string `env:"PG_BIN_DIR" yaml:"pg_bin_dir"`
@@ -92,6 +95,11 @@ type Config struct {
 	MinIORegion        string `env:"MINIO_REGION" yaml:"minio_region"`
 	MinIOPartSizeMB    int    `env:"MINIO_PART_SIZE_MB" yaml:"minio_part_size_mb"`
 	MinIOUploadThreads int    `env:"MINIO_UPLOAD_THREADS" yaml:"minio_upload_threads"`
+	// MinIOCAFile is a private CA for an https MINIO_ENDPOINT (and
+	// SOURCE_MINIO_ENDPOINT); MinIOInsecureSkipVerify turns certificate
+	// checks off, for experiments only.
+	MinIOCAFile             string `env:"MINIO_CA_FILE" yaml:"minio_ca_file"`
+	MinIOInsecureSkipVerify bool   `env:"MINIO_INSECURE_SKIP_VERIFY" yaml:"minio_insecure_skip_verify"`
 	// SourceMinIO* is the S3 server whose buckets bucket backups read and
 	// restore into; empty means the MinIO above.
 	SourceMinIOEndpoint     string `env:"SOURCE_MINIO_ENDPOINT" yaml:"source_minio_endpoint"`
@@ -282,10 +290,13 @@ func (c Config) Validate() error {
 	if c.PostgresUser == "" {
 		bad("POSTGRES_USER", "must not be empty")
 	}
-	switch c.PostgresSSLMode {
-	case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
-	default:
+	if !validSSLMode(c.PostgresSSLMode) {
 		bad("POSTGRES_SSLMODE", "%q is not a libpq sslmode", c.PostgresSSLMode)
+	}
+	if c.PostgresSSLRootCert != "" {
+		if _, err := os.Stat(c.PostgresSSLRootCert); err != nil {
+			bad("POSTGRES_SSLROOTCERT", "%v", err)
+		}
 	}
 	if c.BackupDir == "" {
 		bad("BACKUP_DIR", "must not be empty")
@@ -321,6 +332,11 @@ func (c Config) Validate() error {
 		}
 		if c.MinIOPartSizeMB < 5 || c.MinIOPartSizeMB > 5120 {
 			bad("MINIO_PART_SIZE_MB", "%d must be between 5 and 5120", c.MinIOPartSizeMB)
+		}
+		if c.MinIOCAFile != "" {
+			if _, err := os.Stat(c.MinIOCAFile); err != nil {
+				bad("MINIO_CA_FILE", "%v", err)
+			}
 		}
 		if c.MinIOUploadThreads < 1 || c.MinIOUploadThreads > 32 {
 			bad("MINIO_UPLOAD_THREADS", "%d must be between 1 and 32", c.MinIOUploadThreads)
@@ -668,4 +684,12 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+func validSSLMode(m string) bool {
+	switch m {
+	case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+		return true
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package configs
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -33,6 +34,52 @@ type TargetConfig struct {
 	Kind   string `json:"kind" yaml:"kind"`
 	Bucket string `json:"bucket" yaml:"bucket"`
 	Prefix string `json:"prefix" yaml:"prefix"`
+	// A target on a server of its own: any of these set makes one, the
+	// others default to POSTGRES_*. The password is read from a file, and
+	// only from it: POSTGRES_PASSWORD is never sent to another server.
+	Host         string `json:"host" yaml:"host"`
+	Port         int    `json:"port" yaml:"port"`
+	User         string `json:"user" yaml:"user"`
+	PasswordFile string `json:"password_file" yaml:"password_file"`
+	SSLMode      string `json:"sslmode" yaml:"sslmode"`
+	SSLRootCert  string `json:"sslrootcert" yaml:"sslrootcert"`
+}
+
+// server builds the target's own server, nil when it names none.
+func (tc TargetConfig) server(c Config) (*pgtool.Conn, error) {
+	if tc.Host == "" && tc.Port == 0 && tc.User == "" && tc.PasswordFile == "" && tc.SSLMode == "" && tc.SSLRootCert == "" {
+		return nil, nil
+	}
+	s := &pgtool.Conn{Host: tc.Host, Port: tc.Port, User: tc.User, SSLMode: tc.SSLMode, SSLRootCert: tc.SSLRootCert}
+	if s.Host == "" {
+		s.Host = c.PostgresHost
+	}
+	if s.Port == 0 {
+		s.Port = c.PostgresPort
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		return nil, fmt.Errorf("port %d: want 1 to 65535", s.Port)
+	}
+	if s.User == "" {
+		s.User = c.PostgresUser
+	}
+	if s.SSLMode == "" {
+		s.SSLMode = c.PostgresSSLMode
+	}
+	if !validSSLMode(s.SSLMode) {
+		return nil, fmt.Errorf("sslmode %q is not a libpq sslmode", s.SSLMode)
+	}
+	if s.SSLRootCert == "" {
+		s.SSLRootCert = c.PostgresSSLRootCert
+	}
+	if tc.PasswordFile != "" {
+		b, err := os.ReadFile(tc.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("password_file: %w", err)
+		}
+		s.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	return s, nil
 }
 
 // Targets builds the configured targets, or the default one. Scheduling
@@ -80,6 +127,11 @@ func (tc TargetConfig) build(c Config) (jobs.Target, error) {
 	if !jobs.ValidTargetName(t.Name) {
 		return t, fmt.Errorf("name %q: use lower-case letters, digits and _, starting with a letter, at most 30", tc.Name)
 	}
+	server, err := tc.server(c)
+	if err != nil {
+		return t, err
+	}
+	t.Server = server
 	switch tc.Kind {
 	case "", "database":
 	case jobs.TargetBucket:

@@ -172,6 +172,9 @@ type restoreRequest struct {
 	RestoreGlobals    *bool   `json:"restore_globals"`
 	// Databases chooses databases of a whole-server backup.
 	Databases []string `json:"databases"`
+	// Target restores into that target's server, and by default its
+	// database.
+	Target *string `json:"target"`
 }
 
 type taskResponse struct {
@@ -213,15 +216,32 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if m.Kind == engine.KindBucket {
 		return badRequest("backup %s is a bucket backup; restore it with POST /api/admin/buckets/restore", name)
 	}
+	// The server to restore into: the named target's, else the one the
+	// backup came from when its target has a server of its own.
+	tname := deref(req.Target)
+	if tname != "" {
+		t, ok := a.d.Targets.Get(tname)
+		if !ok {
+			return fmt.Errorf("%w: target %q is not configured", errTargetNotFound, truncate(tname, 40))
+		}
+		if t.Kind == jobs.TargetBucket {
+			return badRequest("target %s backs up a bucket; restore its backups with POST /api/admin/buckets/restore", t.Name)
+		}
+		if target == "" && t.Database != engine.AllDatabases && m.Kind != engine.KindServer {
+			target = t.Database
+		}
+	} else if t, ok := a.d.Targets.Get(m.Target); ok && t.Server != nil {
+		tname = t.Name
+	}
 	if m.Kind == engine.KindServer || req.Databases != nil {
-		return a.restoreServer(c, req, m, from)
+		return a.restoreServer(c, req, m, from, tname)
 	}
 	if target == "" {
 		// The database the backup was taken from: restoring elsewhere by
 		// default would overwrite whatever POSTGRES_DB happens to be.
 		target = m.Database
 	}
-	p := jobs.RestorePayload{BackupName: name, From: from, TargetDatabase: target,
+	p := jobs.RestorePayload{BackupName: name, From: from, TargetDatabase: target, Target: tname,
 		Clean: isTrue(req.Clean), Replace: isTrue(req.Replace), AllowUnsigned: isTrue(req.AllowUnsigned),
 		RestoreGlobals: isTrue(req.RestoreGlobals)}
 	if p.RestoreGlobals && m.Globals == nil {
@@ -234,12 +254,12 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if p.AllowUnsigned {
 		a.auditLog.WithFields(map[string]any{"backup_name": name, "target": target}).Warn("restore allows an unsigned manifest")
 	}
-	return a.accepted(c, p, reservation{jobs.KindRestore, target, "a restore into database " + target + " is already queued or running"})
+	return a.accepted(c, p, reservation{jobs.KindRestore, jobs.RestoreKey(tname, target), "a restore into database " + target + " is already queued or running"})
 }
 
 // restoreServer enqueues the restore of a whole-server backup: each
 // chosen database (all by default) under its own name, each reserved.
-func (a *API) restoreServer(c echo.Context, req restoreRequest, m *engine.Manifest, from string) error {
+func (a *API) restoreServer(c echo.Context, req restoreRequest, m *engine.Manifest, from, tname string) error {
 	if m.Kind != engine.KindServer {
 		return badRequest("databases: backup %s holds the one database %s; use target_database", m.Name, m.Database)
 	}
@@ -268,7 +288,7 @@ func (a *API) restoreServer(c echo.Context, req restoreRequest, m *engine.Manife
 			dbs = append(dbs, d.Database)
 		}
 	}
-	p := jobs.RestorePayload{BackupName: m.Name, From: from, Databases: dbs,
+	p := jobs.RestorePayload{BackupName: m.Name, From: from, Databases: dbs, Target: tname,
 		Clean: isTrue(req.Clean), AllowUnsigned: isTrue(req.AllowUnsigned), RestoreGlobals: isTrue(req.RestoreGlobals)}
 	if p.RestoreGlobals && m.Globals == nil {
 		return badRequest("restore_globals: backup %s was taken without include_globals", m.Name)
@@ -279,7 +299,7 @@ func (a *API) restoreServer(c echo.Context, req restoreRequest, m *engine.Manife
 	c.Set(auditTarget, strings.Join(dbs, ","))
 	res := make([]reservation, 0, len(dbs))
 	for _, d := range dbs {
-		res = append(res, reservation{jobs.KindRestore, d, "a restore into database " + d + " is already queued or running"})
+		res = append(res, reservation{jobs.KindRestore, jobs.RestoreKey(tname, d), "a restore into database " + d + " is already queued or running"})
 	}
 	return a.accepted(c, p, res...)
 }

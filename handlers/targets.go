@@ -20,10 +20,12 @@ type StateReader interface {
 }
 
 type targetJSON struct {
-	Name          string         `json:"name"`
-	Kind          string         `json:"kind,omitempty"`
-	Bucket        string         `json:"bucket,omitempty"`
-	Database      string         `json:"database"`
+	Name     string `json:"name"`
+	Kind     string `json:"kind,omitempty"`
+	Bucket   string `json:"bucket,omitempty"`
+	Database string `json:"database"`
+	// Server is host:port of a target on a server of its own.
+	Server        string         `json:"server,omitempty"`
 	Format        string         `json:"format"`
 	Stores        []string       `json:"stores"`
 	Schedule      string         `json:"schedule,omitempty"`
@@ -66,6 +68,9 @@ func (a *API) listTargets(c echo.Context) error {
 	for _, t := range a.d.Targets.All() {
 		tj := targetJSON{Name: t.Name, Kind: t.Kind, Bucket: t.Bucket, Database: t.Database, Format: string(t.Format), Stores: t.Stores,
 			Retention: t.Retention, RPOSeconds: t.RPO.Seconds()}
+		if t.Server != nil {
+			tj.Server = t.Server.Addr()
+		}
 		if tj.Stores == nil {
 			tj.Stores = a.d.Backups.StoreNames()
 		}

@@ -131,6 +131,8 @@ type taskJSON struct {
 	Payload          json.RawMessage `json:"payload,omitempty"`
 	NextRunAt        string          `json:"next_process_at,omitempty"`
 	FinishedAt       string          `json:"completed_at,omitempty"`
+	// StartedAt is when a worker began the latest attempt.
+	StartedAt string `json:"started_at,omitempty"`
 	// RequestID is the X-Request-ID of the request that made the task.
 	RequestID string `json:"request_id,omitempty"`
 }
@@ -191,6 +193,9 @@ func (a *API) getTask(c echo.Context) error {
 		var r jobs.Result
 		if err := json.Unmarshal(info.Result, &r); err == nil {
 			out.Progress, out.Result, out.Worker = r.Progress, r.Outcome, r.Worker
+			if !r.StartedAt.IsZero() {
+				out.StartedAt = r.StartedAt.Format(time.RFC3339Nano)
+			}
 		}
 	}
 	if !info.NextProcessAt.IsZero() && info.State != asynq.TaskStateCompleted {

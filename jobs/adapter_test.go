@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/pgtool"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -49,7 +50,7 @@ func (f *fakeEngine) Delete(_ context.Context, name string, from []string) ([]st
 
 func (f *fakeEngine) List(context.Context, []string) ([]engine.Entry, error) { return nil, f.err }
 
-func (f *fakeEngine) Drill(_ context.Context, name, _ string, _ engine.ProgressFunc) (*engine.DrillReport, error) {
+func (f *fakeEngine) Drill(_ context.Context, name, _ string, _ *pgtool.Conn, _ engine.ProgressFunc) (*engine.DrillReport, error) {
 	return &engine.DrillReport{Manifest: &engine.Manifest{Name: name}}, f.err
 }
 

@@ -30,6 +30,7 @@ var errorClasses = []struct {
 	{engine.ErrInvalid, "invalid request"},
 	{pgtool.ErrNoMatchingClient, "no matching pg_dump"},
 	{pgtool.ErrUnreachable, "postgres unreachable"},
+	{pgtool.ErrAuth, "postgres authentication failed"},
 	{store.ErrUnavailable, "store unavailable"},
 	{ErrBusy, "waiting for another task"},
 	{context.DeadlineExceeded, "timed out"},

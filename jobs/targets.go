@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/pgtool"
 )
 
 // DefaultTarget is the target built from the single-database settings when
@@ -36,6 +37,10 @@ type Target struct {
 	Kind   string
 	Bucket string
 	Prefix string
+	// Server is the PostgreSQL server of a target that names its own
+	// (host, port, user, password_file, sslmode); nil means the
+	// configured POSTGRES_* server.
+	Server *pgtool.Conn
 }
 
 // TargetBucket is the kind of a target that backs up a MinIO bucket.

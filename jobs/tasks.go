@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/pgtool"
 )
 
 // Task types.
@@ -90,7 +91,7 @@ func (w *Worker) backup(ctx context.Context, p BackupPayload) (*engine.Manifest,
 	taskID, _ := taskIDOf(ctx)
 	start := time.Now()
 	m, err := w.Engine.Backup(ctx, engine.BackupRequest{
-		Name: p.BackupName, Database: p.Database, Format: engine.Format(p.Format), Stores: p.Stores,
+		Name: p.BackupName, Server: w.serverOf(p.Target), Database: p.Database, Format: engine.Format(p.Format), Stores: p.Stores,
 		Target: p.Target, Scheduled: p.Scheduled, IncludeGlobals: p.IncludeGlobals, TaskID: taskID, Progress: progressOf(ctx),
 	})
 	bg := context.WithoutCancel(ctx)
@@ -144,6 +145,10 @@ type RestorePayload struct {
 	// Databases chooses databases of a whole-server backup (all when
 	// empty); each is restored under its own name.
 	Databases []string `json:"databases,omitempty"`
+	// Target restores into that target's server (its database by
+	// default). Without it a backup goes back to the server it was taken
+	// from: its target's, if that target names its own server.
+	Target string `json:"target,omitempty"`
 }
 
 // Kind implements Payload.
@@ -153,14 +158,26 @@ func (RestorePayload) Kind() string { return TypeBackupRestore }
 // or a whole-server backup's databases to all it holds, before the
 // reservations on them are taken.
 func (p RestorePayload) resolve(ctx context.Context, w *Worker, _ string) (RestorePayload, error) {
-	if p.TargetDatabase == "" && len(p.Databases) == 0 {
-		var from []string
-		if p.From != "" {
-			from = []string{p.From}
-		}
-		m, _, err := w.Engine.Find(ctx, p.BackupName, from)
-		if err != nil {
+	var from []string
+	if p.From != "" {
+		from = []string{p.From}
+	}
+	var m *engine.Manifest
+	if p.Target == "" {
+		var err error
+		if m, _, err = w.Engine.Find(ctx, p.BackupName, from); err != nil {
 			return p, err
+		}
+		if w.serverOf(m.Target) != nil {
+			p.Target = m.Target
+		}
+	}
+	if p.TargetDatabase == "" && len(p.Databases) == 0 {
+		if m == nil {
+			var err error
+			if m, _, err = w.Engine.Find(ctx, p.BackupName, from); err != nil {
+				return p, err
+			}
 		}
 		if m.Kind != engine.KindServer {
 			p.TargetDatabase = m.Database
@@ -174,14 +191,15 @@ func (p RestorePayload) resolve(ctx context.Context, w *Worker, _ string) (Resto
 }
 
 func (p RestorePayload) reservations() []reservation {
+	key := func(db string) string { return RestoreKey(p.Target, db) }
 	if len(p.Databases) > 0 {
 		res := make([]reservation, 0, len(p.Databases))
 		for _, d := range p.Databases {
-			res = append(res, reservation{KindRestore, d})
+			res = append(res, reservation{KindRestore, key(d)})
 		}
 		return res
 	}
-	return []reservation{{KindRestore, p.TargetDatabase}}
+	return []reservation{{KindRestore, key(p.TargetDatabase)}}
 }
 
 func (p RestorePayload) logFields() logrus.Fields {
@@ -195,7 +213,7 @@ func (p RestorePayload) logFields() logrus.Fields {
 
 func (w *Worker) restore(ctx context.Context, p RestorePayload) (*engine.RestoreResult, error) {
 	return w.Engine.Restore(ctx, engine.RestoreRequest{
-		Name: p.BackupName, From: p.From, TargetDatabase: p.TargetDatabase, Clean: p.Clean,
+		Name: p.BackupName, Server: w.serverOf(p.Target), From: p.From, TargetDatabase: p.TargetDatabase, Clean: p.Clean,
 		Replace: p.Replace, AllowUnsigned: p.AllowUnsigned, RestoreGlobals: p.RestoreGlobals, Databases: p.Databases, Progress: progressOf(ctx),
 	})
 }
@@ -315,3 +333,25 @@ var (
 	// BucketRestore writes a bucket backup's objects back.
 	BucketRestore = define(QueueRestore, restoreTimeout, (*Worker).bucketRestore)
 )
+
+// RestoreKey is the reservation that keeps two restores out of one
+// database: the database's name, qualified by the target whose own server
+// it is on (the same name on two servers is two databases).
+func RestoreKey(target, db string) string {
+	if target != "" {
+		return target + "/" + db
+	}
+	return db
+}
+
+// serverOf is the PostgreSQL server of a target that names its own, nil
+// for the configured server (or an unknown target).
+func (w *Worker) serverOf(target string) *pgtool.Conn {
+	if target == "" || w.Targets == nil {
+		return nil
+	}
+	if t, ok := w.Targets.Get(target); ok {
+		return t.Server
+	}
+	return nil
+}

@@ -182,7 +182,8 @@ func (w *Worker) drill(ctx context.Context, p DrillPayload) (DrillResult, error)
 	if err == nil {
 		scratch := "pgbackup_drill_" + t.Name + "_" + res.At.Format("20060102150405")
 		var rep *engine.DrillReport
-		rep, err = w.Engine.Drill(ctx, res.BackupName, scratch, progressOf(ctx))
+		// On the target's own server, where its backups come from.
+		rep, err = w.Engine.Drill(ctx, res.BackupName, scratch, t.Server, progressOf(ctx))
 		if rep != nil {
 			res.RTOSeconds = rep.RTO.Seconds()
 			res.BackupAgeSeconds = res.At.Sub(rep.Manifest.FinishedAt).Seconds()

@@ -28,7 +28,7 @@ type Engine interface {
 	Verify(ctx context.Context, name, from string, allowUnsigned bool) (*engine.Manifest, error)
 	Find(ctx context.Context, name string, from []string) (*engine.Manifest, []string, error)
 	List(ctx context.Context, from []string) ([]engine.Entry, error)
-	Drill(ctx context.Context, name, scratch string, progress engine.ProgressFunc) (*engine.DrillReport, error)
+	Drill(ctx context.Context, name, scratch string, server *pgtool.Conn, progress engine.ProgressFunc) (*engine.DrillReport, error)
 }
 
 var _ Engine = (*engine.Engine)(nil)
@@ -227,6 +227,9 @@ type Result struct {
 	Outcome  any           `json:"outcome,omitempty"`
 	// Worker identifies the process that ran the task (host:pid).
 	Worker string `json:"worker,omitempty"`
+	// StartedAt is when the worker began this attempt: with the time the
+	// task was queued it gives how long it waited for a worker.
+	StartedAt time.Time `json:"started_at,omitzero"`
 }
 
 // ProgressInfo is a snapshot of a running task.
@@ -239,14 +242,15 @@ type ProgressInfo struct {
 // progressWriter publishes progress through the task's ResultWriter, which
 // keeps only the latest value, so the API always reads the current state.
 type progressWriter struct {
-	t      *asynq.Task
-	worker string
-	mu     sync.Mutex
-	last   ProgressInfo
+	t       *asynq.Task
+	worker  string
+	started time.Time
+	mu      sync.Mutex
+	last    ProgressInfo
 }
 
 func newProgressWriter(t *asynq.Task, worker string) *progressWriter {
-	pw := &progressWriter{t: t, worker: worker}
+	pw := &progressWriter{t: t, worker: worker, started: time.Now().UTC()}
 	pw.report(engine.Progress{Phase: "started"})
 	return pw
 }
@@ -255,14 +259,14 @@ func (pw *progressWriter) report(p engine.Progress) {
 	pw.mu.Lock()
 	defer pw.mu.Unlock()
 	pw.last = ProgressInfo{Phase: p.Phase, Bytes: p.Bytes, UpdatedAt: time.Now().UTC()}
-	pw.write(Result{Progress: &pw.last, Worker: pw.worker})
+	pw.write(Result{Progress: &pw.last, Worker: pw.worker, StartedAt: pw.started})
 }
 
 func (pw *progressWriter) finish(outcome any) {
 	pw.mu.Lock()
 	defer pw.mu.Unlock()
 	pw.last.Phase, pw.last.UpdatedAt = "done", time.Now().UTC()
-	pw.write(Result{Progress: &pw.last, Outcome: outcome, Worker: pw.worker})
+	pw.write(Result{Progress: &pw.last, Outcome: outcome, Worker: pw.worker, StartedAt: pw.started})
 }
 
 func (pw *progressWriter) write(r Result) {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,9 @@ type MinIOConfig struct {
 	// UploadThreads is how many parts are in flight at once, so reading the
 	// next part from pg_dump overlaps with sending the previous one.
 	UploadThreads uint
+	// TLS is the client TLS configuration for an https endpoint (a
+	// private CA); nil uses the system's CAs.
+	TLS *tls.Config
 }
 
 // MinIO stores objects in an S3-compatible bucket.
@@ -57,11 +61,20 @@ func NewMinIOClient(cfg MinIOConfig) (*minio.Client, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("minio store: endpoint %q must be a URL such as http://host:9000", cfg.Endpoint)
 	}
-	client, err := minio.New(u.Host, &minio.Options{
+	opts := &minio.Options{
 		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
 		Secure: u.Scheme == "https",
 		Region: cfg.Region,
-	})
+	}
+	if cfg.TLS != nil && opts.Secure {
+		tr, err := minio.DefaultTransport(true)
+		if err != nil {
+			return nil, fmt.Errorf("minio store %s: %w", u.Host, err)
+		}
+		tr.TLSClientConfig = cfg.TLS
+		opts.Transport = tr
+	}
+	client, err := minio.New(u.Host, opts)
 	if err != nil {
 		return nil, fmt.Errorf("minio store %s: %w", u.Host, err)
 	}

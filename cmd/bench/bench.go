@@ -152,6 +152,8 @@ func (b *bench) servicePart(ctx context.Context) error {
 		rows, err = b.repeatedBackups(ctx)
 		printServiceRows(rows)
 		return err
+	case "soak":
+		return b.soakPart(ctx)
 	}
 	printServiceRows(rows)
 	if err != nil {
@@ -176,7 +178,23 @@ func (b *bench) servicePart(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return serviceSummary(rows, load, listing, b.o.maxRSSMiB)
+	soakErr := b.soakPart(ctx)
+	return errors.Join(serviceSummary(rows, load, listing, b.o.maxRSSMiB), soakErr)
+}
+
+// soakPart runs the soak and fails when it lost, duplicated or damaged a
+// backup.
+func (b *bench) soakPart(ctx context.Context) error {
+	s, err := b.soakBench(ctx)
+	if err != nil {
+		return err
+	}
+	printSoak(s)
+	if !s.res.OK() {
+		return fmt.Errorf("soak: %s; lost %v, failed %v, duplicates %v, bad checksums %v, disagreements %v",
+			s.res, s.res.Lost, s.res.Failed, s.res.Duplicates, s.res.BadChecksums, s.res.Disagreements)
+	}
+	return nil
 }
 
 // show prints one measured step as it completes.

@@ -61,7 +61,14 @@ func (b *bench) newService(name string, redisDB int, extra ...string) (*service,
 func (s *service) bin(name string) string { return filepath.Join(filepath.Dir(s.b.o.pgbackup), name) }
 
 func (s *service) start(ctx context.Context, name string, extra ...string) (*exec.Cmd, error) {
-	f, err := os.OpenFile(filepath.Join(s.logs, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	return s.startAs(ctx, name, name, extra...)
+}
+
+// startAs runs program bin with its log in logName.log, for several
+// instances of one program.
+func (s *service) startAs(ctx context.Context, logName, bin string, extra ...string) (*exec.Cmd, error) {
+	name := bin
+	f, err := os.OpenFile(filepath.Join(s.logs, logName+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -79,27 +86,36 @@ func (s *service) start(ctx context.Context, name string, extra ...string) (*exe
 
 // startAPI starts the API on a free port and waits until it is ready.
 func (s *service) startAPI(ctx context.Context) error {
+	url, cmd, err := s.startAPIInstance(ctx, "api")
+	s.api, s.url = cmd, url
+	return err
+}
+
+// startAPIInstance starts an API on a free port, logging to logName.log,
+// and waits until it is ready; the soak runs two.
+func (s *service) startAPIInstance(ctx context.Context, logName string) (string, *exec.Cmd, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	addr := l.Addr().String()
 	l.Close()
-	if s.api, err = s.start(ctx, "api", "API_ADDR="+addr); err != nil {
-		return err
+	cmd, err := s.startAs(ctx, logName, "api", "API_ADDR="+addr)
+	if err != nil {
+		return "", nil, err
 	}
-	s.url = "http://" + addr
+	url := "http://" + addr
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := s.client.Get(s.url + "/readyz"); err == nil {
+		if resp, err := s.client.Get(url + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				return url, cmd, nil
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("api not ready at %s; see %s", addr, s.logs)
+	return "", cmd, fmt.Errorf("%s not ready at %s; see %s", logName, addr, s.logs)
 }
 
 // startWorker starts a worker with extra settings (its codec, say). Its

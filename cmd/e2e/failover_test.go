@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -36,6 +37,13 @@ func (r *redisProc) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
 // binding is retried on another.
 func startRedisProc(t *testing.T, dir, name string, args func(port int) []string) *redisProc {
 	t.Helper()
+	return startRedisProcTLS(t, dir, name, nil, args)
+}
+
+// startRedisProcTLS is startRedisProc for a server that speaks TLS only:
+// its readiness PING goes over tlsCfg.
+func startRedisProcTLS(t *testing.T, dir, name string, tlsCfg *tls.Config, args func(port int) []string) *redisProc {
+	t.Helper()
 	for attempt := 0; attempt < 5; attempt++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -56,7 +64,7 @@ func startRedisProc(t *testing.T, dir, name string, args func(port int) []string
 		}
 		go func() { r.cmd.Wait(); logf.Close(); close(r.done) }()
 		t.Cleanup(func() { r.kill() })
-		rdb := redis.NewClient(&redis.Options{Addr: r.addr()})
+		rdb := redis.NewClient(&redis.Options{Addr: r.addr(), TLSConfig: tlsCfg})
 		deadline := time.Now().Add(10 * time.Second)
 		for time.Now().Before(deadline) {
 			select {

@@ -213,7 +213,12 @@ func (c *cluster) startAPI(extra ...string) *proc {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	p := c.start("api", "api", append([]string{"API_ADDR=" + addr}, extra...)...)
+	name := "api"
+	if c.apiURL != "" {
+		// A second instance: its own log.
+		name = fmt.Sprintf("api-%d", len(c.procs))
+	}
+	p := c.start(name, "api", append([]string{"API_ADDR=" + addr}, extra...)...)
 	c.apiURL = "http://" + addr
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {

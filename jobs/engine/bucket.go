@@ -66,10 +66,13 @@ func (e *Engine) BucketBackup(ctx context.Context, req BucketBackupRequest) (*Ma
 		return nil, fmt.Errorf("bucket backup %s: %w", req.Name, err)
 	}
 	if existing, where, err := e.Find(ctx, req.Name, nil); err == nil {
-		if req.TaskID != "" && existing.TaskID == req.TaskID && containsAll(where, existing.Stores) {
+		done, err := resumable(req.Name, req.TaskID, existing, where, e.log.WithField("backup_name", req.Name))
+		if err != nil {
+			return nil, err
+		}
+		if done {
 			return existing, nil
 		}
-		return nil, fmt.Errorf("bucket backup %s: %w in %v", req.Name, ErrExists, where)
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("bucket backup %s: %w", req.Name, err)
 	}

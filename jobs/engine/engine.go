@@ -87,8 +87,38 @@ type Engine struct {
 	counts   bool
 	signer   *Signer
 	enc      *Encryption
-	cache    manifestCache
-	log      *logrus.Entry
+	// cache is shared by the views of other servers (see on).
+	cache *manifestCache
+	log   *logrus.Entry
+}
+
+// resumable decides what a backup finds under its name. An earlier attempt
+// of the same task (a worker killed, a lease lost) may have finished
+// (done: return it) or stopped after some stores had their copy: then the
+// task's own partial work is replaced by a new attempt (stores' Puts
+// replace). Anything else is another backup of that name: ErrExists.
+func resumable(name, taskID string, existing *Manifest, where []string, log *logrus.Entry) (done bool, err error) {
+	if taskID == "" || existing.TaskID != taskID {
+		return false, fmt.Errorf("backup %s: %w in %v", name, ErrExists, where)
+	}
+	if containsAll(where, existing.Stores) {
+		log.Info("backup already completed by an earlier attempt of this task")
+		return true, nil
+	}
+	log.WithField("found_in", where).Warn("an earlier attempt of this task stopped part way; backing up again")
+	return false, nil
+}
+
+// on returns a view of the engine that dumps from and restores into
+// another PostgreSQL server (a target that names its own); the stores,
+// catalog cache and keys stay shared. nil keeps the configured server.
+func (e *Engine) on(server *pgtool.Conn) *Engine {
+	if server == nil {
+		return e
+	}
+	v := *e
+	v.conn = *server
+	return &v
 }
 
 // New checks the options and returns an Engine.
@@ -118,7 +148,8 @@ func New(o Options) (*Engine, error) {
 		o.Log = logrus.NewEntry(l)
 	}
 	return &Engine{conn: o.Conn, stores: o.Stores, finder: o.Finder, workDir: o.WorkDir,
-		jobs: o.Jobs, compress: o.Compress, codec: o.Codec, counts: o.RowCounts, signer: o.Signer, enc: o.Encryption, log: o.Log}, nil
+		jobs: o.Jobs, compress: o.Compress, codec: o.Codec, counts: o.RowCounts, signer: o.Signer, enc: o.Encryption,
+		cache: &manifestCache{}, log: o.Log}, nil
 }
 
 // StoreNames lists the configured stores in preference order.
@@ -157,6 +188,9 @@ func (e *Engine) pick(names []string) ([]store.Store, error) {
 // BackupRequest asks for one backup.
 type BackupRequest struct {
 	Name string
+	// Server is the PostgreSQL server to dump from; nil means the
+	// configured one. Database then defaults to Server's.
+	Server *pgtool.Conn
 	// Database defaults to the configured one.
 	Database string
 	Format   Format
@@ -177,6 +211,7 @@ type BackupRequest struct {
 // manifest. On any failure nothing is left listed: archives already written
 // are removed, and the manifest is never written.
 func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, error) {
+	e = e.on(req.Server)
 	if err := ValidateName(req.Name); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
@@ -202,11 +237,13 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (*Manifest, erro
 	existing, where, err := e.Find(ctx, req.Name, nil)
 	switch {
 	case err == nil:
-		if req.TaskID != "" && existing.TaskID == req.TaskID && containsAll(where, existing.Stores) {
-			log.Info("backup already completed by an earlier attempt of this task")
+		done, err := resumable(req.Name, req.TaskID, existing, where, log)
+		if err != nil {
+			return nil, err
+		}
+		if done {
 			return existing, nil
 		}
-		return nil, fmt.Errorf("backup %s: %w in %v", req.Name, ErrExists, where)
 	case !errors.Is(err, ErrNotFound):
 		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
 	}

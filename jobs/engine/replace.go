@@ -168,7 +168,8 @@ type DrillReport struct {
 // it), checks every table's row count against the manifest, measures the
 // time it all took, and drops the scratch database whatever happened.
 // Nothing else is touched.
-func (e *Engine) Drill(ctx context.Context, name, scratch string, progress ProgressFunc) (*DrillReport, error) {
+func (e *Engine) Drill(ctx context.Context, name, scratch string, server *pgtool.Conn, progress ProgressFunc) (*DrillReport, error) {
+	e = e.on(server)
 	start := time.Now()
 	if !pgtool.ValidIdentifier(scratch) {
 		return nil, fmt.Errorf("drill %s: %w: scratch database %q is not a valid identifier", name, ErrInvalid, scratch)

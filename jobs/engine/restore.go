@@ -18,6 +18,9 @@ import (
 // RestoreRequest asks for one restore.
 type RestoreRequest struct {
 	Name string
+	// Server is the PostgreSQL server to restore into; nil means the
+	// configured one.
+	Server *pgtool.Conn
 	// From is the store to read; empty means the first that holds it, in
 	// configured order.
 	From string
@@ -90,6 +93,7 @@ func CheckRestoreMode(f Format, clean, replace bool) error {
 // Replace the target is not touched at all until the restored copy has
 // been checked.
 func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
+	e = e.on(req.Server)
 	if err := ValidateName(req.Name); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/sirupsen/logrus"
 )
 
 func TestValidateName(t *testing.T) {
@@ -140,6 +142,33 @@ func TestExitReaderReapsOnce(t *testing.T) {
 		}
 		if err := r.reap(); !errors.Is(err, boom) {
 			t.Fatalf("reap after the reader = %v, want the process error", err)
+		}
+	}
+}
+
+// A retried task finds what its earlier attempt left under its name: done
+// everywhere (return it), part way (back up again), or someone else's
+// backup (ErrExists).
+func TestResumable(t *testing.T) {
+	t.Parallel()
+	log := logrus.NewEntry(logrus.New())
+	log.Logger.SetOutput(io.Discard)
+	m := &Manifest{TaskID: "task-1", Stores: []string{"local", "minio"}}
+	tests := []struct {
+		name, task string
+		where      []string
+		done       bool
+		exists     bool
+	}{
+		{"finished by an earlier attempt", "task-1", []string{"local", "minio"}, true, false},
+		{"stopped after one store", "task-1", []string{"local"}, false, false},
+		{"another task's backup", "task-2", []string{"local", "minio"}, false, true},
+		{"no task id", "", []string{"local"}, false, true},
+	}
+	for _, tt := range tests {
+		done, err := resumable("b", tt.task, m, tt.where, log)
+		if done != tt.done || errors.Is(err, ErrExists) != tt.exists {
+			t.Errorf("%s: done %v err %v, want done %v exists %v", tt.name, done, err, tt.done, tt.exists)
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Sentinel errors callers test with errors.Is.
@@ -32,6 +33,9 @@ var (
 	ErrNoMatchingClient = errors.New("no pg_dump matching the server version")
 	// ErrUnreachable means the server could not be connected to at all.
 	ErrUnreachable = errors.New("postgres unreachable")
+	// ErrAuth means the server refused the role or its password (SQLSTATE
+	// class 28), or asked for a password there was none to give.
+	ErrAuth = errors.New("postgres authentication failed")
 )
 
 // Conn says how to reach a server. It is turned into libpq environment
@@ -43,8 +47,14 @@ type Conn struct {
 	User     string
 	Password string
 	SSLMode  string
-	Database string
+	// SSLRootCert is the CA file libpq checks the server's certificate
+	// against (verify-ca, verify-full); empty leaves libpq's default.
+	SSLRootCert string
+	Database    string
 }
+
+// Addr is host:port, for logs and listings (never the password).
+func (c Conn) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
 
 // WithDatabase returns a copy of c pointing at another database.
 func (c Conn) WithDatabase(db string) Conn { c.Database = db; return c }
@@ -63,6 +73,9 @@ func (c Conn) Env(base []string) []string {
 	sslmode := c.SSLMode
 	if sslmode == "" {
 		sslmode = "prefer"
+	}
+	if c.SSLRootCert != "" {
+		out = append(out, "PGSSLROOTCERT="+c.SSLRootCert)
 	}
 	return append(out,
 		"PGHOST="+c.Host,
@@ -106,7 +119,11 @@ func (c Conn) connString() string {
 	if sslmode == "" {
 		sslmode = "prefer"
 	}
-	u.RawQuery = url.Values{"sslmode": {sslmode}, "connect_timeout": {"10"}, "application_name": {"pgbackup"}}.Encode()
+	q := url.Values{"sslmode": {sslmode}, "connect_timeout": {"10"}, "application_name": {"pgbackup"}}
+	if c.SSLRootCert != "" {
+		q.Set("sslrootcert", c.SSLRootCert)
+	}
+	u.RawQuery = q.Encode()
 	return u.String()
 }
 
@@ -119,6 +136,11 @@ func Connect(ctx context.Context, c Conn) (*pgx.Conn, error) {
 		var operr *net.OpError
 		if errors.As(err, &operr) || errors.As(err, &nerr) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, fmt.Errorf("connect %s:%d: %w: %w", c.Host, c.Port, ErrUnreachable, err)
+		}
+		var pgErr *pgconn.PgError
+		if (errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "28")) || strings.Contains(err.Error(), "password authentication failed") ||
+			strings.Contains(err.Error(), "no password") {
+			return nil, fmt.Errorf("connect %s:%d as %s: %w: %w", c.Host, c.Port, c.User, ErrAuth, err)
 		}
 		return nil, fmt.Errorf("connect %s:%d as %s: %w", c.Host, c.Port, c.User, err)
 	}

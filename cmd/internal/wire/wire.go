@@ -46,11 +46,31 @@ func openLocal(_ context.Context, cfg configs.Config) (store.Store, error) {
 }
 
 func openMinIO(ctx context.Context, cfg configs.Config) (store.Store, error) {
+	tlsCfg, err := MinIOTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
 	return store.NewMinIO(ctx, store.MinIOConfig{
 		Endpoint: cfg.MinIOEndpoint, AccessKey: cfg.MinIORootUser, SecretKey: cfg.MinIORootPassword,
 		Bucket: cfg.MinIOBucket, Region: cfg.MinIORegion,
 		PartSize: uint64(cfg.MinIOPartSizeMB) << 20, UploadThreads: uint(cfg.MinIOUploadThreads),
+		TLS: tlsCfg,
 	})
+}
+
+// MinIOTLS is the TLS configuration for https MinIO endpoints: the
+// system's CAs plus MINIO_CA_FILE, or no check at all with
+// MINIO_INSECURE_SKIP_VERIFY. nil when neither is set.
+func MinIOTLS(cfg configs.Config) (*tls.Config, error) {
+	if cfg.MinIOCAFile == "" && !cfg.MinIOInsecureSkipVerify {
+		return nil, nil
+	}
+	c, err := TLSConfig(cfg.MinIOCAFile, "", "")
+	if err != nil {
+		return nil, fmt.Errorf("MINIO_CA_FILE: %w", err)
+	}
+	c.InsecureSkipVerify = cfg.MinIOInsecureSkipVerify
+	return c, nil
 }
 
 // StoreNames names the configured stores without opening them.
@@ -90,13 +110,17 @@ func openStores(ctx context.Context, cfg configs.Config, table []backend) ([]sto
 func Conn(cfg configs.Config) pgtool.Conn {
 	return pgtool.Conn{
 		Host: cfg.PostgresHost, Port: cfg.PostgresPort, User: cfg.PostgresUser,
-		Password: cfg.PostgresPassword, SSLMode: cfg.PostgresSSLMode, Database: cfg.PostgresDB,
+		Password: cfg.PostgresPassword, SSLMode: cfg.PostgresSSLMode, SSLRootCert: cfg.PostgresSSLRootCert,
+		Database: cfg.PostgresDB,
 	}
 }
 
 // Engine builds the engine every program uses over the configured stores
 // (MinIO's bucket is created if missing).
 func Engine(ctx context.Context, cfg configs.Config, log *logrus.Entry) (*engine.Engine, error) {
+	if cfg.MinIOInsecureSkipVerify {
+		log.Warn("MINIO_INSECURE_SKIP_VERIFY=true: MinIO's certificate is not checked; anyone on the path can read and change backups")
+	}
 	stores, err := Stores(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -354,6 +378,7 @@ type buckets struct {
 	// protected is the backup store's own bucket when the source server is
 	// the store's: backing it up into itself is refused.
 	protected string
+	tls       *tls.Config
 }
 
 // Buckets is the bucket access of workers (nil without any MinIO).
@@ -362,7 +387,9 @@ func Buckets(cfg configs.Config) jobs.Buckets {
 	if endpoint == "" {
 		return nil
 	}
-	b := &buckets{endpoint: endpoint, user: user, password: password}
+	// A bad MINIO_CA_FILE already stopped the start when the stores opened.
+	tlsCfg, _ := MinIOTLS(cfg)
+	b := &buckets{endpoint: endpoint, user: user, password: password, tls: tlsCfg}
 	if endpoint == cfg.MinIOEndpoint {
 		b.protected = cfg.MinIOBucket
 	}
@@ -378,7 +405,7 @@ func ProtectedBucket(cfg configs.Config) string {
 }
 
 func (b *buckets) config(bucket string) store.MinIOConfig {
-	return store.MinIOConfig{Endpoint: b.endpoint, AccessKey: b.user, SecretKey: b.password, Bucket: bucket}
+	return store.MinIOConfig{Endpoint: b.endpoint, AccessKey: b.user, SecretKey: b.password, Bucket: bucket, TLS: b.tls}
 }
 
 func (b *buckets) Source(ctx context.Context, bucket string) (*store.Bucket, error) {

@@ -1,0 +1,86 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/autograph/pgbackup/cmd/internal/soak"
+)
+
+// TestSoakShort is make bench's soak, shortened: backups of small
+// databases queued at once through two API instances across three
+// workers, one worker SIGKILLed and restarted twice while they run. None
+// may be lost or made twice, every archive must match its checksum, and
+// the two APIs, which share nothing but Redis, must give the same answers.
+func TestSoakShort(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	dbs := []string{c.source, c.source + "_b", c.source + "_c"}
+	for i, db := range dbs {
+		c.env.CreateDB(t, db)
+		if i > 0 {
+			c.env.DropDBOnCleanup(t, db)
+		}
+		c.env.Exec(t, db, `CREATE TABLE t (id int PRIMARY KEY, v text)`,
+			fmt.Sprintf(`INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, %d) g`, 2000*(i+1)))
+	}
+	c.startAPI()
+	apiA := c.apiURL
+	c.startAPI()
+	apiB := c.apiURL
+	workers := []*proc{c.start("worker-0", "worker"), c.start("worker-1", "worker"), c.start("worker-2", "worker")}
+
+	// A name being backed up through one API is taken for the other; once
+	// done it is still taken, and both report the same task.
+	call := func(api, method, path string, body any) (int, map[string]any) {
+		c.apiURL = api
+		return c.call(method, path, adminToken, body)
+	}
+	code, out := call(apiA, "POST", "/api/admin/backup/create", map[string]any{"backup_name": "twice"})
+	if code != http.StatusAccepted {
+		t.Fatalf("create through A: %d %v", code, out)
+	}
+	id := out["task_id"].(string)
+	if code, out := call(apiB, "POST", "/api/admin/backup/create", map[string]any{"backup_name": "twice"}); code != http.StatusConflict {
+		t.Fatalf("same name through B while queued: %d %v, want 409", code, out)
+	}
+	c.apiURL = apiB
+	c.waitTask(id, 2*time.Minute)
+	if code, out := call(apiB, "POST", "/api/admin/backup/create", map[string]any{"backup_name": "twice"}); code != http.StatusConflict {
+		t.Fatalf("same name through B once done: %d %v, want 409", code, out)
+	}
+	_, stA := call(apiA, "GET", "/api/admin/tasks/"+id, nil)
+	_, stB := call(apiB, "GET", "/api/admin/tasks/"+id, nil)
+	if fmt.Sprint(stA) != fmt.Sprint(stB) {
+		t.Fatalf("task status differs:\nA %v\nB %v", stA, stB)
+	}
+
+	restarts := 0
+	res, err := soak.Run(context.Background(), soak.Config{
+		APIs: []string{apiA, apiB}, Token: adminToken, Databases: dbs,
+		Backups: 24, Prefix: "soak", DisruptAt: []int{6, 12},
+		Disrupt: func(i int) error {
+			w := workers[i%len(workers)]
+			if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				return err
+			}
+			<-w.done
+			restarts++
+			workers[i%len(workers)] = c.start(fmt.Sprintf("worker-%d-restart-%d", i%len(workers), restarts), "worker")
+			return nil
+		},
+		Timeout: 5 * time.Minute, Store: c.minio(), Logf: t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("soak: %s", res)
+	if !res.OK() || res.Disruptions != 2 {
+		t.Fatalf("soak: %s\nlost %v\nfailed %v\nduplicates %v\nbad checksums %v\ndisagreements %v",
+			res, res.Lost, res.Failed, res.Duplicates, res.BadChecksums, res.Disagreements)
+	}
+}
