@@ -10,8 +10,10 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-func createdKey(name string) string { return "pgbackup:created:" + name }
-func deletedKey(name string) string { return "pgbackup:deleted:" + name }
+// The name in braces is a Redis Cluster hash tag: both marks of a name are
+// read with one MGET, which a cluster allows only within one slot.
+func createdKey(name string) string { return "pgbackup:created:{" + name + "}" }
+func deletedKey(name string) string { return "pgbackup:deleted:{" + name + "}" }
 
 // markTTL outlives any name index's refresh interval by far.
 const markTTL = 10 * time.Minute

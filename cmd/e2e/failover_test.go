@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/autograph/pgbackup/scripts/testbench"
 )
 
 // redisProc is a redis-server (or sentinel) of a test, in the foreground
@@ -321,5 +323,102 @@ func TestRedisSentinelFailover(t *testing.T) {
 	}
 	if len(perName) != before+after {
 		t.Errorf("MinIO holds %d backup names, want %d: %v", len(perName), before+after, perName)
+	}
+}
+
+// startRedisCluster starts three master nodes and joins them into a Redis
+// Cluster with redis-cli, waiting until every node says the cluster is ok.
+func startRedisCluster(t *testing.T) []string {
+	t.Helper()
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		t.Skip("redis-cli not installed")
+	}
+	dir := t.TempDir()
+	var addrs []string
+	for i := range 3 {
+		sub := filepath.Join(dir, fmt.Sprintf("node%d", i))
+		os.MkdirAll(sub, 0o755)
+		n := startRedisProc(t, dir, fmt.Sprintf("node%d", i), func(p int) []string {
+			return []string{"--port", strconv.Itoa(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+				"--dir", sub, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+				"--cluster-node-timeout", "2000"}
+		})
+		addrs = append(addrs, n.addr())
+	}
+	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...),
+		"--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, a := range addrs {
+		rc := redis.NewClient(&redis.Options{Addr: a})
+		for {
+			info, _ := rc.ClusterInfo(ctx).Result()
+			if strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster not ok on %s:\n%s", a, info)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		rc.Close()
+	}
+	return addrs
+}
+
+// TestRedisCluster runs the service on a Redis Cluster of three masters:
+// a backup, the 409 on its name, the listing, a restore and a delete, and
+// asynqmon's queue view.
+func TestRedisCluster(t *testing.T) {
+	t.Parallel()
+	addrs := startRedisCluster(t)
+	c := newCluster(t, "REDIS_CLUSTER_ADDRS="+strings.Join(addrs, ","), "REDIS_DB=0")
+	c.env.CreateDB(t, c.source)
+	c.env.Exec(t, c.source, `CREATE TABLE t (id int PRIMARY KEY)`, `INSERT INTO t SELECT generate_series(1, 500)`)
+	want := c.env.Fingerprint(t, c.source)
+	c.startAPI()
+	c.start("worker", "worker")
+
+	out := c.mustCall("POST", "/api/admin/backup/create", map[string]any{"backup_name": "on-cluster"}, http.StatusAccepted)
+	c.waitTask(out["task_id"].(string), 2*time.Minute)
+	if code, _ := c.call("POST", "/api/admin/backup/create", adminToken, map[string]any{"backup_name": "on-cluster"}); code != http.StatusConflict {
+		t.Fatalf("same name again on a cluster: %d, want 409", code)
+	}
+	if c.listBackups()["on-cluster"] == nil {
+		t.Fatal("backup not listed")
+	}
+	target := c.source + "_cl"
+	c.env.DropDBOnCleanup(t, target)
+	out = c.mustCall("POST", "/api/admin/backup/restore", map[string]any{"backup_name": "on-cluster", "target_database": target}, http.StatusAccepted)
+	c.waitTask(out["task_id"].(string), 2*time.Minute)
+	if diff := testbench.DiffFingerprints(c.env.Fingerprint(t, target), want); diff != "" {
+		t.Fatalf("restore on a cluster: %s", diff)
+	}
+	out = c.mustCall("DELETE", "/api/admin/backup/on-cluster", nil, http.StatusAccepted)
+	c.waitTask(out["task_id"].(string), 2*time.Minute)
+	if c.listBackups()["on-cluster"] != nil {
+		t.Fatal("deleted backup still listed")
+	}
+
+	req, _ := http.NewRequest("GET", c.apiURL+"/monitoring/api/queues", nil)
+	req.SetBasicAuth("admin", adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	t.Logf("asynqmon on a cluster: GET /monitoring/api/queues = %d %s", resp.StatusCode, tail(string(body), 300))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "backup") {
+		t.Errorf("asynqmon's queue view on a cluster = %d %s", resp.StatusCode, tail(string(body), 300))
+	}
+	// Our own keys too: nothing may have failed for keys in different slots.
+	for _, p := range c.procs {
+		if l := p.logText(t); strings.Contains(l, "CROSSSLOT") {
+			t.Errorf("%s logged a cross-slot error on the cluster:\n%s", p.name, tail(l, 2000))
+		}
 	}
 }
