@@ -153,17 +153,17 @@ func TestResumable(t *testing.T) {
 	t.Parallel()
 	log := logrus.NewEntry(logrus.New())
 	log.Logger.SetOutput(io.Discard)
-	m := &Manifest{TaskID: "task-1", Stores: []string{"local", "minio"}}
+	m := &Manifest{TaskID: "task-1", Stores: []string{"store-a", "store-b"}}
 	tests := []struct {
 		name, task string
 		where      []string
 		done       bool
 		exists     bool
 	}{
-		{"finished by an earlier attempt", "task-1", []string{"local", "minio"}, true, false},
-		{"stopped after one store", "task-1", []string{"local"}, false, false},
-		{"another task's backup", "task-2", []string{"local", "minio"}, false, true},
-		{"no task id", "", []string{"local"}, false, true},
+		{"finished by an earlier attempt", "task-1", []string{"store-a", "store-b"}, true, false},
+		{"stopped after one store", "task-1", []string{"store-a"}, false, false},
+		{"another task's backup", "task-2", []string{"store-a", "store-b"}, false, true},
+		{"no task id", "", []string{"store-a"}, false, true},
 	}
 	for _, tt := range tests {
 		done, err := resumable("b", tt.task, m, tt.where, log)
