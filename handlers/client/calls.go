@@ -107,6 +107,9 @@ type WaitOptions struct {
 	Interval time.Duration
 	// Observe, when set, sees every status read, the last one included.
 	Observe func(*Task)
+	// CallOptions go with every read (WithResponse then holds the last
+	// answer, e.g. to print it unchanged).
+	CallOptions []CallOption
 }
 
 // WaitTask reads the task's status until it is done (completed or
@@ -122,7 +125,7 @@ func (c *Client) WaitTask(ctx context.Context, id string, o WaitOptions) (*Task,
 	defer tick.Stop()
 	var last *Task
 	for {
-		t, err := c.Task(ctx, id)
+		t, err := c.Task(ctx, id, o.CallOptions...)
 		if err != nil {
 			if ctx.Err() != nil {
 				return last, ctx.Err()

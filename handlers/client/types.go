@@ -109,10 +109,10 @@ type WhoAmI struct {
 // TaskAccepted is the answer to a request that enqueued (or cancelled) a
 // task.
 type TaskAccepted struct {
-	TaskID    string `json:"task_id"`
-	StatusURL string `json:"status_url"`
+	TaskID string `json:"task_id"`
 	// BackupName is the name a create chose (generated or given).
 	BackupName string `json:"backup_name,omitempty"`
+	StatusURL  string `json:"status_url"`
 	// State is a cancelled task's state.
 	State string `json:"state,omitempty"`
 }
