@@ -1,8 +1,9 @@
-// Command pgbackup runs one backup, restore, list, delete or verify in the
-// foreground, without Redis or workers: for scripts, emergencies and the
-// benchmark. It reads the same configuration as the service. Given a
-// service URL (--url or PGBACKUP_URL) it is instead a client of the API
-// (see cmd/internal/remote).
+// Command pgbackup runs one backup, restore, list, delete or verify. Without
+// a service URL it runs locally, in the foreground, without Redis or
+// workers: for scripts, emergencies and the benchmark, reading the same
+// configuration as the service. Given a service URL (--url or
+// PGBACKUP_URL) it is instead a client of the API (cmd/internal/remote).
+// Both modes share one set of flags per command (cmd/internal/cli).
 package main
 
 import (
@@ -16,109 +17,104 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/autograph/pgbackup/cmd/internal/cli"
 	"github.com/autograph/pgbackup/cmd/internal/remote"
 	"github.com/autograph/pgbackup/cmd/internal/wire"
 	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/jobs/engine"
 )
 
-const usage = `usage: pgbackup <command> [flags]
-
-commands:
-  backup  -name N [-format custom|plain|directory|tar] [-database D] [-stores S1,S2]
-  restore -name N [-from S] [-target D] [-clean | -replace] [-allow-unsigned]
-  list    [-stores S1,S2]
-  delete  -name N [-stores S1,S2]
-  verify  -name N [-from S] [-allow-unsigned]
-
-Stores are named as configured: local (BACKUP_DIR), and minio when
-MINIO_ENDPOINT is set. The default is every configured store.
-
-Configuration comes from the environment (POSTGRES_HOST, BACKUP_DIR,
-MINIO_ENDPOINT, ...) and CONFIG_FILE, as for the service.
-
-` + remote.Usage
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if remote.Wanted(os.Args[1:], os.Getenv) {
-		code := remote.Run(ctx, os.Args[1:], remote.IO{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, IsTerminal: isTerminal(os.Stderr)})
-		stop()
-		os.Exit(code)
-	}
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "pgbackup:", err)
-		os.Exit(1)
-	}
+	code := pgbackup(ctx, os.Args[1:], remote.IO{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, IsTerminal: isTerminal(os.Stderr)})
+	stop()
+	os.Exit(code)
 }
 
-func run(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(os.Stderr, usage)
+// pgbackup runs one command line in the mode it asks for and returns the
+// exit code.
+func pgbackup(ctx context.Context, args []string, o remote.IO) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintln(o.Stderr, cli.Usage())
+		return 0
+	}
+	if cli.ModeOf(args, o.Getenv) == cli.Remote {
+		return remote.Run(ctx, args, o)
+	}
+	err := runLocal(ctx, args, o)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, cli.ErrUnknownCommand):
+		fmt.Fprintln(o.Stderr, cli.Usage())
+	}
+	fmt.Fprintln(o.Stderr, "pgbackup:", err)
+	return 1
+}
+
+// runLocal runs the command here against the configured stores and
+// prints its outcome as JSON.
+func runLocal(ctx context.Context, args []string, o remote.IO) error {
+	if len(args) == 0 {
+		fmt.Fprintln(o.Stderr, cli.Usage())
 		return errors.New("no command")
 	}
-	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	name := fs.String("name", "", "backup name")
-	format := fs.String("format", "custom", "pg_dump format")
-	database := fs.String("database", "", "database to back up (default POSTGRES_DB)")
-	stores := fs.String("stores", "", "comma-separated stores (default: all configured)")
-	from := fs.String("from", "", "store to read from (default: first holding the backup)")
-	target := fs.String("target", "", "database to restore into (default POSTGRES_DB)")
-	clean := fs.Bool("clean", false, "drop the archive's objects before restoring them (not for plain archives)")
-	replace := fs.Bool("replace", false, "restore beside the target, check, then swap it in (the old one is kept)")
-	includeGlobals := fs.Bool("include-globals", false, "backup: also store the server's roles (pg_dumpall --globals-only)")
-	restoreGlobals := fs.Bool("restore-globals", false, "restore: apply the backup's roles first")
-	allowUnsigned := fs.Bool("allow-unsigned", false, "restore or verify even if the manifest's signature is missing or wrong")
-	progress := fs.Bool("progress", false, "print progress to stderr")
-	if err := fs.Parse(args); err != nil {
+	f, err := cli.Parse(args[0], args[1:], cli.Local, o.Getenv, o.Stderr)
+	if err != nil {
 		return err
 	}
-
 	cfg, err := configs.Load()
 	if err != nil {
 		return err
 	}
-	log := configs.NewLogger(cfg, "pgbackup", os.Stderr)
+	log := configs.NewLogger(cfg, "pgbackup", o.Stderr)
 	eng, err := wire.Engine(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	var report engine.ProgressFunc
-	if *progress {
+	if f.Progress {
 		report = func(p engine.Progress) {
-			fmt.Fprintf(os.Stderr, "%s %s %d bytes\n", time.Now().Format(time.TimeOnly), p.Phase, p.Bytes)
+			fmt.Fprintf(o.Stderr, "%s %s %d bytes\n", time.Now().Format(time.TimeOnly), p.Phase, p.Bytes)
 		}
 	}
-
-	var out any
-	switch cmd {
-	case "backup":
-		if *name == "" {
-			*name = "autograph_backup_" + time.Now().UTC().Format("20060102_150405")
-		}
-		out, err = eng.Backup(ctx, engine.BackupRequest{Name: *name, Database: *database,
-			Format: engine.Format(*format), Stores: remote.SplitList(*stores), IncludeGlobals: *includeGlobals, Progress: report})
-	case "restore":
-		out, err = eng.Restore(ctx, engine.RestoreRequest{Name: *name, From: *from,
-			TargetDatabase: *target, Clean: *clean, Replace: *replace, AllowUnsigned: *allowUnsigned, RestoreGlobals: *restoreGlobals, Progress: report})
-	case "list":
-		out, err = eng.List(ctx, remote.SplitList(*stores))
-	case "delete":
-		out, err = eng.Delete(ctx, *name, remote.SplitList(*stores))
-	case "verify":
-		out, err = eng.Verify(ctx, *name, *from, *allowUnsigned)
-	default:
-		fmt.Fprintln(os.Stderr, usage)
-		return fmt.Errorf("unknown command %q", cmd)
-	}
+	out, err := runEngine(ctx, eng, f, report)
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(os.Stdout)
+	enc := json.NewEncoder(o.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+func runEngine(ctx context.Context, eng *engine.Engine, f *cli.Flags, report engine.ProgressFunc) (any, error) {
+	name := f.BackupName()
+	switch f.Command {
+	case "backup":
+		if name == "" {
+			name = "autograph_backup_" + time.Now().UTC().Format("20060102_150405")
+		}
+		format := f.Format
+		if format == "" {
+			format = "custom"
+		}
+		return eng.Backup(ctx, engine.BackupRequest{Name: name, Database: f.Database,
+			Format: engine.Format(format), Stores: remote.SplitList(f.Stores), IncludeGlobals: f.IncludeGlobals, Progress: report})
+	case "restore":
+		target := f.TargetDatabase
+		if target == "" {
+			target = f.Target // the flag's older name
+		}
+		return eng.Restore(ctx, engine.RestoreRequest{Name: name, From: f.From, TargetDatabase: target,
+			Clean: f.Clean, Replace: f.Replace, AllowUnsigned: f.AllowUnsigned, RestoreGlobals: f.RestoreGlobals, Progress: report})
+	case "list":
+		return eng.List(ctx, remote.SplitList(f.Stores))
+	case "delete":
+		return eng.Delete(ctx, name, remote.SplitList(f.Stores))
+	case "verify":
+		return eng.Verify(ctx, name, f.From, f.AllowUnsigned)
+	}
+	return nil, fmt.Errorf("%s runs only on the service: give --url or set PGBACKUP_URL", f.Command)
 }
 
 // isTerminal reports whether f is a terminal (progress is then redrawn in

@@ -1,12 +1,11 @@
-// Package remote is pgbackup's client mode: commands that drive a running
-// service through its HTTP API, with one flag set per command, optional
-// waiting with progress, JSON output, and exit codes scripts can branch on.
+// Package remote is pgbackup's remote mode: commands that drive a running
+// service through its HTTP API (handlers/client), with optional waiting
+// with progress, JSON output, and exit codes scripts can branch on. The
+// flags and help are the CLI's one face, in cmd/internal/cli.
 package remote
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +15,9 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/autograph/pgbackup/cmd/internal/cli"
+	"github.com/autograph/pgbackup/handlers/client"
 )
 
 // Exit codes.
@@ -27,9 +29,6 @@ const (
 	ExitAuth        = 4
 	ExitUnavailable = 5
 )
-
-// Commands are the remote commands, in the order usage lists them.
-var Commands = []string{"backup", "restore", "verify", "delete", "list", "status", "cancel", "targets"}
 
 // IO is what a command reads and writes; IsTerminal says whether Stderr
 // is a terminal (progress is then drawn in place).
@@ -57,19 +56,7 @@ func fail(code int, format string, args ...any) error {
 // remote mode: a command only the service has, --url among the flags, or
 // PGBACKUP_URL set.
 func Wanted(args []string, getenv func(string) string) bool {
-	if len(args) == 0 {
-		return false
-	}
-	switch args[0] {
-	case "status", "cancel", "targets":
-		return true
-	}
-	for _, a := range args[1:] {
-		if a == "--url" || a == "-url" || strings.HasPrefix(a, "--url=") || strings.HasPrefix(a, "-url=") {
-			return true
-		}
-	}
-	return getenv("PGBACKUP_URL") != ""
+	return cli.ModeOf(args, getenv) == cli.Remote
 }
 
 // Run runs one remote command and returns its exit code.
@@ -95,33 +82,9 @@ func Run(ctx context.Context, args []string, o IO) int {
 	return ExitFailed
 }
 
-// common are the flags every remote command has.
-type common struct {
-	url, token, tokenFile string
-	json, wait            bool
-	timeout               time.Duration
-}
-
-func (c *common) register(fs *flag.FlagSet, waits bool) {
-	fs.StringVar(&c.url, "url", "", "service URL, e.g. http://backup:8080 (default $PGBACKUP_URL)")
-	fs.StringVar(&c.token, "token", "", "API token (default $PGBACKUP_TOKEN, or the file $PGBACKUP_TOKEN_FILE)")
-	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the API token")
-	fs.BoolVar(&c.json, "json", false, "print machine-readable JSON on stdout")
-	if waits {
-		fs.BoolVar(&c.wait, "wait", false, "follow the task until it finishes, with progress on stderr")
-		fs.DurationVar(&c.timeout, "timeout", 0, "with --wait, give up after this long (exit 1); 0 waits for ever")
-	}
-}
-
-// client reaches the API with the token.
-type client struct {
-	base  string
-	token string
-	http  *http.Client
-}
-
-func (c *common) client(o IO) (*client, error) {
-	base := c.url
+// connect makes the API client from the flags and the environment.
+func connect(f *cli.Flags, o IO) (*client.Client, error) {
+	base := f.URL
 	if base == "" {
 		base = o.Getenv("PGBACKUP_URL")
 	}
@@ -131,8 +94,8 @@ func (c *common) client(o IO) (*client, error) {
 	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fail(ExitUsage, "--url %q: want http://host:port or https://host:port", base)
 	}
-	token := c.token
-	file := c.tokenFile
+	token := f.Token
+	file := f.TokenFile
 	if token == "" {
 		token = o.Getenv("PGBACKUP_TOKEN")
 	}
@@ -149,62 +112,36 @@ func (c *common) client(o IO) (*client, error) {
 	if token == "" {
 		return nil, fail(ExitUsage, "no token: give --token or --token-file, or set PGBACKUP_TOKEN or PGBACKUP_TOKEN_FILE")
 	}
-	return &client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: 30 * time.Second}}, nil
+	cl, err := client.New(base, token)
+	if err != nil {
+		return nil, fail(ExitUsage, "%v", err)
+	}
+	return cl, nil
 }
 
-// do sends one request and decodes a JSON answer into out; an error
-// status becomes an exitError with the service's message.
-func (c *client) do(ctx context.Context, method, path string, body any, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
+// exitFor gives an error of the API client its exit code: the status of
+// a refused request, 5 for a service that did not answer.
+func exitFor(err error) error {
+	var e *client.Error
+	switch {
+	case errors.As(err, &e):
+		return fail(exitCode(e.StatusCode), "%s", e.Error())
+	case errors.Is(err, client.ErrUnreachable):
+		return fail(ExitUnavailable, "%v", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return fail(ExitUsage, "%v", err)
+	return err
+}
+
+func exitCode(status int) int {
+	switch status {
+	case http.StatusNotFound:
+		return ExitNotFound
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests:
+		return ExitAuth
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return ExitUnavailable
+	case http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusUnsupportedMediaType:
+		return ExitUsage
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fail(ExitUnavailable, "service unreachable: %v", err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fail(ExitUnavailable, "reading the answer: %v", err)
-	}
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		_ = json.Unmarshal(raw, &e)
-		if e.Error == "" {
-			e.Error = strings.TrimSpace(string(raw))
-		}
-		msg := fmt.Sprintf("%s %s: %d %s", method, path, resp.StatusCode, e.Error)
-		switch {
-		case resp.StatusCode == http.StatusNotFound:
-			return fail(ExitNotFound, "%s", msg)
-		case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden, resp.StatusCode == http.StatusTooManyRequests:
-			return fail(ExitAuth, "%s", msg)
-		case resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusBadGateway, resp.StatusCode == http.StatusGatewayTimeout:
-			return fail(ExitUnavailable, "%s", msg)
-		case resp.StatusCode == http.StatusBadRequest, resp.StatusCode == http.StatusUnprocessableEntity, resp.StatusCode == http.StatusUnsupportedMediaType:
-			return fail(ExitUsage, "%s", msg)
-		}
-		return fail(ExitFailed, "%s", msg)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return fail(ExitFailed, "%s %s: answer is not JSON: %v", method, path, err)
-		}
-	}
-	return nil
+	return ExitFailed
 }

@@ -5,12 +5,9 @@
 package soak
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -40,7 +38,9 @@ type Config struct {
 	Timeout time.Duration
 	// Store is where the archives are checked (one archive and one
 	// manifest per backup, bytes matching the recorded SHA-256).
-	Store  store.Store
+	Store store.Store
+	// Client sends the requests (its timeout and TLS settings); one with a
+	// 30 s timeout when nil.
 	Client *http.Client
 	Logf   func(format string, args ...any)
 }
@@ -91,6 +91,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
+	apis := make([]*client.Client, len(cfg.APIs))
+	for i, base := range cfg.APIs {
+		var err error
+		if apis[i], err = client.New(base, cfg.Token, client.WithHTTPClient(cfg.Client)); err != nil {
+			return Result{}, fmt.Errorf("soak: %w", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	res := Result{Backups: cfg.Backups}
@@ -108,14 +115,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			name := fmt.Sprintf("%s-%04d", cfg.Prefix, i)
-			var out struct {
-				TaskID string `json:"task_id"`
-			}
-			code, err := call(ctx, cfg, cfg.APIs[i%len(cfg.APIs)], "POST", "/api/admin/backup/create",
-				map[string]any{"backup_name": name, "database": cfg.Databases[i%len(cfg.Databases)]}, &out)
-			if err == nil && code != http.StatusAccepted {
-				err = fmt.Errorf("create %s: status %d", name, code)
-			}
+			out, err := apis[i%len(apis)].CreateBackup(ctx, client.CreateBackupRequest{BackupName: name, Database: cfg.Databases[i%len(cfg.Databases)]})
 			if err != nil {
 				errc <- err
 				return
@@ -145,23 +145,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				var st struct {
-					State       string `json:"state"`
-					StartedAt   string `json:"started_at"`
-					Error       string `json:"error"`
-					ErrorDetail string `json:"error_detail"`
-					LastError   string `json:"last_attempt_error"`
-				}
-				code, err := call(ctx, cfg, cfg.APIs[(i+1)%len(cfg.APIs)], "GET", "/api/admin/tasks/"+t.id, nil, &st)
-				if err != nil || code != http.StatusOK {
+				st, err := apis[(i+1)%len(apis)].Task(ctx, t.id)
+				if err != nil {
 					return // the next sweep asks again
 				}
 				mu.Lock()
 				defer mu.Unlock()
 				t.state = st.State
-				t.err = strings.Join([]string{st.Error, st.ErrorDetail, st.LastError}, " | ")
-				if ts, err := time.Parse(time.RFC3339Nano, st.StartedAt); err == nil {
-					t.started = ts
+				t.err = strings.Join([]string{st.Error, st.ErrorDetail, st.LastAttemptError}, " | ")
+				if !st.StartedAt.IsZero() {
+					t.started = st.StartedAt
 				}
 			}()
 		}
@@ -208,7 +201,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.PerMinute = float64(res.Completed) / res.Elapsed.Minutes()
 	slices.Sort(waits)
 	res.QueueP50, res.QueueP99 = percentile(waits, 0.50), percentile(waits, 0.99)
-	if err := check(context.WithoutCancel(ctx), cfg, tasks, &res); err != nil {
+	if err := check(context.WithoutCancel(ctx), cfg, apis, tasks, &res); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -224,25 +217,23 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // check compares the API instances' listings with each other and with the
 // store: every backup listed once, one archive and one manifest each, the
 // archive's bytes matching the listed SHA-256.
-func check(ctx context.Context, cfg Config, tasks []*task, res *Result) error {
-	type entry struct {
-		Name       string `json:"backup_name"`
-		SHA256     string `json:"sha256"`
-		ArchiveKey string `json:"archive_key"`
-	}
+func check(ctx context.Context, cfg Config, apis []*client.Client, tasks []*task, res *Result) error {
+	// entry is what must agree between the instances' listings.
+	type entry struct{ Name, SHA256, ArchiveKey string }
 	var lists [][]entry
-	for _, api := range cfg.APIs {
-		var out struct {
-			Backups []entry `json:"backups"`
+	for _, api := range apis {
+		out, err := api.ListBackups(ctx, client.ListBackupsOptions{})
+		if err != nil {
+			return fmt.Errorf("soak: list through %s: %w", api.BaseURL(), err)
 		}
-		code, err := call(ctx, cfg, api, "GET", "/api/admin/backup/list", nil, &out)
-		if err != nil || code != http.StatusOK {
-			return fmt.Errorf("soak: list through %s: %d %v", api, code, err)
+		entries := make([]entry, len(out.Backups))
+		for i, b := range out.Backups {
+			entries[i] = entry{Name: b.BackupName, SHA256: b.SHA256, ArchiveKey: b.ArchiveKey}
 		}
 		// Sorted by name: two backups finished in the same instant may
 		// come in either order.
-		slices.SortFunc(out.Backups, func(a, b entry) int { return strings.Compare(a.Name, b.Name) })
-		lists = append(lists, out.Backups)
+		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.Name, b.Name) })
+		lists = append(lists, entries)
 	}
 	for i := 1; i < len(lists); i++ {
 		if !slices.Equal(lists[i], lists[0]) {
@@ -301,38 +292,4 @@ func sha(ctx context.Context, s store.Store, key string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func call(ctx context.Context, cfg Config, base, method, path string, body, out any) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+cfg.Token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := cfg.Client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(b, out); err != nil {
-			return resp.StatusCode, errors.Join(fmt.Errorf("%s %s: decode", method, path), err)
-		}
-	}
-	return resp.StatusCode, nil
 }
