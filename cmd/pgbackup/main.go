@@ -76,12 +76,13 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	cfg, err := configs.Load()
+	setup, err := wire.Load()
 	if err != nil {
 		return err
 	}
+	cfg := setup.Config
 	log := configs.NewLogger(cfg, "pgbackup", os.Stderr)
-	eng, err := wire.Engine(ctx, cfg, log)
+	eng, err := wire.Engine(ctx, setup, log)
 	if err != nil {
 		return err
 	}
