@@ -19,9 +19,10 @@ type TargetConfig struct {
 	Stores        []string  `json:"stores" yaml:"stores"`
 	// IncludeGlobals stores pg_dumpall --globals-only with every backup.
 	IncludeGlobals bool `json:"include_globals" yaml:"include_globals"`
-	// Kind "bucket" backs up a MinIO bucket (Bucket, Prefix) instead of a
-	// database.
-	Kind   string `json:"kind" yaml:"kind"`
+	// Source is what the target backs up, written "kind" by users:
+	// "database" (the default) or "bucket", a MinIO bucket (Bucket,
+	// Prefix).
+	Source string `json:"kind" yaml:"kind"`
 	Bucket string `json:"bucket" yaml:"bucket"`
 	Prefix string `json:"prefix" yaml:"prefix"`
 	// A target on a server of its own: any of these set makes one, the

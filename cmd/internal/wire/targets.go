@@ -91,7 +91,7 @@ func buildTarget(c configs.Config, tc configs.TargetConfig) (jobs.Target, error)
 		return t, err
 	}
 	t.Server = server
-	if err := setBackedUp(c, tc, &t); err != nil {
+	if err := setSource(c, tc, &t); err != nil {
 		return t, err
 	}
 	if err := setSchedules(c, tc, &t); err != nil {
@@ -107,10 +107,10 @@ func buildTarget(c configs.Config, tc configs.TargetConfig) (jobs.Target, error)
 	return t, t.Validate()
 }
 
-// setBackedUp sets what the target backs up: a database (the default), or
+// setSource sets what the target backs up: a database (the default), or
 // a bucket of the source MinIO; and the archive format.
-func setBackedUp(c configs.Config, tc configs.TargetConfig, t *jobs.Target) error {
-	switch tc.Kind {
+func setSource(c configs.Config, tc configs.TargetConfig, t *jobs.Target) error {
+	switch tc.Source {
 	case "", "database":
 	case jobs.TargetBucket:
 		t.Kind, t.Bucket, t.Prefix = jobs.TargetBucket, tc.Bucket, tc.Prefix
@@ -118,7 +118,7 @@ func setBackedUp(c configs.Config, tc configs.TargetConfig, t *jobs.Target) erro
 			return fmt.Errorf("bucket %s holds the backups themselves", tc.Bucket)
 		}
 	default:
-		return fmt.Errorf("kind %q: want database or bucket", tc.Kind)
+		return fmt.Errorf("kind %q: want database or bucket", tc.Source)
 	}
 	if t.Database == "" {
 		t.Database = c.PostgresDB
