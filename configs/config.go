@@ -263,6 +263,20 @@ func (c Config) Validate() error {
 	bad := func(name, format string, args ...any) {
 		errs = append(errs, Bad(name, format, args...))
 	}
+	c.checkPostgres(bad)
+	c.checkBackups(bad)
+	c.checkMinIO(bad)
+	c.checkRedis(bad)
+	c.checkWorkers(bad)
+	c.checkAPI(bad)
+	return errors.Join(errs...)
+}
+
+// reporter records a bad setting.
+type reporter func(setting, format string, args ...any)
+
+// checkPostgres checks POSTGRES_*.
+func (c Config) checkPostgres(bad reporter) {
 	if c.PostgresHost == "" {
 		bad("POSTGRES_HOST", "must not be empty")
 	}
@@ -275,6 +289,10 @@ func (c Config) Validate() error {
 	if !ValidSSLMode(c.PostgresSSLMode) {
 		bad("POSTGRES_SSLMODE", "%q is not a libpq sslmode", c.PostgresSSLMode)
 	}
+}
+
+// checkBackups checks the backups themselves.
+func (c Config) checkBackups(bad reporter) {
 	if c.BackupDir == "" {
 		bad("BACKUP_DIR", "must not be empty")
 	}
@@ -293,24 +311,33 @@ func (c Config) Validate() error {
 	if c.DumpJobs < 1 || c.DumpJobs > 64 {
 		bad("PG_JOBS", "%d must be between 1 and 64", c.DumpJobs)
 	}
-	if c.MinIOEndpoint != "" {
-		u, err := url.Parse(c.MinIOEndpoint)
-		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			bad("MINIO_ENDPOINT", "%q must be a URL such as http://127.0.0.1:9000", c.MinIOEndpoint)
-		}
-		if c.MinIORootUser == "" || c.MinIORootPassword == "" {
-			bad("MINIO_ROOT_USER", "MINIO_ROOT_USER and MINIO_ROOT_PASSWORD are required with MINIO_ENDPOINT")
-		}
-		if !bucketRe.MatchString(c.MinIOBucket) {
-			bad("MINIO_BUCKET", "%q is not a valid bucket name", c.MinIOBucket)
-		}
-		if c.MinIOPartSizeMB < 5 || c.MinIOPartSizeMB > 5120 {
-			bad("MINIO_PART_SIZE_MB", "%d must be between 5 and 5120", c.MinIOPartSizeMB)
-		}
-		if c.MinIOUploadThreads < 1 || c.MinIOUploadThreads > 32 {
-			bad("MINIO_UPLOAD_THREADS", "%d must be between 1 and 32", c.MinIOUploadThreads)
-		}
+}
+
+// checkMinIO checks MINIO_*, which matter only with MINIO_ENDPOINT.
+func (c Config) checkMinIO(bad reporter) {
+	if c.MinIOEndpoint == "" {
+		return
 	}
+	u, err := url.Parse(c.MinIOEndpoint)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		bad("MINIO_ENDPOINT", "%q must be a URL such as http://127.0.0.1:9000", c.MinIOEndpoint)
+	}
+	if c.MinIORootUser == "" || c.MinIORootPassword == "" {
+		bad("MINIO_ROOT_USER", "MINIO_ROOT_USER and MINIO_ROOT_PASSWORD are required with MINIO_ENDPOINT")
+	}
+	if !bucketRe.MatchString(c.MinIOBucket) {
+		bad("MINIO_BUCKET", "%q is not a valid bucket name", c.MinIOBucket)
+	}
+	if c.MinIOPartSizeMB < 5 || c.MinIOPartSizeMB > 5120 {
+		bad("MINIO_PART_SIZE_MB", "%d must be between 5 and 5120", c.MinIOPartSizeMB)
+	}
+	if c.MinIOUploadThreads < 1 || c.MinIOUploadThreads > 32 {
+		bad("MINIO_UPLOAD_THREADS", "%d must be between 1 and 32", c.MinIOUploadThreads)
+	}
+}
+
+// checkRedis checks REDIS_*.
+func (c Config) checkRedis(bad reporter) {
 	switch {
 	case c.RedisSentinelAddrs != "" && c.RedisClusterAddrs != "":
 		bad("REDIS_SENTINEL_ADDRS", "give REDIS_SENTINEL_ADDRS or REDIS_CLUSTER_ADDRS, not both")
@@ -350,6 +377,10 @@ func (c Config) Validate() error {
 	if (c.RedisTLSCertFile == "") != (c.RedisTLSKeyFile == "") {
 		bad("REDIS_TLS_CERT_FILE", "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together")
 	}
+}
+
+// checkWorkers checks the queue and the workers.
+func (c Config) checkWorkers(bad reporter) {
 	if c.TaskMaxRetry < 0 || c.TaskMaxRetry > 100 {
 		bad("TASK_MAX_RETRY", "%d must be between 0 and 100", c.TaskMaxRetry)
 	}
@@ -377,6 +408,10 @@ func (c Config) Validate() error {
 	if _, err := c.Queues(); err != nil {
 		bad("QUEUE_WEIGHTS", "%v", err)
 	}
+}
+
+// checkAPI checks the API, alerts, signing and logging.
+func (c Config) checkAPI(bad reporter) {
 	if c.APIAddr == "" {
 		bad("API_ADDR", "must not be empty")
 	}
@@ -398,7 +433,6 @@ func (c Config) Validate() error {
 	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
 		bad("LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
-	return errors.Join(errs...)
 }
 
 // MinIOEnabled reports whether an object store is configured.
