@@ -1,12 +1,7 @@
-// Package configs loads the settings shared by the api, worker and scheduler.
-//
-// Order of precedence: defaults in code, then the YAML file named by
-// CONFIG_FILE (optional), then environment variables. The environment names
-// are those of the Python service this replaces, so existing deployments keep
-// working unchanged.
 package configs
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,10 +18,6 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/sirupsen/logrus"
 	"gopkg.in/yaml.v3"
-
-	"github.com/autograph/pgbackup/jobs"
-	"github.com/autograph/pgbackup/jobs/engine"
-	"github.com/autograph/pgbackup/jobs/pgtool"
 )
 
 // Config is the whole configuration. YAML keys are the lower-case
@@ -223,21 +214,14 @@ func Defaults() Config {
 	}
 }
 
-// Load builds the configuration from defaults, CONFIG_FILE and the
-// environment, then validates it.
-func Load() (Config, error) {
-	return LoadFrom(os.Getenv("CONFIG_FILE"), os.Environ())
-}
-
-// LoadFrom is Load with the file path and environment given explicitly.
-func LoadFrom(path string, environ []string) (Config, error) {
+// Decode builds the configuration from defaults, the YAML file's contents
+// (data, read by the caller from path, which only names it in errors; nil
+// without CONFIG_FILE) and the environment. It stops at the first value it
+// cannot decode; Validate then checks the decoded values.
+func Decode(path string, data []byte, environ []string) (Config, error) {
 	cfg := Defaults()
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return cfg, fmt.Errorf("config: CONFIG_FILE: %w", err)
-		}
-		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	if data != nil {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		// io.EOF means an empty file: no settings, not an error.
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
@@ -258,11 +242,8 @@ func LoadFrom(path string, environ []string) (Config, error) {
 		dec.DisallowUnknownFields()
 		cfg.BackupTargets = nil
 		if err := dec.Decode(&cfg.BackupTargets); err != nil {
-			return cfg, fmt.Errorf("config: BACKUP_TARGETS: want a JSON list of targets: %w", err)
+			return cfg, Bad("BACKUP_TARGETS", "want a JSON list of targets: %w", err)
 		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, err
 	}
 	return cfg, nil
 }
@@ -272,32 +253,46 @@ var (
 	compressRe = regexp.MustCompile(`^([0-9]|(gzip|lz4|zstd|none)(:[0-9]{1,2})?)$`)
 )
 
-// Validate rejects settings that cannot work, naming the setting.
+// Validate rejects values that cannot work, each error a *SettingError.
+// It checks syntax only: what needs the files the settings name, or the
+// rules of the packages that use a value (database names, schedules,
+// codecs, targets), is checked where the program wires itself
+// (cmd/internal/wire), which reports both together.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(name, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("config: %s: %s", name, fmt.Sprintf(format, args...)))
+		errs = append(errs, Bad(name, format, args...))
 	}
+	c.checkPostgres(bad)
+	c.checkBackups(bad)
+	c.checkMinIO(bad)
+	c.checkRedis(bad)
+	c.checkWorkers(bad)
+	c.checkAPI(bad)
+	return errors.Join(errs...)
+}
+
+// reporter records a bad setting.
+type reporter func(setting, format string, args ...any)
+
+// checkPostgres checks POSTGRES_*.
+func (c Config) checkPostgres(bad reporter) {
 	if c.PostgresHost == "" {
 		bad("POSTGRES_HOST", "must not be empty")
 	}
 	if c.PostgresPort < 1 || c.PostgresPort > 65535 {
 		bad("POSTGRES_PORT", "%d is not a TCP port", c.PostgresPort)
 	}
-	if !pgtool.ValidIdentifier(c.PostgresDB) {
-		bad("POSTGRES_DB", "%q is not a valid database name", c.PostgresDB)
-	}
 	if c.PostgresUser == "" {
 		bad("POSTGRES_USER", "must not be empty")
 	}
-	if !validSSLMode(c.PostgresSSLMode) {
+	if !ValidSSLMode(c.PostgresSSLMode) {
 		bad("POSTGRES_SSLMODE", "%q is not a libpq sslmode", c.PostgresSSLMode)
 	}
-	if c.PostgresSSLRootCert != "" {
-		if _, err := os.Stat(c.PostgresSSLRootCert); err != nil {
-			bad("POSTGRES_SSLROOTCERT", "%v", err)
-		}
-	}
+}
+
+// checkBackups checks the backups themselves.
+func (c Config) checkBackups(bad reporter) {
 	if c.BackupDir == "" {
 		bad("BACKUP_DIR", "must not be empty")
 	}
@@ -313,35 +308,36 @@ func (c Config) Validate() error {
 	if c.DumpCompress != "" && !compressRe.MatchString(c.DumpCompress) {
 		bad("PG_DUMP_COMPRESS", "%q is not a pg_dump -Z value such as 0..9 or zstd:3", c.DumpCompress)
 	}
-	if _, err := c.Codec(); err != nil {
-		bad("COMPRESSION", "%v", err)
-	}
 	if c.DumpJobs < 1 || c.DumpJobs > 64 {
 		bad("PG_JOBS", "%d must be between 1 and 64", c.DumpJobs)
 	}
-	if c.MinIOEndpoint != "" {
-		u, err := url.Parse(c.MinIOEndpoint)
-		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			bad("MINIO_ENDPOINT", "%q must be a URL such as http://127.0.0.1:9000", c.MinIOEndpoint)
-		}
-		if c.MinIORootUser == "" || c.MinIORootPassword == "" {
-			bad("MINIO_ROOT_USER", "MINIO_ROOT_USER and MINIO_ROOT_PASSWORD are required with MINIO_ENDPOINT")
-		}
-		if !bucketRe.MatchString(c.MinIOBucket) {
-			bad("MINIO_BUCKET", "%q is not a valid bucket name", c.MinIOBucket)
-		}
-		if c.MinIOPartSizeMB < 5 || c.MinIOPartSizeMB > 5120 {
-			bad("MINIO_PART_SIZE_MB", "%d must be between 5 and 5120", c.MinIOPartSizeMB)
-		}
-		if c.MinIOCAFile != "" {
-			if _, err := os.Stat(c.MinIOCAFile); err != nil {
-				bad("MINIO_CA_FILE", "%v", err)
-			}
-		}
-		if c.MinIOUploadThreads < 1 || c.MinIOUploadThreads > 32 {
-			bad("MINIO_UPLOAD_THREADS", "%d must be between 1 and 32", c.MinIOUploadThreads)
-		}
+}
+
+// checkMinIO checks MINIO_*, which matter only with MINIO_ENDPOINT.
+func (c Config) checkMinIO(bad reporter) {
+	if c.MinIOEndpoint == "" {
+		return
 	}
+	u, err := url.Parse(c.MinIOEndpoint)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		bad("MINIO_ENDPOINT", "%q must be a URL such as http://127.0.0.1:9000", c.MinIOEndpoint)
+	}
+	if c.MinIORootUser == "" || c.MinIORootPassword == "" {
+		bad("MINIO_ROOT_USER", "MINIO_ROOT_USER and MINIO_ROOT_PASSWORD are required with MINIO_ENDPOINT")
+	}
+	if !bucketRe.MatchString(c.MinIOBucket) {
+		bad("MINIO_BUCKET", "%q is not a valid bucket name", c.MinIOBucket)
+	}
+	if c.MinIOPartSizeMB < 5 || c.MinIOPartSizeMB > 5120 {
+		bad("MINIO_PART_SIZE_MB", "%d must be between 5 and 5120", c.MinIOPartSizeMB)
+	}
+	if c.MinIOUploadThreads < 1 || c.MinIOUploadThreads > 32 {
+		bad("MINIO_UPLOAD_THREADS", "%d must be between 1 and 32", c.MinIOUploadThreads)
+	}
+}
+
+// checkRedis checks REDIS_*.
+func (c Config) checkRedis(bad reporter) {
 	switch {
 	case c.RedisSentinelAddrs != "" && c.RedisClusterAddrs != "":
 		bad("REDIS_SENTINEL_ADDRS", "give REDIS_SENTINEL_ADDRS or REDIS_CLUSTER_ADDRS, not both")
@@ -381,6 +377,10 @@ func (c Config) Validate() error {
 	if (c.RedisTLSCertFile == "") != (c.RedisTLSKeyFile == "") {
 		bad("REDIS_TLS_CERT_FILE", "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together")
 	}
+}
+
+// checkWorkers checks the queue and the workers.
+func (c Config) checkWorkers(bad reporter) {
 	if c.TaskMaxRetry < 0 || c.TaskMaxRetry > 100 {
 		bad("TASK_MAX_RETRY", "%d must be between 0 and 100", c.TaskMaxRetry)
 	}
@@ -405,16 +405,13 @@ func (c Config) Validate() error {
 	if c.WorkerShutdownTimeout < 0 {
 		bad("WORKER_SHUTDOWN_TIMEOUT", "%s must not be negative", c.WorkerShutdownTimeout)
 	}
-	if weights, err := c.Queues(); err != nil {
-		bad("QUEUE_WEIGHTS", "%v", err)
-	} else if err := jobs.CheckQueueWeights(weights); err != nil {
+	if _, err := c.Queues(); err != nil {
 		bad("QUEUE_WEIGHTS", "%v", err)
 	}
-	if c.BackupSchedule != "" {
-		if _, err := jobs.ParseSchedule(c.BackupSchedule); err != nil {
-			bad("BACKUP_SCHEDULE", "%v", err)
-		}
-	}
+}
+
+// checkAPI checks the API, alerts, signing and logging.
+func (c Config) checkAPI(bad reporter) {
 	if c.APIAddr == "" {
 		bad("API_ADDR", "must not be empty")
 	}
@@ -427,16 +424,8 @@ func (c Config) Validate() error {
 	if (c.APITLSCertFile == "") != (c.APITLSKeyFile == "") {
 		bad("API_TLS_CERT_FILE", "API_TLS_CERT_FILE and API_TLS_KEY_FILE go together")
 	}
-	for _, u := range c.WebhookURLs() {
-		if err := jobs.CheckWebhookURL(u); err != nil {
-			bad("ALERT_WEBHOOK_URLS", "%v", err)
-		}
-	}
 	if c.RPOCheckInterval < time.Second {
 		bad("RPO_CHECK_INTERVAL", "%s must be at least 1s", c.RPOCheckInterval)
-	}
-	if _, err := c.Targets(); err != nil {
-		bad("BACKUP_TARGETS", "%v", err)
 	}
 	if c.BackupSigningKey != "" && c.BackupSigningKeyFile != "" {
 		bad("BACKUP_SIGNING_KEY", "set BACKUP_SIGNING_KEY or BACKUP_SIGNING_KEY_FILE, not both")
@@ -444,7 +433,6 @@ func (c Config) Validate() error {
 	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
 		bad("LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
-	return errors.Join(errs...)
 }
 
 // MinIOEnabled reports whether an object store is configured.
@@ -480,7 +468,7 @@ func envError(err error) error {
 		var pe env.ParseError
 		if errors.As(e, &pe) {
 			if f, ok := t.FieldByName(pe.Name); ok {
-				errs = append(errs, fmt.Errorf("config: %s: %w", f.Tag.Get("env"), pe.Err))
+				errs = append(errs, &SettingError{Setting: f.Tag.Get("env"), Err: pe.Err})
 				continue
 			}
 		}
@@ -490,7 +478,7 @@ func envError(err error) error {
 }
 
 // Queues parses QueueWeights into asynq's queue-priority map. Which queues
-// need a weight is the jobs package's to say (jobs.CheckQueueWeights).
+// need a weight is the worker's to say, checked in wiring.
 func (c Config) Queues() (map[string]int, error) {
 	out := map[string]int{}
 	for _, part := range strings.Split(c.QueueWeights, ",") {
@@ -500,43 +488,6 @@ func (c Config) Queues() (map[string]int, error) {
 			return nil, fmt.Errorf("%q: want name=weight pairs with weights >= 1, e.g. restore=6,backup=3,maintenance=1", part)
 		}
 		out[name] = n
-	}
-	return out, nil
-}
-
-// AdminTokens returns the admin tokens from API_ADMIN_TOKENS and the file
-// named by API_ADMIN_TOKENS_FILE.
-func (c Config) AdminTokens() ([]string, error) {
-	return tokens(c.APIAdminTokens, c.APIAdminTokensFile, "API_ADMIN_TOKENS_FILE")
-}
-
-// ViewerTokens returns the viewer tokens, likewise.
-func (c Config) ViewerTokens() ([]string, error) {
-	return tokens(c.APIViewerTokens, c.APIViewerTokensFile, "API_VIEWER_TOKENS_FILE")
-}
-
-// minTokenLen keeps guessable tokens out: 16 characters of a random
-// alphabet are far beyond brute force over HTTP.
-const minTokenLen = 16
-
-func tokens(list, file, fileSetting string) ([]string, error) {
-	raw := list
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("config: %s: %w", fileSetting, err)
-		}
-		raw += "," + string(b)
-	}
-	var out []string
-	for _, t := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
-		if t = strings.TrimSpace(t); t == "" {
-			continue
-		}
-		if len(t) < minTokenLen {
-			return nil, fmt.Errorf("config: API tokens must be at least %d characters; one has %d", minTokenLen, len(t))
-		}
-		out = append(out, t)
 	}
 	return out, nil
 }
@@ -570,42 +521,6 @@ func (c Config) TrustedProxies() ([]*net.IPNet, error) {
 	return out, nil
 }
 
-// minSigningKeyLen keeps guessable signing keys out.
-const minSigningKeyLen = 32
-
-// SigningKeys returns the current manifest signing key (nil when unset)
-// and the old keys accepted for verification.
-func (c Config) SigningKeys() (current []byte, old [][]byte, err error) {
-	cur := strings.TrimSpace(c.BackupSigningKey)
-	if c.BackupSigningKeyFile != "" {
-		b, err := os.ReadFile(c.BackupSigningKeyFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("config: BACKUP_SIGNING_KEY_FILE: %w", err)
-		}
-		cur = strings.TrimSpace(string(b))
-	}
-	if cur != "" && len(cur) < minSigningKeyLen {
-		return nil, nil, fmt.Errorf("config: BACKUP_SIGNING_KEY must be at least %d characters; it has %d", minSigningKeyLen, len(cur))
-	}
-	raw := c.BackupSigningOldKeys
-	if c.BackupSigningOldKeysFile != "" {
-		b, err := os.ReadFile(c.BackupSigningOldKeysFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("config: BACKUP_SIGNING_OLD_KEYS_FILE: %w", err)
-		}
-		raw += "," + string(b)
-	}
-	for _, k := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
-		if k = strings.TrimSpace(k); k != "" {
-			old = append(old, []byte(k))
-		}
-	}
-	if cur != "" {
-		current = []byte(cur)
-	}
-	return current, old, nil
-}
-
 // WebhookURLs splits ALERT_WEBHOOK_URLS.
 func (c Config) WebhookURLs() []string {
 	var out []string
@@ -615,50 +530,6 @@ func (c Config) WebhookURLs() []string {
 		}
 	}
 	return out
-}
-
-// Codec is the archive codec COMPRESSION (and PG_DUMP_COMPRESS) select.
-func (c Config) Codec() (engine.Codec, error) {
-	if strings.TrimSpace(c.Compression) == "" && c.DumpCompress != "" {
-		return engine.Codec{PgDump: true}, nil
-	}
-	return engine.ParseCodec(c.Compression)
-}
-
-// Encryption builds the archive encryption from ENCRYPTION_RECIPIENTS(_FILE)
-// and ENCRYPTION_IDENTITY_FILE.
-func (c Config) Encryption() (*engine.Encryption, error) {
-	raw := c.EncryptionRecipients
-	if c.EncryptionRecipientsFile != "" {
-		b, err := os.ReadFile(c.EncryptionRecipientsFile)
-		if err != nil {
-			return nil, fmt.Errorf("config: ENCRYPTION_RECIPIENTS_FILE: %w", err)
-		}
-		raw += "," + string(b)
-	}
-	var recipients []string
-	for _, line := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
-		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-			recipients = append(recipients, line)
-		}
-	}
-	var ids io.Reader
-	if c.EncryptionIdentityFile != "" {
-		b, err := os.ReadFile(c.EncryptionIdentityFile)
-		if err != nil {
-			return nil, fmt.Errorf("config: ENCRYPTION_IDENTITY_FILE: %w", err)
-		}
-		ids = strings.NewReader(string(b))
-	}
-	enc, err := engine.NewEncryption(recipients, ids)
-	if err != nil {
-		name := "ENCRYPTION_RECIPIENTS"
-		if strings.HasPrefix(err.Error(), "identities") {
-			name = "ENCRYPTION_IDENTITY_FILE"
-		}
-		return nil, fmt.Errorf("config: %s: %w", name, err)
-	}
-	return enc, nil
 }
 
 // SourceMinIO is where bucket backups read from: SOURCE_MINIO_* or, when
@@ -684,12 +555,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func validSSLMode(m string) bool {
-	switch m {
-	case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
-		return true
-	}
-	return false
 }

@@ -35,16 +35,13 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	cfg, err := configs.Load()
+	setup, err := wire.Load()
 	if err != nil {
 		return err
 	}
+	cfg := setup.Config
 	log := configs.NewLogger(cfg, "api", os.Stderr)
-	admin, err := cfg.AdminTokens()
-	if err != nil {
-		return err
-	}
-	viewer, err := cfg.ViewerTokens()
+	admin, viewer, err := wire.APITokens(cfg)
 	if err != nil {
 		return err
 	}
@@ -55,30 +52,27 @@ func run(ctx context.Context) error {
 	if cfg.APIAuthDisabled {
 		log.Warn("API_AUTH_DISABLED=true: every request is treated as admin; never expose this API")
 	}
-	eng, err := wire.Engine(ctx, cfg, log)
+	eng, err := wire.Engine(ctx, setup, log)
 	if err != nil {
 		return err
 	}
-	redisOpt, err := wire.RedisOpt(cfg)
-	if err != nil {
-		return err
-	}
+	redisOpt := wire.RedisOpt(setup)
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
-	rdb, err := wire.Redis(cfg)
+	rdb, err := wire.Redis(setup)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	queue, closeQueue, err := wire.ReplicatedQueue(cfg, client, log)
+	queue, closeQueue, err := wire.ReplicatedQueue(setup, client, log)
 	if err != nil {
 		return err
 	}
 	defer closeQueue()
 	locks := jobs.NewLocks(rdb)
-	keyCheck, err := wire.SigningKeyCheck(ctx, cfg, locks, log)
+	keyCheck, err := wire.SigningKeyCheck(ctx, setup, locks, log)
 	if err != nil {
 		return err
 	}
@@ -86,10 +80,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	targets, err := wire.Targets(cfg)
-	if err != nil {
-		return err
-	}
+	targets := setup.Targets
 	state := jobs.NewState(rdb)
 	names := jobs.NewNameIndex(eng, rdb, 5*time.Second, log)
 	go names.Run(ctx)
@@ -111,7 +102,7 @@ func run(ctx context.Context) error {
 		Audit:                 jobs.NewAuditTrail(rdb, 0),
 		AuditLog:              configs.NewLogger(cfg, "api", os.Stderr).WithField("audit", true),
 		Names:                 names,
-		Buckets:               wire.Buckets(cfg),
+		Buckets:               wire.Buckets(setup),
 		Targets:               targets,
 		State:                 state,
 		Tasks:                 inspector,

@@ -63,12 +63,13 @@ func runLocal(ctx context.Context, args []string, o remote.IO) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := configs.Load()
+	setup, err := wire.Load()
 	if err != nil {
 		return err
 	}
+	cfg := setup.Config
 	log := configs.NewLogger(cfg, "pgbackup", o.Stderr)
-	eng, err := wire.Engine(ctx, cfg, log)
+	eng, err := wire.Engine(ctx, setup, log)
 	if err != nil {
 		return err
 	}

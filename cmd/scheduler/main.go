@@ -28,26 +28,21 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	cfg, err := configs.Load()
+	setup, err := wire.Load()
 	if err != nil {
 		return err
 	}
+	cfg := setup.Config
 	log := configs.NewLogger(cfg, "scheduler", os.Stderr)
-	targets, err := wire.Targets(cfg)
+	targets := setup.Targets
+	eng, err := wire.Engine(ctx, setup, log)
 	if err != nil {
 		return err
 	}
-	eng, err := wire.Engine(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	redisOpt, err := wire.RedisOpt(cfg)
-	if err != nil {
-		return err
-	}
+	redisOpt := wire.RedisOpt(setup)
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
-	rdb, err := wire.Redis(cfg)
+	rdb, err := wire.Redis(setup)
 	if err != nil {
 		return err
 	}

@@ -28,43 +28,33 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	cfg, err := configs.Load()
+	setup, err := wire.Load()
 	if err != nil {
 		return err
 	}
+	cfg := setup.Config
 	log := configs.NewLogger(cfg, "worker", os.Stderr).WithField("worker", jobs.WorkerID())
 	if cfg.WorkerMemoryLimitMB > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		// Without a limit the heap may grow to twice what is live between
 		// collections; backups churn through buffers, so collect sooner.
 		debug.SetMemoryLimit(int64(cfg.WorkerMemoryLimitMB) << 20)
 	}
-	eng, err := wire.Engine(ctx, cfg, log)
+	eng, err := wire.Engine(ctx, setup, log)
 	if err != nil {
 		return err
 	}
-	serverOpts, err := wire.ServerOptions(cfg)
+	redisOpt := wire.RedisOpt(setup)
+	srv, err := jobs.NewServer(redisOpt, wire.ServerOptions(setup), log)
 	if err != nil {
 		return err
 	}
-	redisOpt, err := wire.RedisOpt(cfg)
-	if err != nil {
-		return err
-	}
-	srv, err := jobs.NewServer(redisOpt, serverOpts, log)
-	if err != nil {
-		return err
-	}
-	rdb, err := wire.Redis(cfg)
+	rdb, err := wire.Redis(setup)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
 	locks := jobs.NewLocks(rdb)
-	keyCheck, err := wire.SigningKeyCheck(ctx, cfg, locks, log)
-	if err != nil {
-		return err
-	}
-	targets, err := wire.Targets(cfg)
+	keyCheck, err := wire.SigningKeyCheck(ctx, setup, locks, log)
 	if err != nil {
 		return err
 	}
@@ -75,8 +65,8 @@ func run(ctx context.Context) error {
 	mux := asynq.NewServeMux()
 	w := &jobs.Worker{Engine: eng, Log: log, ID: jobs.WorkerID(),
 		Locks: locks, ReserveTTL: jobs.ReservationTTL(wire.TaskOptions(cfg)),
-		Targets: targets, State: jobs.NewState(rdb), Queue: client, Inspector: inspector,
-		TaskOptions: wire.TaskOptions(cfg), Alerts: wire.Alerter(cfg, client, log), Buckets: wire.Buckets(cfg)}
+		Targets: setup.Targets, State: jobs.NewState(rdb), Queue: client, Inspector: inspector,
+		TaskOptions: wire.TaskOptions(cfg), Alerts: wire.Alerter(cfg, client, log), Buckets: wire.Buckets(setup)}
 	jobs.Register(mux, w)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)

@@ -16,6 +16,11 @@ import (
 // archive's recipients. Retrying cannot help.
 var ErrNoIdentity = errors.New("no identity for this encrypted archive")
 
+// ErrBadIdentities marks a NewEncryption error in the identities rather
+// than the recipients, so that callers can name the setting at fault
+// without reading the message.
+var ErrBadIdentities = errors.New("identities")
+
 // Encryption encrypts archives to age recipients in the stream, after
 // compression, and decrypts them with the identities a worker holds.
 type Encryption struct {
@@ -45,7 +50,7 @@ func NewEncryption(recipients []string, identities io.Reader) (*Encryption, erro
 	if identities != nil {
 		ids, err := age.ParseIdentities(identities)
 		if err != nil {
-			return nil, fmt.Errorf("identities: %w", err)
+			return nil, fmt.Errorf("%w: %w", ErrBadIdentities, err)
 		}
 		e.identities = ids
 	}

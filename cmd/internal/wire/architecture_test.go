@@ -19,21 +19,28 @@ const repoRoot = "../../.."
 // only cmd/ (and configs itself) may import configs.
 func TestLibraryPackagesDoNotReadConfiguration(t *testing.T) {
 	t.Parallel()
+	for _, pkg := range deps(t, "./jobs/...", "./store/...", "./handlers/...", "./web/...") {
+		if pkg == "github.com/autograph/pgbackup/configs" {
+			t.Fatal("a package under jobs/, store/, handlers/ or web/ imports configs; take plain options instead")
+		}
+	}
+}
+
+// deps lists the import paths the packages matching patterns depend on,
+// themselves included (go list -deps).
+func deps(t *testing.T, patterns ...string) []string {
+	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("go not on PATH")
 	}
-	cmd := exec.Command(goBin, "list", "-deps", "-f", "{{.ImportPath}}", "./jobs/...", "./store/...", "./handlers/...", "./web/...")
+	cmd := exec.Command(goBin, append([]string{"list", "-deps", "-f", "{{.ImportPath}}"}, patterns...)...)
 	cmd.Dir = repoRoot
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
-	for _, pkg := range strings.Fields(string(out)) {
-		if pkg == "github.com/autograph/pgbackup/configs" {
-			t.Fatal("a package under jobs/, store/, handlers/ or web/ imports configs; take plain options instead")
-		}
-	}
+	return strings.Fields(string(out))
 }
 
 // TestBackendNamesOnlyWhereStoresAreBuilt keeps the names of particular
@@ -80,4 +87,71 @@ func TestBackendNamesOnlyWhereStoresAreBuilt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestConfigsIsData keeps configs to decoding and syntax: it imports no
+// package of jobs/ (their rules are checked here, in wiring) and reads no
+// file (wiring reads CONFIG_FILE and the files settings name, once).
+func TestConfigsIsData(t *testing.T) {
+	t.Parallel()
+	const jobsPkg = "github.com/autograph/pgbackup/jobs"
+	for _, pkg := range deps(t, "./configs") {
+		if pkg == jobsPkg || strings.HasPrefix(pkg, jobsPkg+"/") {
+			t.Errorf("configs depends on %s; check that rule in cmd/internal/wire instead", pkg)
+		}
+	}
+	fileReaders := map[string]bool{"ReadFile": true, "Open": true, "OpenFile": true, "ReadDir": true, "Stat": true, "Lstat": true}
+	inspectPackage(t, filepath.Join(repoRoot, "configs"), func(fset *token.FileSet, n ast.Node) bool {
+		if sel, ok := n.(*ast.SelectorExpr); ok && isIdent(sel.X, "os") && fileReaders[sel.Sel.Name] {
+			t.Errorf("%s: os.%s in configs; read files in cmd/internal/wire", fset.Position(sel.Pos()), sel.Sel.Name)
+		}
+		return true
+	})
+}
+
+// TestNoSettingFromErrorText: code that decides which setting is wrong
+// uses *configs.SettingError or sentinel errors, never the message, so
+// configs and wiring read no error's text outside Error methods
+// themselves. Tests may still read messages.
+func TestNoSettingFromErrorText(t *testing.T) {
+	t.Parallel()
+	for _, dir := range []string{filepath.Join(repoRoot, "configs"), "."} {
+		inspectPackage(t, dir, func(fset *token.FileSet, n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.FuncDecl:
+				return n.Name.Name != "Error"
+			case *ast.CallExpr:
+				if sel, ok := n.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Error" && len(n.Args) == 0 {
+					t.Errorf("%s: an error's text read in code; use errors.As / errors.Is", fset.Position(n.Pos()))
+				}
+			}
+			return true
+		})
+	}
+}
+
+// inspectPackage walks the non-test Go files in dir; visit says whether
+// to go into a node's children.
+func inspectPackage(t *testing.T, dir string, visit func(*token.FileSet, ast.Node) bool) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool { return n == nil || visit(fset, n) })
+	}
+}
+
+func isIdent(e ast.Expr, name string) bool {
+	id, ok := e.(*ast.Ident)
+	return ok && id.Name == name
 }

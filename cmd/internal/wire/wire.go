@@ -1,7 +1,9 @@
 // Package wire turns the configuration into the library's objects. It is
 // the only package besides configs that knows the settings: jobs, engine,
 // store and handlers take plain option structs, and errors from them name
-// what is wrong while wire adds which setting it came from.
+// what is wrong while wire adds which setting it came from. configs only
+// decodes and checks syntax; Load (load.go) reads the files settings name
+// and builds the shared objects once, checking what syntax cannot.
 package wire
 
 import (
@@ -31,7 +33,7 @@ type backend struct {
 	name    string
 	setting string
 	enabled func(configs.Config) bool
-	open    func(context.Context, configs.Config) (store.Store, error)
+	open    func(context.Context, *Setup) (store.Store, error)
 }
 
 // backends lists every store the programs can use, in preference order for
@@ -41,33 +43,30 @@ var backends = []backend{
 	{store.MinIOName, "MINIO_ENDPOINT", configs.Config.MinIOEnabled, openMinIO},
 }
 
-func openLocal(_ context.Context, cfg configs.Config) (store.Store, error) {
-	return store.NewLocal(cfg.BackupDir)
+func openLocal(_ context.Context, s *Setup) (store.Store, error) {
+	return store.NewLocal(s.Config.BackupDir)
 }
 
-func openMinIO(ctx context.Context, cfg configs.Config) (store.Store, error) {
-	tlsCfg, err := MinIOTLS(cfg)
-	if err != nil {
-		return nil, err
-	}
+func openMinIO(ctx context.Context, s *Setup) (store.Store, error) {
+	cfg := s.Config
 	return store.NewMinIO(ctx, store.MinIOConfig{
 		Endpoint: cfg.MinIOEndpoint, AccessKey: cfg.MinIORootUser, SecretKey: cfg.MinIORootPassword,
 		Bucket: cfg.MinIOBucket, Region: cfg.MinIORegion,
 		PartSize: uint64(cfg.MinIOPartSizeMB) << 20, UploadThreads: uint(cfg.MinIOUploadThreads),
-		TLS: tlsCfg,
+		TLS: s.MinIOTLS,
 	})
 }
 
-// MinIOTLS is the TLS configuration for https MinIO endpoints: the
+// minioTLS is the TLS configuration for https MinIO endpoints: the
 // system's CAs plus MINIO_CA_FILE, or no check at all with
 // MINIO_INSECURE_SKIP_VERIFY. nil when neither is set.
-func MinIOTLS(cfg configs.Config) (*tls.Config, error) {
+func minioTLS(cfg configs.Config) (*tls.Config, error) {
 	if cfg.MinIOCAFile == "" && !cfg.MinIOInsecureSkipVerify {
 		return nil, nil
 	}
 	c, err := TLSConfig(cfg.MinIOCAFile, "", "")
 	if err != nil {
-		return nil, fmt.Errorf("MINIO_CA_FILE: %w", err)
+		return nil, err
 	}
 	c.InsecureSkipVerify = cfg.MinIOInsecureSkipVerify
 	return c, nil
@@ -87,17 +86,17 @@ func storeNames(cfg configs.Config, table []backend) []string {
 }
 
 // Stores opens every configured store.
-func Stores(ctx context.Context, cfg configs.Config) ([]store.Store, error) {
-	return openStores(ctx, cfg, backends)
+func Stores(ctx context.Context, setup *Setup) ([]store.Store, error) {
+	return openStores(ctx, setup, backends)
 }
 
-func openStores(ctx context.Context, cfg configs.Config, table []backend) ([]store.Store, error) {
+func openStores(ctx context.Context, setup *Setup, table []backend) ([]store.Store, error) {
 	var out []store.Store
 	for _, b := range table {
-		if !b.enabled(cfg) {
+		if !b.enabled(setup.Config) {
 			continue
 		}
-		s, err := b.open(ctx, cfg)
+		s, err := b.open(ctx, setup)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", b.setting, err)
 		}
@@ -117,30 +116,19 @@ func Conn(cfg configs.Config) pgtool.Conn {
 
 // Engine builds the engine every program uses over the configured stores
 // (MinIO's bucket is created if missing).
-func Engine(ctx context.Context, cfg configs.Config, log *logrus.Entry) (*engine.Engine, error) {
-	if cfg.MinIOInsecureSkipVerify {
+func Engine(ctx context.Context, setup *Setup, log *logrus.Entry) (*engine.Engine, error) {
+	if setup.Config.MinIOInsecureSkipVerify {
 		log.Warn("MINIO_INSECURE_SKIP_VERIFY=true: MinIO's certificate is not checked; anyone on the path can read and change backups")
 	}
-	stores, err := Stores(ctx, cfg)
+	stores, err := Stores(ctx, setup)
 	if err != nil {
 		return nil, err
 	}
-	return engineOver(cfg, stores, log)
+	return engineOver(setup, stores, log)
 }
 
-func engineOver(cfg configs.Config, stores []store.Store, log *logrus.Entry) (*engine.Engine, error) {
-	signer, err := Signer(cfg)
-	if err != nil {
-		return nil, err
-	}
-	codec, err := cfg.Codec()
-	if err != nil {
-		return nil, fmt.Errorf("COMPRESSION: %w", err)
-	}
-	enc, err := cfg.Encryption()
-	if err != nil {
-		return nil, err
-	}
+func engineOver(setup *Setup, stores []store.Store, log *logrus.Entry) (*engine.Engine, error) {
+	cfg := setup.Config
 	return engine.New(engine.Options{
 		Conn:       Conn(cfg),
 		Stores:     stores,
@@ -148,22 +136,12 @@ func engineOver(cfg configs.Config, stores []store.Store, log *logrus.Entry) (*e
 		WorkDir:    cfg.WorkDir,
 		Jobs:       cfg.DumpJobs,
 		Compress:   cfg.DumpCompress,
-		Codec:      codec,
-		Encryption: enc,
+		Codec:      setup.Codec,
+		Encryption: setup.Encryption,
 		RowCounts:  cfg.BackupRowCounts,
-		Signer:     signer,
+		Signer:     setup.Signer,
 		Log:        log,
 	})
-}
-
-// Signer is the manifest signer from BACKUP_SIGNING_KEY(_FILE) and
-// BACKUP_SIGNING_OLD_KEYS(_FILE).
-func Signer(cfg configs.Config) (*engine.Signer, error) {
-	current, old, err := cfg.SigningKeys()
-	if err != nil {
-		return nil, err
-	}
-	return engine.NewSigner(current, old...), nil
 }
 
 // SigningKeyCheck compares this program's signing key with the one the
@@ -172,11 +150,8 @@ func Signer(cfg configs.Config) (*engine.Signer, error) {
 // stops it at once; if Redis cannot be reached yet, the check goes on in
 // the background and its error, if any, arrives on the channel (which
 // gets nil once the key is confirmed).
-func SigningKeyCheck(ctx context.Context, cfg configs.Config, locks *jobs.Locks, log *logrus.Entry) (<-chan error, error) {
-	s, err := Signer(cfg)
-	if err != nil {
-		return nil, err
-	}
+func SigningKeyCheck(ctx context.Context, setup *Setup, locks *jobs.Locks, log *logrus.Entry) (<-chan error, error) {
+	s := setup.Signer
 	check := func() (done bool, err error) {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
@@ -220,48 +195,46 @@ func TaskOptions(cfg configs.Config) jobs.Options {
 
 // RedisOpt is asynq's connection to the queue's Redis: one server, the
 // master that sentinels name (followed through a failover), or a cluster.
-func RedisOpt(cfg configs.Config) (asynq.RedisConnOpt, error) {
-	return redisOpt(cfg, 0)
+func RedisOpt(setup *Setup) asynq.RedisConnOpt {
+	return redisOpt(setup, 0)
 }
 
 // redisOpt is RedisOpt with a read timeout (0: go-redis's 3 s).
-func redisOpt(cfg configs.Config, readTimeout time.Duration) (asynq.RedisConnOpt, error) {
-	tlsCfg, err := redisTLS(cfg)
-	if err != nil {
-		return nil, err
-	}
+func redisOpt(setup *Setup, readTimeout time.Duration) asynq.RedisConnOpt {
+	cfg, tlsCfg := setup.Config, setup.RedisTLS
 	switch {
 	case cfg.RedisSentinelAddrs != "":
 		return asynq.RedisFailoverClientOpt{
 			MasterName: cfg.RedisSentinelMaster, SentinelAddrs: cfg.RedisSentinels(),
 			SentinelPassword: cfg.RedisSentinelPassword,
 			Password:         cfg.RedisPassword, DB: cfg.RedisDB, TLSConfig: tlsCfg, ReadTimeout: readTimeout,
-		}, nil
+		}
 	case cfg.RedisClusterAddrs != "":
 		return asynq.RedisClusterClientOpt{Addrs: cfg.RedisClusterNodes(), Password: cfg.RedisPassword,
-			TLSConfig: tlsCfg, ReadTimeout: readTimeout}, nil
+			TLSConfig: tlsCfg, ReadTimeout: readTimeout}
 	}
 	return asynq.RedisClientOpt{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB,
-		TLSConfig: tlsCfg, ReadTimeout: readTimeout}, nil
+		TLSConfig: tlsCfg, ReadTimeout: readTimeout}
 }
 
 // Redis is a client of the same Redis for our own keys (reservations,
 // cancel marks, state). It is made by the same option as asynq's, so the
 // two can never point at different servers, and it follows a failover
 // the same way.
-func Redis(cfg configs.Config) (redis.UniversalClient, error) {
-	return redisClient(cfg, 0)
+func Redis(setup *Setup) (redis.UniversalClient, error) {
+	return redisClient(setup, 0)
 }
 
 // ReplicatedQueue wraps the API's queue so that an accepted task is on
 // REDIS_WAIT_REPLICAS replicas; without them it is the queue itself. Its
 // client reads for longer than WAIT may block, else go-redis would time
 // out and retry the WAIT.
-func ReplicatedQueue(cfg configs.Config, q jobs.Enqueuer, log *logrus.Entry) (jobs.Enqueuer, func() error, error) {
+func ReplicatedQueue(setup *Setup, q jobs.Enqueuer, log *logrus.Entry) (jobs.Enqueuer, func() error, error) {
+	cfg := setup.Config
 	if cfg.RedisWaitReplicas <= 0 {
 		return q, func() error { return nil }, nil
 	}
-	rdb, err := redisClient(cfg, cfg.RedisWaitTimeout+2*time.Second)
+	rdb, err := redisClient(setup, cfg.RedisWaitTimeout+2*time.Second)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -269,29 +242,12 @@ func ReplicatedQueue(cfg configs.Config, q jobs.Enqueuer, log *logrus.Entry) (jo
 		Timeout: cfg.RedisWaitTimeout, Log: log}, rdb.Close, nil
 }
 
-func redisClient(cfg configs.Config, readTimeout time.Duration) (redis.UniversalClient, error) {
-	opt, err := redisOpt(cfg, readTimeout)
-	if err != nil {
-		return nil, err
-	}
-	rdb, ok := opt.MakeRedisClient().(redis.UniversalClient)
+func redisClient(setup *Setup, readTimeout time.Duration) (redis.UniversalClient, error) {
+	rdb, ok := redisOpt(setup, readTimeout).MakeRedisClient().(redis.UniversalClient)
 	if !ok {
 		return nil, errors.New("redis: asynq made a client of an unexpected type")
 	}
 	return rdb, nil
-}
-
-// redisTLS is the TLS configuration for Redis and its sentinels, nil
-// without REDIS_TLS.
-func redisTLS(cfg configs.Config) (*tls.Config, error) {
-	if !cfg.RedisTLS {
-		return nil, nil
-	}
-	c, err := TLSConfig(cfg.RedisTLSCAFile, cfg.RedisTLSCertFile, cfg.RedisTLSKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_TLS: %w", err)
-	}
-	return c, nil
 }
 
 // TLSConfig is a client TLS configuration that trusts the system's CAs
@@ -324,44 +280,12 @@ func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 }
 
 // ServerOptions configures the worker's asynq server.
-func ServerOptions(cfg configs.Config) (jobs.ServerOptions, error) {
-	weights, err := cfg.Queues()
-	if err != nil {
-		return jobs.ServerOptions{}, fmt.Errorf("QUEUE_WEIGHTS: %w", err)
-	}
+func ServerOptions(setup *Setup) jobs.ServerOptions {
+	cfg := setup.Config
 	return jobs.ServerOptions{
-		Concurrency: cfg.WorkerConcurrency, QueueWeights: weights,
+		Concurrency: cfg.WorkerConcurrency, QueueWeights: setup.Queues,
 		ShutdownTimeout: cfg.WorkerShutdownTimeout, RetryDelay: cfg.TaskRetryDelay, PollInterval: cfg.WorkerPollInterval,
-	}, nil
-}
-
-// Schedule is BACKUP_SCHEDULE when set, else BACKUP_INTERVAL_HOURS.
-func Schedule(cfg configs.Config) (jobs.Schedule, error) {
-	if cfg.BackupSchedule != "" {
-		s, err := jobs.ParseSchedule(cfg.BackupSchedule)
-		if err != nil {
-			return jobs.Schedule{}, fmt.Errorf("BACKUP_SCHEDULE: %w", err)
-		}
-		return s, nil
 	}
-	s, err := jobs.IntervalSchedule(cfg.BackupIntervalHours)
-	if err != nil {
-		return jobs.Schedule{}, fmt.Errorf("BACKUP_INTERVAL_HOURS: %w", err)
-	}
-	return s, nil
-}
-
-// Targets are the configured targets (or the default one).
-func Targets(cfg configs.Config) (*jobs.TargetSet, error) {
-	list, err := cfg.Targets()
-	if err != nil {
-		return nil, fmt.Errorf("BACKUP_TARGETS: %w", err)
-	}
-	set, err := jobs.NewTargetSet(list)
-	if err != nil {
-		return nil, fmt.Errorf("BACKUP_TARGETS: %w", err)
-	}
-	return set, nil
 }
 
 // Alerter sends events to ALERT_WEBHOOK_URLS through the queue.
@@ -382,14 +306,13 @@ type buckets struct {
 }
 
 // Buckets is the bucket access of workers (nil without any MinIO).
-func Buckets(cfg configs.Config) jobs.Buckets {
+func Buckets(setup *Setup) jobs.Buckets {
+	cfg := setup.Config
 	endpoint, user, password := cfg.SourceMinIO()
 	if endpoint == "" {
 		return nil
 	}
-	// A bad MINIO_CA_FILE already stopped the start when the stores opened.
-	tlsCfg, _ := MinIOTLS(cfg)
-	b := &buckets{endpoint: endpoint, user: user, password: password, tls: tlsCfg}
+	b := &buckets{endpoint: endpoint, user: user, password: password, tls: setup.MinIOTLS}
 	if endpoint == cfg.MinIOEndpoint {
 		b.protected = cfg.MinIOBucket
 	}

@@ -1,0 +1,149 @@
+package wire
+
+import (
+	"crypto/tls"
+	"errors"
+	"os"
+	"strings"
+
+	"github.com/autograph/pgbackup/configs"
+	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/pgtool"
+)
+
+// Setup is what the configuration describes, checked and built once when a
+// program starts: the settings, and the objects built from them that more
+// than one part of a program uses. The files settings name (password files,
+// keys, identities, CA certificates) are read here and nowhere else.
+type Setup struct {
+	Config configs.Config
+	// Targets are BACKUP_TARGETS, or the default target.
+	Targets    *jobs.TargetSet
+	Codec      engine.Codec
+	Encryption *engine.Encryption
+	Signer     *engine.Signer
+	// Queues are QUEUE_WEIGHTS, asynq's queue priorities.
+	Queues map[string]int
+	// MinIOTLS and RedisTLS are nil when their settings ask for no TLS
+	// configuration of our own.
+	MinIOTLS *tls.Config
+	RedisTLS *tls.Config
+}
+
+// Load reads CONFIG_FILE and the environment, checks every setting and
+// builds the Setup. Every error is reported at once, each a
+// *configs.SettingError naming its setting.
+func Load() (*Setup, error) {
+	return LoadFrom(os.Getenv("CONFIG_FILE"), os.Environ())
+}
+
+// LoadFrom is Load with the file path and environment given explicitly.
+func LoadFrom(path string, environ []string) (*Setup, error) {
+	var data []byte
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, configs.Bad("CONFIG_FILE", "%w", err)
+		}
+		data = b
+	}
+	cfg, err := configs.Decode(path, data, environ)
+	if err != nil {
+		return nil, err
+	}
+	s := &Setup{Config: cfg}
+	// Syntax first, then what needs files or other packages' rules; the
+	// steps do not stop at the first error, so the user fixes all at once.
+	errs := []error{cfg.Validate()}
+	for _, step := range []func() error{s.checkPostgres, s.buildCodec, s.buildTLS, s.buildSigner,
+		s.buildEncryption, s.buildQueues, s.checkWebhooks, s.buildTargets} {
+		errs = append(errs, step())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Setup) checkPostgres() error {
+	c := s.Config
+	var errs []error
+	if !pgtool.ValidIdentifier(c.PostgresDB) {
+		errs = append(errs, configs.Bad("POSTGRES_DB", "%q is not a valid database name", c.PostgresDB))
+	}
+	if c.PostgresSSLRootCert != "" {
+		// libpq reads the file; a missing one should stop the start here.
+		if _, err := os.Stat(c.PostgresSSLRootCert); err != nil {
+			errs = append(errs, configs.Bad("POSTGRES_SSLROOTCERT", "%v", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// buildCodec is the archive codec COMPRESSION (and PG_DUMP_COMPRESS) select.
+func (s *Setup) buildCodec() error {
+	c := s.Config
+	if strings.TrimSpace(c.Compression) == "" && c.DumpCompress != "" {
+		s.Codec = engine.Codec{PgDump: true}
+		return nil
+	}
+	codec, err := engine.ParseCodec(c.Compression)
+	if err != nil {
+		return configs.Bad("COMPRESSION", "%v", err)
+	}
+	s.Codec = codec
+	return nil
+}
+
+// buildTLS reads the CA and client certificates of MinIO and Redis.
+func (s *Setup) buildTLS() error {
+	c := s.Config
+	var errs []error
+	if c.MinIOCAFile != "" && c.MinIOEndpoint != "" {
+		if _, err := os.Stat(c.MinIOCAFile); err != nil {
+			errs = append(errs, configs.Bad("MINIO_CA_FILE", "%v", err))
+		}
+	}
+	if len(errs) == 0 {
+		t, err := minioTLS(c)
+		// Without MINIO_ENDPOINT only bucket sources use the CA, and they
+		// have always gone on without it.
+		if err != nil && c.MinIOEndpoint != "" {
+			errs = append(errs, configs.Bad("MINIO_CA_FILE", "%w", err))
+		}
+		s.MinIOTLS = t
+	}
+	if c.RedisTLS {
+		t, err := TLSConfig(c.RedisTLSCAFile, c.RedisTLSCertFile, c.RedisTLSKeyFile)
+		if err != nil {
+			errs = append(errs, configs.Bad("REDIS_TLS", "%w", err))
+		}
+		s.RedisTLS = t
+	}
+	return errors.Join(errs...)
+}
+
+// buildQueues keeps QUEUE_WEIGHTS when every task queue has a weight; a
+// value configs could not parse is already reported.
+func (s *Setup) buildQueues() error {
+	weights, err := s.Config.Queues()
+	if err != nil {
+		return nil
+	}
+	if err := jobs.CheckQueueWeights(weights); err != nil {
+		return configs.Bad("QUEUE_WEIGHTS", "%v", err)
+	}
+	s.Queues = weights
+	return nil
+}
+
+func (s *Setup) checkWebhooks() error {
+	var errs []error
+	for _, u := range s.Config.WebhookURLs() {
+		if err := jobs.CheckWebhookURL(u); err != nil {
+			errs = append(errs, configs.Bad("ALERT_WEBHOOK_URLS", "%v", err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,192 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/autograph/pgbackup/configs"
+	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/pgtool"
+)
+
+// buildTargets builds BACKUP_TARGETS, or the default target from the
+// single-database settings, checking each: every target's error is
+// reported, not only the first. Scheduling is off for all of them while
+// BACKUP_ENABLED is false.
+func (s *Setup) buildTargets() error {
+	c := s.Config
+	sched, schedErr := defaultSchedule(c)
+	if len(c.BackupTargets) == 0 {
+		t := jobs.Target{Name: jobs.DefaultTarget, Database: c.PostgresDB, Format: engine.FormatCustom}
+		if c.BackupEnabled {
+			t.Schedule = sched
+		}
+		return errors.Join(schedErr, s.setTargets([]jobs.Target{t}))
+	}
+	var list []jobs.Target
+	errs := []error{schedErr}
+	for i, tc := range c.BackupTargets {
+		t, err := buildTarget(c, tc)
+		if err != nil {
+			label := tc.Name
+			if label == "" {
+				label = fmt.Sprintf("#%d", i+1)
+			}
+			errs = append(errs, configs.Bad("BACKUP_TARGETS", "target %s: %w", label, err))
+			continue
+		}
+		list = append(list, t)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return s.setTargets(list)
+}
+
+func (s *Setup) setTargets(list []jobs.Target) error {
+	set, err := jobs.NewTargetSet(list)
+	if err != nil {
+		return configs.Bad("BACKUP_TARGETS", "%w", err)
+	}
+	s.Targets = set
+	return nil
+}
+
+// defaultSchedule is BACKUP_SCHEDULE when set, else BACKUP_INTERVAL_HOURS;
+// nil when neither gives one (BACKUP_SCHEDULE is checked even then).
+func defaultSchedule(c configs.Config) (*jobs.Schedule, error) {
+	if c.BackupSchedule != "" {
+		s, err := jobs.ParseSchedule(c.BackupSchedule)
+		if err != nil {
+			return nil, configs.Bad("BACKUP_SCHEDULE", "%v", err)
+		}
+		return &s, nil
+	}
+	// Below one hour configs.Validate already names BACKUP_INTERVAL_HOURS
+	// when it matters (BACKUP_ENABLED), and no schedule is built.
+	if c.BackupIntervalHours < 1 {
+		return nil, nil
+	}
+	s, err := jobs.IntervalSchedule(c.BackupIntervalHours)
+	if err != nil {
+		return nil, configs.Bad("BACKUP_INTERVAL_HOURS", "%v", err)
+	}
+	return &s, nil
+}
+
+// buildTarget checks one entry of BACKUP_TARGETS and builds its target;
+// errors name the entry's key, the caller adds the target and setting.
+func buildTarget(c configs.Config, tc configs.TargetConfig) (jobs.Target, error) {
+	t := jobs.Target{Name: strings.TrimSpace(tc.Name), Database: strings.TrimSpace(tc.Database), Stores: tc.Stores,
+		IncludeGlobals: tc.IncludeGlobals, Retention: jobs.Retention(tc.KeepCounts())}
+	if !jobs.ValidTargetName(t.Name) {
+		return t, fmt.Errorf("name %q: use lower-case letters, digits and _, starting with a letter, at most 30", tc.Name)
+	}
+	server, err := targetServer(c, tc)
+	if err != nil {
+		return t, err
+	}
+	t.Server = server
+	if err := setSource(c, tc, &t); err != nil {
+		return t, err
+	}
+	if err := setSchedules(c, tc, &t); err != nil {
+		return t, err
+	}
+	if tc.RPO != "" {
+		d, err := time.ParseDuration(tc.RPO)
+		if err != nil || d <= 0 {
+			return t, fmt.Errorf("rpo %q: want a positive duration such as 26h", tc.RPO)
+		}
+		t.RPO = d
+	}
+	return t, t.Validate()
+}
+
+// setSource sets what the target backs up: a database (the default), or
+// a bucket of the source MinIO; and the archive format.
+func setSource(c configs.Config, tc configs.TargetConfig, t *jobs.Target) error {
+	switch tc.Source {
+	case "", "database":
+	case jobs.TargetBucket:
+		t.Kind, t.Bucket, t.Prefix = jobs.TargetBucket, tc.Bucket, tc.Prefix
+		if p := ProtectedBucket(c); p != "" && tc.Bucket == p {
+			return fmt.Errorf("bucket %s holds the backups themselves", tc.Bucket)
+		}
+	default:
+		return fmt.Errorf("kind %q: want database or bucket", tc.Source)
+	}
+	if t.Database == "" {
+		t.Database = c.PostgresDB
+	}
+	// "*" backs up the whole server, every database that accepts connections.
+	if t.Database != engine.AllDatabases && !pgtool.ValidIdentifier(t.Database) {
+		return fmt.Errorf("database %q is not a valid database name, nor * for every database", t.Database)
+	}
+	f, err := engine.ParseFormat(tc.Format)
+	if err != nil {
+		return err
+	}
+	t.Format = f
+	return nil
+}
+
+func setSchedules(c configs.Config, tc configs.TargetConfig, t *jobs.Target) error {
+	if tc.Schedule != "" && c.BackupEnabled {
+		s, err := jobs.ParseSchedule(tc.Schedule)
+		if err != nil {
+			return err
+		}
+		t.Schedule = &s
+	}
+	if tc.DrillSchedule != "" {
+		s, err := jobs.ParseSchedule(tc.DrillSchedule)
+		if err != nil {
+			return fmt.Errorf("drill_schedule: %w", err)
+		}
+		t.DrillSchedule = &s
+	}
+	return nil
+}
+
+// targetServer is the target's own server, nil when it names none. Its
+// password is read here, once, from password_file.
+func targetServer(c configs.Config, tc configs.TargetConfig) (*pgtool.Conn, error) {
+	if !tc.OwnServer() {
+		return nil, nil
+	}
+	s := &pgtool.Conn{Host: tc.Host, Port: tc.Port, User: tc.User, SSLMode: tc.SSLMode, SSLRootCert: tc.SSLRootCert}
+	if s.Host == "" {
+		s.Host = c.PostgresHost
+	}
+	if s.Port == 0 {
+		s.Port = c.PostgresPort
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		return nil, fmt.Errorf("port %d: want 1 to 65535", s.Port)
+	}
+	if s.User == "" {
+		s.User = c.PostgresUser
+	}
+	if s.SSLMode == "" {
+		s.SSLMode = c.PostgresSSLMode
+	}
+	if !configs.ValidSSLMode(s.SSLMode) {
+		return nil, fmt.Errorf("sslmode %q is not a libpq sslmode", s.SSLMode)
+	}
+	if s.SSLRootCert == "" {
+		s.SSLRootCert = c.PostgresSSLRootCert
+	}
+	if tc.PasswordFile != "" {
+		b, err := os.ReadFile(tc.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("password_file: %w", err)
+		}
+		s.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	return s, nil
+}
