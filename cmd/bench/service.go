@@ -18,7 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/autograph/pgbackup/scripts/testbench/procfs"
+	"github.com/autograph/pgbackup/internal/testbench/procfs"
 )
 
 // benchToken is the admin token of the service the bench starts.

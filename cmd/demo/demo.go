@@ -17,8 +17,8 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/autograph/pgbackup/internal/testbench/services"
 	"github.com/autograph/pgbackup/jobs/pgtool"
-	"github.com/autograph/pgbackup/scripts/testbench/services"
 )
 
 // config is what the demo reads from its environment.

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench/services"
+	"github.com/autograph/pgbackup/internal/testbench/services"
 )
 
 // program is one of the service's programs the demo runs.

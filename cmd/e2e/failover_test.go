@@ -20,7 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/internal/testbench"
 )
 
 // redisProc is a redis-server (or sentinel) of a test, in the foreground

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/internal/testbench"
 )
 
 // slowEnv makes pg_dump compress hard, so a backup of the slow fixture

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/store"
 )
 

@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/internal/testbench"
 )
 
 const signingKey = "e2e-signing-key-0123456789abcdefghijklmn"

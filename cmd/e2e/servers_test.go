@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/internal/testbench"
 )
 
 // TestTargetsOnTwoServers backs up and restores databases of two

@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/jobs"
-	"github.com/autograph/pgbackup/scripts/testbench"
 )
 
 // scheduledOf returns the target's scheduled backups in the listing, sorted.
