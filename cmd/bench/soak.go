@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/autograph/pgbackup/cmd/internal/soak"
+	"github.com/autograph/pgbackup/internal/soak"
 	"github.com/autograph/pgbackup/store"
 )
 
