@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/store"
 	"github.com/autograph/pgbackup/store/storetest"
 )

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -228,7 +229,7 @@ func (b *bench) listing10k(ctx context.Context) (listingResult, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	stopCmd(svc.api)
+	_ = svc.api.Stop(syscall.SIGTERM, 0)
 	if err := svc.startAPI(ctx); err != nil {
 		return r, err
 	}

@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/autograph/pgbackup/internal/testbench/procfs"
 	"github.com/autograph/pgbackup/jobs/pgtool"
-	"github.com/autograph/pgbackup/scripts/testbench/procfs"
 )
 
 // usage is what one child process cost.

@@ -6,7 +6,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/autograph/pgbackup/scripts/testbench/procfs"
+	"github.com/autograph/pgbackup/internal/testbench/procfs"
 )
 
 // print writes the table of every step measured so far.

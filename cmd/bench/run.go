@@ -10,8 +10,8 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/autograph/pgbackup/internal/testbench/services"
 	"github.com/autograph/pgbackup/jobs/pgtool"
-	"github.com/autograph/pgbackup/scripts/testbench/services"
 )
 
 // options are the benchmark's command-line settings.

@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,7 +16,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/autograph/pgbackup/scripts/testbench/procfs"
+	"github.com/autograph/pgbackup/internal/harness"
+	"github.com/autograph/pgbackup/internal/testbench/procfs"
 )
 
 // benchToken is the admin token of the service the bench starts.
@@ -27,11 +26,10 @@ const benchToken = "bench-admin-token-0123456789abcdef"
 // service is the API and one worker, run from bin/ against the bench, each
 // with its own Redis database so that runs never see each other's tasks.
 type service struct {
-	b      *bench
-	env    []string
+	progs  *harness.Group
 	url    string
-	api    *exec.Cmd
-	worker *exec.Cmd
+	api    *harness.Proc
+	worker *harness.Proc
 	logs   string
 	client *http.Client
 }
@@ -54,97 +52,39 @@ func (b *bench) newService(name string, redisDB int, extra ...string) (*service,
 	env := append(b.engineEnv(""), "REDIS_ADDR="+b.env.RedisAddr, "REDIS_DB="+strconv.Itoa(redisDB),
 		"API_ADMIN_TOKENS="+benchToken, "BACKUP_ENABLED=false", "WORKER_CONCURRENCY=1", "LOG_LEVEL=warn",
 		"TASK_RETRY_DELAY=1s", "API_AUTH_FAILURES_PER_MINUTE=100000")
-	return &service{b: b, env: append(env, extra...), logs: logs,
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}, nil
-}
-
-func (s *service) bin(name string) string { return filepath.Join(filepath.Dir(s.b.o.pgbackup), name) }
-
-func (s *service) start(ctx context.Context, name string, extra ...string) (*exec.Cmd, error) {
-	return s.startAs(ctx, name, name, extra...)
-}
-
-// startAs runs program bin with its log in logName.log, for several
-// instances of one program.
-func (s *service) startAs(ctx context.Context, logName, bin string, extra ...string) (*exec.Cmd, error) {
-	name := bin
-	f, err := os.OpenFile(filepath.Join(s.logs, logName+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, s.bin(name))
-	cmd.Env = append(append([]string{}, s.env...), extra...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() { _ = cmd.Wait(); f.Close() }()
-	return cmd, nil
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	// The programs are beside -pgbackup; should the bench die, they go too.
+	progs := &harness.Group{Bin: filepath.Dir(b.o.pgbackup), Logs: logs, Env: append(env, extra...),
+		DeathSignal: syscall.SIGKILL, Client: client}
+	return &service{progs: progs, logs: logs, client: client}, nil
 }
 
 // startAPI starts the API on a free port and waits until it is ready.
 func (s *service) startAPI(ctx context.Context) error {
-	url, cmd, err := s.startAPIInstance(ctx, "api")
-	s.api, s.url = cmd, url
-	return err
-}
-
-// startAPIInstance starts an API on a free port, logging to logName.log,
-// and waits until it is ready; the soak runs two.
-func (s *service) startAPIInstance(ctx context.Context, logName string) (string, *exec.Cmd, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cmd, err := s.startAs(ctx, logName, "api", "API_ADDR="+addr)
-	if err != nil {
-		return "", nil, err
-	}
-	url := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := s.client.Get(url + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url, cmd, nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return "", cmd, fmt.Errorf("%s not ready at %s; see %s", logName, addr, s.logs)
-}
-
-// startWorker starts a worker with extra settings (its codec, say). Its
-// log starts empty, so that waitLog sees this worker's start line.
-func (s *service) startWorker(ctx context.Context, extra ...string) error {
-	_ = os.Remove(filepath.Join(s.logs, "worker.log"))
 	var err error
-	s.worker, err = s.start(ctx, "worker", extra...)
+	s.api, s.url, err = s.progs.StartAPI(ctx, "api", "")
 	return err
 }
 
-func stopCmd(cmd *exec.Cmd) {
-	if cmd == nil || cmd.Process == nil {
-		return
+// startWorker starts a worker with extra settings (its codec, say) and
+// waits until it has started.
+func (s *service) startWorker(ctx context.Context, extra ...string) error {
+	var err error
+	if s.worker, err = s.progs.Start("worker", harness.Worker, extra...); err != nil {
+		return err
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	deadline := time.Now().Add(30 * time.Second)
-	for procfs.Alive(cmd.Process.Pid) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = cmd.Process.Kill()
+	return s.worker.WaitLog(ctx, "worker started", 30*time.Second)
 }
 
-func (s *service) stopWorker() { stopCmd(s.worker); s.worker = nil }
-
-func (s *service) stop() {
-	s.stopWorker()
-	stopCmd(s.api)
+func (s *service) stopWorker() {
+	if s.worker != nil {
+		_ = s.worker.Stop(syscall.SIGTERM, 0)
+		s.worker = nil
+	}
 }
+
+// stop stops every program the service started.
+func (s *service) stop() { _ = s.progs.StopAll() }
 
 // call sends a request with the admin token and decodes the JSON answer.
 func (s *service) call(ctx context.Context, method, path string, body any) (int, map[string]any, error) {

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -176,10 +175,7 @@ func (b *bench) repeatedOn(ctx context.Context, svc *service, work string) ([]sv
 	if err := svc.startWorker(ctx, "COMPRESSION=zstd"); err != nil {
 		return rows, err
 	}
-	if err := waitLog(filepath.Join(svc.logs, "worker.log"), "worker started", 30*time.Second); err != nil {
-		return rows, err
-	}
-	w := watchProcess(svc.worker.Process.Pid, work)
+	w := watchProcess(svc.worker.Pid(), work)
 	start := time.Now()
 	for i := 1; i <= 3; i++ {
 		if _, err := svc.run(ctx, "/api/admin/backup/create", map[string]any{"backup_name": fmt.Sprintf("svc-repeat-%d", i), "stores": []string{"local", "minio"}}); err != nil {
@@ -209,17 +205,6 @@ func median(rs []svcRow) svcRow {
 	return s[len(s)/2]
 }
 
-func waitLog(path, text string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), text) {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("%s: no %q within %s", path, text, timeout)
-}
-
 // serviceBackup starts a worker with the codec, then times one backup
 // from POST to completed.
 func (b *bench) serviceBackup(ctx context.Context, svc *service, work, codec, name string, stores []string) (svcRow, error) {
@@ -227,10 +212,7 @@ func (b *bench) serviceBackup(ctx context.Context, svc *service, work, codec, na
 		return svcRow{}, err
 	}
 	defer svc.stopWorker()
-	if err := waitLog(filepath.Join(svc.logs, "worker.log"), "worker started", 30*time.Second); err != nil {
-		return svcRow{}, err
-	}
-	w := watchProcess(svc.worker.Process.Pid, work)
+	w := watchProcess(svc.worker.Pid(), work)
 	start := time.Now()
 	res, err := svc.run(ctx, "/api/admin/backup/create", map[string]any{"backup_name": name, "stores": stores})
 	wall := time.Since(start)
@@ -251,10 +233,7 @@ func (b *bench) serviceRestore(ctx context.Context, svc *service, work, backup, 
 		return svcRow{}, err
 	}
 	defer svc.stopWorker()
-	if err := waitLog(filepath.Join(svc.logs, "worker.log"), "worker started", 30*time.Second); err != nil {
-		return svcRow{}, err
-	}
-	w := watchProcess(svc.worker.Process.Pid, work)
+	w := watchProcess(svc.worker.Pid(), work)
 	start := time.Now()
 	_, err := svc.run(ctx, "/api/admin/backup/restore", map[string]any{"backup_name": backup, "from": "minio", "target_database": db})
 	wall := time.Since(start)

@@ -7,10 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
-	"github.com/autograph/pgbackup/cmd/internal/soak"
+	"github.com/autograph/pgbackup/internal/harness"
+	"github.com/autograph/pgbackup/internal/soak"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -63,27 +63,20 @@ func (b *bench) soakBench(ctx context.Context) (soakResult, error) {
 	if err != nil {
 		return out, err
 	}
-	var procs []*exec.Cmd
-	defer func() {
-		for _, p := range procs {
-			stopCmd(p)
-		}
-	}()
+	defer svc.stop()
 	var apis []string
 	for i := range 2 {
-		url, cmd, err := svc.startAPIInstance(ctx, fmt.Sprintf("api-%d", i))
-		procs = append(procs, cmd)
+		_, url, err := svc.progs.StartAPI(ctx, fmt.Sprintf("api-%d", i), "")
 		if err != nil {
 			return out, err
 		}
 		apis = append(apis, url)
 	}
-	workers := make([]*exec.Cmd, 3)
+	workers := make([]*harness.Proc, 3)
 	for i := range workers {
-		if workers[i], err = svc.startAs(ctx, fmt.Sprintf("worker-%d", i), "worker"); err != nil {
+		if workers[i], err = svc.progs.Start(fmt.Sprintf("worker-%d", i), harness.Worker); err != nil {
 			return out, err
 		}
-		procs = append(procs, workers[i])
 	}
 	st, err := store.NewMinIO(ctx, store.MinIOConfig{Endpoint: b.env.MinIOEndpoint, AccessKey: b.env.MinIOUser,
 		SecretKey: b.env.MinIOPassword, Bucket: b.bucket})
@@ -96,16 +89,14 @@ func (b *bench) soakBench(ctx context.Context) (soakResult, error) {
 		DisruptAt: []int{n / 3, 2 * n / 3},
 		Disrupt: func(i int) error {
 			w := workers[i%len(workers)]
-			if err := w.Process.Signal(syscall.SIGKILL); err != nil {
+			if err := w.Kill(); err != nil {
 				return err
 			}
-			_, _ = w.Process.Wait()
-			w, err := svc.startAs(ctx, fmt.Sprintf("worker-%d-restart-%d", i%len(workers), i), "worker")
+			w, err := w.Restart()
 			if err != nil {
 				return err
 			}
 			workers[i%len(workers)] = w
-			procs = append(procs, w)
 			return nil
 		},
 		Timeout: 30 * time.Minute, Store: st, Client: svc.client,

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/autograph/pgbackup/internal/harness"
 )
 
 // taskTimeout is how long a task may take before the demo gives up.
@@ -107,8 +109,8 @@ func (d *demo) waitTask(ctx context.Context, label, id string) (taskStatus, erro
 	began := time.Now()
 	last := ""
 	var st taskStatus
-	err := pollUntil(ctx, taskTimeout, 300*time.Millisecond, func() (bool, error) {
-		if err := d.anyExited(); err != nil {
+	err := harness.Poll(ctx, taskTimeout, 300*time.Millisecond, func() (bool, error) {
+		if err := d.progs.Exited(); err != nil {
 			return false, err
 		}
 		st = taskStatus{}

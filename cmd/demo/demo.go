@@ -17,8 +17,9 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/autograph/pgbackup/internal/harness"
+	"github.com/autograph/pgbackup/internal/testbench/services"
 	"github.com/autograph/pgbackup/jobs/pgtool"
-	"github.com/autograph/pgbackup/scripts/testbench/services"
 )
 
 // config is what the demo reads from its environment.
@@ -39,7 +40,7 @@ type demo struct {
 	bench *services.Bench
 	env   services.Env
 	pg    pgtool.Conn
-	procs []*program
+	progs *harness.Group // the api, workers and scheduler, once started
 	api   apiClient
 
 	adminToken, viewerToken string
@@ -123,12 +124,10 @@ func (d *demo) startBench(ctx context.Context) (err error) {
 
 func (d *demo) build(ctx context.Context) error {
 	d.out.step("Building bin/api, bin/worker, bin/scheduler, bin/pgbackup")
-	cmd := exec.CommandContext(ctx, d.goCmd, "build", "-o", "bin/", "./cmd/api", "./cmd/worker", "./cmd/scheduler", "./cmd/pgbackup")
-	cmd.Dir = d.root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	cmd.Stdout, cmd.Stderr = d.out.out, d.out.errOut
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("build: %w", err)
+	err := harness.Build(ctx, filepath.Join(d.root, "bin"), harness.BuildOptions{
+		Go: d.goCmd, Env: []string{"CGO_ENABLED=0"}, Stdout: d.out.out, Stderr: d.out.errOut})
+	if err != nil {
+		return err
 	}
 	d.out.say("done")
 	return nil
@@ -147,7 +146,7 @@ func (d *demo) finish(ctx context.Context, err error) error {
 	}
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	if len(d.procs) > 0 {
+	if d.progs != nil {
 		d.out.step("Stopping the API, workers and scheduler")
 		d.stopPrograms()
 	}
@@ -181,9 +180,10 @@ func (d *demo) wait(ctx context.Context) error {
 		return nil
 	}
 	fmt.Fprintf(d.out.out, "\n%sPress Ctrl-C to stop everything.%s\n", d.out.bold, d.out.reset)
-	exited := make(chan *program, len(d.procs))
-	for _, p := range d.procs {
-		go func() { <-p.done; exited <- p }()
+	procs := d.progs.Procs()
+	exited := make(chan *harness.Proc, len(procs))
+	for _, p := range procs {
+		go func() { <-p.Done(); exited <- p }()
 	}
 	select {
 	case <-ctx.Done():
@@ -191,7 +191,7 @@ func (d *demo) wait(ctx context.Context) error {
 		d.out.say("%v, stopping everything...", context.Cause(ctx))
 		return nil
 	case p := <-exited:
-		return p.exitError()
+		return p.ExitError()
 	}
 }
 

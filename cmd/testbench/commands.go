@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/autograph/pgbackup/scripts/testbench/services"
+	"github.com/autograph/pgbackup/internal/testbench/services"
 )
 
 const usage = `usage: testbench COMMAND [ARGS]

@@ -1,6 +1,6 @@
 // Command testbench manages the test bench: a private PostgreSQL, Redis
 // and MinIO on free loopback ports, all state in one directory (package
-// scripts/testbench/services). See usage in commands.go; the scripts in
+// internal/testbench/services). See usage in commands.go; the scripts in
 // scripts/ and the Makefile call it.
 package main
 

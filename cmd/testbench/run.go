@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench/procfs"
-	"github.com/autograph/pgbackup/scripts/testbench/services"
+	"github.com/autograph/pgbackup/internal/testbench/procfs"
+	"github.com/autograph/pgbackup/internal/testbench/services"
 )
 
 // runWithBench starts a bench in a fresh temporary directory, runs argv

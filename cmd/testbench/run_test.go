@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench/procfs"
-	"github.com/autograph/pgbackup/scripts/testbench/services"
+	"github.com/autograph/pgbackup/internal/testbench/procfs"
+	"github.com/autograph/pgbackup/internal/testbench/services"
 )
 
 func TestRunChildStatus(t *testing.T) {

@@ -12,8 +12,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/jobs/engine"
-	"github.com/autograph/pgbackup/scripts/testbench"
 	"github.com/autograph/pgbackup/store"
 )
 

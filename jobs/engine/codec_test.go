@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autograph/pgbackup/internal/testbench"
+	"github.com/autograph/pgbackup/internal/testbench/procfs"
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
-	"github.com/autograph/pgbackup/scripts/testbench"
-	"github.com/autograph/pgbackup/scripts/testbench/procfs"
 	"github.com/autograph/pgbackup/store"
 )
 

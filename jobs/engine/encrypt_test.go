@@ -10,9 +10,9 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
-	"github.com/autograph/pgbackup/scripts/testbench"
 	"github.com/autograph/pgbackup/store"
 )
 

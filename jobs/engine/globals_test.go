@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/jobs/engine"
-	"github.com/autograph/pgbackup/scripts/testbench"
 )
 
 func roleExists(t *testing.T, b *bench, role string) bool {

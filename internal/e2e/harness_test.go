@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/internal/harness"
+	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -39,9 +38,7 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		cmd := exec.Command("go", "build", "-o", dir+"/", "../api", "../worker", "../scheduler", "../pgbackup")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
+		if err := harness.Build(context.Background(), dir, harness.BuildOptions{}); err != nil {
 			fmt.Fprintln(os.Stderr, "build binaries:", err)
 			return 1
 		}
@@ -53,7 +50,8 @@ func TestMain(m *testing.M) {
 
 // cluster is one deployment of the service: its own Redis database number,
 // backup directory, MinIO bucket and source database, so clusters of
-// parallel tests never see each other's tasks or archives.
+// parallel tests never see each other's tasks or archives. Its programs
+// run in progs, whose Env is the cluster's settings.
 type cluster struct {
 	t       *testing.T
 	env     testbench.Env
@@ -61,10 +59,8 @@ type cluster struct {
 	source  string
 	bucket  string
 	redisDB int
-	baseEnv []string
+	progs   *harness.Group
 	apiURL  string
-	mu      sync.Mutex
-	procs   []*proc
 }
 
 var redisDBs = struct {
@@ -90,111 +86,66 @@ func newClusterOn(t *testing.T, env testbench.Env, extraEnv ...string) *cluster 
 	c := &cluster{t: t, env: env, dir: t.TempDir(), redisDB: db,
 		source: testbench.UniqueName("e2e_src"),
 		bucket: strings.ReplaceAll(testbench.UniqueName("e2e"), "_", "-")}
-	c.baseEnv = append([]string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
-		"POSTGRES_HOST=" + env.PGHost, "POSTGRES_PORT=" + env.PGPort, "POSTGRES_USER=" + env.PGUser,
-		"POSTGRES_PASSWORD=" + env.PGPassword, "POSTGRES_DB=" + c.source, "POSTGRES_SSLMODE=disable",
-		"PG_BIN_DIR=" + env.PGBin,
-		"BACKUP_DIR=" + filepath.Join(c.dir, "backups"), "WORK_DIR=" + c.dir,
-		"MINIO_ENDPOINT=" + env.MinIOEndpoint, "MINIO_ROOT_USER=" + env.MinIOUser,
-		"MINIO_ROOT_PASSWORD=" + env.MinIOPassword, "MINIO_BUCKET=" + c.bucket,
-		"MINIO_PART_SIZE_MB=5", "MINIO_UPLOAD_THREADS=2",
-		"REDIS_ADDR=" + env.RedisAddr, fmt.Sprintf("REDIS_DB=%d", db),
-		"API_ADMIN_TOKENS=" + adminToken, "API_VIEWER_TOKENS=" + viewerToken,
-		"TASK_RETRY_DELAY=1s", "WORKER_CONCURRENCY=1", "BACKUP_ENABLED=false",
-		"LOG_LEVEL=info",
-	}, extraEnv...)
-	t.Cleanup(c.stopAll)
+	base := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, harness.BenchEnv(env.Env)...)
+	c.progs = &harness.Group{Bin: binDir, Logs: c.dir, OwnProcessGroup: true, StopTimeout: 15 * time.Second,
+		Env: append(append(base,
+			"POSTGRES_DB="+c.source,
+			"BACKUP_DIR="+filepath.Join(c.dir, "backups"), "WORK_DIR="+c.dir,
+			"MINIO_BUCKET="+c.bucket, "MINIO_PART_SIZE_MB=5", "MINIO_UPLOAD_THREADS=2",
+			fmt.Sprintf("REDIS_DB=%d", db),
+			"API_ADMIN_TOKENS="+adminToken, "API_VIEWER_TOKENS="+viewerToken,
+			"TASK_RETRY_DELAY=1s", "WORKER_CONCURRENCY=1", "BACKUP_ENABLED=false",
+			"LOG_LEVEL=info",
+		), extraEnv...)}
+	c.progs.StopOnCleanup(t)
 	return c
 }
 
-// proc is one running program of the cluster.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
-}
-
-// start runs bin with the cluster's environment plus extra.
-func (c *cluster) start(name, bin string, extra ...string) *proc {
+// start runs program as name with the cluster's environment plus extra,
+// failing the test if it cannot start.
+func (c *cluster) start(name, program string, extra ...string) *harness.Proc {
 	c.t.Helper()
-	logPath := filepath.Join(c.dir, name+".log")
-	f, err := os.Create(logPath)
+	p, err := c.progs.Start(name, program, extra...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(binDir, bin))
-	cmd.Env = append(append([]string{}, c.baseEnv...), extra...)
-	cmd.Stdout, cmd.Stderr = f, f
-	// Its own process group, so a test's SIGKILL reaches the program only
-	// and the pg_dump children must die through Pdeathsig, as in production.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		c.t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); f.Close(); close(p.done) }()
-	c.mu.Lock()
-	c.procs = append(c.procs, p)
-	c.mu.Unlock()
 	return p
 }
 
-// stop sends sig and waits up to timeout for the program to exit.
-func (p *proc) stop(t *testing.T, sig syscall.Signal, timeout time.Duration) {
+// startAPI starts the api on a free port and waits until it is ready; the
+// cluster's calls go to the latest one.
+func (c *cluster) startAPI(extra ...string) *harness.Proc {
+	c.t.Helper()
+	name := "api"
+	if c.apiURL != "" {
+		// A second instance: its own log.
+		name = fmt.Sprintf("api-%d", len(c.progs.Procs()))
+	}
+	p, url, err := c.progs.StartAPI(c.t.Context(), name, "", extra...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.apiURL = url
+	return p
+}
+
+// stop stops p with sig within timeout, failing the test if it had to be
+// killed.
+func stop(t *testing.T, p *harness.Proc, sig syscall.Signal, timeout time.Duration) {
 	t.Helper()
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("%s did not exit within %s of %v", p.name, timeout, sig)
+	if err := p.Stop(sig, timeout); err != nil {
+		t.Error(err)
 	}
 }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *proc) logText(t *testing.T) string {
-	b, err := os.ReadFile(p.log)
+// logText is p's log, failing the test if it cannot be read.
+func logText(t *testing.T, p *harness.Proc) string {
+	t.Helper()
+	s, err := p.Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
-}
-
-func (c *cluster) stopAll() {
-	c.mu.Lock()
-	procs := append([]*proc(nil), c.procs...)
-	c.mu.Unlock()
-	for _, p := range procs {
-		if !p.exited() {
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		}
-	}
-	for _, p := range procs {
-		select {
-		case <-p.done:
-		case <-time.After(15 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	}
-	if c.t.Failed() {
-		for _, p := range procs {
-			b, _ := os.ReadFile(p.log)
-			c.t.Logf("---- %s log (tail) ----\n%s", p.name, tail(string(b), 3000))
-		}
-	}
+	return s
 }
 
 func tail(s string, n int) string {
@@ -202,39 +153,6 @@ func tail(s string, n int) string {
 		return s
 	}
 	return s[len(s)-n:]
-}
-
-// startAPI starts the api on a free port and waits until it is ready.
-func (c *cluster) startAPI(extra ...string) *proc {
-	c.t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	name := "api"
-	if c.apiURL != "" {
-		// A second instance: its own log.
-		name = fmt.Sprintf("api-%d", len(c.procs))
-	}
-	p := c.start(name, "api", append([]string{"API_ADDR=" + addr}, extra...)...)
-	c.apiURL = "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(c.apiURL + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		if p.exited() {
-			c.t.Fatalf("api exited: %v\n%s", p.err, p.logText(c.t))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	c.t.Fatalf("api not ready at %s", addr)
-	return nil
 }
 
 // call makes an HTTP request with a token and decodes a JSON answer.

@@ -15,14 +15,14 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/internal/harness"
+	"github.com/autograph/pgbackup/internal/testbench"
 )
 
 const signingKey = "e2e-signing-key-0123456789abcdefghijklmn"
@@ -40,7 +40,7 @@ func TestSafetyIIEndToEnd(t *testing.T) {
 	// never the worker's own secrets.
 	id := startSlowBackup(t, c, "signed")
 	read := 0
-	for _, pid := range waitChildren(t, w.cmd.Process.Pid, "pg_dump", 30*time.Second) {
+	for _, pid := range waitChildren(t, w.Pid(), "pg_dump", 30*time.Second) {
 		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
 		if err != nil || len(raw) == 0 {
 			continue // it may have finished already
@@ -131,8 +131,7 @@ func TestSafetyIIEndToEnd(t *testing.T) {
 	}
 
 	// A program with another key refuses to start, naming the setting.
-	api2 := exec.Command(filepath.Join(binDir, "api"))
-	api2.Env = append(append([]string{}, c.baseEnv...), "API_ADDR=127.0.0.1:0", "BACKUP_SIGNING_KEY=another-key-0123456789abcdefghijklmnop")
+	api2 := c.progs.Command(harness.API, nil, "API_ADDR=127.0.0.1:0", "BACKUP_SIGNING_KEY=another-key-0123456789abcdefghijklmnop")
 	b, err := api2.CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "BACKUP_SIGNING_KEY") {
 		t.Fatalf("api with another signing key: err %v, output %s; want a refusal naming BACKUP_SIGNING_KEY", err, b)
@@ -178,19 +177,8 @@ func TestAPIServesTLS(t *testing.T) {
 	l.Close()
 	p := c.start("api", "api", "API_ADDR="+addr, "API_TLS_CERT_FILE="+certFile, "API_TLS_KEY_FILE="+keyFile)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get("https://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if p.exited() || time.Now().After(deadline) {
-			t.Fatalf("api over TLS not ready: %v\n%s", err, p.logText(t))
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := p.WaitHTTP(t.Context(), client, "https://"+addr+"/readyz", 30*time.Second); err != nil {
+		t.Fatalf("api over TLS not ready: %v\n%s", err, logText(t, p))
 	}
 	if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
 		resp.Body.Close()

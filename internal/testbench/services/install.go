@@ -81,7 +81,7 @@ func missingPackages() (missing, pkgs []string) {
 	if isRoot() {
 		need(onPath("runuser"), "runuser", "util-linux")
 	}
-	// The backups page is tested in a real browser (cmd/e2e).
+	// The backups page is tested in a real browser (internal/e2e).
 	need(onPath("chromium"), "chromium", "chromium")
 	return missing, pkgs
 }

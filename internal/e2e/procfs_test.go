@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/autograph/pgbackup/scripts/testbench/procfs"
+	"github.com/autograph/pgbackup/internal/testbench/procfs"
 )
 
 // waitGone waits until none of pids is alive.

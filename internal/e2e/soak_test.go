@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/autograph/pgbackup/cmd/internal/soak"
+	"github.com/autograph/pgbackup/internal/harness"
+	"github.com/autograph/pgbackup/internal/soak"
 )
 
 // TestSoakShort is make bench's soak, shortened: backups of small
@@ -32,7 +32,7 @@ func TestSoakShort(t *testing.T) {
 	apiA := c.apiURL
 	c.startAPI()
 	apiB := c.apiURL
-	workers := []*proc{c.start("worker-0", "worker"), c.start("worker-1", "worker"), c.start("worker-2", "worker")}
+	workers := []*harness.Proc{c.start("worker-0", "worker"), c.start("worker-1", "worker"), c.start("worker-2", "worker")}
 
 	// A name being backed up through one API is taken for the other; once
 	// done it is still taken, and both report the same task.
@@ -59,19 +59,17 @@ func TestSoakShort(t *testing.T) {
 		t.Fatalf("task status differs:\nA %v\nB %v", stA, stB)
 	}
 
-	restarts := 0
 	res, err := soak.Run(context.Background(), soak.Config{
 		APIs: []string{apiA, apiB}, Token: adminToken, Databases: dbs,
 		Backups: 24, Prefix: "soak", DisruptAt: []int{6, 12},
 		Disrupt: func(i int) error {
 			w := workers[i%len(workers)]
-			if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			if err := w.Kill(); err != nil {
 				return err
 			}
-			<-w.done
-			restarts++
-			workers[i%len(workers)] = c.start(fmt.Sprintf("worker-%d-restart-%d", i%len(workers), restarts), "worker")
-			return nil
+			w, err := w.Restart()
+			workers[i%len(workers)] = w
+			return err
 		},
 		Timeout: 5 * time.Minute, Store: c.minio(), Logf: t.Logf,
 	})

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -108,7 +108,7 @@ func TestBucketTarget(t *testing.T) {
 	if ts, _ := tl["targets"].([]any); len(ts) != 1 || ts[0].(map[string]any)["kind"] != "bucket" {
 		t.Fatalf("targets = %v, want the bucket target", tl)
 	}
-	sched.stop(t, syscall.SIGTERM, 20*time.Second)
+	stop(t, sched, syscall.SIGTERM, 20*time.Second)
 	waitFor(t, time.Minute, "the queue to drain", c.queueIdle)
 	list := c.listBackups()
 	got := scheduledOf(list, "files")

@@ -12,8 +12,8 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/jobs/engine"
-	"github.com/autograph/pgbackup/scripts/testbench"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -134,10 +134,10 @@ func TestTwoSchedulersOneBackupPerSlot(t *testing.T) {
 	time.Sleep(900 * time.Millisecond) // a different phase within the slot
 	s2 := c.start("scheduler-2", "scheduler")
 	time.Sleep(9 * time.Second)
-	s1.stop(t, syscall.SIGTERM, 10*time.Second)
-	s2.stop(t, syscall.SIGTERM, 10*time.Second)
+	stop(t, s1, syscall.SIGTERM, 10*time.Second)
+	stop(t, s2, syscall.SIGTERM, 10*time.Second)
 
-	logs := s1.logText(t) + s2.logText(t)
+	logs := logText(t, s1) + logText(t, s2)
 	enqueued := strings.Count(logs, "scheduled task enqueued")
 	conflicts := strings.Count(logs, "slot already enqueued by another scheduler")
 	if enqueued < 3 || conflicts < 2 {

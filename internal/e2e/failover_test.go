@@ -20,7 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/internal/testbench"
 )
 
 // redisProc is a redis-server (or sentinel) of a test, in the foreground
@@ -416,9 +416,9 @@ func TestRedisCluster(t *testing.T) {
 		t.Errorf("asynqmon's queue view on a cluster = %d %s", resp.StatusCode, tail(string(body), 300))
 	}
 	// Our own keys too: nothing may have failed for keys in different slots.
-	for _, p := range c.procs {
-		if l := p.logText(t); strings.Contains(l, "CROSSSLOT") {
-			t.Errorf("%s logged a cross-slot error on the cluster:\n%s", p.name, tail(l, 2000))
+	for _, p := range c.progs.Procs() {
+		if l := logText(t, p); strings.Contains(l, "CROSSSLOT") {
+			t.Errorf("%s logged a cross-slot error on the cluster:\n%s", p.Name, tail(l, 2000))
 		}
 	}
 }

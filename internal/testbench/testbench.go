@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench/services"
+	"github.com/autograph/pgbackup/internal/testbench/services"
 )
 
 // Env is how to reach the bench: its fields are the PGBACKUP_TEST_*

@@ -4,13 +4,13 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/autograph/pgbackup/internal/harness"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -60,7 +60,7 @@ func TestSecurityEndToEnd(t *testing.T) {
 
 	// Two restores into one database: the second is refused while the first
 	// is queued. The worker is paused (stopped) so the first stays queued.
-	w.stop(t, syscall.SIGTERM, 20*time.Second)
+	stop(t, w, syscall.SIGTERM, 20*time.Second)
 	target := "sec_target"
 	c.env.DropDBOnCleanup(t, target)
 	out = c.mustCall(http.MethodPost, "/api/admin/backup/restore", map[string]any{"backup_name": "sec", "download_from_minio": false, "target_database": target}, http.StatusAccepted)
@@ -75,7 +75,7 @@ func TestSecurityEndToEnd(t *testing.T) {
 
 	// No secret in any log line or anywhere in Redis.
 	secrets := []string{c.env.PGPassword, c.env.MinIOPassword, adminToken, viewerToken}
-	api.stop(t, syscall.SIGTERM, 10*time.Second)
+	stop(t, api, syscall.SIGTERM, 10*time.Second)
 	for _, name := range []string{"api", "worker", "worker-2"} {
 		b, err := os.ReadFile(filepath.Join(c.dir, name+".log"))
 		if err != nil {
@@ -117,13 +117,8 @@ func corrupt(t *testing.T, s store.Store, key string) {
 func TestAPIRefusesToStartWithoutAdminToken(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
-	cmd := exec.Command(filepath.Join(binDir, "api"))
-	for _, kv := range c.baseEnv {
-		if !strings.HasPrefix(kv, "API_ADMIN_TOKENS=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "API_ADDR=127.0.0.1:0")
+	cmd := c.progs.Command(harness.API, nil, "API_ADDR=127.0.0.1:0")
+	cmd.Env = harness.Without(cmd.Env, harness.Names("API_ADMIN_TOKENS"))
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "API_ADMIN_TOKENS") {
 		t.Fatalf("api without an admin token: err %v, output %q; want a refusal naming API_ADMIN_TOKENS", err, out)
@@ -133,7 +128,7 @@ func TestAPIRefusesToStartWithoutAdminToken(t *testing.T) {
 	if code, _ := c.call(http.MethodGet, "/api/admin/backup/list", "", nil); code != http.StatusOK {
 		t.Errorf("list with auth disabled = %d, want 200", code)
 	}
-	if !strings.Contains(p.logText(t), "API_AUTH_DISABLED=true") {
+	if !strings.Contains(logText(t, p), "API_AUTH_DISABLED=true") {
 		t.Error("no warning logged when auth is disabled")
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/internal/testbench"
 )
 
 // TestWholeServerThroughTheAPI backs up every database of a server (one of

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/internal/testbench"
 )
 
 // TestTargetsOnTwoServers backs up and restores databases of two
@@ -45,7 +45,7 @@ func TestTargetsOnTwoServers(t *testing.T) {
 		`{"name":"nopass","database":%q,"host":%q,"port":%s,"user":%q,"sslmode":"disable"}]`,
 		c.source, salesDB, other.PGHost, other.PGPort, other.PGUser, pwFile,
 		salesDB, other.PGHost, other.PGPort, other.PGUser)
-	c.baseEnv = append(c.baseEnv, targets, "TASK_MAX_RETRY=0")
+	c.progs.Env = append(c.progs.Env, targets, "TASK_MAX_RETRY=0")
 	c.startAPI()
 	c.start("worker", "worker")
 

@@ -14,9 +14,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
-	"github.com/autograph/pgbackup/scripts/testbench/procfs"
-	"github.com/autograph/pgbackup/scripts/testbench/services"
+	"github.com/autograph/pgbackup/internal/testbench"
+	"github.com/autograph/pgbackup/internal/testbench/procfs"
+	"github.com/autograph/pgbackup/internal/testbench/services"
 )
 
 // reachable reports whether each server of env answers.

@@ -27,9 +27,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/autograph/pgbackup/internal/testbench"
+	"github.com/autograph/pgbackup/internal/testbench/services"
 	"github.com/autograph/pgbackup/jobs/pgtool"
-	"github.com/autograph/pgbackup/scripts/testbench"
-	"github.com/autograph/pgbackup/scripts/testbench/services"
 )
 
 // testPKI is a CA of the test's own and certificates it signed, as PEM

@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/jobs"
-	"github.com/autograph/pgbackup/scripts/testbench"
 )
 
 // scheduledOf returns the target's scheduled backups in the listing, sorted.
@@ -150,7 +150,7 @@ func TestTargetsRetentionMetricsAndDryRun(t *testing.T) {
 		return metric(f, "pgbackup_backups_total", map[string]string{"target": "alpha", "outcome": "success"}) >= 6 &&
 			metric(f, "pgbackup_backups_total", map[string]string{"target": "beta", "outcome": "success"}) >= 5
 	})
-	sched.stop(t, syscall.SIGTERM, 20*time.Second)
+	stop(t, sched, syscall.SIGTERM, 20*time.Second)
 	waitFor(t, time.Minute, "the queue to drain", c.queueIdle)
 
 	list := c.listBackups()
@@ -193,8 +193,8 @@ func TestTargetsRetentionMetricsAndDryRun(t *testing.T) {
 
 	// Tighten alpha's retention: the dry run lists what the prune then
 	// deletes, exactly.
-	api.stop(t, syscall.SIGTERM, 10*time.Second)
-	worker.stop(t, syscall.SIGTERM, 20*time.Second)
+	stop(t, api, syscall.SIGTERM, 10*time.Second)
+	stop(t, worker, syscall.SIGTERM, 20*time.Second)
 	c.startAPI(targets(1))
 	c.start("worker-2", "worker", targets(1))
 	dry := c.mustCall(http.MethodGet, "/api/admin/targets/alpha/prune", nil, http.StatusOK)
@@ -353,7 +353,7 @@ func TestAlertsRPOAndDrills(t *testing.T) {
 
 	// No worker: the newest backup ages past the 4 s RPO and the
 	// schedulers notice, alone.
-	worker.stop(t, syscall.SIGTERM, 20*time.Second)
+	stop(t, worker, syscall.SIGTERM, 20*time.Second)
 	waitFor(t, 30*time.Second, "rpo.breached", func() bool { return good.count(jobs.EventRPOBreached, "gamma") > 0 })
 	c.start("worker-2", "worker")
 	backupGamma()

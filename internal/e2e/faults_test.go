@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench"
+	"github.com/autograph/pgbackup/internal/testbench"
 )
 
 // slowEnv makes pg_dump compress hard, so a backup of the slow fixture
@@ -78,15 +78,14 @@ func TestFaultWorkerKilledMidBackup(t *testing.T) {
 	c.startAPI()
 	wa := c.start("worker-a", "worker")
 	id := startSlowBackup(t, c, "killed")
-	dumps := waitChildren(t, wa.cmd.Process.Pid, "pg_dump", 10*time.Second)
+	dumps := waitChildren(t, wa.Pid(), "pg_dump", 10*time.Second)
 	// While pg_dump runs, no password is on any command line.
 	assertNoSecretInCmdlines(t, c.env.PGPassword, c.env.MinIOPassword, adminToken)
 
 	wb := c.start("worker-b", "worker")
-	if err := wa.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := wa.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-wa.done
 	waitGone(t, dumps, 5*time.Second)
 
 	// Until the task completes, the backup must never be listed.
@@ -109,8 +108,8 @@ func TestFaultWorkerKilledMidBackup(t *testing.T) {
 	if st["state"] != "completed" {
 		t.Fatalf("task not completed after the worker was killed: %v", st)
 	}
-	if w := st["worker"].(string); !strings.HasSuffix(w, ":"+strconv.Itoa(wb.cmd.Process.Pid)) {
-		t.Errorf("completed by %s, want worker-b (pid %d)", w, wb.cmd.Process.Pid)
+	if w := st["worker"].(string); !strings.HasSuffix(w, ":"+strconv.Itoa(wb.Pid())) {
+		t.Errorf("completed by %s, want worker-b (pid %d)", w, wb.Pid())
 	}
 	if left, _ := c.minio().IncompleteUploads(context.Background(), ""); len(left) != 0 {
 		t.Errorf("incomplete multipart uploads left after recovery: %v", left)
@@ -235,7 +234,7 @@ func TestFaultCancelRunningBackup(t *testing.T) {
 	c.startAPI()
 	w := c.start("worker", "worker")
 	id := startSlowBackup(t, c, "cancelled")
-	dumps := waitChildren(t, w.cmd.Process.Pid, "pg_dump", 10*time.Second)
+	dumps := waitChildren(t, w.Pid(), "pg_dump", 10*time.Second)
 
 	if code, _ := c.call(http.MethodPost, "/api/admin/tasks/"+id+"/cancel", viewerToken, nil); code != http.StatusForbidden {
 		t.Fatalf("viewer cancel = %d, want 403", code)
@@ -252,7 +251,7 @@ func TestFaultCancelRunningBackup(t *testing.T) {
 	if st["state"] != "archived" {
 		t.Fatalf("cancelled task is %v 3 s later, want still archived", st["state"])
 	}
-	if n := strings.Count(w.logText(t), `"msg":"backup complete"`); n != 0 {
+	if n := strings.Count(logText(t, w), `"msg":"backup complete"`); n != 0 {
 		t.Fatalf("cancelled backup completed %d times", n)
 	}
 	assertNothingStored(t, c, "cancelled")
@@ -276,8 +275,8 @@ func TestFaultWorkerSIGTERM(t *testing.T) {
 	// Short grace: handed back.
 	wa := c.start("worker-a", "worker", "WORKER_SHUTDOWN_TIMEOUT=1s")
 	id := startSlowBackup(t, c, "handed-back")
-	dumps := waitChildren(t, wa.cmd.Process.Pid, "pg_dump", 10*time.Second)
-	wa.stop(t, syscall.SIGTERM, 20*time.Second)
+	dumps := waitChildren(t, wa.Pid(), "pg_dump", 10*time.Second)
+	stop(t, wa, syscall.SIGTERM, 20*time.Second)
 	waitGone(t, dumps, 5*time.Second)
 	_, st := c.call(http.MethodGet, "/api/admin/tasks/"+id, viewerToken, nil)
 	if s := st["state"]; s != "pending" && s != "retry" && s != "active" {
@@ -286,7 +285,7 @@ func TestFaultWorkerSIGTERM(t *testing.T) {
 	assertNothingStored(t, c, "handed-back")
 	wb := c.start("worker-b", "worker", "WORKER_SHUTDOWN_TIMEOUT=2m")
 	st = c.waitTask(id, 3*time.Minute)
-	if w := st["worker"].(string); !strings.HasSuffix(w, ":"+strconv.Itoa(wb.cmd.Process.Pid)) {
+	if w := st["worker"].(string); !strings.HasSuffix(w, ":"+strconv.Itoa(wb.Pid())) {
 		t.Errorf("handed-back task completed by %s, want worker-b", w)
 	}
 
@@ -294,8 +293,8 @@ func TestFaultWorkerSIGTERM(t *testing.T) {
 	out := c.mustCall(http.MethodPost, "/api/admin/backup/create",
 		map[string]any{"backup_name": "finished-in-grace", "upload_to_minio": true}, http.StatusAccepted)
 	id2 := out["task_id"].(string)
-	waitChildren(t, wb.cmd.Process.Pid, "pg_dump", 30*time.Second)
-	wb.stop(t, syscall.SIGTERM, 2*time.Minute)
+	waitChildren(t, wb.Pid(), "pg_dump", 30*time.Second)
+	stop(t, wb, syscall.SIGTERM, 2*time.Minute)
 	_, st = c.call(http.MethodGet, "/api/admin/tasks/"+id2, viewerToken, nil)
 	if st["state"] != "completed" {
 		t.Fatalf("with a long grace period the task is %v after the worker exited, want completed", st["state"])

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/autograph/pgbackup/scripts/testbench/procfs"
+	"github.com/autograph/pgbackup/internal/testbench/procfs"
 )
 
 // owned reports whether pid is a live process of the bench: its working

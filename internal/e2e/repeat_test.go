@@ -40,7 +40,7 @@ func TestRequestsSafeToRepeat(t *testing.T) {
 		t.Errorf("task status request_id = %v, want %s", st["request_id"], rid)
 	}
 	var logged bool
-	for _, line := range strings.Split(worker.logText(t), "\n") {
+	for _, line := range strings.Split(logText(t, worker), "\n") {
 		if strings.Contains(line, `"task_id":"`+id+`"`) && strings.Contains(line, `"request_id":"`+rid+`"`) {
 			logged = true
 		}
