@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -232,8 +234,14 @@ func (p *postgres) stop(ctx context.Context) error {
 	if bin := p.b.get(keyPGBin); bin != "" {
 		cmd := asPostgres(ctx, filepath.Join(bin, "pg_ctl"), "-D", p.file("data"), "-m", "fast", "-w", "-t", "30", "stop")
 		err := cmd.Run()
-		if err == nil {
+		// pg_ctl -w returns once postmaster.pid is gone, which the
+		// postmaster removes just before it exits: wait for the process
+		// itself, or a restart on the same port can race it.
+		if err == nil && waitGone(ctx, pid, 10*time.Second) {
 			return nil
+		}
+		if err == nil {
+			err = errors.New("postmaster still running after pg_ctl stop")
 		}
 		p.b.logf("pg_ctl stop failed (%v); signalling postgres pid %d", err, pid)
 	}
