@@ -8,6 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/internal/loop"
 )
 
 // The name in braces is a Redis Cluster hash tag: both marks of a name are
@@ -65,18 +67,7 @@ func NewNameIndex(l Lister, rdb redis.UniversalClient, interval time.Duration, l
 
 // Run refreshes the index every interval until ctx ends.
 func (x *NameIndex) Run(ctx context.Context) {
-	t := time.NewTicker(x.interval)
-	defer t.Stop()
-	for {
-		if err := x.refresh(ctx); err != nil && ctx.Err() == nil {
-			x.log.WithError(err).Warn("name index: listing failed; create asks the stores until it works again")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	loop.Every(ctx, x.interval, x.log, "name index: listing failed; create asks the stores until it works again", x.refresh)
 }
 
 func (x *NameIndex) refresh(ctx context.Context) error {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/autograph/pgbackup/internal/loop"
 	"github.com/autograph/pgbackup/jobs/engine"
 )
 
@@ -28,18 +29,7 @@ type RPOWatcher struct {
 
 // Run checks every Interval until ctx ends.
 func (w *RPOWatcher) Run(ctx context.Context) {
-	t := time.NewTicker(w.Interval)
-	defer t.Stop()
-	for {
-		if err := w.Check(ctx); err != nil && ctx.Err() == nil {
-			w.Log.WithError(err).Warn("rpo check failed")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	loop.Every(ctx, w.Interval, w.Log, "rpo check failed", w.Check)
 }
 
 // Age returns how old target's newest good backup is at now, or, when it
