@@ -24,9 +24,11 @@ import (
 	"github.com/sirupsen/logrus"
 	"gopkg.in/yaml.v3"
 
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/alert"
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/jobs/policy"
+	"github.com/autograph/pgbackup/jobs/tasks"
 )
 
 // Config is the whole configuration. YAML keys are the lower-case
@@ -407,11 +409,11 @@ func (c Config) Validate() error {
 	}
 	if weights, err := c.Queues(); err != nil {
 		bad("QUEUE_WEIGHTS", "%v", err)
-	} else if err := jobs.CheckQueueWeights(weights); err != nil {
+	} else if err := tasks.CheckQueueWeights(weights); err != nil {
 		bad("QUEUE_WEIGHTS", "%v", err)
 	}
 	if c.BackupSchedule != "" {
-		if _, err := jobs.ParseSchedule(c.BackupSchedule); err != nil {
+		if _, err := policy.ParseSchedule(c.BackupSchedule); err != nil {
 			bad("BACKUP_SCHEDULE", "%v", err)
 		}
 	}
@@ -428,7 +430,7 @@ func (c Config) Validate() error {
 		bad("API_TLS_CERT_FILE", "API_TLS_CERT_FILE and API_TLS_KEY_FILE go together")
 	}
 	for _, u := range c.WebhookURLs() {
-		if err := jobs.CheckWebhookURL(u); err != nil {
+		if err := alert.CheckWebhookURL(u); err != nil {
 			bad("ALERT_WEBHOOK_URLS", "%v", err)
 		}
 	}
@@ -490,7 +492,7 @@ func envError(err error) error {
 }
 
 // Queues parses QueueWeights into asynq's queue-priority map. Which queues
-// need a weight is the jobs package's to say (jobs.CheckQueueWeights).
+// need a weight is the jobs package's to say (tasks.CheckQueueWeights).
 func (c Config) Queues() (map[string]int, error) {
 	out := map[string]int{}
 	for _, part := range strings.Split(c.QueueWeights, ",") {

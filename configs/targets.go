@@ -6,27 +6,27 @@ import (
 	"strings"
 	"time"
 
-	"github.com/autograph/pgbackup/jobs"
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/jobs/policy"
 )
 
 // TargetConfig is one entry of BACKUP_TARGETS, as written in the YAML file
 // or the JSON list. Retention may be given as a "retention" object or as
 // keep_* keys on the target itself.
 type TargetConfig struct {
-	Name          string         `json:"name" yaml:"name"`
-	Database      string         `json:"database" yaml:"database"`
-	Schedule      string         `json:"schedule" yaml:"schedule"`
-	Format        string         `json:"format" yaml:"format"`
-	Retention     jobs.Retention `json:"retention" yaml:"retention"`
-	KeepLast      int            `json:"keep_last" yaml:"keep_last"`
-	KeepDaily     int            `json:"keep_daily" yaml:"keep_daily"`
-	KeepWeekly    int            `json:"keep_weekly" yaml:"keep_weekly"`
-	KeepMonthly   int            `json:"keep_monthly" yaml:"keep_monthly"`
-	RPO           string         `json:"rpo" yaml:"rpo"`
-	DrillSchedule string         `json:"drill_schedule" yaml:"drill_schedule"`
-	Stores        []string       `json:"stores" yaml:"stores"`
+	Name          string           `json:"name" yaml:"name"`
+	Database      string           `json:"database" yaml:"database"`
+	Schedule      string           `json:"schedule" yaml:"schedule"`
+	Format        string           `json:"format" yaml:"format"`
+	Retention     policy.Retention `json:"retention" yaml:"retention"`
+	KeepLast      int              `json:"keep_last" yaml:"keep_last"`
+	KeepDaily     int              `json:"keep_daily" yaml:"keep_daily"`
+	KeepWeekly    int              `json:"keep_weekly" yaml:"keep_weekly"`
+	KeepMonthly   int              `json:"keep_monthly" yaml:"keep_monthly"`
+	RPO           string           `json:"rpo" yaml:"rpo"`
+	DrillSchedule string           `json:"drill_schedule" yaml:"drill_schedule"`
+	Stores        []string         `json:"stores" yaml:"stores"`
 	// IncludeGlobals stores pg_dumpall --globals-only with every backup.
 	IncludeGlobals bool `json:"include_globals" yaml:"include_globals"`
 	// Kind "bucket" backs up a MinIO bucket (Bucket, Prefix) instead of a
@@ -84,9 +84,9 @@ func (tc TargetConfig) server(c Config) (*pgtool.Conn, error) {
 
 // Targets builds the configured targets, or the default one. Scheduling
 // is off for all of them while BACKUP_ENABLED is false.
-func (c Config) Targets() ([]jobs.Target, error) {
+func (c Config) Targets() ([]policy.Target, error) {
 	if len(c.BackupTargets) == 0 {
-		t := jobs.Target{Name: jobs.DefaultTarget, Database: c.PostgresDB, Format: engine.FormatCustom}
+		t := policy.Target{Name: policy.DefaultTarget, Database: c.PostgresDB, Format: engine.FormatCustom}
 		if c.BackupEnabled {
 			s, err := c.defaultSchedule()
 			if err != nil {
@@ -94,9 +94,9 @@ func (c Config) Targets() ([]jobs.Target, error) {
 			}
 			t.Schedule = &s
 		}
-		return []jobs.Target{t}, nil
+		return []policy.Target{t}, nil
 	}
-	var out []jobs.Target
+	var out []policy.Target
 	for i, tc := range c.BackupTargets {
 		t, err := tc.build(c)
 		if err != nil {
@@ -108,23 +108,23 @@ func (c Config) Targets() ([]jobs.Target, error) {
 		}
 		out = append(out, t)
 	}
-	if _, err := jobs.NewTargetSet(out); err != nil {
+	if _, err := policy.NewTargetSet(out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c Config) defaultSchedule() (jobs.Schedule, error) {
+func (c Config) defaultSchedule() (policy.Schedule, error) {
 	if c.BackupSchedule != "" {
-		return jobs.ParseSchedule(c.BackupSchedule)
+		return policy.ParseSchedule(c.BackupSchedule)
 	}
-	return jobs.IntervalSchedule(c.BackupIntervalHours)
+	return policy.IntervalSchedule(c.BackupIntervalHours)
 }
 
-func (tc TargetConfig) build(c Config) (jobs.Target, error) {
-	t := jobs.Target{Name: strings.TrimSpace(tc.Name), Database: strings.TrimSpace(tc.Database), Stores: tc.Stores,
+func (tc TargetConfig) build(c Config) (policy.Target, error) {
+	t := policy.Target{Name: strings.TrimSpace(tc.Name), Database: strings.TrimSpace(tc.Database), Stores: tc.Stores,
 		IncludeGlobals: tc.IncludeGlobals}
-	if !jobs.ValidTargetName(t.Name) {
+	if !policy.ValidTargetName(t.Name) {
 		return t, fmt.Errorf("name %q: use lower-case letters, digits and _, starting with a letter, at most 30", tc.Name)
 	}
 	server, err := tc.server(c)
@@ -134,8 +134,8 @@ func (tc TargetConfig) build(c Config) (jobs.Target, error) {
 	t.Server = server
 	switch tc.Kind {
 	case "", "database":
-	case jobs.TargetBucket:
-		t.Kind, t.Bucket, t.Prefix = jobs.TargetBucket, tc.Bucket, tc.Prefix
+	case policy.SourceBucket:
+		t.Source, t.Bucket, t.Prefix = policy.SourceBucket, tc.Bucket, tc.Prefix
 		if tc.Bucket == c.MinIOBucket {
 			if endpoint, _, _ := c.SourceMinIO(); endpoint == c.MinIOEndpoint {
 				return t, fmt.Errorf("bucket %s holds the backups themselves", tc.Bucket)
@@ -157,14 +157,14 @@ func (tc TargetConfig) build(c Config) (jobs.Target, error) {
 	}
 	t.Format = f
 	if tc.Schedule != "" && c.BackupEnabled {
-		s, err := jobs.ParseSchedule(tc.Schedule)
+		s, err := policy.ParseSchedule(tc.Schedule)
 		if err != nil {
 			return t, err
 		}
 		t.Schedule = &s
 	}
 	if tc.DrillSchedule != "" {
-		s, err := jobs.ParseSchedule(tc.DrillSchedule)
+		s, err := policy.ParseSchedule(tc.DrillSchedule)
 		if err != nil {
 			return t, fmt.Errorf("drill_schedule: %w", err)
 		}

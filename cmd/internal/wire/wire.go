@@ -19,9 +19,13 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/autograph/pgbackup/configs"
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/alert"
+	"github.com/autograph/pgbackup/jobs/coord"
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/jobs/policy"
+	"github.com/autograph/pgbackup/jobs/tasks"
+	"github.com/autograph/pgbackup/jobs/worker"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -172,7 +176,7 @@ func Signer(cfg configs.Config) (*engine.Signer, error) {
 // stops it at once; if Redis cannot be reached yet, the check goes on in
 // the background and its error, if any, arrives on the channel (which
 // gets nil once the key is confirmed).
-func SigningKeyCheck(ctx context.Context, cfg configs.Config, locks *jobs.Locks, log *logrus.Entry) (<-chan error, error) {
+func SigningKeyCheck(ctx context.Context, cfg configs.Config, locks *coord.Locks, log *logrus.Entry) (<-chan error, error) {
 	s, err := Signer(cfg)
 	if err != nil {
 		return nil, err
@@ -181,7 +185,7 @@ func SigningKeyCheck(ctx context.Context, cfg configs.Config, locks *jobs.Locks,
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		err = locks.CheckSigningKey(cctx, s.Fingerprint(), s.OldFingerprints())
-		if errors.Is(err, jobs.ErrSigningKeyMismatch) {
+		if errors.Is(err, coord.ErrSigningKeyMismatch) {
 			return true, fmt.Errorf("BACKUP_SIGNING_KEY: %w", err)
 		}
 		return err == nil, nil
@@ -211,8 +215,8 @@ func SigningKeyCheck(ctx context.Context, cfg configs.Config, locks *jobs.Locks,
 }
 
 // TaskOptions are the per-task limits.
-func TaskOptions(cfg configs.Config) jobs.Options {
-	return jobs.Options{
+func TaskOptions(cfg configs.Config) tasks.Options {
+	return tasks.Options{
 		MaxRetry: cfg.TaskMaxRetry, Retention: cfg.TaskRetention,
 		BackupTimeout: cfg.BackupTimeout, RestoreTimeout: cfg.RestoreTimeout, DeleteTimeout: cfg.DeleteTimeout,
 	}
@@ -257,7 +261,7 @@ func Redis(cfg configs.Config) (redis.UniversalClient, error) {
 // REDIS_WAIT_REPLICAS replicas; without them it is the queue itself. Its
 // client reads for longer than WAIT may block, else go-redis would time
 // out and retry the WAIT.
-func ReplicatedQueue(cfg configs.Config, q jobs.Enqueuer, log *logrus.Entry) (jobs.Enqueuer, func() error, error) {
+func ReplicatedQueue(cfg configs.Config, q tasks.Enqueuer, log *logrus.Entry) (tasks.Enqueuer, func() error, error) {
 	if cfg.RedisWaitReplicas <= 0 {
 		return q, func() error { return nil }, nil
 	}
@@ -265,7 +269,7 @@ func ReplicatedQueue(cfg configs.Config, q jobs.Enqueuer, log *logrus.Entry) (jo
 	if err != nil {
 		return nil, nil, err
 	}
-	return jobs.ReplicatedQueue{Queue: q, Redis: rdb, Replicas: cfg.RedisWaitReplicas,
+	return coord.ReplicatedQueue{Queue: q, Redis: rdb, Replicas: cfg.RedisWaitReplicas,
 		Timeout: cfg.RedisWaitTimeout, Log: log}, rdb.Close, nil
 }
 
@@ -324,40 +328,40 @@ func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 }
 
 // ServerOptions configures the worker's asynq server.
-func ServerOptions(cfg configs.Config) (jobs.ServerOptions, error) {
+func ServerOptions(cfg configs.Config) (worker.ServerOptions, error) {
 	weights, err := cfg.Queues()
 	if err != nil {
-		return jobs.ServerOptions{}, fmt.Errorf("QUEUE_WEIGHTS: %w", err)
+		return worker.ServerOptions{}, fmt.Errorf("QUEUE_WEIGHTS: %w", err)
 	}
-	return jobs.ServerOptions{
+	return worker.ServerOptions{
 		Concurrency: cfg.WorkerConcurrency, QueueWeights: weights,
 		ShutdownTimeout: cfg.WorkerShutdownTimeout, RetryDelay: cfg.TaskRetryDelay, PollInterval: cfg.WorkerPollInterval,
 	}, nil
 }
 
 // Schedule is BACKUP_SCHEDULE when set, else BACKUP_INTERVAL_HOURS.
-func Schedule(cfg configs.Config) (jobs.Schedule, error) {
+func Schedule(cfg configs.Config) (policy.Schedule, error) {
 	if cfg.BackupSchedule != "" {
-		s, err := jobs.ParseSchedule(cfg.BackupSchedule)
+		s, err := policy.ParseSchedule(cfg.BackupSchedule)
 		if err != nil {
-			return jobs.Schedule{}, fmt.Errorf("BACKUP_SCHEDULE: %w", err)
+			return policy.Schedule{}, fmt.Errorf("BACKUP_SCHEDULE: %w", err)
 		}
 		return s, nil
 	}
-	s, err := jobs.IntervalSchedule(cfg.BackupIntervalHours)
+	s, err := policy.IntervalSchedule(cfg.BackupIntervalHours)
 	if err != nil {
-		return jobs.Schedule{}, fmt.Errorf("BACKUP_INTERVAL_HOURS: %w", err)
+		return policy.Schedule{}, fmt.Errorf("BACKUP_INTERVAL_HOURS: %w", err)
 	}
 	return s, nil
 }
 
 // Targets are the configured targets (or the default one).
-func Targets(cfg configs.Config) (*jobs.TargetSet, error) {
+func Targets(cfg configs.Config) (*policy.TargetSet, error) {
 	list, err := cfg.Targets()
 	if err != nil {
 		return nil, fmt.Errorf("BACKUP_TARGETS: %w", err)
 	}
-	set, err := jobs.NewTargetSet(list)
+	set, err := policy.NewTargetSet(list)
 	if err != nil {
 		return nil, fmt.Errorf("BACKUP_TARGETS: %w", err)
 	}
@@ -365,8 +369,8 @@ func Targets(cfg configs.Config) (*jobs.TargetSet, error) {
 }
 
 // Alerter sends events to ALERT_WEBHOOK_URLS through the queue.
-func Alerter(cfg configs.Config, q jobs.Enqueuer, log *logrus.Entry) *jobs.Alerter {
-	return &jobs.Alerter{
+func Alerter(cfg configs.Config, q tasks.Enqueuer, log *logrus.Entry) *alert.Alerter {
+	return &alert.Alerter{
 		URLs: cfg.WebhookURLs(), Secret: []byte(cfg.AlertWebhookSecret), OnSuccess: cfg.AlertOnSuccess,
 		Queue: q, Options: TaskOptions(cfg), Log: log, Client: &http.Client{Timeout: 10 * time.Second},
 	}
@@ -382,7 +386,7 @@ type buckets struct {
 }
 
 // Buckets is the bucket access of workers (nil without any MinIO).
-func Buckets(cfg configs.Config) jobs.Buckets {
+func Buckets(cfg configs.Config) worker.Buckets {
 	endpoint, user, password := cfg.SourceMinIO()
 	if endpoint == "" {
 		return nil
