@@ -19,17 +19,7 @@ const repoRoot = "../../.."
 // only cmd/ (and configs itself) may import configs.
 func TestLibraryPackagesDoNotReadConfiguration(t *testing.T) {
 	t.Parallel()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go not on PATH")
-	}
-	cmd := exec.Command(goBin, "list", "-deps", "-f", "{{.ImportPath}}", "./jobs/...", "./store/...", "./handlers/...", "./web/...")
-	cmd.Dir = repoRoot
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	for _, pkg := range strings.Fields(string(out)) {
+	for _, pkg := range goList(t, "-deps", "-f", "{{.ImportPath}}", "./jobs/...", "./store/...", "./handlers/...", "./web/...") {
 		if pkg == "github.com/autograph/pgbackup/configs" {
 			t.Fatal("a package under jobs/, store/, handlers/ or web/ imports configs; take plain options instead")
 		}
@@ -45,6 +35,24 @@ func TestBackendNamesOnlyWhereStoresAreBuilt(t *testing.T) {
 	allowed := func(rel string) bool {
 		return strings.HasPrefix(rel, "store/") || strings.HasPrefix(rel, "cmd/") || rel == "handlers/compat.go"
 	}
+	walkGoFiles(t, func(rel string, fset *token.FileSet, f *ast.File) {
+		if allowed(rel) {
+			return
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING && (lit.Value == `"minio"` || lit.Value == `"local"`) {
+				t.Errorf("%s: literal %s; use store.LocalName / store.MinIOName or a configured name", fset.Position(lit.Pos()), lit.Value)
+			}
+			return true
+		})
+	})
+}
+
+// walkGoFiles parses every Go file of the module (outside hidden, testdata
+// and bin directories) and hands it to fn with its slash-separated path
+// relative to the module root.
+func walkGoFiles(t *testing.T, fn func(rel string, fset *token.FileSet, f *ast.File)) {
+	t.Helper()
 	fset := token.NewFileSet()
 	err := filepath.WalkDir(repoRoot, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -58,7 +66,7 @@ func TestBackendNamesOnlyWhereStoresAreBuilt(t *testing.T) {
 			}
 			return nil
 		}
-		if !strings.HasSuffix(path, ".go") || allowed(rel) {
+		if !strings.HasSuffix(path, ".go") {
 			return nil
 		}
 		src, err := os.ReadFile(path)
@@ -69,15 +77,27 @@ func TestBackendNamesOnlyWhereStoresAreBuilt(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING && (lit.Value == `"minio"` || lit.Value == `"local"`) {
-				t.Errorf("%s: literal %s; use store.LocalName / store.MinIOName or a configured name", fset.Position(lit.Pos()), lit.Value)
-			}
-			return true
-		})
+		fn(rel, fset, f)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// goList runs go list with args in the module root and returns the words
+// it prints.
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go not on PATH")
+	}
+	cmd := exec.Command(goBin, append([]string{"list"}, args...)...)
+	cmd.Dir = repoRoot
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	return strings.Fields(string(out))
 }
