@@ -15,8 +15,8 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/autograph/pgbackup/jobs"
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/tasks"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -229,7 +229,7 @@ func TestCreateAcceptsQueryParametersAndGeneratesNames(t *testing.T) {
 	if code != 202 {
 		t.Fatalf("create via query: %d %s", code, body)
 	}
-	var p jobs.BackupPayload
+	var p tasks.BackupPayload
 	_ = json.Unmarshal(f.queue.tasks[0].Payload(), &p)
 	if p.BackupName != "q1" || p.Format != "tar" || strings.Join(p.Stores, ",") != store.LocalName {
 		t.Fatalf("payload = %+v, want q1/tar/[local]", p)
@@ -273,13 +273,13 @@ func TestReservationOfVanishedTaskIsReclaimed(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	// A task that holds the name but was deleted from the queue by hand.
-	f.locks.held[jobs.KindName+":orphaned"] = "deleted-task"
+	f.locks.held[tasks.ScopeName+":orphaned"] = "deleted-task"
 	if code, body := f.do("POST", "/api/admin/backup/create", testAdmin, strings.NewReader(`{"backup_name":"orphaned"}`)); code != 202 {
 		t.Fatalf("create with a reservation held by a vanished task: %d %s, want 202", code, body)
 	}
 	// A task that still runs keeps its reservation.
 	f.insp.tasks["running"] = &asynq.TaskInfo{ID: "running", Queue: "restore", State: asynq.TaskStateActive}
-	f.locks.held[jobs.KindRestore+":busydb"] = "running"
+	f.locks.held[tasks.ScopeRestore+":busydb"] = "running"
 	if code, _ := f.do("POST", "/api/admin/backup/restore", testAdmin, strings.NewReader(`{"backup_name":"existing","target_database":"busydb"}`)); code != 409 {
 		t.Fatalf("restore into a database with a running restore: %d, want 409", code)
 	}
@@ -329,27 +329,27 @@ func TestStoresByName(t *testing.T) {
 		}
 	}
 	do("POST", "/api/admin/backup/create", `{"backup_name":"n1","stores":["vault","minio","vault"]}`, 202)
-	if p := payloadOf[jobs.BackupPayload](t, f, 0); !slices.Equal(p.Stores, []string{"vault", store.MinIOName}) {
+	if p := payloadOf[tasks.BackupPayload](t, f, 0); !slices.Equal(p.Stores, []string{"vault", store.MinIOName}) {
 		t.Fatalf("create stores = %v, want [vault minio] (order kept, duplicate dropped)", p.Stores)
 	}
 	do("POST", "/api/admin/backup/create", `{"backup_name":"n2"}`, 202)
-	if p := payloadOf[jobs.BackupPayload](t, f, 1); !slices.Equal(p.Stores, f.backups.stores) {
+	if p := payloadOf[tasks.BackupPayload](t, f, 1); !slices.Equal(p.Stores, f.backups.stores) {
 		t.Fatalf("create without stores = %v, want every configured store %v", p.Stores, f.backups.stores)
 	}
 	do("POST", "/api/admin/backup/create?stores=vault", `{"backup_name":"n3"}`, 202)
-	if p := payloadOf[jobs.BackupPayload](t, f, 2); !slices.Equal(p.Stores, []string{"vault"}) {
+	if p := payloadOf[tasks.BackupPayload](t, f, 2); !slices.Equal(p.Stores, []string{"vault"}) {
 		t.Fatalf("create ?stores=vault = %v", p.Stores)
 	}
 	do("POST", "/api/admin/backup/restore", `{"backup_name":"existing","from":"minio","target_database":"r1"}`, 202)
-	if p := payloadOf[jobs.RestorePayload](t, f, 3); p.From != store.MinIOName {
+	if p := payloadOf[tasks.RestorePayload](t, f, 3); p.From != store.MinIOName {
 		t.Fatalf("restore from = %q, want minio", p.From)
 	}
 	do("DELETE", "/api/admin/backup/existing", `{"stores":["minio"]}`, 202)
-	if p := payloadOf[jobs.DeletePayload](t, f, 4); !slices.Equal(p.Stores, []string{store.MinIOName}) {
+	if p := payloadOf[tasks.DeletePayload](t, f, 4); !slices.Equal(p.Stores, []string{store.MinIOName}) {
 		t.Fatalf("delete stores = %v, want [minio]", p.Stores)
 	}
 	do("DELETE", "/api/admin/backup/existing?stores=local,minio", ``, 202)
-	if p := payloadOf[jobs.DeletePayload](t, f, 5); !slices.Equal(p.Stores, []string{store.LocalName, store.MinIOName}) {
+	if p := payloadOf[tasks.DeletePayload](t, f, 5); !slices.Equal(p.Stores, []string{store.LocalName, store.MinIOName}) {
 		t.Fatalf("delete ?stores = %v, want [local minio]", p.Stores)
 	}
 	do("GET", "/api/admin/backup/list?stores=vault", ``, 200)
@@ -361,12 +361,12 @@ func TestStoresByName(t *testing.T) {
 		t.Fatalf("list without stores read %v, want every configured store", got)
 	}
 	do("POST", "/api/admin/backup/existing/verify?from=minio", ``, 202)
-	if p := payloadOf[jobs.VerifyPayload](t, f, 6); p.From != store.MinIOName {
+	if p := payloadOf[tasks.VerifyPayload](t, f, 6); p.From != store.MinIOName {
 		t.Fatalf("verify from = %q, want minio", p.From)
 	}
 	// The old flags still map exactly as before, and keep the new store.
 	do("DELETE", "/api/admin/backup/existing?delete_local=false", ``, 202)
-	if p := payloadOf[jobs.DeletePayload](t, f, 7); !slices.Equal(p.Stores, []string{store.MinIOName, "vault"}) {
+	if p := payloadOf[tasks.DeletePayload](t, f, 7); !slices.Equal(p.Stores, []string{store.MinIOName, "vault"}) {
 		t.Fatalf("delete_local=false = %v, want [minio vault]", p.Stores)
 	}
 	if n := f.queue.count(); n != 8 {

@@ -10,13 +10,13 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/sirupsen/logrus"
 
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/coord"
 )
 
-// AuditTrail keeps recent admin actions (a *jobs.AuditTrail).
+// AuditTrail keeps recent admin actions (a *coord.AuditTrail).
 type AuditTrail interface {
-	Record(ctx context.Context, e jobs.AuditEntry) error
-	Recent(ctx context.Context, n int) ([]jobs.AuditEntry, error)
+	Record(ctx context.Context, e coord.AuditEntry) error
+	Recent(ctx context.Context, n int) ([]coord.AuditEntry, error)
 }
 
 // What a handler tells the audit line about the request it served.
@@ -46,7 +46,7 @@ func (a *API) audited(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		str := func(key string) string { s, _ := c.Get(key).(string); return s }
 		token, _ := c.Get(tokenKey).(string)
-		e := jobs.AuditEntry{
+		e := coord.AuditEntry{
 			At: time.Now().UTC(), Token: TokenFingerprint(token), Action: c.Request().Method + " " + c.Path(),
 			Backup: str(auditBackup), Target: str(auditTarget), Task: str(auditTask),
 			Client: c.RealIP(), Status: status, Outcome: outcome,
@@ -75,7 +75,7 @@ func (a *API) auditEntries(c echo.Context) error {
 		limit = n
 	}
 	if a.d.Audit == nil {
-		return c.JSON(http.StatusOK, map[string]any{"entries": []jobs.AuditEntry{}, "count": 0})
+		return c.JSON(http.StatusOK, map[string]any{"entries": []coord.AuditEntry{}, "count": 0})
 	}
 	entries, err := a.d.Audit.Recent(c.Request().Context(), limit)
 	if err != nil {

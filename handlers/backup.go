@@ -13,9 +13,10 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/autograph/pgbackup/jobs"
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/jobs/policy"
+	"github.com/autograph/pgbackup/jobs/tasks"
 )
 
 type createRequest struct {
@@ -50,14 +51,14 @@ func (a *API) createBackup(c echo.Context) error {
 		return err
 	}
 
-	var target *jobs.Target
+	var target *policy.Target
 	if name := deref(req.Target); name != "" {
 		t, ok := a.d.Targets.Get(name)
 		if !ok {
 			return fmt.Errorf("%w: target %q is not configured", errTargetNotFound, truncate(name, 40))
 		}
 		target = &t
-		if t.Kind == jobs.TargetBucket {
+		if t.Source == policy.SourceBucket {
 			return badRequest("target %s backs up a bucket; use POST /api/admin/buckets/backup", t.Name)
 		}
 		if req.Database == nil {
@@ -115,8 +116,8 @@ func (a *API) createBackup(c echo.Context) error {
 		}
 	}
 
-	info, err := a.enqueuePayload(c, jobs.BackupPayload{BackupName: name, Format: string(format), Database: db, Stores: stores,
-		Target: targetName, IncludeGlobals: globals}, reservation{jobs.KindName, name, "a backup named " + name + " is already being created"})
+	info, err := a.enqueuePayload(c, tasks.BackupPayload{BackupName: name, Format: string(format), Database: db, Stores: stores,
+		Target: targetName, IncludeGlobals: globals}, reservation{tasks.ScopeName, name, "a backup named " + name + " is already being created"})
 	if err != nil {
 		return err
 	}
@@ -224,7 +225,7 @@ func (a *API) restoreBackup(c echo.Context) error {
 		if !ok {
 			return fmt.Errorf("%w: target %q is not configured", errTargetNotFound, truncate(tname, 40))
 		}
-		if t.Kind == jobs.TargetBucket {
+		if t.Source == policy.SourceBucket {
 			return badRequest("target %s backs up a bucket; restore its backups with POST /api/admin/buckets/restore", t.Name)
 		}
 		if target == "" && t.Database != engine.AllDatabases && m.Kind != engine.KindServer {
@@ -241,7 +242,7 @@ func (a *API) restoreBackup(c echo.Context) error {
 		// default would overwrite whatever POSTGRES_DB happens to be.
 		target = m.Database
 	}
-	p := jobs.RestorePayload{BackupName: name, From: from, TargetDatabase: target, Target: tname,
+	p := tasks.RestorePayload{BackupName: name, From: from, TargetDatabase: target, Target: tname,
 		Clean: isTrue(req.Clean), Replace: isTrue(req.Replace), AllowUnsigned: isTrue(req.AllowUnsigned),
 		RestoreGlobals: isTrue(req.RestoreGlobals)}
 	if p.RestoreGlobals && m.Globals == nil {
@@ -254,7 +255,7 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if p.AllowUnsigned {
 		a.auditLog.WithFields(map[string]any{"backup_name": name, "target": target}).Warn("restore allows an unsigned manifest")
 	}
-	return a.accepted(c, p, reservation{jobs.KindRestore, jobs.RestoreKey(tname, target), "a restore into database " + target + " is already queued or running"})
+	return a.accepted(c, p, reservation{tasks.ScopeRestore, tasks.RestoreKey(tname, target), "a restore into database " + target + " is already queued or running"})
 }
 
 // restoreServer enqueues the restore of a whole-server backup: each
@@ -288,7 +289,7 @@ func (a *API) restoreServer(c echo.Context, req restoreRequest, m *engine.Manife
 			dbs = append(dbs, d.Database)
 		}
 	}
-	p := jobs.RestorePayload{BackupName: m.Name, From: from, Databases: dbs, Target: tname,
+	p := tasks.RestorePayload{BackupName: m.Name, From: from, Databases: dbs, Target: tname,
 		Clean: isTrue(req.Clean), AllowUnsigned: isTrue(req.AllowUnsigned), RestoreGlobals: isTrue(req.RestoreGlobals)}
 	if p.RestoreGlobals && m.Globals == nil {
 		return badRequest("restore_globals: backup %s was taken without include_globals", m.Name)
@@ -299,7 +300,7 @@ func (a *API) restoreServer(c echo.Context, req restoreRequest, m *engine.Manife
 	c.Set(auditTarget, strings.Join(dbs, ","))
 	res := make([]reservation, 0, len(dbs))
 	for _, d := range dbs {
-		res = append(res, reservation{jobs.KindRestore, jobs.RestoreKey(tname, d), "a restore into database " + d + " is already queued or running"})
+		res = append(res, reservation{tasks.ScopeRestore, tasks.RestoreKey(tname, d), "a restore into database " + d + " is already queued or running"})
 	}
 	return a.accepted(c, p, res...)
 }
@@ -361,7 +362,7 @@ func (a *API) listBackups(c echo.Context) error {
 		}
 	}
 	database, target := c.QueryParam("database"), c.QueryParam("target")
-	var owner *jobs.Target
+	var owner *policy.Target
 	if target != "" {
 		t, ok := a.d.Targets.Get(target)
 		if !ok {
@@ -474,7 +475,7 @@ func (a *API) deleteBackup(c echo.Context) error {
 	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, stores); err != nil {
 		return err
 	}
-	return a.accepted(c, jobs.DeletePayload{BackupName: name, Stores: stores})
+	return a.accepted(c, tasks.DeletePayload{BackupName: name, Stores: stores})
 }
 
 type verifyRequest struct {
@@ -506,7 +507,7 @@ func (a *API) verifyBackup(c echo.Context) error {
 	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, listOf(from)); err != nil {
 		return err
 	}
-	return a.accepted(c, jobs.VerifyPayload{BackupName: name, From: from, AllowUnsigned: isTrue(req.AllowUnsigned)})
+	return a.accepted(c, tasks.VerifyPayload{BackupName: name, From: from, AllowUnsigned: isTrue(req.AllowUnsigned)})
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }

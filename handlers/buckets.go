@@ -8,8 +8,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/autograph/pgbackup/jobs"
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/tasks"
 )
 
 // bucketNameRe is S3's rule for bucket names.
@@ -60,8 +60,8 @@ func (a *API) bucketBackup(c echo.Context) error {
 	if taken {
 		return fmt.Errorf("%w: backup %s already exists", engine.ErrExists, name)
 	}
-	info, err := a.enqueuePayload(c, jobs.BucketBackupPayload{BackupName: name, Bucket: bucket, Prefix: deref(req.Prefix), Stores: stores},
-		reservation{jobs.KindName, name, "a backup named " + name + " is already being created"})
+	info, err := a.enqueuePayload(c, tasks.BucketBackupPayload{BackupName: name, Bucket: bucket, Prefix: deref(req.Prefix), Stores: stores},
+		reservation{tasks.ScopeName, name, "a backup named " + name + " is already being created"})
 	if err != nil {
 		return err
 	}
@@ -109,6 +109,6 @@ func (a *API) bucketRestore(c echo.Context) error {
 		return badRequest("target_bucket %q is not a valid bucket name", truncate(target, 64))
 	}
 	c.Set(auditTarget, target)
-	return a.accepted(c, jobs.BucketRestorePayload{BackupName: name, From: from, TargetBucket: target, Overwrite: isTrue(req.Overwrite)},
-		reservation{jobs.KindRestore, "bucket:" + target, "a restore into bucket " + target + " is already queued or running"})
+	return a.accepted(c, tasks.BucketRestorePayload{BackupName: name, From: from, TargetBucket: target, Overwrite: isTrue(req.Overwrite)},
+		reservation{tasks.ScopeRestore, "bucket:" + target, "a restore into bucket " + target + " is already queued or running"})
 }

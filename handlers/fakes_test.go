@@ -17,8 +17,9 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/sirupsen/logrus"
 
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/coord"
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/tasks"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -149,7 +150,7 @@ func (l *fakeLocks) Acquire(_ context.Context, kind, key, owner string, _ time.D
 	defer l.mu.Unlock()
 	k := kind + ":" + key
 	if h, ok := l.held[k]; ok && h != owner {
-		return &jobs.BusyError{Kind: kind, Key: key, Holder: h}
+		return &tasks.BusyError{Scope: kind, Key: key, Holder: h}
 	}
 	l.held[k] = owner
 	return nil
@@ -187,17 +188,17 @@ type fixture struct {
 // fakeAudit is an in-memory AuditTrail.
 type fakeAudit struct {
 	mu      sync.Mutex
-	entries []jobs.AuditEntry
+	entries []coord.AuditEntry
 }
 
-func (a *fakeAudit) Record(_ context.Context, e jobs.AuditEntry) error {
+func (a *fakeAudit) Record(_ context.Context, e coord.AuditEntry) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.entries = append([]jobs.AuditEntry{e}, a.entries...)
+	a.entries = append([]coord.AuditEntry{e}, a.entries...)
 	return nil
 }
 
-func (a *fakeAudit) Recent(_ context.Context, n int) ([]jobs.AuditEntry, error) {
+func (a *fakeAudit) Recent(_ context.Context, n int) ([]coord.AuditEntry, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.entries[:min(n, len(a.entries))], nil
@@ -237,7 +238,7 @@ func newFixtureWith(t *testing.T, change func(*Deps)) *fixture {
 	d := Deps{
 		Backups: f.backups, Queue: f.queue, Inspector: f.insp, Locks: f.locks,
 		Ping:        func(context.Context) error { return f.pingErr },
-		TaskOptions: jobs.Options{MaxRetry: 3, Retention: time.Hour, BackupTimeout: time.Hour, RestoreTimeout: time.Hour, DeleteTimeout: time.Hour},
+		TaskOptions: tasks.Options{MaxRetry: 3, Retention: time.Hour, BackupTimeout: time.Hour, RestoreTimeout: time.Hour, DeleteTimeout: time.Hour},
 		Log:         logrus.NewEntry(l), Auth: auth,
 		Monitoring: full, ReadOnlyMonitoring: readOnly,
 		ReserveTTL: time.Hour,

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/autograph/pgbackup/jobs"
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/tasks"
 )
 
 var createSeeds = []string{
@@ -57,7 +57,7 @@ func FuzzCreateBackup(f *testing.F) {
 			}
 			return
 		}
-		var p jobs.BackupPayload
+		var p tasks.BackupPayload
 		if err := json.Unmarshal(fx.queue.tasks[0].Payload(), &p); err != nil {
 			t.Fatal(err)
 		}

@@ -15,14 +15,14 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/coord"
 )
 
 // IdempotencyStore keeps the first response to each Idempotency-Key (a
-// *jobs.Idempotency); see jobs.Idempotency for the contract.
+// *coord.Idempotency); see coord.Idempotency for the contract.
 type IdempotencyStore interface {
-	Begin(ctx context.Context, key, fingerprint string) (*jobs.StoredResponse, error)
-	Finish(ctx context.Context, key string, r jobs.StoredResponse) error
+	Begin(ctx context.Context, key, fingerprint string) (*coord.StoredResponse, error)
+	Finish(ctx context.Context, key string, r coord.StoredResponse) error
 	Abort(ctx context.Context, key string) error
 }
 
@@ -117,7 +117,7 @@ func (a *API) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		bg := context.WithoutCancel(ctx)
 		if status := c.Response().Status; status >= 200 && status < 300 {
-			if err := a.d.Idempotency.Finish(bg, scoped, jobs.StoredResponse{Fingerprint: fingerprint, Status: status, Body: rec.body.Bytes()}); err != nil {
+			if err := a.d.Idempotency.Finish(bg, scoped, coord.StoredResponse{Fingerprint: fingerprint, Status: status, Body: rec.body.Bytes()}); err != nil {
 				a.d.Log.WithError(err).Warn("could not keep the response for its Idempotency-Key")
 			}
 			return nil

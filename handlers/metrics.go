@@ -11,14 +11,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/coord"
+	"github.com/autograph/pgbackup/jobs/policy"
 )
 
 // NewMetrics returns the /metrics handler. Everything it reports is read
 // from Redis at scrape time (the state the workers and schedulers record,
 // and asynq's queues), so every API instance answers the same and nothing
 // resets when one restarts. inspector may be nil (no queue metrics).
-func NewMetrics(targets *jobs.TargetSet, state StateReader, inspector *asynq.Inspector, version string, log *logrus.Entry) http.Handler {
+func NewMetrics(targets *policy.TargetSet, state StateReader, inspector *asynq.Inspector, version string, log *logrus.Entry) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&targetCollector{targets: targets, state: state, log: log})
 	if inspector != nil {
@@ -50,7 +51,7 @@ var (
 )
 
 type targetCollector struct {
-	targets *jobs.TargetSet
+	targets *policy.TargetSet
 	state   StateReader
 	log     *logrus.Entry
 }
@@ -79,7 +80,7 @@ func (c *targetCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, t := range c.targets.All() {
 		// Every configured target shows both outcomes, from zero, so that
 		// rate() and increase() see the first failure.
-		for _, o := range []string{jobs.OutcomeSuccess, jobs.OutcomeFailed} {
+		for _, o := range []string{coord.OutcomeSuccess, coord.OutcomeFailed} {
 			seen[[2]string{t.Name, o}] = true
 			ch <- prometheus.MustNewConstMetric(descBackups, prometheus.CounterValue, float64(counts[[2]string{t.Name, o}]), t.Name, o)
 		}
@@ -93,7 +94,7 @@ func (c *targetCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descLastDuration, st.LastDuration.Seconds(), t.Name)
 			gauge(descLastSize, float64(st.LastSizeBytes), t.Name)
 		}
-		gauge(descRPO, jobs.Age(st, now).Seconds(), t.Name)
+		gauge(descRPO, st.Age(now).Seconds(), t.Name)
 		if t.RPO > 0 {
 			gauge(descRPOTarget, t.RPO.Seconds(), t.Name)
 		}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/tasks"
 )
 
 func basic(token string) string {
@@ -304,7 +304,7 @@ func TestRestoreTargetsAndModes(t *testing.T) {
 	if code, body := f.do("POST", "/api/admin/backup/restore", testAdmin, strings.NewReader(`{"backup_name":"existing"}`)); code != 202 {
 		t.Fatalf("restore without target: %d %s", code, body)
 	}
-	var p jobs.RestorePayload
+	var p tasks.RestorePayload
 	_ = json.Unmarshal(f.queue.tasks[0].Payload(), &p)
 	if p.TargetDatabase != "origin_db" {
 		t.Fatalf("restore without target goes to %q, want the backup's own database origin_db", p.TargetDatabase)

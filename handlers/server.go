@@ -15,8 +15,10 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/sirupsen/logrus"
 
-	"github.com/autograph/pgbackup/jobs"
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/policy"
+	"github.com/autograph/pgbackup/jobs/tasks"
+	"github.com/autograph/pgbackup/store"
 	"github.com/autograph/pgbackup/web"
 )
 
@@ -28,7 +30,7 @@ type Backups interface {
 	StoreNames() []string
 }
 
-// NameIndex tells whether a backup name is taken (a *jobs.NameIndex);
+// NameIndex tells whether a backup name is taken (a *coord.NameIndex);
 // sure is false when only the stores can tell.
 type NameIndex interface {
 	Taken(ctx context.Context, name string) (taken, sure bool, err error)
@@ -46,11 +48,19 @@ type Inspector interface {
 	ArchiveTask(queue, id string) error
 }
 
-// Locks holds reservations and cancellation marks (a *jobs.Locks).
+// Locks holds reservations and cancellation marks (a *coord.Locks).
 type Locks interface {
 	Acquire(ctx context.Context, kind, key, owner string, ttl time.Duration) error
 	Release(ctx context.Context, kind, key, owner string) error
 	MarkCancelled(ctx context.Context, taskID string, ttl time.Duration) error
+}
+
+// BucketSource opens the buckets bucket backups read (the workers' bucket
+// access, see cmd/internal/wire).
+type BucketSource interface {
+	// Source opens an existing bucket to back up; it refuses the backup
+	// store's own bucket.
+	Source(ctx context.Context, bucket string) (*store.Bucket, error)
 }
 
 // Deps are the API's collaborators, built in cmd/api.
@@ -60,7 +70,7 @@ type Deps struct {
 	Inspector Inspector
 	// Ping checks Redis for /readyz.
 	Ping        func(ctx context.Context) error
-	TaskOptions jobs.Options
+	TaskOptions tasks.Options
 	Log         *logrus.Entry
 	// Monitoring serves asynqmon under /monitoring/; ReadOnlyMonitoring is
 	// the same UI with every action disabled, for viewers.
@@ -84,14 +94,14 @@ type Deps struct {
 	AuditLog *logrus.Entry
 	// Targets are the configured targets; State what was observed of them;
 	// Tasks lists queued tasks (which backups are in use).
-	Targets *jobs.TargetSet
+	Targets *policy.TargetSet
 	State   StateReader
-	Tasks   jobs.TaskLister
+	Tasks   tasks.TaskLister
 	// Buckets opens the buckets bucket backups read (to refuse missing ones
 	// and the store's own before enqueueing); nil refuses bucket backups.
-	Buckets jobs.Buckets
+	Buckets BucketSource
 	// Names answers create's existence check without reading the stores
-	// on every request (a *jobs.NameIndex); nil reads the stores.
+	// on every request (a *coord.NameIndex); nil reads the stores.
 	Names NameIndex
 	// Metrics serves /metrics; MetricsPublic serves it without a token.
 	Metrics       http.Handler

@@ -8,15 +8,17 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/coord"
+	"github.com/autograph/pgbackup/jobs/policy"
+	"github.com/autograph/pgbackup/jobs/tasks"
 )
 
 // StateReader reads what the service observed about its targets (a
-// *jobs.State).
+// *coord.State).
 type StateReader interface {
-	Status(ctx context.Context, target string) (jobs.TargetStatus, error)
+	Status(ctx context.Context, target string) (coord.TargetStatus, error)
 	Counters(ctx context.Context) (map[[2]string]int64, error)
-	Drills(ctx context.Context, target string, limit int) ([]jobs.DrillResult, error)
+	Drills(ctx context.Context, target string, limit int) ([]tasks.DrillResult, error)
 }
 
 type targetJSON struct {
@@ -25,20 +27,20 @@ type targetJSON struct {
 	Bucket   string `json:"bucket,omitempty"`
 	Database string `json:"database"`
 	// Server is host:port of a target on a server of its own.
-	Server        string         `json:"server,omitempty"`
-	Format        string         `json:"format"`
-	Stores        []string       `json:"stores"`
-	Schedule      string         `json:"schedule,omitempty"`
-	NextRun       *time.Time     `json:"next_run,omitempty"`
-	DrillSchedule string         `json:"drill_schedule,omitempty"`
-	NextDrill     *time.Time     `json:"next_drill,omitempty"`
-	Retention     jobs.Retention `json:"retention"`
-	RPOSeconds    float64        `json:"rpo_seconds,omitempty"`
+	Server        string           `json:"server,omitempty"`
+	Format        string           `json:"format"`
+	Stores        []string         `json:"stores"`
+	Schedule      string           `json:"schedule,omitempty"`
+	NextRun       *time.Time       `json:"next_run,omitempty"`
+	DrillSchedule string           `json:"drill_schedule,omitempty"`
+	NextDrill     *time.Time       `json:"next_drill,omitempty"`
+	Retention     policy.Retention `json:"retention"`
+	RPOSeconds    float64          `json:"rpo_seconds,omitempty"`
 	// NewestBackup is the newest good backup as the stores list it.
-	NewestBackup *newestJSON       `json:"newest_backup"`
-	AgeSeconds   *float64          `json:"age_seconds"`
-	RPOMet       *bool             `json:"rpo_met,omitempty"`
-	LastDrill    *jobs.DrillResult `json:"last_drill"`
+	NewestBackup *newestJSON        `json:"newest_backup"`
+	AgeSeconds   *float64           `json:"age_seconds"`
+	RPOMet       *bool              `json:"rpo_met,omitempty"`
+	LastDrill    *tasks.DrillResult `json:"last_drill"`
 }
 
 type newestJSON struct {
@@ -66,7 +68,7 @@ func (a *API) listTargets(c echo.Context) error {
 	now := time.Now().UTC()
 	out := []targetJSON{}
 	for _, t := range a.d.Targets.All() {
-		tj := targetJSON{Name: t.Name, Kind: t.Kind, Bucket: t.Bucket, Database: t.Database, Format: string(t.Format), Stores: t.Stores,
+		tj := targetJSON{Name: t.Name, Kind: t.Source, Bucket: t.Bucket, Database: t.Database, Format: string(t.Format), Stores: t.Stores,
 			Retention: t.Retention, RPOSeconds: t.RPO.Seconds()}
 		if t.Server != nil {
 			tj.Server = t.Server.Addr()
@@ -106,10 +108,10 @@ func (a *API) listTargets(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"targets": out, "count": len(out)})
 }
 
-func (a *API) target(c echo.Context) (jobs.Target, error) {
+func (a *API) target(c echo.Context) (policy.Target, error) {
 	t, ok := a.d.Targets.Get(c.Param("name"))
 	if !ok {
-		return jobs.Target{}, fmt.Errorf("%w: target %q is not configured", errTargetNotFound, truncate(c.Param("name"), 40))
+		return policy.Target{}, fmt.Errorf("%w: target %q is not configured", errTargetNotFound, truncate(c.Param("name"), 40))
 	}
 	c.Set(auditTarget, t.Name)
 	return t, nil
@@ -122,9 +124,13 @@ func (a *API) prunePreview(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := jobs.PruneOutcome{Target: t.Name, Deleted: []string{}}
+	out := policy.PruneOutcome{Target: t.Name, Deleted: []string{}}
 	if t.Retention.Enabled() {
-		if out.Decisions, err = jobs.PlanPrune(c.Request().Context(), a.d.Backups, a.d.Tasks, t); err != nil {
+		inUse, err := tasks.BackupsInUse(a.d.Tasks)
+		if err != nil {
+			return err
+		}
+		if out.Decisions, err = policy.PlanPrune(c.Request().Context(), a.d.Backups, inUse, t); err != nil {
 			return err
 		}
 		for _, d := range out.Decisions {
@@ -142,7 +148,7 @@ func (a *API) pruneTarget(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return a.accepted(c, jobs.PrunePayload{Target: t.Name})
+	return a.accepted(c, tasks.PrunePayload{Target: t.Name})
 }
 
 func (a *API) drillTarget(c echo.Context) error {
@@ -150,7 +156,7 @@ func (a *API) drillTarget(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return a.accepted(c, jobs.DrillPayload{Target: t.Name})
+	return a.accepted(c, tasks.DrillPayload{Target: t.Name})
 }
 
 func (a *API) listDrills(c echo.Context) error {
@@ -160,7 +166,7 @@ func (a *API) listDrills(c echo.Context) error {
 			return fmt.Errorf("%w: target %q is not configured", errTargetNotFound, truncate(target, 40))
 		}
 	}
-	drills := []jobs.DrillResult{}
+	drills := []tasks.DrillResult{}
 	if a.d.State != nil {
 		found, err := a.d.State.Drills(c.Request().Context(), target, 1000)
 		if err != nil {

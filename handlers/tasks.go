@@ -14,8 +14,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/labstack/echo/v4"
 
-	"github.com/autograph/pgbackup/jobs"
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/tasks"
 )
 
 // enqueue puts a task in the queue, reporting an unreachable Redis as 503.
@@ -33,7 +33,7 @@ func (a *API) enqueue(c echo.Context, task *asynq.Task, res ...reservation) (*as
 			}
 			if err != nil {
 				a.releaseAll(ctx, res[:i], id)
-				if errors.Is(err, jobs.ErrBusy) {
+				if errors.Is(err, tasks.ErrBusy) {
 					return nil, fmt.Errorf("%w: %s", errConflict, r.busyMessage)
 				}
 				return nil, fmt.Errorf("%w: %w", errQueueUnavailable, err)
@@ -58,8 +58,8 @@ func (a *API) enqueue(c echo.Context, task *asynq.Task, res ...reservation) (*as
 type reservation struct{ kind, key, busyMessage string }
 
 // enqueuePayload makes p a task with its kind's options and enqueues it.
-func (a *API) enqueuePayload(c echo.Context, p jobs.Payload, res ...reservation) (*asynq.TaskInfo, error) {
-	task, err := jobs.NewTaskWithRequestID(p, a.d.TaskOptions, requestIDOf(c))
+func (a *API) enqueuePayload(c echo.Context, p tasks.Payload, res ...reservation) (*asynq.TaskInfo, error) {
+	task, err := tasks.NewTaskWithRequestID(p, a.d.TaskOptions, requestIDOf(c))
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func (a *API) enqueuePayload(c echo.Context, p jobs.Payload, res ...reservation)
 }
 
 // accepted enqueues p and answers 202 with where to follow the task.
-func (a *API) accepted(c echo.Context, p jobs.Payload, res ...reservation) error {
+func (a *API) accepted(c echo.Context, p tasks.Payload, res ...reservation) error {
 	info, err := a.enqueuePayload(c, p, res...)
 	if err != nil {
 		return err
@@ -79,7 +79,7 @@ func (a *API) accepted(c echo.Context, p jobs.Payload, res ...reservation) error
 // its task was deleted (by hand, in the queue UI) or has already finished.
 // Without this a name could stay blocked until the reservation's TTL.
 func (a *API) reclaimable(ctx context.Context, err error) bool {
-	var busy *jobs.BusyError
+	var busy *tasks.BusyError
 	if !errors.As(err, &busy) {
 		return false
 	}
@@ -90,8 +90,8 @@ func (a *API) reclaimable(ctx context.Context, err error) bool {
 	default:
 		return false
 	}
-	a.d.Log.WithFields(map[string]any{"task_id": busy.Holder, "reservation": busy.Kind + ":" + busy.Key}).Info("reclaiming the reservation of a task that is gone or finished")
-	return a.d.Locks.Release(ctx, busy.Kind, busy.Key, busy.Holder) == nil
+	a.d.Log.WithFields(map[string]any{"task_id": busy.Holder, "reservation": busy.Scope + ":" + busy.Key}).Info("reclaiming the reservation of a task that is gone or finished")
+	return a.d.Locks.Release(ctx, busy.Scope, busy.Key, busy.Holder) == nil
 }
 
 func (a *API) releaseAll(ctx context.Context, res []reservation, owner string) {
@@ -111,12 +111,12 @@ func isNotFound(err error) bool { return errors.Is(err, engine.ErrNotFound) }
 var taskIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,200}$`)
 
 type taskJSON struct {
-	TaskID   string             `json:"task_id"`
-	Type     string             `json:"type"`
-	Queue    string             `json:"queue"`
-	State    string             `json:"state"`
-	Progress *jobs.ProgressInfo `json:"progress"`
-	Result   any                `json:"result"`
+	TaskID   string              `json:"task_id"`
+	Type     string              `json:"type"`
+	Queue    string              `json:"queue"`
+	State    string              `json:"state"`
+	Progress *tasks.ProgressInfo `json:"progress"`
+	Result   any                 `json:"result"`
 	// Error is the failure's class ("postgres unreachable", "checksum
 	// mismatch", ...), safe for anyone who may read task status; empty for a
 	// task that completed, whose earlier failed attempt, if any, is in
@@ -143,7 +143,7 @@ func (a *API) findTask(id string) (*asynq.TaskInfo, error) {
 	if !taskIDRe.MatchString(id) {
 		return nil, badRequest("task id %q is not valid", truncate(id, 40))
 	}
-	for _, q := range jobs.AllQueues {
+	for _, q := range tasks.AllQueues {
 		info, err := a.d.Inspector.GetTaskInfo(q, id)
 		if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
 			continue
@@ -178,9 +178,9 @@ func (a *API) getTask(c echo.Context) error {
 	out := taskJSON{
 		TaskID: info.ID, Type: info.Type, Queue: info.Queue, State: info.State.String(),
 		Retried: info.Retried, MaxRetry: info.MaxRetry,
-		Payload: json.RawMessage(info.Payload), RequestID: info.Headers[jobs.HeaderRequestID],
+		Payload: json.RawMessage(info.Payload), RequestID: info.Headers[tasks.HeaderRequestID],
 	}
-	class, detail := jobs.SplitTaskError(info.LastErr)
+	class, detail := tasks.SplitTaskError(info.LastErr)
 	if info.State == asynq.TaskStateCompleted {
 		out.LastAttemptError = class
 	} else {
@@ -190,7 +190,7 @@ func (a *API) getTask(c echo.Context) error {
 		out.ErrorDetail = truncateBytes(detail, maxErrorDetail)
 	}
 	if len(info.Result) > 0 {
-		var r jobs.Result
+		var r tasks.Result
 		if err := json.Unmarshal(info.Result, &r); err == nil {
 			out.Progress, out.Result, out.Worker = r.Progress, r.Outcome, r.Worker
 			if !r.StartedAt.IsZero() {

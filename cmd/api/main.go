@@ -19,7 +19,8 @@ import (
 	"github.com/autograph/pgbackup/cmd/internal/wire"
 	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/handlers"
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/coord"
+	"github.com/autograph/pgbackup/jobs/tasks"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -71,7 +72,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer closeQueue()
-	locks := jobs.NewLocks(rdb)
+	locks := coord.NewLocks(rdb)
 	keyCheck, err := wire.SigningKeyCheck(ctx, setup, locks, log)
 	if err != nil {
 		return err
@@ -81,8 +82,8 @@ func run(ctx context.Context) error {
 		return err
 	}
 	targets := setup.Targets
-	state := jobs.NewState(rdb)
-	names := jobs.NewNameIndex(eng, rdb, 5*time.Second, log)
+	state := coord.NewState(rdb)
+	names := coord.NewNameIndex(eng, rdb, 5*time.Second, log)
 	go names.Run(ctx)
 
 	e := handlers.New(handlers.Deps{
@@ -96,10 +97,10 @@ func run(ctx context.Context) error {
 		ReadOnlyMonitoring:    asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt, ReadOnly: true}),
 		Auth:                  auth,
 		Locks:                 locks,
-		ReserveTTL:            jobs.ReservationTTL(wire.TaskOptions(cfg)),
+		ReserveTTL:            tasks.ReservationTTL(wire.TaskOptions(cfg)),
 		TrustedProxies:        proxies,
 		AuthFailuresPerMinute: cfg.APIAuthFailuresPerMinute,
-		Audit:                 jobs.NewAuditTrail(rdb, 0),
+		Audit:                 coord.NewAuditTrail(rdb, 0),
 		AuditLog:              configs.NewLogger(cfg, "api", os.Stderr).WithField("audit", true),
 		Names:                 names,
 		Buckets:               wire.Buckets(setup),
@@ -108,7 +109,7 @@ func run(ctx context.Context) error {
 		Tasks:                 inspector,
 		Metrics:               handlers.NewMetrics(targets, state, inspector, version, log),
 		MetricsPublic:         cfg.MetricsPublic,
-		Idempotency:           jobs.NewIdempotency(rdb, 0),
+		Idempotency:           coord.NewIdempotency(rdb, 0),
 	})
 	srv := &http.Server{Addr: cfg.APIAddr, Handler: e, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

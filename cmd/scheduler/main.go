@@ -15,7 +15,10 @@ import (
 
 	"github.com/autograph/pgbackup/cmd/internal/wire"
 	"github.com/autograph/pgbackup/configs"
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/internal/loop"
+	"github.com/autograph/pgbackup/jobs/coord"
+	"github.com/autograph/pgbackup/jobs/scheduling"
+	"github.com/autograph/pgbackup/jobs/worker"
 )
 
 func main() {
@@ -48,7 +51,7 @@ func run(ctx context.Context) error {
 	}
 	defer rdb.Close()
 
-	s, err := jobs.NewScheduler(redisOpt, targets, wire.TaskOptions(cfg), log)
+	s, err := scheduling.NewScheduler(redisOpt, targets, wire.TaskOptions(cfg), log)
 	if err != nil {
 		return err
 	}
@@ -78,26 +81,24 @@ func run(ctx context.Context) error {
 	alerter := wire.Alerter(cfg, client, log)
 	// Alerts are delivered from here too, so they still go out when no
 	// worker runs.
-	alertSrv := jobs.NewAlertServer(redisOpt, cfg.TaskRetryDelay, log)
+	alertSrv := worker.NewAlertServer(redisOpt, cfg.TaskRetryDelay, log)
 	mux := asynq.NewServeMux()
-	jobs.RegisterKinds(mux, &jobs.Worker{Log: log, ID: jobs.WorkerID(), Alerts: alerter}, jobs.TypeAlertDeliver)
+	rt := &worker.Runtime{Log: log, ID: worker.ProcessID(), Alerts: alerter}
+	rt.Register(mux, &worker.AlertWorker{Secret: alerter.Secret, Client: alerter.Client})
 	if err := alertSrv.Start(mux); err != nil {
 		return fmt.Errorf("start alert delivery: %w", err)
 	}
 	defer alertSrv.Shutdown()
-	watcher := &jobs.RPOWatcher{Targets: targets, State: jobs.NewState(rdb), Backups: eng,
+	watcher := &scheduling.RPOWatcher{Targets: targets, State: coord.NewState(rdb), Backups: eng,
 		Alerts: alerter, Interval: cfg.RPOCheckInterval, Log: log}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if watched > 0 {
-			watcher.Run(ctx)
-		}
-	}()
+	var watching *loop.Service
+	if watched > 0 {
+		watching = watcher.Start(ctx)
+	}
 	log.WithField("rpo_watched_targets", watched).Info("scheduler started")
 	<-ctx.Done()
 	s.Shutdown()
-	<-done
+	watching.Stop()
 	log.Info("scheduler stopped")
 	return nil
 }

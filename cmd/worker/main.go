@@ -15,7 +15,9 @@ import (
 
 	"github.com/autograph/pgbackup/cmd/internal/wire"
 	"github.com/autograph/pgbackup/configs"
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/coord"
+	"github.com/autograph/pgbackup/jobs/tasks"
+	"github.com/autograph/pgbackup/jobs/worker"
 )
 
 func main() {
@@ -33,7 +35,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	cfg := setup.Config
-	log := configs.NewLogger(cfg, "worker", os.Stderr).WithField("worker", jobs.WorkerID())
+	log := configs.NewLogger(cfg, "worker", os.Stderr).WithField("worker", worker.ProcessID())
 	if cfg.WorkerMemoryLimitMB > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		// Without a limit the heap may grow to twice what is live between
 		// collections; backups churn through buffers, so collect sooner.
@@ -44,7 +46,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	redisOpt := wire.RedisOpt(setup)
-	srv, err := jobs.NewServer(redisOpt, wire.ServerOptions(setup), log)
+	srv, err := worker.NewServer(redisOpt, wire.ServerOptions(setup), log)
 	if err != nil {
 		return err
 	}
@@ -53,7 +55,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer rdb.Close()
-	locks := jobs.NewLocks(rdb)
+	locks := coord.NewLocks(rdb)
 	keyCheck, err := wire.SigningKeyCheck(ctx, setup, locks, log)
 	if err != nil {
 		return err
@@ -63,11 +65,24 @@ func run(ctx context.Context) error {
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
 	mux := asynq.NewServeMux()
-	w := &jobs.Worker{Engine: eng, Log: log, ID: jobs.WorkerID(),
-		Locks: locks, ReserveTTL: jobs.ReservationTTL(wire.TaskOptions(cfg)),
-		Targets: setup.Targets, State: jobs.NewState(rdb), Queue: client, Inspector: inspector,
-		TaskOptions: wire.TaskOptions(cfg), Alerts: wire.Alerter(cfg, client, log), Buckets: wire.Buckets(setup)}
-	jobs.Register(mux, w)
+	alerter := wire.Alerter(cfg, client, log)
+	w := &worker.Runtime{Log: log, ID: worker.ProcessID(), Locks: locks,
+		ReserveTTL: tasks.ReservationTTL(wire.TaskOptions(cfg)), Alerts: alerter}
+	state := coord.NewState(rdb)
+	ledger := &worker.Ledger{State: state, Queue: client, TaskOptions: wire.TaskOptions(cfg), Log: log}
+	buckets := wire.Buckets(setup)
+	targets := setup.Targets
+	w.Register(mux,
+		&worker.BackupWorker{Engine: eng, Targets: targets, Ledger: ledger, Alerts: alerter},
+		&worker.RestoreWorker{Engine: eng, Targets: targets},
+		&worker.DeleteWorker{Engine: eng, Ledger: ledger},
+		&worker.VerifyWorker{Engine: eng},
+		&worker.PruneWorker{Engine: eng, Targets: targets, Queue: inspector, Ledger: ledger, Log: log},
+		&worker.DrillWorker{Engine: eng, Targets: targets, State: state, Log: log},
+		&worker.AlertWorker{Secret: alerter.Secret, Client: alerter.Client},
+		&worker.BucketBackupWorker{Engine: eng, Buckets: buckets, Targets: targets, Ledger: ledger},
+		&worker.BucketRestoreWorker{Engine: eng, Buckets: buckets},
+	)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

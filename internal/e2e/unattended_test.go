@@ -23,7 +23,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/autograph/pgbackup/internal/testbench"
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/alert"
+	"github.com/autograph/pgbackup/jobs/tasks"
 )
 
 // scheduledOf returns the target's scheduled backups in the listing, sorted.
@@ -104,7 +105,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 func (c *cluster) queueIdle() bool {
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: c.env.RedisAddr, DB: c.redisDB})
 	defer insp.Close()
-	for _, q := range jobs.AllQueues {
+	for _, q := range tasks.AllQueues {
 		info, err := insp.GetQueueInfo(q)
 		if err != nil {
 			continue // a queue nothing was put in yet
@@ -239,7 +240,7 @@ type receiver struct {
 
 	mu       sync.Mutex
 	attempts int
-	events   []jobs.Event
+	events   []alert.Event
 	badSig   int
 }
 
@@ -252,12 +253,12 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
-	if !hmac.Equal([]byte(req.Header.Get(jobs.SignatureHeader)), []byte(jobs.Sign([]byte(r.secret), body))) {
+	if !hmac.Equal([]byte(req.Header.Get(alert.SignatureHeader)), []byte(alert.Sign([]byte(r.secret), body))) {
 		r.badSig++
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
-	var e jobs.Event
+	var e alert.Event
 	if err := json.Unmarshal(body, &e); err != nil || e.Text == "" || e.At.IsZero() {
 		w.WriteHeader(http.StatusBadRequest)
 		return
@@ -277,7 +278,7 @@ func (r *receiver) count(event, target string) int {
 	return n
 }
 
-func (r *receiver) find(event, target string) jobs.Event {
+func (r *receiver) find(event, target string) alert.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range r.events {
@@ -285,7 +286,7 @@ func (r *receiver) find(event, target string) jobs.Event {
 			return e
 		}
 	}
-	return jobs.Event{}
+	return alert.Event{}
 }
 
 func TestAlertsRPOAndDrills(t *testing.T) {
@@ -343,8 +344,8 @@ func TestAlertsRPOAndDrills(t *testing.T) {
 	if st["retried"].(float64) != 2 {
 		t.Errorf("failed backup retried %v times, want 2", st["retried"])
 	}
-	waitFor(t, 30*time.Second, "backup.failed at the webhook", func() bool { return good.count(jobs.EventBackupFailed, "broken") > 0 })
-	if e := good.find(jobs.EventBackupFailed, "broken"); e.BackupName != "will-fail" || e.Error == "" || e.TaskID == "" {
+	waitFor(t, 30*time.Second, "backup.failed at the webhook", func() bool { return good.count(alert.EventBackupFailed, "broken") > 0 })
+	if e := good.find(alert.EventBackupFailed, "broken"); e.BackupName != "will-fail" || e.Error == "" || e.TaskID == "" {
 		t.Errorf("backup.failed event %+v, want the backup, the task and a classified error", e)
 	}
 	if after := metric(c.scrape(), "pgbackup_backups_total", map[string]string{"target": "broken", "outcome": "failed"}); failedBefore != 0 || after != 1 {
@@ -354,14 +355,14 @@ func TestAlertsRPOAndDrills(t *testing.T) {
 	// No worker: the newest backup ages past the 4 s RPO and the
 	// schedulers notice, alone.
 	stop(t, worker, syscall.SIGTERM, 20*time.Second)
-	waitFor(t, 30*time.Second, "rpo.breached", func() bool { return good.count(jobs.EventRPOBreached, "gamma") > 0 })
+	waitFor(t, 30*time.Second, "rpo.breached", func() bool { return good.count(alert.EventRPOBreached, "gamma") > 0 })
 	c.start("worker-2", "worker")
 	backupGamma()
-	waitFor(t, 30*time.Second, "rpo.recovered", func() bool { return good.count(jobs.EventRPORecovered, "gamma") > 0 })
+	waitFor(t, 30*time.Second, "rpo.recovered", func() bool { return good.count(alert.EventRPORecovered, "gamma") > 0 })
 	// Two schedulers checked every second all along: still one breach and
 	// one recovery. (With a 4 s RPO and no more backups, gamma breaches
 	// again a few seconds from now, legitimately: count before that.)
-	if b, r := good.count(jobs.EventRPOBreached, "gamma"), good.count(jobs.EventRPORecovered, "gamma"); b != 1 || r != 1 {
+	if b, r := good.count(alert.EventRPOBreached, "gamma"), good.count(alert.EventRPORecovered, "gamma"); b != 1 || r != 1 {
 		t.Errorf("rpo.breached arrived %d times and rpo.recovered %d times, want once each", b, r)
 	}
 
@@ -372,7 +373,7 @@ func TestAlertsRPOAndDrills(t *testing.T) {
 	if st["error"] != "checksum mismatch" {
 		t.Errorf("drill of a tampered archive failed with %q, want checksum mismatch", st["error"])
 	}
-	waitFor(t, 30*time.Second, "drill.failed at the webhook", func() bool { return good.count(jobs.EventDrillFailed, "gamma") > 0 })
+	waitFor(t, 30*time.Second, "drill.failed at the webhook", func() bool { return good.count(alert.EventDrillFailed, "gamma") > 0 })
 	drills = c.mustCall(http.MethodGet, "/api/admin/drills?target=gamma", nil, http.StatusOK)
 	if list := drills["drills"].([]any); len(list) != 2 || list[0].(map[string]any)["passed"] != false {
 		t.Errorf("drills = %v, want the failed one first", drills)
@@ -380,18 +381,18 @@ func TestAlertsRPOAndDrills(t *testing.T) {
 
 	// Each failure went out once, signed; the flaky receiver got every
 	// event through retries.
-	for _, e := range []string{jobs.EventBackupFailed, jobs.EventDrillFailed} {
+	for _, e := range []string{alert.EventBackupFailed, alert.EventDrillFailed} {
 		target := "gamma"
-		if e == jobs.EventBackupFailed {
+		if e == alert.EventBackupFailed {
 			target = "broken"
 		}
 		if n := good.count(e, target); n != 1 {
 			t.Errorf("%s for %s arrived %d times, want once", e, target, n)
 		}
 	}
-	for _, e := range []string{jobs.EventBackupFailed, jobs.EventRPOBreached, jobs.EventRPORecovered, jobs.EventDrillFailed} {
+	for _, e := range []string{alert.EventBackupFailed, alert.EventRPOBreached, alert.EventRPORecovered, alert.EventDrillFailed} {
 		target := "gamma"
-		if e == jobs.EventBackupFailed {
+		if e == alert.EventBackupFailed {
 			target = "broken"
 		}
 		waitFor(t, time.Minute, e+" at the flaky receiver", func() bool { return flaky.count(e, target) >= 1 })

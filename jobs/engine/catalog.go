@@ -6,7 +6,6 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/autograph/pgbackup/internal/loop"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -185,14 +185,15 @@ func (e *Engine) writeCatalog(s store.Store, sc *storeCache) {
 			sc.writing = false
 			e.cache.mu.Unlock()
 		}()
-		b, err := json.Marshal(cf)
-		if err == nil {
+		log := e.log.WithField("store", s.Name())
+		loop.Once(context.Background(), log, fmt.Sprintf("could not write the catalog of %d manifests", len(cf.Entries)), func(context.Context) error {
+			b, err := json.Marshal(cf)
+			if err != nil {
+				return err
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			err = s.Put(ctx, CatalogKey, bytes.NewReader(b), map[string]string{"entries": strconv.Itoa(len(cf.Entries))})
-			cancel()
-		}
-		if err != nil && !errors.Is(err, context.Canceled) {
-			e.log.WithError(err).WithField("store", s.Name()).Warn(fmt.Sprintf("could not write the catalog of %d manifests", len(cf.Entries)))
-		}
+			defer cancel()
+			return s.Put(ctx, CatalogKey, bytes.NewReader(b), map[string]string{"entries": strconv.Itoa(len(cf.Entries))})
+		})
 	}()
 }

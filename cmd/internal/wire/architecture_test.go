@@ -30,17 +30,7 @@ func TestLibraryPackagesDoNotReadConfiguration(t *testing.T) {
 // themselves included (go list -deps).
 func deps(t *testing.T, patterns ...string) []string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go not on PATH")
-	}
-	cmd := exec.Command(goBin, append([]string{"list", "-deps", "-f", "{{.ImportPath}}"}, patterns...)...)
-	cmd.Dir = repoRoot
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	return strings.Fields(string(out))
+	return goList(t, append([]string{"-deps", "-f", "{{.ImportPath}}"}, patterns...)...)
 }
 
 // TestBackendNamesOnlyWhereStoresAreBuilt keeps the names of particular
@@ -54,6 +44,24 @@ func TestBackendNamesOnlyWhereStoresAreBuilt(t *testing.T) {
 		return strings.HasPrefix(rel, "store/") || strings.HasPrefix(rel, "cmd/") || rel == "handlers/compat.go" ||
 			strings.HasPrefix(rel, "internal/e2e/")
 	}
+	walkGoFiles(t, func(rel string, fset *token.FileSet, f *ast.File) {
+		if allowed(rel) {
+			return
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING && (lit.Value == `"minio"` || lit.Value == `"local"`) {
+				t.Errorf("%s: literal %s; use store.LocalName / store.MinIOName or a configured name", fset.Position(lit.Pos()), lit.Value)
+			}
+			return true
+		})
+	})
+}
+
+// walkGoFiles parses every Go file of the module (outside hidden, testdata
+// and bin directories) and hands it to fn with its slash-separated path
+// relative to the module root.
+func walkGoFiles(t *testing.T, fn func(rel string, fset *token.FileSet, f *ast.File)) {
+	t.Helper()
 	fset := token.NewFileSet()
 	err := filepath.WalkDir(repoRoot, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -67,7 +75,7 @@ func TestBackendNamesOnlyWhereStoresAreBuilt(t *testing.T) {
 			}
 			return nil
 		}
-		if !strings.HasSuffix(path, ".go") || allowed(rel) {
+		if !strings.HasSuffix(path, ".go") {
 			return nil
 		}
 		src, err := os.ReadFile(path)
@@ -78,12 +86,7 @@ func TestBackendNamesOnlyWhereStoresAreBuilt(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING && (lit.Value == `"minio"` || lit.Value == `"local"`) {
-				t.Errorf("%s: literal %s; use store.LocalName / store.MinIOName or a configured name", fset.Position(lit.Pos()), lit.Value)
-			}
-			return true
-		})
+		fn(rel, fset, f)
 		return nil
 	})
 	if err != nil {
@@ -156,4 +159,21 @@ func inspectPackage(t *testing.T, dir string, visit func(*token.FileSet, ast.Nod
 func isIdent(e ast.Expr, name string) bool {
 	id, ok := e.(*ast.Ident)
 	return ok && id.Name == name
+}
+
+// goList runs go list with args in the module root and returns the words
+// it prints.
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go not on PATH")
+	}
+	cmd := exec.Command(goBin, append([]string{"list"}, args...)...)
+	cmd.Dir = repoRoot
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	return strings.Fields(string(out))
 }

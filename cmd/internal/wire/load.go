@@ -7,9 +7,11 @@ import (
 	"strings"
 
 	"github.com/autograph/pgbackup/configs"
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/alert"
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/jobs/policy"
+	"github.com/autograph/pgbackup/jobs/tasks"
 )
 
 // Setup is what the configuration describes, checked and built once when a
@@ -19,7 +21,7 @@ import (
 type Setup struct {
 	Config configs.Config
 	// Targets are BACKUP_TARGETS, or the default target.
-	Targets    *jobs.TargetSet
+	Targets    *policy.TargetSet
 	Codec      engine.Codec
 	Encryption *engine.Encryption
 	Signer     *engine.Signer
@@ -131,7 +133,7 @@ func (s *Setup) buildQueues() error {
 	if err != nil {
 		return nil
 	}
-	if err := jobs.CheckQueueWeights(weights); err != nil {
+	if err := tasks.CheckQueueWeights(weights); err != nil {
 		return configs.Bad("QUEUE_WEIGHTS", "%v", err)
 	}
 	s.Queues = weights
@@ -141,7 +143,7 @@ func (s *Setup) buildQueues() error {
 func (s *Setup) checkWebhooks() error {
 	var errs []error
 	for _, u := range s.Config.WebhookURLs() {
-		if err := jobs.CheckWebhookURL(u); err != nil {
+		if err := alert.CheckWebhookURL(u); err != nil {
 			errs = append(errs, configs.Bad("ALERT_WEBHOOK_URLS", "%v", err))
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/autograph/pgbackup/configs"
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/policy"
 )
 
 // TestBadValuesNameTheSetting covers what configs cannot check alone: the
@@ -119,7 +119,7 @@ func TestTargetsBuiltOnce(t *testing.T) {
 	if b.Server == nil || b.Server.Password != "s3cret" || b.Server.Host != "db2" || b.Retention.KeepDaily != 2 {
 		t.Errorf("target b = %+v, server %+v", b, b.Server)
 	}
-	if files.Kind != jobs.TargetBucket || files.Bucket != "src" {
+	if files.Source != policy.SourceBucket || files.Bucket != "src" {
 		t.Errorf("target files = %+v", files)
 	}
 	if s.Signer == nil || s.Signer.Fingerprint() == "" || s.Encryption == nil {

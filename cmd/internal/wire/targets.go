@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/autograph/pgbackup/configs"
-	"github.com/autograph/pgbackup/jobs"
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/jobs/policy"
 )
 
 // buildTargets builds BACKUP_TARGETS, or the default target from the
@@ -21,13 +21,13 @@ func (s *Setup) buildTargets() error {
 	c := s.Config
 	sched, schedErr := defaultSchedule(c)
 	if len(c.BackupTargets) == 0 {
-		t := jobs.Target{Name: jobs.DefaultTarget, Database: c.PostgresDB, Format: engine.FormatCustom}
+		t := policy.Target{Name: policy.DefaultTarget, Database: c.PostgresDB, Format: engine.FormatCustom}
 		if c.BackupEnabled {
 			t.Schedule = sched
 		}
-		return errors.Join(schedErr, s.setTargets([]jobs.Target{t}))
+		return errors.Join(schedErr, s.setTargets([]policy.Target{t}))
 	}
-	var list []jobs.Target
+	var list []policy.Target
 	errs := []error{schedErr}
 	for i, tc := range c.BackupTargets {
 		t, err := buildTarget(c, tc)
@@ -47,8 +47,8 @@ func (s *Setup) buildTargets() error {
 	return s.setTargets(list)
 }
 
-func (s *Setup) setTargets(list []jobs.Target) error {
-	set, err := jobs.NewTargetSet(list)
+func (s *Setup) setTargets(list []policy.Target) error {
+	set, err := policy.NewTargetSet(list)
 	if err != nil {
 		return configs.Bad("BACKUP_TARGETS", "%w", err)
 	}
@@ -58,9 +58,9 @@ func (s *Setup) setTargets(list []jobs.Target) error {
 
 // defaultSchedule is BACKUP_SCHEDULE when set, else BACKUP_INTERVAL_HOURS;
 // nil when neither gives one (BACKUP_SCHEDULE is checked even then).
-func defaultSchedule(c configs.Config) (*jobs.Schedule, error) {
+func defaultSchedule(c configs.Config) (*policy.Schedule, error) {
 	if c.BackupSchedule != "" {
-		s, err := jobs.ParseSchedule(c.BackupSchedule)
+		s, err := policy.ParseSchedule(c.BackupSchedule)
 		if err != nil {
 			return nil, configs.Bad("BACKUP_SCHEDULE", "%v", err)
 		}
@@ -71,7 +71,7 @@ func defaultSchedule(c configs.Config) (*jobs.Schedule, error) {
 	if c.BackupIntervalHours < 1 {
 		return nil, nil
 	}
-	s, err := jobs.IntervalSchedule(c.BackupIntervalHours)
+	s, err := policy.IntervalSchedule(c.BackupIntervalHours)
 	if err != nil {
 		return nil, configs.Bad("BACKUP_INTERVAL_HOURS", "%v", err)
 	}
@@ -80,10 +80,10 @@ func defaultSchedule(c configs.Config) (*jobs.Schedule, error) {
 
 // buildTarget checks one entry of BACKUP_TARGETS and builds its target;
 // errors name the entry's key, the caller adds the target and setting.
-func buildTarget(c configs.Config, tc configs.TargetConfig) (jobs.Target, error) {
-	t := jobs.Target{Name: strings.TrimSpace(tc.Name), Database: strings.TrimSpace(tc.Database), Stores: tc.Stores,
-		IncludeGlobals: tc.IncludeGlobals, Retention: jobs.Retention(tc.KeepCounts())}
-	if !jobs.ValidTargetName(t.Name) {
+func buildTarget(c configs.Config, tc configs.TargetConfig) (policy.Target, error) {
+	t := policy.Target{Name: strings.TrimSpace(tc.Name), Database: strings.TrimSpace(tc.Database), Stores: tc.Stores,
+		IncludeGlobals: tc.IncludeGlobals, Retention: policy.Retention(tc.KeepCounts())}
+	if !policy.ValidTargetName(t.Name) {
 		return t, fmt.Errorf("name %q: use lower-case letters, digits and _, starting with a letter, at most 30", tc.Name)
 	}
 	server, err := targetServer(c, tc)
@@ -109,11 +109,11 @@ func buildTarget(c configs.Config, tc configs.TargetConfig) (jobs.Target, error)
 
 // setSource sets what the target backs up: a database (the default), or
 // a bucket of the source MinIO; and the archive format.
-func setSource(c configs.Config, tc configs.TargetConfig, t *jobs.Target) error {
+func setSource(c configs.Config, tc configs.TargetConfig, t *policy.Target) error {
 	switch tc.Source {
 	case "", "database":
-	case jobs.TargetBucket:
-		t.Kind, t.Bucket, t.Prefix = jobs.TargetBucket, tc.Bucket, tc.Prefix
+	case policy.SourceBucket:
+		t.Source, t.Bucket, t.Prefix = policy.SourceBucket, tc.Bucket, tc.Prefix
 		if p := ProtectedBucket(c); p != "" && tc.Bucket == p {
 			return fmt.Errorf("bucket %s holds the backups themselves", tc.Bucket)
 		}
@@ -135,16 +135,16 @@ func setSource(c configs.Config, tc configs.TargetConfig, t *jobs.Target) error 
 	return nil
 }
 
-func setSchedules(c configs.Config, tc configs.TargetConfig, t *jobs.Target) error {
+func setSchedules(c configs.Config, tc configs.TargetConfig, t *policy.Target) error {
 	if tc.Schedule != "" && c.BackupEnabled {
-		s, err := jobs.ParseSchedule(tc.Schedule)
+		s, err := policy.ParseSchedule(tc.Schedule)
 		if err != nil {
 			return err
 		}
 		t.Schedule = &s
 	}
 	if tc.DrillSchedule != "" {
-		s, err := jobs.ParseSchedule(tc.DrillSchedule)
+		s, err := policy.ParseSchedule(tc.DrillSchedule)
 		if err != nil {
 			return fmt.Errorf("drill_schedule: %w", err)
 		}

@@ -21,9 +21,12 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/autograph/pgbackup/configs"
-	"github.com/autograph/pgbackup/jobs"
+	"github.com/autograph/pgbackup/jobs/alert"
+	"github.com/autograph/pgbackup/jobs/coord"
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/jobs/tasks"
+	"github.com/autograph/pgbackup/jobs/worker"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -150,13 +153,13 @@ func engineOver(setup *Setup, stores []store.Store, log *logrus.Entry) (*engine.
 // stops it at once; if Redis cannot be reached yet, the check goes on in
 // the background and its error, if any, arrives on the channel (which
 // gets nil once the key is confirmed).
-func SigningKeyCheck(ctx context.Context, setup *Setup, locks *jobs.Locks, log *logrus.Entry) (<-chan error, error) {
+func SigningKeyCheck(ctx context.Context, setup *Setup, locks *coord.Locks, log *logrus.Entry) (<-chan error, error) {
 	s := setup.Signer
 	check := func() (done bool, err error) {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		err = locks.CheckSigningKey(cctx, s.Fingerprint(), s.OldFingerprints())
-		if errors.Is(err, jobs.ErrSigningKeyMismatch) {
+		if errors.Is(err, coord.ErrSigningKeyMismatch) {
 			return true, fmt.Errorf("BACKUP_SIGNING_KEY: %w", err)
 		}
 		return err == nil, nil
@@ -186,8 +189,8 @@ func SigningKeyCheck(ctx context.Context, setup *Setup, locks *jobs.Locks, log *
 }
 
 // TaskOptions are the per-task limits.
-func TaskOptions(cfg configs.Config) jobs.Options {
-	return jobs.Options{
+func TaskOptions(cfg configs.Config) tasks.Options {
+	return tasks.Options{
 		MaxRetry: cfg.TaskMaxRetry, Retention: cfg.TaskRetention,
 		BackupTimeout: cfg.BackupTimeout, RestoreTimeout: cfg.RestoreTimeout, DeleteTimeout: cfg.DeleteTimeout,
 	}
@@ -229,7 +232,7 @@ func Redis(setup *Setup) (redis.UniversalClient, error) {
 // REDIS_WAIT_REPLICAS replicas; without them it is the queue itself. Its
 // client reads for longer than WAIT may block, else go-redis would time
 // out and retry the WAIT.
-func ReplicatedQueue(setup *Setup, q jobs.Enqueuer, log *logrus.Entry) (jobs.Enqueuer, func() error, error) {
+func ReplicatedQueue(setup *Setup, q tasks.Enqueuer, log *logrus.Entry) (tasks.Enqueuer, func() error, error) {
 	cfg := setup.Config
 	if cfg.RedisWaitReplicas <= 0 {
 		return q, func() error { return nil }, nil
@@ -238,7 +241,7 @@ func ReplicatedQueue(setup *Setup, q jobs.Enqueuer, log *logrus.Entry) (jobs.Enq
 	if err != nil {
 		return nil, nil, err
 	}
-	return jobs.ReplicatedQueue{Queue: q, Redis: rdb, Replicas: cfg.RedisWaitReplicas,
+	return coord.ReplicatedQueue{Queue: q, Redis: rdb, Replicas: cfg.RedisWaitReplicas,
 		Timeout: cfg.RedisWaitTimeout, Log: log}, rdb.Close, nil
 }
 
@@ -280,17 +283,17 @@ func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 }
 
 // ServerOptions configures the worker's asynq server.
-func ServerOptions(setup *Setup) jobs.ServerOptions {
+func ServerOptions(setup *Setup) worker.ServerOptions {
 	cfg := setup.Config
-	return jobs.ServerOptions{
+	return worker.ServerOptions{
 		Concurrency: cfg.WorkerConcurrency, QueueWeights: setup.Queues,
 		ShutdownTimeout: cfg.WorkerShutdownTimeout, RetryDelay: cfg.TaskRetryDelay, PollInterval: cfg.WorkerPollInterval,
 	}
 }
 
 // Alerter sends events to ALERT_WEBHOOK_URLS through the queue.
-func Alerter(cfg configs.Config, q jobs.Enqueuer, log *logrus.Entry) *jobs.Alerter {
-	return &jobs.Alerter{
+func Alerter(cfg configs.Config, q tasks.Enqueuer, log *logrus.Entry) *alert.Alerter {
+	return &alert.Alerter{
 		URLs: cfg.WebhookURLs(), Secret: []byte(cfg.AlertWebhookSecret), OnSuccess: cfg.AlertOnSuccess,
 		Queue: q, Options: TaskOptions(cfg), Log: log, Client: &http.Client{Timeout: 10 * time.Second},
 	}
@@ -306,7 +309,7 @@ type buckets struct {
 }
 
 // Buckets is the bucket access of workers (nil without any MinIO).
-func Buckets(setup *Setup) jobs.Buckets {
+func Buckets(setup *Setup) worker.Buckets {
 	cfg := setup.Config
 	endpoint, user, password := cfg.SourceMinIO()
 	if endpoint == "" {

@@ -1,0 +1,56 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/autograph/pgbackup/jobs/engine"
+)
+
+// Lister lists complete backups (an *engine.Engine).
+type Lister interface {
+	List(ctx context.Context, from []string) ([]engine.Entry, error)
+}
+
+// PlanPrune decides which of target's scheduled backups its retention
+// keeps; nothing is deleted. inUse names the backups queued or running
+// tasks read (see tasks.BackupsInUse): they are kept.
+func PlanPrune(ctx context.Context, l Lister, inUse map[string]bool, t Target) ([]PruneDecision, error) {
+	entries, err := l.List(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	var cands []PruneCandidate
+	for _, e := range entries {
+		if _, scheduled := t.Owns(&e.Manifest); scheduled {
+			cands = append(cands, PruneCandidate{Name: e.Name, At: e.StartedAt, InUse: inUse[e.Name]})
+		}
+	}
+	return SelectPrune(cands, t.Retention), nil
+}
+
+// Newest returns the target's newest complete backup.
+func Newest(ctx context.Context, l Lister, t Target) (*engine.Manifest, error) {
+	entries, err := l.List(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	var newest *engine.Manifest
+	for i := range entries {
+		m := &entries[i].Manifest
+		if owned, _ := t.Owns(m); owned && (newest == nil || m.FinishedAt.After(newest.FinishedAt)) {
+			newest = m
+		}
+	}
+	if newest == nil {
+		return nil, fmt.Errorf("%w: target %s has no backup", engine.ErrNotFound, t.Name)
+	}
+	return newest, nil
+}
+
+// PruneOutcome is the result of a prune task, and the API's dry run.
+type PruneOutcome struct {
+	Target    string          `json:"target"`
+	Deleted   []string        `json:"deleted"`
+	Decisions []PruneDecision `json:"decisions"`
+}

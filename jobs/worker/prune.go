@@ -1,0 +1,79 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/jobs/alert"
+	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/policy"
+	"github.com/autograph/pgbackup/jobs/tasks"
+)
+
+// PruneEngine lists and deletes backups (an *engine.Engine).
+type PruneEngine interface {
+	List(ctx context.Context, from []string) ([]engine.Entry, error)
+	Delete(ctx context.Context, name string, from []string) ([]string, error)
+}
+
+// PruneWorker runs tasks.TypeBackupPrune: it deletes the scheduled backups
+// of a target that its retention lets go.
+type PruneWorker struct {
+	Engine  PruneEngine
+	Targets *policy.TargetSet
+	// Queue reads the queue, so that backups queued tasks read are kept; nil
+	// keeps none for that reason.
+	Queue  tasks.TaskLister
+	Ledger *Ledger
+	Log    *logrus.Entry
+}
+
+func (w *PruneWorker) mount(rt *Runtime) (string, asynq.Handler) {
+	return handler[tasks.PrunePayload, policy.PruneOutcome](rt, w)
+}
+
+func (w *PruneWorker) logFields(p tasks.PrunePayload) logrus.Fields {
+	return logrus.Fields{"target": p.Target}
+}
+
+func (w *PruneWorker) failureEvent(p tasks.PrunePayload) alert.Event {
+	return alert.Event{Event: alert.EventPruneFailed, Target: p.Target}
+}
+
+// Work prunes the target.
+func (w *PruneWorker) Work(ctx context.Context, p tasks.PrunePayload) (policy.PruneOutcome, error) {
+	t, ok := w.Targets.Get(p.Target)
+	if !ok {
+		return policy.PruneOutcome{}, fmt.Errorf("prune: %w %q", policy.ErrUnknownTarget, p.Target)
+	}
+	out := policy.PruneOutcome{Target: t.Name, Deleted: []string{}}
+	if !t.Retention.Enabled() {
+		return out, nil
+	}
+	inUse, err := tasks.BackupsInUse(w.Queue)
+	if err != nil {
+		return out, fmt.Errorf("prune %s: %w", t.Name, err)
+	}
+	decisions, err := policy.PlanPrune(ctx, w.Engine, inUse, t)
+	if err != nil {
+		return out, fmt.Errorf("prune %s: %w", t.Name, err)
+	}
+	out.Decisions = decisions
+	for _, d := range decisions {
+		if d.Keep {
+			continue
+		}
+		// The same path as DELETE: manifest first, then archive, in every store.
+		if _, err := w.Engine.Delete(ctx, d.Name, nil); err != nil && !errors.Is(err, engine.ErrNotFound) {
+			return out, fmt.Errorf("prune %s: %w", t.Name, err)
+		}
+		out.Deleted = append(out.Deleted, d.Name)
+		w.Ledger.markName(context.WithoutCancel(ctx), d.Name, false)
+		w.Log.WithFields(logrus.Fields{"target": t.Name, "backup_name": d.Name}).Info("pruned a scheduled backup")
+	}
+	return out, nil
+}
