@@ -68,6 +68,35 @@ type Manifest struct {
 	raw []byte
 }
 
+// KindServer marks a whole-server backup: every database of the server,
+// one archive each, under one backup name, plus the server's globals.
+const KindServer = "server"
+
+// KindBucket marks the manifest of a bucket backup: every object of an S3
+// bucket (or of a prefix of it) in one tar archive.
+const KindBucket = "bucket"
+
+// DatabaseArchive is one database's archive: the one of a backup, or one
+// of a whole-server backup's.
+type DatabaseArchive struct {
+	Database   string           `json:"database"`
+	ArchiveKey string           `json:"archive_key"`
+	SizeBytes  int64            `json:"size_bytes"`
+	SHA256     string           `json:"sha256"`
+	RowCounts  map[string]int64 `json:"row_counts,omitempty"`
+}
+
+// Companion is an archive stored beside a backup's main archive: the
+// server's roles and tablespaces (pg_dumpall --globals-only).
+type Companion struct {
+	ArchiveKey string `json:"archive_key"`
+	SizeBytes  int64  `json:"size_bytes"`
+	SHA256     string `json:"sha256"`
+	// NoRolePasswords: dumped by a role that is not a superuser, which
+	// cannot read passwords (pg_dumpall --no-role-passwords).
+	NoRolePasswords bool `json:"no_role_passwords,omitempty"`
+}
+
 func (m *Manifest) encode() ([]byte, error) {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -129,10 +158,52 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	return &m, nil
 }
 
+// objectKeys are every object a backup consists of besides its manifest.
+func (m *Manifest) objectKeys() []string {
+	var keys []string
+	if m.ArchiveKey != "" {
+		keys = append(keys, m.ArchiveKey)
+	}
+	for _, d := range m.Databases {
+		keys = append(keys, d.ArchiveKey)
+	}
+	return append(keys, m.companionKeys()...)
+}
+
 // companionKeys are the keys of the archives stored beside the main one.
 func (m *Manifest) companionKeys() []string {
 	if m.Globals == nil {
 		return nil
 	}
 	return []string{m.Globals.ArchiveKey}
+}
+
+// requiredSizes are the objects that must be present, with these sizes,
+// for the backup to be complete: the archive, or every database's.
+func (m *Manifest) requiredSizes() map[string]int64 {
+	if m.Kind == KindServer {
+		out := make(map[string]int64, len(m.Databases))
+		for _, d := range m.Databases {
+			out[d.ArchiveKey] = d.SizeBytes
+		}
+		return out
+	}
+	return map[string]int64{m.ArchiveKey: m.SizeBytes}
+}
+
+// DatabaseNames are the databases of a whole-server backup, nil otherwise.
+func (m *Manifest) DatabaseNames() []string {
+	var out []string
+	for _, d := range m.Databases {
+		out = append(out, d.Database)
+	}
+	return out
+}
+
+// part is one database of a whole-server backup as a manifest of its own,
+// for the restore and verify code that reads one archive.
+func (m *Manifest) part(d DatabaseArchive) *Manifest {
+	return &Manifest{Name: m.Name, Database: d.Database, Format: m.Format, ArchiveKey: d.ArchiveKey,
+		SizeBytes: d.SizeBytes, SHA256: d.SHA256, RowCounts: d.RowCounts, Codec: m.Codec,
+		Encrypted: m.Encrypted, Recipients: m.Recipients}
 }

@@ -134,3 +134,16 @@ func canonicalJSON(raw []byte) ([]byte, error) {
 	delete(obj, "signature")
 	return json.Marshal(obj)
 }
+
+// checkSignature enforces signed manifests when this engine has a key.
+func (e *Engine) checkSignature(m *Manifest, allowUnsigned bool) error {
+	if !e.signer.Enabled() {
+		return nil
+	}
+	err := e.signer.check(m.Name, m.raw)
+	if err != nil && allowUnsigned {
+		e.log.WithError(err).WithField("backup_name", m.Name).Warn("using a manifest without a valid signature, as the request allows")
+		return nil
+	}
+	return err
+}
