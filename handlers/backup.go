@@ -213,7 +213,7 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if m.Kind == engine.KindBucket {
+	if m.Content == engine.ContentBucket {
 		return badRequest("backup %s is a bucket backup; restore it with POST /api/admin/buckets/restore", name)
 	}
 	// The server to restore into: the named target's, else the one the
@@ -227,13 +227,13 @@ func (a *API) restoreBackup(c echo.Context) error {
 		if t.Kind == jobs.TargetBucket {
 			return badRequest("target %s backs up a bucket; restore its backups with POST /api/admin/buckets/restore", t.Name)
 		}
-		if target == "" && t.Database != engine.AllDatabases && m.Kind != engine.KindServer {
+		if target == "" && t.Database != engine.AllDatabases && m.Content != engine.ContentServer {
 			target = t.Database
 		}
 	} else if t, ok := a.d.Targets.Get(m.Target); ok && t.Server != nil {
 		tname = t.Name
 	}
-	if m.Kind == engine.KindServer || req.Databases != nil {
+	if m.Content == engine.ContentServer || req.Databases != nil {
 		return a.restoreServer(c, req, m, from, tname)
 	}
 	if target == "" {
@@ -260,7 +260,7 @@ func (a *API) restoreBackup(c echo.Context) error {
 // restoreServer enqueues the restore of a whole-server backup: each
 // chosen database (all by default) under its own name, each reserved.
 func (a *API) restoreServer(c echo.Context, req restoreRequest, m *engine.Manifest, from, tname string) error {
-	if m.Kind != engine.KindServer {
+	if m.Content != engine.ContentServer {
 		return badRequest("databases: backup %s holds the one database %s; use target_database", m.Name, m.Database)
 	}
 	if req.TargetDatabase != nil || isTrue(req.Replace) {
@@ -404,7 +404,7 @@ func (a *API) listBackups(c echo.Context) error {
 			SizeBytes: e.SizeBytes, SizeMB: float64(e.SizeBytes*100/(1<<20)) / 100,
 			SHA256: e.SHA256, CreatedAt: e.FinishedAt, Locations: e.Locations,
 			ArchiveKey: e.ArchiveKey, Codec: e.Codec, Target: e.Target, Scheduled: e.Scheduled, Signed: e.Signature != "",
-			Kind: e.Kind, SourceBucket: e.SourceBucket, Objects: e.Objects, Databases: e.DatabaseNames(),
+			Kind: e.Content, SourceBucket: e.SourceBucket, Objects: e.Objects, Databases: e.DatabaseNames(),
 		})
 	}
 	resp := map[string]any{"backups": out, "count": len(out), "total": total}

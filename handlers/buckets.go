@@ -98,7 +98,7 @@ func (a *API) bucketRestore(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if m.Kind != engine.KindBucket {
+	if m.Content != engine.ContentBucket {
 		return badRequest("backup %s is a database backup; restore it with POST /api/admin/backup/restore", name)
 	}
 	target := deref(req.TargetBucket)

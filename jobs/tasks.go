@@ -179,7 +179,7 @@ func (p RestorePayload) resolve(ctx context.Context, w *Worker, _ string) (Resto
 				return p, err
 			}
 		}
-		if m.Kind != engine.KindServer {
+		if m.Content != engine.ContentServer {
 			p.TargetDatabase = m.Database
 			return p, nil
 		}

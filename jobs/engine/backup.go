@@ -86,7 +86,7 @@ func (e *Engine) dumpBackup(ctx context.Context, job *backupJob) (*Manifest, err
 
 // logDone records a published backup.
 func (job *backupJob) logDone(m *Manifest) {
-	if m.Kind == KindServer {
+	if m.Content == ContentServer {
 		job.log.WithFields(logrus.Fields{"databases": len(m.Databases), "size_bytes": m.SizeBytes}).Info("whole-server backup complete")
 		return
 	}

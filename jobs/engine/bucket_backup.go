@@ -51,7 +51,7 @@ func (e *Engine) BucketBackup(ctx context.Context, req BucketBackupRequest) (*Ma
 		return done, err
 	}
 	m := e.manifestFor(req.Name, targets, req.TaskID, req.Target, req.Scheduled)
-	m.Kind, m.SourceBucket, m.SourcePrefix = KindBucket, req.Source.Name(), req.Prefix
+	m.Content, m.SourceBucket, m.SourcePrefix = ContentBucket, req.Source.Name(), req.Prefix
 	m.ArchiveKey = bucketArchiveKey(req.Name, e.codec, e.enc.encrypts())
 	src, stop, counted := walkBucket(ctx, req.Source, req.Prefix)
 	digest, err := e.putStream(ctx, targets, m.ArchiveKey, src, stop, "uploading", req.Progress)

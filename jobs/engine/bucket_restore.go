@@ -48,7 +48,7 @@ func (e *Engine) BucketRestore(ctx context.Context, req BucketRestoreRequest) (*
 	if err != nil {
 		return nil, fmt.Errorf("bucket restore: %w", err)
 	}
-	if m.Kind != KindBucket {
+	if m.Content != ContentBucket {
 		return nil, fmt.Errorf("bucket restore %s: %w: not a bucket backup", req.Name, ErrInvalid)
 	}
 	if err := e.checkSignature(m, req.AllowUnsigned); err != nil {

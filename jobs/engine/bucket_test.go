@@ -91,11 +91,11 @@ func TestBucketBackupRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bucket backup: %v", err)
 	}
-	if m.Kind != engine.KindBucket || m.Objects != 1001 || m.ObjectBytes < 100<<20 {
-		t.Fatalf("manifest kind %q objects %d bytes %d", m.Kind, m.Objects, m.ObjectBytes)
+	if m.Content != engine.ContentBucket || m.Objects != 1001 || m.ObjectBytes < 100<<20 {
+		t.Fatalf("manifest kind %q objects %d bytes %d", m.Content, m.Objects, m.ObjectBytes)
 	}
 	list, err := e.List(ctx, nil)
-	if err != nil || len(list) != 1 || list[0].Kind != engine.KindBucket {
+	if err != nil || len(list) != 1 || list[0].Content != engine.ContentBucket {
 		t.Fatalf("list = %+v, %v; want the bucket backup with its kind", list, err)
 	}
 	dst := b.bucket(t, "dst")

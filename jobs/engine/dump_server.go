@@ -25,7 +25,7 @@ func (e *Engine) dumpServer(ctx context.Context, job *backupJob) (*Manifest, err
 		return nil, err
 	}
 	m := e.newManifest(job, tools, serverNum)
-	m.Kind = KindServer
+	m.Content = ContentServer
 	for _, db := range dbs {
 		part, err := e.dumpServerDatabase(ctx, job, tools, conn, db)
 		if err != nil {

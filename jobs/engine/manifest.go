@@ -37,14 +37,16 @@ type Manifest struct {
 	Globals    *Companion `json:"globals,omitempty"`
 	Recipients []string   `json:"recipients,omitempty"`
 	Stores     []string   `json:"stores"`
-	// Kind is KindBucket for bucket backups (empty for databases), with the
-	// source bucket and prefix, and how many objects and bytes it holds.
-	Kind         string `json:"kind,omitempty"`
+	// Content says what the backup holds: ContentDatabase (empty) for one
+	// database, ContentServer for every database of a server, ContentBucket
+	// for an S3 bucket, then with the source bucket and prefix, and how
+	// many objects and bytes it holds. Its JSON name, "kind", is older.
+	Content      string `json:"kind,omitempty"`
 	SourceBucket string `json:"source_bucket,omitempty"`
 	SourcePrefix string `json:"source_prefix,omitempty"`
 	Objects      int64  `json:"objects,omitempty"`
 	ObjectBytes  int64  `json:"object_bytes,omitempty"`
-	// Databases are a whole-server backup's archives (Kind KindServer),
+	// Databases are a whole-server backup's archives (Content ContentServer),
 	// one per database; ArchiveKey is then empty.
 	Databases []DatabaseArchive `json:"databases,omitempty"`
 	// Target names the target the backup was taken for, and Scheduled says
@@ -68,13 +70,17 @@ type Manifest struct {
 	raw []byte
 }
 
-// KindServer marks a whole-server backup: every database of the server,
-// one archive each, under one backup name, plus the server's globals.
-const KindServer = "server"
+// ContentDatabase is the Content of a one-database backup (the manifests
+// written before whole-server and bucket backups existed have none).
+const ContentDatabase = ""
 
-// KindBucket marks the manifest of a bucket backup: every object of an S3
+// ContentServer marks a whole-server backup: every database of the server,
+// one archive each, under one backup name, plus the server's globals.
+const ContentServer = "server"
+
+// ContentBucket marks the manifest of a bucket backup: every object of an S3
 // bucket (or of a prefix of it) in one tar archive.
-const KindBucket = "bucket"
+const ContentBucket = "bucket"
 
 // DatabaseArchive is one database's archive: the one of a backup, or one
 // of a whole-server backup's.
@@ -114,14 +120,14 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	if err := ValidateName(m.Name); err != nil {
 		return nil, fmt.Errorf("decode manifest: %w", err)
 	}
-	if m.Kind == KindBucket {
+	if m.Content == ContentBucket {
 		codec, err := parseManifestCodec(m.Codec)
 		if err != nil || m.ArchiveKey != bucketArchiveKey(m.Name, codec, m.Encrypted) {
 			return nil, fmt.Errorf("decode manifest %s: archive key %q does not match a bucket backup's", m.Name, m.ArchiveKey)
 		}
 		return &m, nil
 	}
-	if m.Kind == KindServer {
+	if m.Content == ContentServer {
 		if _, err := ParseFormat(string(m.Format)); err != nil {
 			return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
 		}
@@ -139,8 +145,8 @@ func decodeManifest(b []byte) (*Manifest, error) {
 		}
 		return &m, nil
 	}
-	if m.Kind != "" {
-		return nil, fmt.Errorf("decode manifest %s: unknown kind %q", m.Name, m.Kind)
+	if m.Content != ContentDatabase {
+		return nil, fmt.Errorf("decode manifest %s: unknown kind %q", m.Name, m.Content)
 	}
 	if _, err := ParseFormat(string(m.Format)); err != nil {
 		return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
@@ -181,7 +187,7 @@ func (m *Manifest) companionKeys() []string {
 // requiredSizes are the objects that must be present, with these sizes,
 // for the backup to be complete: the archive, or every database's.
 func (m *Manifest) requiredSizes() map[string]int64 {
-	if m.Kind == KindServer {
+	if m.Content == ContentServer {
 		out := make(map[string]int64, len(m.Databases))
 		for _, d := range m.Databases {
 			out[d.ArchiveKey] = d.SizeBytes

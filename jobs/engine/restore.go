@@ -105,7 +105,7 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
-	if m.Kind == KindBucket {
+	if m.Content == ContentBucket {
 		return nil, fmt.Errorf("restore %s: %w: a bucket backup; restore it with POST /api/admin/buckets/restore", req.Name, ErrInvalid)
 	}
 	if err := e.checkSignature(m, req.AllowUnsigned); err != nil {
@@ -129,7 +129,7 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 		res.GlobalsRestored = true
 	}
 	switch {
-	case m.Kind == KindServer:
+	case m.Content == ContentServer:
 		err = e.restoreServer(ctx, s[0], m, req, res, log)
 	case req.Replace:
 		err = e.replaceFromStore(ctx, s[0], m, target, res, req.Progress, log)

@@ -38,10 +38,10 @@ func TestWholeServerBackup(t *testing.T) {
 	for _, d := range m.Databases {
 		dbs = append(dbs, d.Database)
 	}
-	if m.Kind != engine.KindServer || m.Globals == nil || !slices.Equal(dbs, []string{"audit", env.PGDatabase, "postgres", "shop"}) {
-		t.Fatalf("manifest kind %q globals %v databases %v", m.Kind, m.Globals, dbs)
+	if m.Content != engine.ContentServer || m.Globals == nil || !slices.Equal(dbs, []string{"audit", env.PGDatabase, "postgres", "shop"}) {
+		t.Fatalf("manifest kind %q globals %v databases %v", m.Content, m.Globals, dbs)
 	}
-	if list, err := e.List(ctx, nil); err != nil || len(list) != 1 || list[0].Kind != engine.KindServer {
+	if list, err := e.List(ctx, nil); err != nil || len(list) != 1 || list[0].Content != engine.ContentServer {
 		t.Fatalf("list = %+v, %v; want one whole-server backup", list, err)
 	}
 	if _, err := e.Verify(ctx, "whole", "", false); err != nil {

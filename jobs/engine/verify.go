@@ -28,7 +28,7 @@ func (e *Engine) Verify(ctx context.Context, name, from string, allowUnsigned bo
 	}
 	s, _ := e.pick(where[:1])
 	archives := []*Manifest{m}
-	if m.Kind == KindServer {
+	if m.Content == ContentServer {
 		archives = archives[:0]
 		for _, d := range m.Databases {
 			archives = append(archives, m.part(d))
@@ -55,7 +55,7 @@ func (e *Engine) verifyArchive(ctx context.Context, s store.Store, m *Manifest) 
 	if err != nil {
 		return err
 	}
-	if m.Kind == KindBucket {
+	if m.Content == ContentBucket {
 		return nil // its checksum is what can be checked without a bucket
 	}
 	spec := m.Format.spec()
