@@ -103,10 +103,11 @@ func (a *API) createBackup(c echo.Context) error {
 			return err
 		}
 	} else {
-		if err := engine.ValidateName(name); err != nil {
+		parsed, err := engine.ParseName(name)
+		if err != nil {
 			return err
 		}
-		taken, err := a.nameTaken(ctx, name)
+		taken, err := a.nameTaken(ctx, parsed)
 		if err != nil {
 			return err
 		}
@@ -126,9 +127,9 @@ func (a *API) createBackup(c echo.Context) error {
 // nameTaken is create's existence check: the name index when it is sure,
 // the stores otherwise. (The name reservation then keeps two creates of
 // one name apart, and the worker checks the stores again before it dumps.)
-func (a *API) nameTaken(ctx context.Context, name string) (bool, error) {
+func (a *API) nameTaken(ctx context.Context, name engine.Name) (bool, error) {
 	if a.d.Names != nil {
-		taken, sure, err := a.d.Names.Taken(ctx, name)
+		taken, sure, err := a.d.Names.Taken(ctx, name.String())
 		if err != nil {
 			return false, fmt.Errorf("%w: %w", errQueueUnavailable, err)
 		}
@@ -149,7 +150,11 @@ func (a *API) freeGeneratedName(c echo.Context) (string, error) {
 	base := "autograph_backup_" + time.Now().UTC().Format("20060102_150405")
 	name := base
 	for i := 2; i < 100; i++ {
-		taken, err := a.nameTaken(c.Request().Context(), name)
+		parsed, err := engine.ParseName(name)
+		if err != nil {
+			return "", err
+		}
+		taken, err := a.nameTaken(c.Request().Context(), parsed)
 		if err != nil {
 			return "", err
 		}
@@ -196,7 +201,8 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if name == "" {
 		return badRequest("backup_name is required")
 	}
-	if err := engine.ValidateName(name); err != nil {
+	backupName, err := engine.ParseName(name)
+	if err != nil {
 		return err
 	}
 	target := deref(req.TargetDatabase)
@@ -209,7 +215,7 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	m, _, err := a.d.Backups.Find(c.Request().Context(), name, listOf(from))
+	m, _, err := a.d.Backups.Find(c.Request().Context(), backupName, listOf(from))
 	if err != nil {
 		return err
 	}
@@ -288,7 +294,7 @@ func (a *API) restoreServer(c echo.Context, req restoreRequest, m *engine.Manife
 			dbs = append(dbs, d.Database)
 		}
 	}
-	p := jobs.RestorePayload{BackupName: m.Name, From: from, Databases: dbs, Target: tname,
+	p := jobs.RestorePayload{BackupName: m.Name.String(), From: from, Databases: dbs, Target: tname,
 		Clean: isTrue(req.Clean), AllowUnsigned: isTrue(req.AllowUnsigned), RestoreGlobals: isTrue(req.RestoreGlobals)}
 	if p.RestoreGlobals && m.Globals == nil {
 		return badRequest("restore_globals: backup %s was taken without include_globals", m.Name)
@@ -389,7 +395,7 @@ func (a *API) listBackups(c echo.Context) error {
 			continue
 		}
 		total++
-		pos := listPosition{At: e.FinishedAt, Name: e.Name}
+		pos := listPosition{At: e.FinishedAt, Name: e.Name.String()}
 		if after != nil && !pos.after(*after) {
 			continue
 		}
@@ -400,7 +406,7 @@ func (a *API) listBackups(c echo.Context) error {
 			continue
 		}
 		out = append(out, backupJSON{
-			BackupName: e.Name, Format: string(e.Format), Database: e.Database,
+			BackupName: e.Name.String(), Format: string(e.Format), Database: e.Database,
 			SizeBytes: e.SizeBytes, SizeMB: float64(e.SizeBytes*100/(1<<20)) / 100,
 			SHA256: e.SHA256, CreatedAt: e.FinishedAt, Locations: e.Locations,
 			ArchiveKey: e.ArchiveKey, Codec: e.Codec, Target: e.Target, Scheduled: e.Scheduled, Signed: e.Signature != "",
@@ -459,7 +465,8 @@ type deleteRequest struct {
 
 func (a *API) deleteBackup(c echo.Context) error {
 	name := c.Param("name")
-	if err := engine.ValidateName(name); err != nil {
+	backupName, err := engine.ParseName(name)
+	if err != nil {
 		return err
 	}
 	c.Set(auditBackup, name)
@@ -471,7 +478,7 @@ func (a *API) deleteBackup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, stores); err != nil {
+	if _, _, err := a.d.Backups.Find(c.Request().Context(), backupName, stores); err != nil {
 		return err
 	}
 	return a.accepted(c, jobs.DeletePayload{BackupName: name, Stores: stores})
@@ -488,7 +495,8 @@ type verifyRequest struct {
 // triggered by any link or image.
 func (a *API) verifyBackup(c echo.Context) error {
 	name := c.Param("name")
-	if err := engine.ValidateName(name); err != nil {
+	backupName, err := engine.ParseName(name)
+	if err != nil {
 		return err
 	}
 	c.Set(auditBackup, name)
@@ -503,7 +511,7 @@ func (a *API) verifyBackup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, listOf(from)); err != nil {
+	if _, _, err := a.d.Backups.Find(c.Request().Context(), backupName, listOf(from)); err != nil {
 		return err
 	}
 	return a.accepted(c, jobs.VerifyPayload{BackupName: name, From: from, AllowUnsigned: isTrue(req.AllowUnsigned)})

@@ -71,8 +71,12 @@ func (w *Worker) bucketBackup(ctx context.Context, p BucketBackupPayload) (*engi
 	}
 	taskID, _ := taskIDOf(ctx)
 	start := time.Now()
-	m, err := be.BucketBackup(ctx, engine.BucketBackupRequest{Name: p.BackupName, Source: src, Prefix: p.Prefix,
-		Stores: p.Stores, Target: p.Target, Scheduled: p.Scheduled, TaskID: taskID, Progress: progressOf(ctx)})
+	name, err := parseBackupName("bucket backup", p.BackupName)
+	var m *engine.Manifest
+	if err == nil {
+		m, err = be.BucketBackup(ctx, engine.BucketBackupRequest{Name: name, Source: src, Prefix: p.Prefix,
+			Stores: p.Stores, Target: p.Target, Scheduled: p.Scheduled, TaskID: taskID, Progress: progressOf(ctx)})
+	}
 	bg := context.WithoutCancel(ctx)
 	if err != nil {
 		if finalAttempt(ctx, err) {
@@ -80,8 +84,8 @@ func (w *Worker) bucketBackup(ctx context.Context, p BucketBackupPayload) (*engi
 		}
 		return nil, err
 	}
-	w.markName(bg, m.Name, true)
-	w.record(bg, p.Target, OutcomeSuccess, m.Name, m.FinishedAt, time.Since(start), m.SizeBytes)
+	w.markName(bg, m.Name.String(), true)
+	w.record(bg, p.Target, OutcomeSuccess, m.Name.String(), m.FinishedAt, time.Since(start), m.SizeBytes)
 	w.afterScheduled(bg, p.Target, p.Scheduled)
 	return m, nil
 }
@@ -110,6 +114,10 @@ func (w *Worker) bucketRestore(ctx context.Context, p BucketRestorePayload) (*en
 	if err != nil {
 		return nil, fmt.Errorf("bucket restore: %w", err)
 	}
-	return be.BucketRestore(ctx, engine.BucketRestoreRequest{Name: p.BackupName, From: p.From, Target: dst,
+	name, err := parseBackupName("bucket restore", p.BackupName)
+	if err != nil {
+		return nil, err
+	}
+	return be.BucketRestore(ctx, engine.BucketRestoreRequest{Name: name, From: p.From, Target: dst,
 		Overwrite: p.Overwrite, Progress: progressOf(ctx)})
 }

@@ -12,6 +12,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -90,10 +91,14 @@ func (p BackupPayload) failureEvent() Event {
 func (w *Worker) backup(ctx context.Context, p BackupPayload) (*engine.Manifest, error) {
 	taskID, _ := taskIDOf(ctx)
 	start := time.Now()
-	m, err := w.Engine.Backup(ctx, engine.BackupRequest{
-		Name: p.BackupName, Server: w.serverOf(p.Target), Database: p.Database, Format: engine.Format(p.Format), Stores: p.Stores,
-		Target: p.Target, Scheduled: p.Scheduled, IncludeGlobals: p.IncludeGlobals, TaskID: taskID, Progress: progressOf(ctx),
-	})
+	name, err := parseBackupName("backup", p.BackupName)
+	var m *engine.Manifest
+	if err == nil {
+		m, err = w.Engine.Backup(ctx, engine.BackupRequest{
+			Name: name, Server: w.serverOf(p.Target), Database: p.Database, Format: engine.Format(p.Format), Stores: p.Stores,
+			Target: p.Target, Scheduled: p.Scheduled, IncludeGlobals: p.IncludeGlobals, TaskID: taskID, Progress: progressOf(ctx),
+		})
+	}
 	bg := context.WithoutCancel(ctx)
 	if err != nil {
 		if finalAttempt(ctx, err) {
@@ -101,9 +106,9 @@ func (w *Worker) backup(ctx context.Context, p BackupPayload) (*engine.Manifest,
 		}
 		return nil, err
 	}
-	w.record(bg, p.Target, OutcomeSuccess, m.Name, m.FinishedAt, time.Since(start), m.SizeBytes)
-	w.markName(bg, m.Name, true)
-	w.Alerts.Emit(bg, Event{Event: EventBackupSucceeded, Target: p.Target, BackupName: m.Name, TaskID: taskID})
+	w.record(bg, p.Target, OutcomeSuccess, m.Name.String(), m.FinishedAt, time.Since(start), m.SizeBytes)
+	w.markName(bg, m.Name.String(), true)
+	w.Alerts.Emit(bg, Event{Event: EventBackupSucceeded, Target: p.Target, BackupName: m.Name.String(), TaskID: taskID})
 	w.afterScheduled(bg, p.Target, p.Scheduled)
 	return m, nil
 }
@@ -158,14 +163,17 @@ func (RestorePayload) Kind() string { return TypeBackupRestore }
 // or a whole-server backup's databases to all it holds, before the
 // reservations on them are taken.
 func (p RestorePayload) resolve(ctx context.Context, w *Worker, _ string) (RestorePayload, error) {
+	name, err := parseBackupName("restore", p.BackupName)
+	if err != nil {
+		return p, err
+	}
 	var from []string
 	if p.From != "" {
 		from = []string{p.From}
 	}
 	var m *engine.Manifest
 	if p.Target == "" {
-		var err error
-		if m, _, err = w.Engine.Find(ctx, p.BackupName, from); err != nil {
+		if m, _, err = w.Engine.Find(ctx, name, from); err != nil {
 			return p, err
 		}
 		if w.serverOf(m.Target) != nil {
@@ -174,8 +182,7 @@ func (p RestorePayload) resolve(ctx context.Context, w *Worker, _ string) (Resto
 	}
 	if p.TargetDatabase == "" && len(p.Databases) == 0 {
 		if m == nil {
-			var err error
-			if m, _, err = w.Engine.Find(ctx, p.BackupName, from); err != nil {
+			if m, _, err = w.Engine.Find(ctx, name, from); err != nil {
 				return p, err
 			}
 		}
@@ -212,8 +219,12 @@ func (p RestorePayload) logFields() logrus.Fields {
 }
 
 func (w *Worker) restore(ctx context.Context, p RestorePayload) (*engine.RestoreResult, error) {
+	name, err := parseBackupName("restore", p.BackupName)
+	if err != nil {
+		return nil, err
+	}
 	return w.Engine.Restore(ctx, engine.RestoreRequest{
-		Name: p.BackupName, Server: w.serverOf(p.Target), From: p.From, TargetDatabase: p.TargetDatabase, Clean: p.Clean,
+		Name: name, Server: w.serverOf(p.Target), From: p.From, TargetDatabase: p.TargetDatabase, Clean: p.Clean,
 		Replace: p.Replace, AllowUnsigned: p.AllowUnsigned, RestoreGlobals: p.RestoreGlobals, Databases: p.Databases, Progress: progressOf(ctx),
 	})
 }
@@ -238,7 +249,11 @@ type DeleteOutcome struct {
 }
 
 func (w *Worker) delete(ctx context.Context, p DeletePayload) (DeleteOutcome, error) {
-	deleted, err := w.Engine.Delete(ctx, p.BackupName, p.Stores)
+	name, err := parseBackupName("delete", p.BackupName)
+	if err != nil {
+		return DeleteOutcome{}, err
+	}
+	deleted, err := w.Engine.Delete(ctx, name, p.Stores)
 	if len(deleted) > 0 {
 		w.markName(context.WithoutCancel(ctx), p.BackupName, false)
 	}
@@ -286,7 +301,11 @@ type VerifyOutcome struct {
 }
 
 func (w *Worker) verify(ctx context.Context, p VerifyPayload) (VerifyOutcome, error) {
-	m, err := w.Engine.Verify(ctx, p.BackupName, p.From, p.AllowUnsigned)
+	name, err := parseBackupName("verify", p.BackupName)
+	if err != nil {
+		return VerifyOutcome{}, err
+	}
+	m, err := w.Engine.Verify(ctx, name, p.From, p.AllowUnsigned)
 	if err != nil {
 		return VerifyOutcome{}, err
 	}
@@ -354,4 +373,14 @@ func (w *Worker) serverOf(target string) *pgtool.Conn {
 		return t.Server
 	}
 	return nil
+}
+
+// parseBackupName parses a payload's backup name where the worker decodes
+// the payload: the engine takes only parsed names.
+func parseBackupName(op, s string) (engine.Name, error) {
+	name, err := engine.ParseName(s)
+	if err != nil {
+		return engine.Name{}, fmt.Errorf("%s: %w", op, err)
+	}
+	return name, nil
 }

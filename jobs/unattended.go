@@ -92,7 +92,7 @@ func PlanPrune(ctx context.Context, l Lister, q TaskLister, t Target) ([]PruneDe
 	var cands []PruneCandidate
 	for _, e := range entries {
 		if _, scheduled := t.Owns(&e.Manifest); scheduled {
-			cands = append(cands, PruneCandidate{Name: e.Name, At: e.StartedAt, InUse: inUse[e.Name]})
+			cands = append(cands, PruneCandidate{Name: e.Name.String(), At: e.StartedAt, InUse: inUse[e.Name.String()]})
 		}
 	}
 	return SelectPrune(cands, t.Retention), nil
@@ -117,7 +117,11 @@ func (w *Worker) prune(ctx context.Context, p PrunePayload) (PruneOutcome, error
 			continue
 		}
 		// The same path as DELETE: manifest first, then archive, in every store.
-		if _, err := w.Engine.Delete(ctx, d.Name, nil); err != nil && !errors.Is(err, engine.ErrNotFound) {
+		name, err := parseBackupName("prune "+t.Name, d.Name)
+		if err != nil {
+			return out, err
+		}
+		if _, err := w.Engine.Delete(ctx, name, nil); err != nil && !errors.Is(err, engine.ErrNotFound) {
 			return out, fmt.Errorf("prune %s: %w", t.Name, err)
 		}
 		out.Deleted = append(out.Deleted, d.Name)
@@ -176,14 +180,18 @@ func (w *Worker) drill(ctx context.Context, p DrillPayload) (DrillResult, error)
 	if res.BackupName == "" {
 		var m *engine.Manifest
 		if m, err = newestOf(ctx, w.Engine, t); err == nil {
-			res.BackupName = m.Name
+			res.BackupName = m.Name.String()
 		}
+	}
+	var name engine.Name
+	if err == nil {
+		name, err = parseBackupName("drill", res.BackupName)
 	}
 	if err == nil {
 		scratch := "pgbackup_drill_" + t.Name + "_" + res.At.Format("20060102150405")
 		var rep *engine.DrillReport
 		// On the target's own server, where its backups come from.
-		rep, err = w.Engine.Drill(ctx, res.BackupName, scratch, t.Server, progressOf(ctx))
+		rep, err = w.Engine.Drill(ctx, name, scratch, t.Server, progressOf(ctx))
 		if rep != nil {
 			res.RTOSeconds = rep.RTO.Seconds()
 			res.BackupAgeSeconds = res.At.Sub(rep.Manifest.FinishedAt).Seconds()

@@ -24,11 +24,11 @@ import (
 type Engine interface {
 	Backup(ctx context.Context, req engine.BackupRequest) (*engine.Manifest, error)
 	Restore(ctx context.Context, req engine.RestoreRequest) (*engine.RestoreResult, error)
-	Delete(ctx context.Context, name string, from []string) ([]string, error)
-	Verify(ctx context.Context, name, from string, allowUnsigned bool) (*engine.Manifest, error)
-	Find(ctx context.Context, name string, from []string) (*engine.Manifest, []string, error)
+	Delete(ctx context.Context, name engine.Name, from []string) ([]string, error)
+	Verify(ctx context.Context, name engine.Name, from string, allowUnsigned bool) (*engine.Manifest, error)
+	Find(ctx context.Context, name engine.Name, from []string) (*engine.Manifest, []string, error)
 	List(ctx context.Context, from []string) ([]engine.Entry, error)
-	Drill(ctx context.Context, name, scratch string, server *pgtool.Conn, progress engine.ProgressFunc) (*engine.DrillReport, error)
+	Drill(ctx context.Context, name engine.Name, scratch string, server *pgtool.Conn, progress engine.ProgressFunc) (*engine.DrillReport, error)
 }
 
 var _ Engine = (*engine.Engine)(nil)

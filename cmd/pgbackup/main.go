@@ -92,23 +92,30 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 
+	if cmd == "backup" && *name == "" {
+		*name = "autograph_backup_" + time.Now().UTC().Format("20060102_150405")
+	}
+	var backupName engine.Name
+	switch cmd {
+	case "backup", "restore", "delete", "verify":
+		if backupName, err = engine.ParseName(*name); err != nil {
+			return fmt.Errorf("%s: %w", cmd, err)
+		}
+	}
 	var out any
 	switch cmd {
 	case "backup":
-		if *name == "" {
-			*name = "autograph_backup_" + time.Now().UTC().Format("20060102_150405")
-		}
-		out, err = eng.Backup(ctx, engine.BackupRequest{Name: *name, Database: *database,
+		out, err = eng.Backup(ctx, engine.BackupRequest{Name: backupName, Database: *database,
 			Format: engine.Format(*format), Stores: remote.SplitList(*stores), IncludeGlobals: *includeGlobals, Progress: report})
 	case "restore":
-		out, err = eng.Restore(ctx, engine.RestoreRequest{Name: *name, From: *from,
+		out, err = eng.Restore(ctx, engine.RestoreRequest{Name: backupName, From: *from,
 			TargetDatabase: *target, Clean: *clean, Replace: *replace, AllowUnsigned: *allowUnsigned, RestoreGlobals: *restoreGlobals, Progress: report})
 	case "list":
 		out, err = eng.List(ctx, remote.SplitList(*stores))
 	case "delete":
-		out, err = eng.Delete(ctx, *name, remote.SplitList(*stores))
+		out, err = eng.Delete(ctx, backupName, remote.SplitList(*stores))
 	case "verify":
-		out, err = eng.Verify(ctx, *name, *from, *allowUnsigned)
+		out, err = eng.Verify(ctx, backupName, *from, *allowUnsigned)
 	default:
 		fmt.Fprintln(os.Stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)

@@ -15,7 +15,7 @@ const AllDatabases = "*"
 
 // BackupRequest asks for one backup.
 type BackupRequest struct {
-	Name string
+	Name Name
 	// Server is the PostgreSQL server to dump from; nil means the
 	// configured one. Database then defaults to Server's.
 	Server *pgtool.Conn

@@ -22,7 +22,7 @@ const (
 
 // BucketBackupRequest asks for one bucket backup.
 type BucketBackupRequest struct {
-	Name   string
+	Name   Name
 	Source *store.Bucket
 	Prefix string
 	// Stores to write to; every configured store when empty.
@@ -40,7 +40,7 @@ type BucketBackupRequest struct {
 // changes during the backup is stored as one of its versions, never a mix;
 // memory stays bounded by the stream, whatever the count and sizes.
 func (e *Engine) BucketBackup(ctx context.Context, req BucketBackupRequest) (*Manifest, error) {
-	if err := ValidateName(req.Name); err != nil {
+	if err := req.Name.required(); err != nil {
 		return nil, fmt.Errorf("bucket backup: %w", err)
 	}
 	targets, err := e.pick(req.Stores)

@@ -15,7 +15,7 @@ import (
 
 // BucketRestoreRequest asks for one bucket restore.
 type BucketRestoreRequest struct {
-	Name string
+	Name Name
 	From string
 	// Target is the bucket to write to (created when missing by the caller).
 	Target *store.Bucket
@@ -69,7 +69,7 @@ func (e *Engine) BucketRestore(ctx context.Context, req BucketRestoreRequest) (*
 		return nil, err
 	}
 	defer f.Close()
-	res := &BucketRestoreResult{BackupName: m.Name, TargetBucket: req.Target.Name()}
+	res := &BucketRestoreResult{BackupName: m.Name.String(), TargetBucket: req.Target.Name()}
 	tr := tar.NewReader(f)
 	for {
 		hdr, err := tr.Next()

@@ -14,8 +14,8 @@ import (
 // when empty) and returns where it was deleted. The manifest goes first, so
 // a failure half way leaves an unlisted archive, never a listed backup with
 // no archive.
-func (e *Engine) Delete(ctx context.Context, name string, from []string) ([]string, error) {
-	if err := ValidateName(name); err != nil {
+func (e *Engine) Delete(ctx context.Context, name Name, from []string) ([]string, error) {
+	if err := name.required(); err != nil {
 		return nil, fmt.Errorf("delete: %w", err)
 	}
 	stores, err := e.pick(from)

@@ -25,7 +25,7 @@ type DrillReport struct {
 // it), checks every table's row count against the manifest, measures the
 // time it all took, and drops the scratch database whatever happened.
 // Nothing else is touched.
-func (e *Engine) Drill(ctx context.Context, name, scratch string, server *pgtool.Conn, progress ProgressFunc) (*DrillReport, error) {
+func (e *Engine) Drill(ctx context.Context, name Name, scratch string, server *pgtool.Conn, progress ProgressFunc) (*DrillReport, error) {
 	e = e.on(server)
 	start := time.Now()
 	if !pgtool.ValidIdentifier(scratch) {

@@ -10,7 +10,7 @@ import (
 
 // dumpGlobals is the dump stage of a backup's globals: it streams
 // pg_dumpall --globals-only through the encode and put stages.
-func (e *Engine) dumpGlobals(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, name string, targets []store.Store) (*Companion, error) {
+func (e *Engine) dumpGlobals(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, name Name, targets []store.Store) (*Companion, error) {
 	super, err := isSuperuser(ctx, conn)
 	if err != nil {
 		return nil, err

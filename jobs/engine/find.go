@@ -13,8 +13,8 @@ import (
 
 // Find returns the manifest of a complete backup and the stores holding it,
 // searching the named stores (all when empty).
-func (e *Engine) Find(ctx context.Context, name string, from []string) (*Manifest, []string, error) {
-	if err := ValidateName(name); err != nil {
+func (e *Engine) Find(ctx context.Context, name Name, from []string) (*Manifest, []string, error) {
+	if err := name.required(); err != nil {
 		return nil, nil, err
 	}
 	stores, err := e.pick(from)
@@ -44,7 +44,7 @@ func (e *Engine) Find(ctx context.Context, name string, from []string) (*Manifes
 
 // readManifest returns a backup's manifest from one store, provided its
 // archive is also there with the recorded size.
-func (e *Engine) readManifest(ctx context.Context, s store.Store, name string) (*Manifest, error) {
+func (e *Engine) readManifest(ctx context.Context, s store.Store, name Name) (*Manifest, error) {
 	m, err := e.fetchManifest(ctx, s, name)
 	if err != nil {
 		return nil, err
@@ -62,7 +62,7 @@ func (e *Engine) readManifest(ctx context.Context, s store.Store, name string) (
 }
 
 // fetchManifest reads and decodes a manifest without looking at the archive.
-func (e *Engine) fetchManifest(ctx context.Context, s store.Store, name string) (*Manifest, error) {
+func (e *Engine) fetchManifest(ctx context.Context, s store.Store, name Name) (*Manifest, error) {
 	rc, err := s.Get(ctx, ManifestKey(name))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNotFound

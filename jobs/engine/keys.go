@@ -7,15 +7,15 @@ const Prefix = "postgres/"
 const manifestSuffix = ".manifest.json"
 
 // ManifestKey is the store key of a backup's manifest.
-func ManifestKey(name string) string { return Prefix + name + manifestSuffix }
+func ManifestKey(name Name) string { return Prefix + name.s + manifestSuffix }
 
 // ArchiveKey is the store key of a backup's archive: the format's
 // extension, then the codec's (".dump.zst").
-func ArchiveKey(name string, f Format, c Codec) string { return archiveKey(name, f, c, false) }
+func ArchiveKey(name Name, f Format, c Codec) string { return archiveKey(name, f, c, false) }
 
 // archiveKey adds ".age" for encrypted archives.
-func archiveKey(name string, f Format, c Codec, encrypted bool) string {
-	key := Prefix + name + f.Extension() + c.Extension()
+func archiveKey(name Name, f Format, c Codec, encrypted bool) string {
+	key := Prefix + name.s + f.Extension() + c.Extension()
 	if encrypted {
 		key += encryptedExtension
 	}
@@ -25,8 +25,8 @@ func archiveKey(name string, f Format, c Codec, encrypted bool) string {
 // serverArchiveKey is one database's archive in a whole-server backup:
 // postgres/<name>/<database><extensions>. Backup names have no '/', so no
 // other backup's key has this shape.
-func serverArchiveKey(name, db string, f Format, c Codec, encrypted bool) string {
-	key := Prefix + name + "/" + db + f.Extension() + c.Extension()
+func serverArchiveKey(name Name, db string, f Format, c Codec, encrypted bool) string {
+	key := Prefix + name.s + "/" + db + f.Extension() + c.Extension()
 	if encrypted {
 		key += encryptedExtension
 	}
@@ -35,8 +35,8 @@ func serverArchiveKey(name, db string, f Format, c Codec, encrypted bool) string
 
 // globalsKey is the companion's key. '+' never appears in backup names,
 // so it cannot be another backup's key.
-func globalsKey(name string, c Codec, encrypted bool) string {
-	key := Prefix + name + "+globals.sql" + c.Extension()
+func globalsKey(name Name, c Codec, encrypted bool) string {
+	key := Prefix + name.s + "+globals.sql" + c.Extension()
 	if encrypted {
 		key += encryptedExtension
 	}
@@ -45,18 +45,20 @@ func globalsKey(name string, c Codec, encrypted bool) string {
 
 // bucketArchiveKey is a bucket backup's key; '+' never appears in backup
 // names, so it cannot be a database backup's key.
-func bucketArchiveKey(name string, c Codec, encrypted bool) string {
-	key := Prefix + name + "+bucket.tar" + c.Extension()
+func bucketArchiveKey(name Name, c Codec, encrypted bool) string {
+	key := Prefix + name.s + "+bucket.tar" + c.Extension()
 	if encrypted {
 		key += encryptedExtension
 	}
 	return key
 }
 
-func manifestName(key string) (string, bool) {
+// manifestName parses the backup name out of a manifest's key, for keys
+// a store listing returns.
+func manifestName(key string) (Name, bool) {
 	if len(key) <= len(Prefix)+len(manifestSuffix) || key[:len(Prefix)] != Prefix || key[len(key)-len(manifestSuffix):] != manifestSuffix {
-		return "", false
+		return Name{}, false
 	}
-	name := key[len(Prefix) : len(key)-len(manifestSuffix)]
-	return name, ValidateName(name) == nil
+	name, err := ParseName(key[len(Prefix) : len(key)-len(manifestSuffix)])
+	return name, err == nil
 }

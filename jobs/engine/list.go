@@ -28,7 +28,7 @@ func (e *Engine) List(ctx context.Context, from []string) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	byName := map[string]*Entry{}
+	byName := map[Name]*Entry{}
 	for _, s := range stores {
 		found, err := e.listStore(ctx, s)
 		if err != nil {
@@ -50,7 +50,7 @@ func (e *Engine) List(ctx context.Context, from []string) ([]Entry, error) {
 		if !out[i].FinishedAt.Equal(out[j].FinishedAt) {
 			return out[i].FinishedAt.After(out[j].FinishedAt)
 		}
-		return out[i].Name < out[j].Name
+		return out[i].Name.s < out[j].Name.s
 	})
 	return out, nil
 }
@@ -70,7 +70,7 @@ func (e *Engine) listStore(ctx context.Context, s store.Store) ([]*Manifest, err
 	sizes := make(map[string]int64, len(objs))
 	listed := make(map[string]bool, len(objs))
 	type manifestObj struct {
-		name string
+		name Name
 		obj  store.ObjectInfo
 	}
 	var manifests []manifestObj

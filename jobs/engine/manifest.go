@@ -12,7 +12,7 @@ import (
 // and only once the archive is fully stored and its checksum known: a backup
 // without a manifest is incomplete and is never listed.
 type Manifest struct {
-	Name          string    `json:"name"`
+	Name          Name      `json:"name"`
 	Database      string    `json:"database"`
 	Format        Format    `json:"format"`
 	ArchiveKey    string    `json:"archive_key"`
@@ -117,7 +117,8 @@ func decodeManifest(b []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("decode manifest: %w", err)
 	}
 	m.raw = b
-	if err := ValidateName(m.Name); err != nil {
+	// Name's UnmarshalText parsed the name; only its absence is left.
+	if err := m.Name.required(); err != nil {
 		return nil, fmt.Errorf("decode manifest: %w", err)
 	}
 	if m.Content == ContentBucket {

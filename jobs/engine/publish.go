@@ -24,7 +24,7 @@ func (e *Engine) newManifest(job *backupJob, tools pgtool.Tools, serverNum int) 
 
 // manifestFor holds what every backup's manifest records about the
 // request and how the engine stores archives (codec, encryption).
-func (e *Engine) manifestFor(name string, targets []store.Store, taskID, target string, scheduled bool) *Manifest {
+func (e *Engine) manifestFor(name Name, targets []store.Store, taskID, target string, scheduled bool) *Manifest {
 	m := &Manifest{Name: name, StartedAt: time.Now().UTC(), Stores: names(targets), TaskID: taskID,
 		Target: target, Scheduled: scheduled, Codec: e.codec.String()}
 	if e.enc.encrypts() {

@@ -14,7 +14,7 @@ import (
 
 // RestoreRequest asks for one restore.
 type RestoreRequest struct {
-	Name string
+	Name Name
 	// Server is the PostgreSQL server to restore into; nil means the
 	// configured one.
 	Server *pgtool.Conn
@@ -91,7 +91,7 @@ func CheckRestoreMode(f Format, clean, replace bool) error {
 // been checked.
 func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResult, error) {
 	e = e.on(req.Server)
-	if err := ValidateName(req.Name); err != nil {
+	if err := req.Name.required(); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if req.TargetDatabase != "" && !pgtool.ValidIdentifier(req.TargetDatabase) {

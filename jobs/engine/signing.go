@@ -83,7 +83,7 @@ func (s *Signer) sign(m *Manifest) error {
 }
 
 // check verifies the signature of the manifest as it was stored (raw).
-func (s *Signer) check(name string, raw []byte) error {
+func (s *Signer) check(name Name, raw []byte) error {
 	var probe struct {
 		Signature string `json:"signature"`
 	}

@@ -14,7 +14,7 @@ import (
 // resolves it against this engine (default database, stores). Nothing has
 // been read or written yet.
 func (e *Engine) validateBackup(req BackupRequest) (*backupJob, error) {
-	if err := ValidateName(req.Name); err != nil {
+	if err := req.Name.required(); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
 	format, err := ParseFormat(string(req.Format))
@@ -41,7 +41,7 @@ func (e *Engine) validateBackup(req BackupRequest) (*backupJob, error) {
 // store, not only the targets, so that a later restore or delete by name
 // is never ambiguous. It returns the manifest of the backup an earlier
 // attempt of the same task finished (see resumable), or nil to go on.
-func (e *Engine) claimName(ctx context.Context, op, name, taskID string, log *logrus.Entry) (*Manifest, error) {
+func (e *Engine) claimName(ctx context.Context, op string, name Name, taskID string, log *logrus.Entry) (*Manifest, error) {
 	existing, where, err := e.Find(ctx, name, nil)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
@@ -61,7 +61,7 @@ func (e *Engine) claimName(ctx context.Context, op, name, taskID string, log *lo
 // (done: return it) or stopped after some stores had their copy: then the
 // task's own partial work is replaced by a new attempt (stores' Puts
 // replace). Anything else is another backup of that name: ErrExists.
-func resumable(name, taskID string, existing *Manifest, where []string, log *logrus.Entry) (done bool, err error) {
+func resumable(name Name, taskID string, existing *Manifest, where []string, log *logrus.Entry) (done bool, err error) {
 	if taskID == "" || existing.TaskID != taskID {
 		return false, fmt.Errorf("backup %s: %w in %v", name, ErrExists, where)
 	}

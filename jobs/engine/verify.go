@@ -14,7 +14,7 @@ import (
 // are signed), size and checksum; that pg_restore can read its table of
 // contents; and, when the manifest has row counts, that the archive's data
 // holds exactly that many rows per table.
-func (e *Engine) Verify(ctx context.Context, name, from string, allowUnsigned bool) (*Manifest, error) {
+func (e *Engine) Verify(ctx context.Context, name Name, from string, allowUnsigned bool) (*Manifest, error) {
 	var stores []string
 	if from != "" {
 		stores = []string{from}
