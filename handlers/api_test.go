@@ -436,7 +436,7 @@ func TestListPagesAndFilters(t *testing.T) {
 			db = "audit"
 		}
 		f.backups.entries = append(f.backups.entries, engine.Entry{Manifest: engine.Manifest{
-			Name: fmt.Sprintf("b%02d", i), Database: db, Format: engine.FormatCustom, FinishedAt: base.Add(time.Duration(i) * time.Hour),
+			Name: engine.MustParseName(fmt.Sprintf("b%02d", i)), Database: db, Format: engine.FormatCustom, FinishedAt: base.Add(time.Duration(i) * time.Hour),
 			ArchiveKey: fmt.Sprintf("postgres/b%02d.dump.zst", i), Codec: "zstd:3"}, Locations: []string{store.LocalName}})
 	}
 	page := func(q string) (names []string, next string) {

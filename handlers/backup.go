@@ -104,10 +104,11 @@ func (a *API) createBackup(c echo.Context) error {
 			return err
 		}
 	} else {
-		if err := engine.ValidateName(name); err != nil {
+		parsed, err := engine.ParseName(name)
+		if err != nil {
 			return err
 		}
-		taken, err := a.nameTaken(ctx, name)
+		taken, err := a.nameTaken(ctx, parsed)
 		if err != nil {
 			return err
 		}
@@ -127,9 +128,9 @@ func (a *API) createBackup(c echo.Context) error {
 // nameTaken is create's existence check: the name index when it is sure,
 // the stores otherwise. (The name reservation then keeps two creates of
 // one name apart, and the worker checks the stores again before it dumps.)
-func (a *API) nameTaken(ctx context.Context, name string) (bool, error) {
+func (a *API) nameTaken(ctx context.Context, name engine.Name) (bool, error) {
 	if a.d.Names != nil {
-		taken, sure, err := a.d.Names.Taken(ctx, name)
+		taken, sure, err := a.d.Names.Taken(ctx, name.String())
 		if err != nil {
 			return false, fmt.Errorf("%w: %w", errQueueUnavailable, err)
 		}
@@ -150,7 +151,11 @@ func (a *API) freeGeneratedName(c echo.Context) (string, error) {
 	base := "autograph_backup_" + time.Now().UTC().Format("20060102_150405")
 	name := base
 	for i := 2; i < 100; i++ {
-		taken, err := a.nameTaken(c.Request().Context(), name)
+		parsed, err := engine.ParseName(name)
+		if err != nil {
+			return "", err
+		}
+		taken, err := a.nameTaken(c.Request().Context(), parsed)
 		if err != nil {
 			return "", err
 		}
@@ -197,7 +202,8 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if name == "" {
 		return badRequest("backup_name is required")
 	}
-	if err := engine.ValidateName(name); err != nil {
+	backupName, err := engine.ParseName(name)
+	if err != nil {
 		return err
 	}
 	target := deref(req.TargetDatabase)
@@ -210,11 +216,11 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	m, _, err := a.d.Backups.Find(c.Request().Context(), name, listOf(from))
+	m, _, err := a.d.Backups.Find(c.Request().Context(), backupName, listOf(from))
 	if err != nil {
 		return err
 	}
-	if m.Kind == engine.KindBucket {
+	if m.Content == engine.ContentBucket {
 		return badRequest("backup %s is a bucket backup; restore it with POST /api/admin/buckets/restore", name)
 	}
 	// The server to restore into: the named target's, else the one the
@@ -228,13 +234,13 @@ func (a *API) restoreBackup(c echo.Context) error {
 		if t.Source == policy.SourceBucket {
 			return badRequest("target %s backs up a bucket; restore its backups with POST /api/admin/buckets/restore", t.Name)
 		}
-		if target == "" && t.Database != engine.AllDatabases && m.Kind != engine.KindServer {
+		if target == "" && t.Database != engine.AllDatabases && m.Content != engine.ContentServer {
 			target = t.Database
 		}
 	} else if t, ok := a.d.Targets.Get(m.Target); ok && t.Server != nil {
 		tname = t.Name
 	}
-	if m.Kind == engine.KindServer || req.Databases != nil {
+	if m.Content == engine.ContentServer || req.Databases != nil {
 		return a.restoreServer(c, req, m, from, tname)
 	}
 	if target == "" {
@@ -261,7 +267,7 @@ func (a *API) restoreBackup(c echo.Context) error {
 // restoreServer enqueues the restore of a whole-server backup: each
 // chosen database (all by default) under its own name, each reserved.
 func (a *API) restoreServer(c echo.Context, req restoreRequest, m *engine.Manifest, from, tname string) error {
-	if m.Kind != engine.KindServer {
+	if m.Content != engine.ContentServer {
 		return badRequest("databases: backup %s holds the one database %s; use target_database", m.Name, m.Database)
 	}
 	if req.TargetDatabase != nil || isTrue(req.Replace) {
@@ -289,7 +295,7 @@ func (a *API) restoreServer(c echo.Context, req restoreRequest, m *engine.Manife
 			dbs = append(dbs, d.Database)
 		}
 	}
-	p := tasks.RestorePayload{BackupName: m.Name, From: from, Databases: dbs, Target: tname,
+	p := tasks.RestorePayload{BackupName: m.Name.String(), From: from, Databases: dbs, Target: tname,
 		Clean: isTrue(req.Clean), AllowUnsigned: isTrue(req.AllowUnsigned), RestoreGlobals: isTrue(req.RestoreGlobals)}
 	if p.RestoreGlobals && m.Globals == nil {
 		return badRequest("restore_globals: backup %s was taken without include_globals", m.Name)
@@ -390,7 +396,7 @@ func (a *API) listBackups(c echo.Context) error {
 			continue
 		}
 		total++
-		pos := listPosition{At: e.FinishedAt, Name: e.Name}
+		pos := listPosition{At: e.FinishedAt, Name: e.Name.String()}
 		if after != nil && !pos.after(*after) {
 			continue
 		}
@@ -401,11 +407,11 @@ func (a *API) listBackups(c echo.Context) error {
 			continue
 		}
 		out = append(out, backupJSON{
-			BackupName: e.Name, Format: string(e.Format), Database: e.Database,
+			BackupName: e.Name.String(), Format: string(e.Format), Database: e.Database,
 			SizeBytes: e.SizeBytes, SizeMB: float64(e.SizeBytes*100/(1<<20)) / 100,
 			SHA256: e.SHA256, CreatedAt: e.FinishedAt, Locations: e.Locations,
 			ArchiveKey: e.ArchiveKey, Codec: e.Codec, Target: e.Target, Scheduled: e.Scheduled, Signed: e.Signature != "",
-			Kind: e.Kind, SourceBucket: e.SourceBucket, Objects: e.Objects, Databases: e.DatabaseNames(),
+			Kind: e.Content, SourceBucket: e.SourceBucket, Objects: e.Objects, Databases: e.DatabaseNames(),
 		})
 	}
 	resp := map[string]any{"backups": out, "count": len(out), "total": total}
@@ -460,7 +466,8 @@ type deleteRequest struct {
 
 func (a *API) deleteBackup(c echo.Context) error {
 	name := c.Param("name")
-	if err := engine.ValidateName(name); err != nil {
+	backupName, err := engine.ParseName(name)
+	if err != nil {
 		return err
 	}
 	c.Set(auditBackup, name)
@@ -472,7 +479,7 @@ func (a *API) deleteBackup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, stores); err != nil {
+	if _, _, err := a.d.Backups.Find(c.Request().Context(), backupName, stores); err != nil {
 		return err
 	}
 	return a.accepted(c, tasks.DeletePayload{BackupName: name, Stores: stores})
@@ -489,7 +496,8 @@ type verifyRequest struct {
 // triggered by any link or image.
 func (a *API) verifyBackup(c echo.Context) error {
 	name := c.Param("name")
-	if err := engine.ValidateName(name); err != nil {
+	backupName, err := engine.ParseName(name)
+	if err != nil {
 		return err
 	}
 	c.Set(auditBackup, name)
@@ -504,7 +512,7 @@ func (a *API) verifyBackup(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := a.d.Backups.Find(c.Request().Context(), name, listOf(from)); err != nil {
+	if _, _, err := a.d.Backups.Find(c.Request().Context(), backupName, listOf(from)); err != nil {
 		return err
 	}
 	return a.accepted(c, tasks.VerifyPayload{BackupName: name, From: from, AllowUnsigned: isTrue(req.AllowUnsigned)})

@@ -50,10 +50,11 @@ func (a *API) bucketBackup(c echo.Context) error {
 		name = "bucket_" + bucket + "_" + time.Now().UTC().Format("20060102_150405")
 	}
 	c.Set(auditBackup, name)
-	if err := engine.ValidateName(name); err != nil {
+	backupName, err := engine.ParseName(name)
+	if err != nil {
 		return err
 	}
-	taken, err := a.nameTaken(c.Request().Context(), name)
+	taken, err := a.nameTaken(c.Request().Context(), backupName)
 	if err != nil {
 		return err
 	}
@@ -83,7 +84,8 @@ func (a *API) bucketRestore(c echo.Context) error {
 		return err
 	}
 	name := deref(req.BackupName)
-	if err := engine.ValidateName(name); err != nil {
+	backupName, err := engine.ParseName(name)
+	if err != nil {
 		return err
 	}
 	c.Set(auditBackup, name)
@@ -94,11 +96,11 @@ func (a *API) bucketRestore(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	m, _, err := a.d.Backups.Find(c.Request().Context(), name, listOf(from))
+	m, _, err := a.d.Backups.Find(c.Request().Context(), backupName, listOf(from))
 	if err != nil {
 		return err
 	}
-	if m.Kind != engine.KindBucket {
+	if m.Content != engine.ContentBucket {
 		return badRequest("backup %s is a database backup; restore it with POST /api/admin/backup/restore", name)
 	}
 	target := deref(req.TargetBucket)

@@ -39,7 +39,8 @@ type fakeBackups struct {
 	entries []engine.Entry
 }
 
-func (f *fakeBackups) Find(_ context.Context, name string, from []string) (*engine.Manifest, []string, error) {
+func (f *fakeBackups) Find(_ context.Context, parsed engine.Name, from []string) (*engine.Manifest, []string, error) {
+	name := parsed.String()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -58,7 +59,7 @@ func (f *fakeBackups) Find(_ context.Context, name string, from []string) (*engi
 	if strings.HasPrefix(name, "plain") {
 		format = engine.FormatPlain
 	}
-	return &engine.Manifest{Name: name, Format: format, Database: "origin_db"}, where, nil
+	return &engine.Manifest{Name: parsed, Format: format, Database: "origin_db"}, where, nil
 }
 
 func (f *fakeBackups) List(_ context.Context, from []string) ([]engine.Entry, error) {
@@ -73,7 +74,7 @@ func (f *fakeBackups) List(_ context.Context, from []string) ([]engine.Entry, er
 	}
 	var out []engine.Entry
 	for name, where := range f.backups {
-		out = append(out, engine.Entry{Manifest: engine.Manifest{Name: name, Format: engine.FormatCustom, SizeBytes: 3 << 20}, Locations: where})
+		out = append(out, engine.Entry{Manifest: engine.Manifest{Name: engine.MustParseName(name), Format: engine.FormatCustom, SizeBytes: 3 << 20}, Locations: where})
 	}
 	return out, nil
 }

@@ -24,7 +24,7 @@ import (
 
 // Backups is the read side of the engine that the API uses.
 type Backups interface {
-	Find(ctx context.Context, name string, from []string) (*engine.Manifest, []string, error)
+	Find(ctx context.Context, name engine.Name, from []string) (*engine.Manifest, []string, error)
 	List(ctx context.Context, from []string) ([]engine.Entry, error)
 	// StoreNames lists the configured stores, in preference order for reads.
 	StoreNames() []string

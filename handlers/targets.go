@@ -85,7 +85,7 @@ func (a *API) listTargets(c echo.Context) error {
 		for i := range entries {
 			m := &entries[i].Manifest
 			if owned, _ := t.Owns(m); owned && (tj.NewestBackup == nil || m.FinishedAt.After(tj.NewestBackup.CreatedAt)) {
-				tj.NewestBackup = &newestJSON{Name: m.Name, CreatedAt: m.FinishedAt, SizeBytes: m.SizeBytes}
+				tj.NewestBackup = &newestJSON{Name: m.Name.String(), CreatedAt: m.FinishedAt, SizeBytes: m.SizeBytes}
 			}
 		}
 		if tj.NewestBackup != nil {

@@ -282,8 +282,8 @@ func (b *bench) fillFakeBackups(ctx context.Context, bucket string, n int) error
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			name := fmt.Sprintf("listing-%05d", i)
-			archive := []byte("PGDMP listing bench " + name)
+			name := engine.MustParseName(fmt.Sprintf("listing-%05d", i))
+			archive := []byte("PGDMP listing bench " + name.String())
 			sum := sha256.Sum256(archive)
 			m := engine.Manifest{Name: name, Database: "listing", Format: engine.FormatCustom,
 				ArchiveKey: engine.ArchiveKey(name, engine.FormatCustom, engine.Codec{}), SizeBytes: int64(len(archive)),

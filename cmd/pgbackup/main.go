@@ -89,12 +89,22 @@ func runLocal(ctx context.Context, args []string, o remote.IO) error {
 }
 
 func runEngine(ctx context.Context, eng *engine.Engine, f *cli.Flags, report engine.ProgressFunc) (any, error) {
-	name := f.BackupName()
+	raw := f.BackupName()
+	if f.Command == "backup" && raw == "" {
+		raw = "autograph_backup_" + time.Now().UTC().Format("20060102_150405")
+	}
+	// The name is parsed once here, at the edge; the engine takes only
+	// parsed names.
+	var name engine.Name
+	switch f.Command {
+	case "backup", "restore", "delete", "verify":
+		var err error
+		if name, err = engine.ParseName(raw); err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Command, err)
+		}
+	}
 	switch f.Command {
 	case "backup":
-		if name == "" {
-			name = "autograph_backup_" + time.Now().UTC().Format("20060102_150405")
-		}
 		format := f.Format
 		if format == "" {
 			format = "custom"

@@ -87,7 +87,7 @@ type fixedLister struct{ names []string }
 func (f fixedLister) List(context.Context, []string) ([]engine.Entry, error) {
 	var out []engine.Entry
 	for _, n := range f.names {
-		out = append(out, engine.Entry{Manifest: engine.Manifest{Name: n}})
+		out = append(out, engine.Entry{Manifest: engine.Manifest{Name: engine.MustParseName(n)}})
 	}
 	return out, nil
 }

@@ -77,7 +77,7 @@ func (x *NameIndex) refresh(ctx context.Context) error {
 	}
 	names := make(map[string]bool, len(entries))
 	for _, e := range entries {
-		names[e.Name] = true
+		names[e.Name.String()] = true
 	}
 	x.mu.Lock()
 	x.names, x.ready = names, true

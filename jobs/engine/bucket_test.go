@@ -87,19 +87,19 @@ func TestBucketBackupRoundTrip(t *testing.T) {
 		t.Fatalf("source holds %d objects, want 1001", len(want))
 	}
 	e, _, _ := b.newEngineWith(t, engine.DefaultCodec)
-	m, err := e.BucketBackup(ctx, engine.BucketBackupRequest{Name: "files", Source: src, Stores: []string{store.MinIOName}})
+	m, err := e.BucketBackup(ctx, engine.BucketBackupRequest{Name: engine.MustParseName("files"), Source: src, Stores: []string{store.MinIOName}})
 	if err != nil {
 		t.Fatalf("bucket backup: %v", err)
 	}
-	if m.Kind != engine.KindBucket || m.Objects != 1001 || m.ObjectBytes < 100<<20 {
-		t.Fatalf("manifest kind %q objects %d bytes %d", m.Kind, m.Objects, m.ObjectBytes)
+	if m.Content != engine.ContentBucket || m.Objects != 1001 || m.ObjectBytes < 100<<20 {
+		t.Fatalf("manifest kind %q objects %d bytes %d", m.Content, m.Objects, m.ObjectBytes)
 	}
 	list, err := e.List(ctx, nil)
-	if err != nil || len(list) != 1 || list[0].Kind != engine.KindBucket {
+	if err != nil || len(list) != 1 || list[0].Content != engine.ContentBucket {
 		t.Fatalf("list = %+v, %v; want the bucket backup with its kind", list, err)
 	}
 	dst := b.bucket(t, "dst")
-	res, err := e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: "files", Target: dst})
+	res, err := e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: engine.MustParseName("files"), Target: dst})
 	if err != nil || res.Restored != 1001 {
 		t.Fatalf("bucket restore = %+v, %v", res, err)
 	}
@@ -114,19 +114,19 @@ func TestBucketBackupRoundTrip(t *testing.T) {
 	if err := dst.Put(ctx, store.BucketObject{Key: "media/big.bin", Size: int64(len(changed)), ContentType: "text/plain"}, bytes.NewReader(changed)); err != nil {
 		t.Fatal(err)
 	}
-	if res, err = e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: "files", Target: dst}); err != nil || res.Skipped != 1001 || res.Restored != 0 {
+	if res, err = e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: engine.MustParseName("files"), Target: dst}); err != nil || res.Skipped != 1001 || res.Restored != 0 {
 		t.Fatalf("restore without overwrite = %+v, %v; want all 1001 kept", res, err)
 	}
 	if bucketSums(t, dst)["media/big.bin"] == want["media/big.bin"] {
 		t.Fatal("an existing object was overwritten without overwrite")
 	}
-	if res, err = e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: "files", Target: dst, Overwrite: true}); err != nil || res.Restored != 1001 {
+	if res, err = e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: engine.MustParseName("files"), Target: dst, Overwrite: true}); err != nil || res.Restored != 1001 {
 		t.Fatalf("restore with overwrite = %+v, %v", res, err)
 	}
 	if bucketSums(t, dst)["media/big.bin"] != want["media/big.bin"] {
 		t.Fatal("overwrite did not restore the object")
 	}
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "files", TargetDatabase: "nope"}); err == nil {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("files"), TargetDatabase: "nope"}); err == nil {
 		t.Fatal("a bucket backup restored as a database")
 	}
 }
@@ -156,12 +156,12 @@ func TestBucketBackupOfAChangingObject(t *testing.T) {
 		}
 	}()
 	e, _, _ := b.newEngineWith(t, engine.DefaultCodec)
-	if _, err := e.BucketBackup(ctx, engine.BucketBackupRequest{Name: "changing", Source: src, Stores: []string{store.MinIOName}}); err != nil {
+	if _, err := e.BucketBackup(ctx, engine.BucketBackupRequest{Name: engine.MustParseName("changing"), Source: src, Stores: []string{store.MinIOName}}); err != nil {
 		t.Fatal(err)
 	}
 	<-done
 	dst := b.bucket(t, "chgdst")
-	if _, err := e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: "changing", Target: dst}); err != nil {
+	if _, err := e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: engine.MustParseName("changing"), Target: dst}); err != nil {
 		t.Fatal(err)
 	}
 	got := bucketSums(t, dst)["live.bin"]

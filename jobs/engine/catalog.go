@@ -130,7 +130,7 @@ func (e *Engine) loadCatalog(ctx context.Context, s store.Store, sc *storeCache)
 
 // cachedOrFetch returns the manifest under key: the cached one if the
 // object still has its ETag and the content fits it, else a fresh read.
-func (e *Engine) cachedOrFetch(ctx context.Context, s store.Store, sc *storeCache, o store.ObjectInfo, name string) (*Manifest, bool, error) {
+func (e *Engine) cachedOrFetch(ctx context.Context, s store.Store, sc *storeCache, o store.ObjectInfo, name Name) (*Manifest, bool, error) {
 	e.cache.mu.Lock()
 	c, ok := sc.entries[o.Key]
 	e.cache.mu.Unlock()

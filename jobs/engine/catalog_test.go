@@ -35,14 +35,14 @@ func putFakeBackups(t *testing.T, s store.Store, n int) {
 	for i := range n {
 		name := fmt.Sprintf("fake-%05d", i)
 		archive := []byte("PGDMP fake archive " + name)
-		m := engine.Manifest{Name: name, Database: "db", Format: engine.FormatCustom,
-			ArchiveKey: engine.ArchiveKey(name, engine.FormatCustom, engine.Codec{}), SizeBytes: int64(len(archive)),
+		m := engine.Manifest{Name: engine.MustParseName(name), Database: "db", Format: engine.FormatCustom,
+			ArchiveKey: engine.ArchiveKey(engine.MustParseName(name), engine.FormatCustom, engine.Codec{}), SizeBytes: int64(len(archive)),
 			SHA256: sha(archive), StartedAt: time.Unix(int64(i), 0).UTC(), FinishedAt: time.Unix(int64(i)+1, 0).UTC()}
 		b, _ := json.Marshal(m)
 		if err := s.Put(ctx, m.ArchiveKey, bytes.NewReader(archive), nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Put(ctx, engine.ManifestKey(name), bytes.NewReader(b), nil); err != nil {
+		if err := s.Put(ctx, engine.ManifestKey(engine.MustParseName(name)), bytes.NewReader(b), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -112,7 +112,7 @@ func TestListingUsesTheCatalogButNeverBelievesIt(t *testing.T) {
 	}
 	byName := map[string]string{}
 	for _, e := range list {
-		byName[e.Name] = e.Database
+		byName[e.Name.String()] = e.Database
 	}
 	if byName["fake-00007"] != "changed" || byName["fake-00011"] != "db" {
 		t.Fatalf("listed databases %q and %q, want the manifests' own (changed, db)", byName["fake-00007"], byName["fake-00011"])

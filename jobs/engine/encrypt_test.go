@@ -63,7 +63,7 @@ func TestEncryptedArchivesRoundTripAndHoldNoData(t *testing.T) {
 			}
 			// The backing-up worker has only the public key.
 			m, err := newEngine(encryption(t, []*age.X25519Identity{backupKey})).Backup(context.Background(),
-				engine.BackupRequest{Name: "secret", Format: format})
+				engine.BackupRequest{Name: engine.MustParseName("secret"), Format: format})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,7 +84,7 @@ func TestEncryptedArchivesRoundTripAndHoldNoData(t *testing.T) {
 			target := testbench.UniqueName("enc_" + string(format))
 			b.env.DropDBOnCleanup(t, target)
 			reader := newEngine(encryption(t, nil, oldKey, backupKey))
-			if _, err := reader.Restore(context.Background(), engine.RestoreRequest{Name: "secret", TargetDatabase: target}); err != nil {
+			if _, err := reader.Restore(context.Background(), engine.RestoreRequest{Name: engine.MustParseName("secret"), TargetDatabase: target}); err != nil {
 				t.Fatalf("restore with the identity: %v", err)
 			}
 			if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), b.want); diff != "" {
@@ -94,14 +94,14 @@ func TestEncryptedArchivesRoundTripAndHoldNoData(t *testing.T) {
 			for name, enc := range map[string]*engine.Encryption{"no identity": nil, "wrong identity": encryption(t, nil, oldKey)} {
 				other := testbench.UniqueName("enc_refused")
 				b.env.DropDBOnCleanup(t, other)
-				if _, err := newEngine(enc).Restore(context.Background(), engine.RestoreRequest{Name: "secret", TargetDatabase: other}); !errors.Is(err, engine.ErrNoIdentity) {
+				if _, err := newEngine(enc).Restore(context.Background(), engine.RestoreRequest{Name: engine.MustParseName("secret"), TargetDatabase: other}); !errors.Is(err, engine.ErrNoIdentity) {
 					t.Fatalf("%s: err = %v, want ErrNoIdentity", name, err)
 				}
 				if b.env.DatabaseExists(t, other) {
 					t.Fatalf("%s: the refused restore created its target", name)
 				}
 			}
-			if _, err := reader.Verify(context.Background(), "secret", "", false); err != nil {
+			if _, err := reader.Verify(context.Background(), engine.MustParseName("secret"), "", false); err != nil {
 				t.Fatalf("verify with the identity: %v", err)
 			}
 		})

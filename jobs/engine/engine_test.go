@@ -119,7 +119,7 @@ func TestRoundTripAllFormatsAllCodecsAllStores(t *testing.T) {
 					ctx := context.Background()
 					name := "rt-" + string(format)
 					var phases []string
-					m, err := e.Backup(ctx, engine.BackupRequest{Name: name, Format: format, Stores: []string{storeName},
+					m, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName(name), Format: format, Stores: []string{storeName},
 						Progress: func(p engine.Progress) { phases = append(phases, p.Phase) }})
 					if err != nil {
 						t.Fatalf("Backup: %v", err)
@@ -134,13 +134,13 @@ func TestRoundTripAllFormatsAllCodecsAllStores(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if len(list) != 1 || list[0].Name != name || !slices.Equal(list[0].Locations, []string{storeName}) {
+					if len(list) != 1 || list[0].Name.String() != name || !slices.Equal(list[0].Locations, []string{storeName}) {
 						t.Fatalf("List = %+v; want one entry %s in [%s]", list, name, storeName)
 					}
 
 					target := testbench.UniqueName("rt_" + storeName + "_" + string(format))
 					b.env.DropDBOnCleanup(t, target)
-					if _, err := e.Restore(ctx, engine.RestoreRequest{Name: name, From: storeName, TargetDatabase: target}); err != nil {
+					if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName(name), From: storeName, TargetDatabase: target}); err != nil {
 						t.Fatalf("Restore: %v", err)
 					}
 					if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), b.want); diff != "" {
@@ -162,12 +162,12 @@ func TestCleanRestoreOverDriftedDatabase(t *testing.T) {
 			t.Parallel()
 			e, _, _ := b.newEngine(t)
 			ctx := context.Background()
-			if _, err := e.Backup(ctx, engine.BackupRequest{Name: "drift", Format: format, Stores: []string{store.LocalName}}); err != nil {
+			if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("drift"), Format: format, Stores: []string{store.LocalName}}); err != nil {
 				t.Fatalf("Backup: %v", err)
 			}
 			target := testbench.UniqueName("drift_" + string(format))
 			b.env.DropDBOnCleanup(t, target)
-			if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "drift", TargetDatabase: target}); err != nil {
+			if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: target}); err != nil {
 				t.Fatalf("first Restore: %v", err)
 			}
 			b.env.Exec(t, target,
@@ -184,7 +184,7 @@ func TestCleanRestoreOverDriftedDatabase(t *testing.T) {
 			// the drifted data as it was.
 			if format != engine.FormatDirectory {
 				before := b.env.Fingerprint(t, target)
-				if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "drift", TargetDatabase: target}); err == nil {
+				if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: target}); err == nil {
 					t.Fatal("Restore without clean over existing objects succeeded, want an error")
 				}
 				if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), before); diff != "" {
@@ -195,13 +195,13 @@ func TestCleanRestoreOverDriftedDatabase(t *testing.T) {
 				// A plain archive has no object list: clean would have to
 				// drop everything, so it is refused, and replace is the way.
 				before := b.env.Fingerprint(t, target)
-				if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "drift", TargetDatabase: target, Clean: true}); !errors.Is(err, engine.ErrInvalid) {
+				if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: target, Clean: true}); !errors.Is(err, engine.ErrInvalid) {
 					t.Fatalf("clean Restore of a plain archive: err = %v, want ErrInvalid", err)
 				}
 				if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), before); diff != "" {
 					t.Fatalf("refused clean restore changed the target:\n%s", diff)
 				}
-				res, err := e.Restore(ctx, engine.RestoreRequest{Name: "drift", TargetDatabase: target, Replace: true})
+				res, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: target, Replace: true})
 				if err != nil {
 					t.Fatalf("replace Restore: %v", err)
 				}
@@ -209,7 +209,7 @@ func TestCleanRestoreOverDriftedDatabase(t *testing.T) {
 				if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, res.ReplacedCopy), before); diff != "" {
 					t.Fatalf("the replaced copy %s is not the old target:\n%s", res.ReplacedCopy, diff)
 				}
-			} else if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "drift", TargetDatabase: target, Clean: true}); err != nil {
+			} else if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: target, Clean: true}); err != nil {
 				t.Fatalf("clean Restore: %v", err)
 			}
 			if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), b.want); diff != "" {
@@ -228,7 +228,7 @@ func TestCorruptArchiveIsRefusedAndTargetUntouched(t *testing.T) {
 			// before the decoder's error could say anything else.
 			e, local, mio := b.newEngineWith(t, engine.DefaultCodec)
 			ctx := context.Background()
-			m, err := e.Backup(ctx, engine.BackupRequest{Name: "corrupt", Format: engine.FormatCustom, Stores: []string{storeName}})
+			m, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("corrupt"), Format: engine.FormatCustom, Stores: []string{storeName}})
 			if err != nil {
 				t.Fatalf("Backup: %v", err)
 			}
@@ -240,7 +240,7 @@ func TestCorruptArchiveIsRefusedAndTargetUntouched(t *testing.T) {
 
 			target := testbench.UniqueName("corrupt_" + storeName)
 			b.env.DropDBOnCleanup(t, target)
-			_, err = e.Restore(ctx, engine.RestoreRequest{Name: "corrupt", TargetDatabase: target})
+			_, err = e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("corrupt"), TargetDatabase: target})
 			if !errors.Is(err, engine.ErrChecksumMismatch) {
 				t.Fatalf("Restore of corrupted archive: err = %v, want ErrChecksumMismatch", err)
 			}
@@ -251,13 +251,13 @@ func TestCorruptArchiveIsRefusedAndTargetUntouched(t *testing.T) {
 			b.env.CreateDB(t, target)
 			b.env.Exec(t, target, `CREATE TABLE keep (v int)`, `INSERT INTO keep VALUES (7)`)
 			before := b.env.Fingerprint(t, target)
-			if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "corrupt", TargetDatabase: target, Clean: true}); !errors.Is(err, engine.ErrChecksumMismatch) {
+			if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("corrupt"), TargetDatabase: target, Clean: true}); !errors.Is(err, engine.ErrChecksumMismatch) {
 				t.Fatalf("clean Restore of corrupted archive: err = %v, want ErrChecksumMismatch", err)
 			}
 			if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), before); diff != "" {
 				t.Fatalf("target changed by a refused restore:\n%s", diff)
 			}
-			if _, err := e.Verify(ctx, "corrupt", "", false); !errors.Is(err, engine.ErrChecksumMismatch) {
+			if _, err := e.Verify(ctx, engine.MustParseName("corrupt"), "", false); !errors.Is(err, engine.ErrChecksumMismatch) {
 				t.Fatalf("Verify of corrupted archive: err = %v, want ErrChecksumMismatch", err)
 			}
 		})
@@ -287,7 +287,7 @@ func TestDeleteFromChosenStoresOnly(t *testing.T) {
 	t.Parallel()
 	e, local, mio := b.newEngine(t)
 	ctx := context.Background()
-	m, err := e.Backup(ctx, engine.BackupRequest{Name: "both", Format: engine.FormatTar, Stores: []string{store.LocalName, store.MinIOName}})
+	m, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("both"), Format: engine.FormatTar, Stores: []string{store.LocalName, store.MinIOName}})
 	if err != nil {
 		t.Fatalf("Backup: %v", err)
 	}
@@ -303,11 +303,11 @@ func TestDeleteFromChosenStoresOnly(t *testing.T) {
 		t.Fatalf("local and minio archives differ: %s vs %s", a, b2)
 	}
 
-	deleted, err := e.Delete(ctx, "both", []string{store.MinIOName})
+	deleted, err := e.Delete(ctx, engine.MustParseName("both"), []string{store.MinIOName})
 	if err != nil || !slices.Equal(deleted, []string{store.MinIOName}) {
 		t.Fatalf("Delete(minio) = %v, %v; want [minio]", deleted, err)
 	}
-	for _, k := range []string{m.ArchiveKey, engine.ManifestKey("both")} {
+	for _, k := range []string{m.ArchiveKey, engine.ManifestKey(engine.MustParseName("both"))} {
 		if _, err := mio.Stat(ctx, k); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("minio %s after delete: err = %v, want not found", k, err)
 		}
@@ -322,10 +322,10 @@ func TestDeleteFromChosenStoresOnly(t *testing.T) {
 	if list, err := e.List(ctx, []string{store.MinIOName}); err != nil || len(list) != 0 {
 		t.Fatalf("List(minio) = %+v, %v; want empty", list, err)
 	}
-	if _, err := e.Delete(ctx, "both", []string{store.MinIOName}); !errors.Is(err, engine.ErrNotFound) {
+	if _, err := e.Delete(ctx, engine.MustParseName("both"), []string{store.MinIOName}); !errors.Is(err, engine.ErrNotFound) {
 		t.Fatalf("second Delete(minio): err = %v, want ErrNotFound", err)
 	}
-	if _, err := e.Delete(ctx, "both", nil); err != nil {
+	if _, err := e.Delete(ctx, engine.MustParseName("both"), nil); err != nil {
 		t.Fatalf("Delete(all): %v", err)
 	}
 	objs, _ := local.List(ctx, "")
@@ -339,7 +339,7 @@ func TestBackupRefusals(t *testing.T) {
 	t.Parallel()
 	e, local, _ := b.newEngine(t)
 	ctx := context.Background()
-	if _, err := e.Backup(ctx, engine.BackupRequest{Name: "dup", Stores: []string{store.LocalName}}); err != nil {
+	if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("dup"), Stores: []string{store.LocalName}}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -347,11 +347,13 @@ func TestBackupRefusals(t *testing.T) {
 		req  engine.BackupRequest
 		want error
 	}{
-		{"existing name", engine.BackupRequest{Name: "dup", Stores: []string{store.MinIOName}}, engine.ErrExists},
-		{"bad name", engine.BackupRequest{Name: "../etc"}, engine.ErrInvalid},
-		{"bad format", engine.BackupRequest{Name: "x", Format: "zip"}, engine.ErrInvalid},
-		{"bad database", engine.BackupRequest{Name: "x", Database: "a;b"}, engine.ErrInvalid},
-		{"unknown store", engine.BackupRequest{Name: "x", Stores: []string{"s3"}}, engine.ErrInvalid},
+		{"existing name", engine.BackupRequest{Name: engine.MustParseName("dup"), Stores: []string{store.MinIOName}}, engine.ErrExists},
+		// A bad name cannot reach the engine (ParseName refuses it, see
+		// TestValidateName); no name at all is refused.
+		{"no name", engine.BackupRequest{Stores: []string{store.LocalName}}, engine.ErrInvalid},
+		{"bad format", engine.BackupRequest{Name: engine.MustParseName("x"), Format: "zip"}, engine.ErrInvalid},
+		{"bad database", engine.BackupRequest{Name: engine.MustParseName("x"), Database: "a;b"}, engine.ErrInvalid},
+		{"unknown store", engine.BackupRequest{Name: engine.MustParseName("x"), Stores: []string{"s3"}}, engine.ErrInvalid},
 	}
 	for _, tt := range tests {
 		if _, err := e.Backup(ctx, tt.req); !errors.Is(err, tt.want) {
@@ -359,12 +361,12 @@ func TestBackupRefusals(t *testing.T) {
 		}
 	}
 	// pg_dump failing (database does not exist) publishes nothing.
-	_, err := e.Backup(ctx, engine.BackupRequest{Name: "nodb", Database: "no_such_db", Stores: []string{store.LocalName, store.MinIOName}})
+	_, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("nodb"), Database: "no_such_db", Stores: []string{store.LocalName, store.MinIOName}})
 	if err == nil || !strings.Contains(err.Error(), "no_such_db") {
 		t.Fatalf("backup of missing database: err = %v, want an error naming no_such_db", err)
 	}
 	list, _ := e.List(ctx, nil)
-	if len(list) != 1 || list[0].Name != "dup" {
+	if len(list) != 1 || list[0].Name.String() != "dup" {
 		t.Fatalf("List after failed backup = %+v, want only dup", list)
 	}
 	objs, _ := local.List(ctx, "")
@@ -380,15 +382,15 @@ func TestRetriedTaskGetsItsOwnFinishedBackup(t *testing.T) {
 	t.Parallel()
 	e, _, _ := b.newEngine(t)
 	ctx := context.Background()
-	first, err := e.Backup(ctx, engine.BackupRequest{Name: "idem", Stores: []string{store.LocalName}, TaskID: "task-1"})
+	first, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("idem"), Stores: []string{store.LocalName}, TaskID: "task-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := e.Backup(ctx, engine.BackupRequest{Name: "idem", Stores: []string{store.LocalName}, TaskID: "task-1"})
+	again, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("idem"), Stores: []string{store.LocalName}, TaskID: "task-1"})
 	if err != nil || again.SHA256 != first.SHA256 {
 		t.Fatalf("retry of the same task: %v, %v; want the first manifest back", again, err)
 	}
-	if _, err := e.Backup(ctx, engine.BackupRequest{Name: "idem", Stores: []string{store.LocalName}, TaskID: "task-2"}); !errors.Is(err, engine.ErrExists) {
+	if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("idem"), Stores: []string{store.LocalName}, TaskID: "task-2"}); !errors.Is(err, engine.ErrExists) {
 		t.Fatalf("other task with the same name: err = %v, want ErrExists", err)
 	}
 }
@@ -409,7 +411,7 @@ func TestOrphanArchiveIsNotListed(t *testing.T) {
 	if err != nil || len(list) != 0 {
 		t.Fatalf("List = %+v, %v; want nothing for an archive without manifest", list, err)
 	}
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "orphan"}); !errors.Is(err, engine.ErrNotFound) {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("orphan")}); !errors.Is(err, engine.ErrNotFound) {
 		t.Fatalf("Restore of orphan: err = %v, want ErrNotFound", err)
 	}
 }
@@ -448,7 +450,7 @@ func TestThirdStoreByName(t *testing.T) {
 		t.Fatalf("StoreNames = %v, want [local vault]", got)
 	}
 	ctx := context.Background()
-	m, err := e.Backup(ctx, engine.BackupRequest{Name: "third", Format: engine.FormatTar, Stores: []string{"vault"}})
+	m, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("third"), Format: engine.FormatTar, Stores: []string{"vault"}})
 	if err != nil {
 		t.Fatalf("Backup into the third store: %v", err)
 	}
@@ -464,16 +466,16 @@ func TestThirdStoreByName(t *testing.T) {
 	}
 	target := testbench.UniqueName("third_restored")
 	b.env.DropDBOnCleanup(t, target)
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "third", From: "vault", TargetDatabase: target}); err != nil {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("third"), From: "vault", TargetDatabase: target}); err != nil {
 		t.Fatalf("Restore from vault: %v", err)
 	}
 	if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), b.want); diff != "" {
 		t.Fatalf("restored from vault differs from the source:\n%s", diff)
 	}
-	if _, err := e.Backup(ctx, engine.BackupRequest{Name: "nowhere", Stores: []string{"s3"}}); !errors.Is(err, engine.ErrInvalid) {
+	if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("nowhere"), Stores: []string{"s3"}}); !errors.Is(err, engine.ErrInvalid) {
 		t.Fatalf("Backup into an unconfigured store: err = %v, want ErrInvalid", err)
 	}
-	if deleted, err := e.Delete(ctx, "third", []string{"vault"}); err != nil || !slices.Equal(deleted, []string{"vault"}) {
+	if deleted, err := e.Delete(ctx, engine.MustParseName("third"), []string{"vault"}); err != nil || !slices.Equal(deleted, []string{"vault"}) {
 		t.Fatalf("Delete from vault = %v, %v", deleted, err)
 	}
 	if objs, _ := mem.List(ctx, ""); len(objs) != 0 {

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 )
 
@@ -85,46 +84,3 @@ func (f Format) spec() formatSpec {
 
 // Extension is the archive's file name suffix.
 func (f Format) Extension() string { return f.spec().ext }
-
-// MaxNameLen is the longest accepted backup name.
-const MaxNameLen = 128
-
-var nameRe = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$`)
-
-// ValidateName enforces the backup name rule: letters, digits, '.', '_' and
-// '-', 1 to 128 characters, not starting with '.'. Names become object keys
-// and file names, so anything that could form a path is refused here, before
-// any store sees it.
-func ValidateName(name string) error {
-	if !nameRe.MatchString(name) {
-		shown := name
-		if len(shown) > 40 {
-			shown = shown[:40] + "..."
-		}
-		return fmt.Errorf("%w: backup name %q: use 1 to %d letters, digits, '.', '_' or '-', not starting with '.'",
-			ErrInvalid, shown, MaxNameLen)
-	}
-	return nil
-}
-
-// Prefix is where archives and manifests live in every store, as in the
-// old service.
-const Prefix = "postgres/"
-
-const manifestSuffix = ".manifest.json"
-
-// ArchiveKey is the store key of a backup's archive: the format's
-// extension, then the codec's (".dump.zst").
-func ArchiveKey(name string, f Format, c Codec) string { return archiveKey(name, f, c, false) }
-
-// archiveKey adds ".age" for encrypted archives.
-func archiveKey(name string, f Format, c Codec, encrypted bool) string {
-	key := Prefix + name + f.Extension() + c.Extension()
-	if encrypted {
-		key += encryptedExtension
-	}
-	return key
-}
-
-// ManifestKey is the store key of a backup's manifest.
-func ManifestKey(name string) string { return Prefix + name + manifestSuffix }

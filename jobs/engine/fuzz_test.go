@@ -14,14 +14,15 @@ func FuzzValidateName(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
-		if ValidateName(name) != nil {
+		n, err := ParseName(name)
+		if err != nil {
 			return
 		}
 		if len(name) == 0 || len(name) > MaxNameLen || name[0] == '.' || strings.ContainsAny(name, "/\\\x00 ") {
-			t.Fatalf("ValidateName accepted %q", name)
+			t.Fatalf("ParseName accepted %q", name)
 		}
 		for _, f := range Formats {
-			for _, key := range []string{ArchiveKey(name, f, Codec{}), ArchiveKey(name, f, DefaultCodec), ManifestKey(name)} {
+			for _, key := range []string{ArchiveKey(n, f, Codec{}), ArchiveKey(n, f, DefaultCodec), ManifestKey(n)} {
 				if err := store.ValidateKey(key); err != nil {
 					t.Fatalf("accepted name %q gives invalid key %q: %v", name, key, err)
 				}

@@ -35,7 +35,7 @@ func TestGlobalsTravelWithTheBackup(t *testing.T) {
 	t.Cleanup(func() { b.env.Exec(t, "postgres", "DROP ROLE IF EXISTS "+role) })
 	e, _, mio := b.newEngineWith(t, engine.DefaultCodec)
 	ctx := context.Background()
-	m, err := e.Backup(ctx, engine.BackupRequest{Name: "with-roles", Format: engine.FormatCustom, IncludeGlobals: true})
+	m, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("with-roles"), Format: engine.FormatCustom, IncludeGlobals: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestGlobalsTravelWithTheBackup(t *testing.T) {
 	b.env.Exec(t, "postgres", "DROP ROLE "+role)
 	target := testbench.UniqueName("roles_target")
 	b.env.DropDBOnCleanup(t, target)
-	res, err := e.Restore(ctx, engine.RestoreRequest{Name: "with-roles", TargetDatabase: target, RestoreGlobals: true})
+	res, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("with-roles"), TargetDatabase: target, RestoreGlobals: true})
 	if err != nil {
 		t.Fatalf("restore with globals: %v", err)
 	}
@@ -55,18 +55,18 @@ func TestGlobalsTravelWithTheBackup(t *testing.T) {
 	// Again: the role exists now and is left alone.
 	again := testbench.UniqueName("roles_again")
 	b.env.DropDBOnCleanup(t, again)
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "with-roles", TargetDatabase: again, RestoreGlobals: true}); err != nil {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("with-roles"), TargetDatabase: again, RestoreGlobals: true}); err != nil {
 		t.Fatalf("restore with globals over existing roles: %v", err)
 	}
 	// A backup without globals cannot restore them.
-	if _, err := e.Backup(ctx, engine.BackupRequest{Name: "no-roles", Format: engine.FormatTar}); err != nil {
+	if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("no-roles"), Format: engine.FormatTar}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "no-roles", TargetDatabase: again + "x", RestoreGlobals: true}); !errors.Is(err, engine.ErrInvalid) {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("no-roles"), TargetDatabase: again + "x", RestoreGlobals: true}); !errors.Is(err, engine.ErrInvalid) {
 		t.Fatalf("restore_globals of a backup without them: err = %v, want ErrInvalid", err)
 	}
 	// Delete takes the companion too.
-	if _, err := e.Delete(ctx, "with-roles", nil); err != nil {
+	if _, err := e.Delete(ctx, engine.MustParseName("with-roles"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if objs, _ := mio.List(ctx, "postgres/with-roles"); len(objs) != 0 {

@@ -12,7 +12,7 @@ import (
 // and only once the archive is fully stored and its checksum known: a backup
 // without a manifest is incomplete and is never listed.
 type Manifest struct {
-	Name          string    `json:"name"`
+	Name          Name      `json:"name"`
 	Database      string    `json:"database"`
 	Format        Format    `json:"format"`
 	ArchiveKey    string    `json:"archive_key"`
@@ -37,14 +37,16 @@ type Manifest struct {
 	Globals    *Companion `json:"globals,omitempty"`
 	Recipients []string   `json:"recipients,omitempty"`
 	Stores     []string   `json:"stores"`
-	// Kind is KindBucket for bucket backups (empty for databases), with the
-	// source bucket and prefix, and how many objects and bytes it holds.
-	Kind         string `json:"kind,omitempty"`
+	// Content says what the backup holds: ContentDatabase (empty) for one
+	// database, ContentServer for every database of a server, ContentBucket
+	// for an S3 bucket, then with the source bucket and prefix, and how
+	// many objects and bytes it holds. Its JSON name, "kind", is older.
+	Content      string `json:"kind,omitempty"`
 	SourceBucket string `json:"source_bucket,omitempty"`
 	SourcePrefix string `json:"source_prefix,omitempty"`
 	Objects      int64  `json:"objects,omitempty"`
 	ObjectBytes  int64  `json:"object_bytes,omitempty"`
-	// Databases are a whole-server backup's archives (Kind KindServer),
+	// Databases are a whole-server backup's archives (Content ContentServer),
 	// one per database; ArchiveKey is then empty.
 	Databases []DatabaseArchive `json:"databases,omitempty"`
 	// Target names the target the backup was taken for, and Scheduled says
@@ -68,6 +70,39 @@ type Manifest struct {
 	raw []byte
 }
 
+// ContentDatabase is the Content of a one-database backup (the manifests
+// written before whole-server and bucket backups existed have none).
+const ContentDatabase = ""
+
+// ContentServer marks a whole-server backup: every database of the server,
+// one archive each, under one backup name, plus the server's globals.
+const ContentServer = "server"
+
+// ContentBucket marks the manifest of a bucket backup: every object of an S3
+// bucket (or of a prefix of it) in one tar archive.
+const ContentBucket = "bucket"
+
+// DatabaseArchive is one database's archive: the one of a backup, or one
+// of a whole-server backup's.
+type DatabaseArchive struct {
+	Database   string           `json:"database"`
+	ArchiveKey string           `json:"archive_key"`
+	SizeBytes  int64            `json:"size_bytes"`
+	SHA256     string           `json:"sha256"`
+	RowCounts  map[string]int64 `json:"row_counts,omitempty"`
+}
+
+// Companion is an archive stored beside a backup's main archive: the
+// server's roles and tablespaces (pg_dumpall --globals-only).
+type Companion struct {
+	ArchiveKey string `json:"archive_key"`
+	SizeBytes  int64  `json:"size_bytes"`
+	SHA256     string `json:"sha256"`
+	// NoRolePasswords: dumped by a role that is not a superuser, which
+	// cannot read passwords (pg_dumpall --no-role-passwords).
+	NoRolePasswords bool `json:"no_role_passwords,omitempty"`
+}
+
 func (m *Manifest) encode() ([]byte, error) {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -82,17 +117,18 @@ func decodeManifest(b []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("decode manifest: %w", err)
 	}
 	m.raw = b
-	if err := ValidateName(m.Name); err != nil {
+	// Name's UnmarshalText parsed the name; only its absence is left.
+	if err := m.Name.required(); err != nil {
 		return nil, fmt.Errorf("decode manifest: %w", err)
 	}
-	if m.Kind == KindBucket {
+	if m.Content == ContentBucket {
 		codec, err := parseManifestCodec(m.Codec)
 		if err != nil || m.ArchiveKey != bucketArchiveKey(m.Name, codec, m.Encrypted) {
 			return nil, fmt.Errorf("decode manifest %s: archive key %q does not match a bucket backup's", m.Name, m.ArchiveKey)
 		}
 		return &m, nil
 	}
-	if m.Kind == KindServer {
+	if m.Content == ContentServer {
 		if _, err := ParseFormat(string(m.Format)); err != nil {
 			return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
 		}
@@ -110,8 +146,8 @@ func decodeManifest(b []byte) (*Manifest, error) {
 		}
 		return &m, nil
 	}
-	if m.Kind != "" {
-		return nil, fmt.Errorf("decode manifest %s: unknown kind %q", m.Name, m.Kind)
+	if m.Content != ContentDatabase {
+		return nil, fmt.Errorf("decode manifest %s: unknown kind %q", m.Name, m.Content)
 	}
 	if _, err := ParseFormat(string(m.Format)); err != nil {
 		return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
@@ -129,10 +165,52 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	return &m, nil
 }
 
+// objectKeys are every object a backup consists of besides its manifest.
+func (m *Manifest) objectKeys() []string {
+	var keys []string
+	if m.ArchiveKey != "" {
+		keys = append(keys, m.ArchiveKey)
+	}
+	for _, d := range m.Databases {
+		keys = append(keys, d.ArchiveKey)
+	}
+	return append(keys, m.companionKeys()...)
+}
+
 // companionKeys are the keys of the archives stored beside the main one.
 func (m *Manifest) companionKeys() []string {
 	if m.Globals == nil {
 		return nil
 	}
 	return []string{m.Globals.ArchiveKey}
+}
+
+// requiredSizes are the objects that must be present, with these sizes,
+// for the backup to be complete: the archive, or every database's.
+func (m *Manifest) requiredSizes() map[string]int64 {
+	if m.Content == ContentServer {
+		out := make(map[string]int64, len(m.Databases))
+		for _, d := range m.Databases {
+			out[d.ArchiveKey] = d.SizeBytes
+		}
+		return out
+	}
+	return map[string]int64{m.ArchiveKey: m.SizeBytes}
+}
+
+// DatabaseNames are the databases of a whole-server backup, nil otherwise.
+func (m *Manifest) DatabaseNames() []string {
+	var out []string
+	for _, d := range m.Databases {
+		out = append(out, d.Database)
+	}
+	return out
+}
+
+// part is one database of a whole-server backup as a manifest of its own,
+// for the restore and verify code that reads one archive.
+func (m *Manifest) part(d DatabaseArchive) *Manifest {
+	return &Manifest{Name: m.Name, Database: d.Database, Format: m.Format, ArchiveKey: d.ArchiveKey,
+		SizeBytes: d.SizeBytes, SHA256: d.SHA256, RowCounts: d.RowCounts, Codec: m.Codec,
+		Encrypted: m.Encrypted, Recipients: m.Recipients}
 }

@@ -24,7 +24,7 @@ import (
 func editManifest(t *testing.T, s store.Store, name string, edit func(map[string]any)) {
 	t.Helper()
 	ctx := context.Background()
-	rc, err := s.Get(ctx, engine.ManifestKey(name))
+	rc, err := s.Get(ctx, engine.ManifestKey(engine.MustParseName(name)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func editManifest(t *testing.T, s store.Store, name string, edit func(map[string
 	}
 	edit(m)
 	b, _ := json.Marshal(m)
-	if err := s.Put(ctx, engine.ManifestKey(name), bytes.NewReader(b), nil); err != nil {
+	if err := s.Put(ctx, engine.ManifestKey(engine.MustParseName(name)), bytes.NewReader(b), nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -63,7 +63,7 @@ func TestRowCountsAreRecordedAndVerified(t *testing.T) {
 			mem := store.NewMemory("")
 			e := b.engineWith(t, mem, nil)
 			ctx := context.Background()
-			m, err := e.Backup(ctx, engine.BackupRequest{Name: "counted", Format: format})
+			m, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("counted"), Format: format})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,13 +73,13 @@ func TestRowCountsAreRecordedAndVerified(t *testing.T) {
 					t.Fatalf("manifest row counts %v; want %s = %d", m.RowCounts, k, v)
 				}
 			}
-			if _, err := e.Verify(ctx, "counted", "", false); err != nil {
+			if _, err := e.Verify(ctx, engine.MustParseName("counted"), "", false); err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
 			editManifest(t, mem, "counted", func(m map[string]any) {
 				m["row_counts"].(map[string]any)["public.events"] = 10001
 			})
-			if _, err := e.Verify(ctx, "counted", "", false); !errors.Is(err, engine.ErrRowCountMismatch) ||
+			if _, err := e.Verify(ctx, engine.MustParseName("counted"), "", false); !errors.Is(err, engine.ErrRowCountMismatch) ||
 				!strings.Contains(err.Error(), "public.events has 10000 rows, manifest says 10001") {
 				t.Fatalf("Verify against a wrong count: err = %v, want ErrRowCountMismatch naming public.events", err)
 			}
@@ -118,7 +118,7 @@ func TestRowCountsMatchTheDumpUnderWrites(t *testing.T) {
 		}
 		done <- nil
 	}()
-	m, err := e.Backup(context.Background(), engine.BackupRequest{Name: "busy", Format: engine.FormatCustom, Database: db})
+	m, err := e.Backup(context.Background(), engine.BackupRequest{Name: engine.MustParseName("busy"), Format: engine.FormatCustom, Database: db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestRowCountsMatchTheDumpUnderWrites(t *testing.T) {
 	}
 	target := testbench.UniqueName("busy_restored")
 	b.env.DropDBOnCleanup(t, target)
-	if _, err := e.Restore(context.Background(), engine.RestoreRequest{Name: "busy", TargetDatabase: target}); err != nil {
+	if _, err := e.Restore(context.Background(), engine.RestoreRequest{Name: engine.MustParseName("busy"), TargetDatabase: target}); err != nil {
 		t.Fatal(err)
 	}
 	var restored int64
@@ -160,11 +160,11 @@ func TestRestoreDefaultsToTheBackupsDatabase(t *testing.T) {
 	b.env.Exec(t, db, `CREATE TABLE kept (x int)`, `INSERT INTO kept SELECT generate_series(1, 42)`)
 	e := b.engineWith(t, store.NewMemory(""), nil)
 	ctx := context.Background()
-	if _, err := e.Backup(ctx, engine.BackupRequest{Name: "origin", Database: db}); err != nil {
+	if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("origin"), Database: db}); err != nil {
 		t.Fatal(err)
 	}
 	b.env.Exec(t, "postgres", "DROP DATABASE "+db)
-	res, err := e.Restore(ctx, engine.RestoreRequest{Name: "origin"})
+	res, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("origin")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestReplaceSwapsAndKeepsTheOldCopy(t *testing.T) {
 			t.Parallel()
 			e := b.engineWith(t, store.NewMemory(""), nil)
 			ctx := context.Background()
-			if _, err := e.Backup(ctx, engine.BackupRequest{Name: "swap", Format: format}); err != nil {
+			if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("swap"), Format: format}); err != nil {
 				t.Fatal(err)
 			}
 			target := testbench.UniqueName("swap_" + string(format))
@@ -197,7 +197,7 @@ func TestReplaceSwapsAndKeepsTheOldCopy(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer held.Close(context.Background())
-			res, err := e.Restore(ctx, engine.RestoreRequest{Name: "swap", TargetDatabase: target, Replace: true})
+			res, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("swap"), TargetDatabase: target, Replace: true})
 			if err != nil {
 				t.Fatalf("replace: %v", err)
 			}
@@ -225,7 +225,7 @@ func TestFailedReplaceLeavesTheTargetAsItWas(t *testing.T) {
 	mem := store.NewMemory("")
 	e := b.engineWith(t, mem, nil)
 	ctx := context.Background()
-	if _, err := e.Backup(ctx, engine.BackupRequest{Name: "badcount", Format: engine.FormatTar}); err != nil {
+	if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("badcount"), Format: engine.FormatTar}); err != nil {
 		t.Fatal(err)
 	}
 	editManifest(t, mem, "badcount", func(m map[string]any) {
@@ -235,7 +235,7 @@ func TestFailedReplaceLeavesTheTargetAsItWas(t *testing.T) {
 	b.env.CreateDB(t, target)
 	b.env.Exec(t, target, `CREATE TABLE precious (x int)`, `INSERT INTO precious VALUES (1)`)
 	before := b.env.Fingerprint(t, target)
-	_, err := e.Restore(ctx, engine.RestoreRequest{Name: "badcount", TargetDatabase: target, Replace: true})
+	_, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("badcount"), TargetDatabase: target, Replace: true})
 	if !errors.Is(err, engine.ErrRowCountMismatch) {
 		t.Fatalf("replace with a wrong count: err = %v, want ErrRowCountMismatch", err)
 	}
@@ -277,7 +277,7 @@ func TestSignedManifestsRefuseTampering(t *testing.T) {
 	mem := store.NewMemory("")
 	e := b.engineWith(t, mem, engine.NewSigner(oldKey))
 	ctx := context.Background()
-	m, err := e.Backup(ctx, engine.BackupRequest{Name: "signed", Format: engine.FormatCustom})
+	m, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("signed"), Format: engine.FormatCustom})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,26 +286,26 @@ func TestSignedManifestsRefuseTampering(t *testing.T) {
 	}
 	// After a rotation the old key still verifies old backups.
 	rotated := b.engineWith(t, mem, engine.NewSigner(newKey, oldKey))
-	if _, err := rotated.Verify(ctx, "signed", "", false); err != nil {
+	if _, err := rotated.Verify(ctx, engine.MustParseName("signed"), "", false); err != nil {
 		t.Fatalf("verify with the old key among the accepted ones: %v", err)
 	}
-	if _, err := b.engineWith(t, mem, engine.NewSigner(newKey)).Verify(ctx, "signed", "", false); !errors.Is(err, engine.ErrSignature) {
+	if _, err := b.engineWith(t, mem, engine.NewSigner(newKey)).Verify(ctx, engine.MustParseName("signed"), "", false); !errors.Is(err, engine.ErrSignature) {
 		t.Fatalf("verify without the signing key: err = %v, want ErrSignature", err)
 	}
 	// Point the backup at another database: the signature no longer fits.
 	editManifest(t, mem, "signed", func(m map[string]any) { m["database"] = "postgres" })
 	target := testbench.UniqueName("signed_target")
 	b.env.DropDBOnCleanup(t, target)
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "signed", TargetDatabase: target}); !errors.Is(err, engine.ErrSignature) {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("signed"), TargetDatabase: target}); !errors.Is(err, engine.ErrSignature) {
 		t.Fatalf("restore of a tampered manifest: err = %v, want ErrSignature", err)
 	}
 	if b.env.DatabaseExists(t, target) {
 		t.Fatal("a refused restore created the target")
 	}
-	if _, err := e.Verify(ctx, "signed", "", false); !errors.Is(err, engine.ErrSignature) {
+	if _, err := e.Verify(ctx, engine.MustParseName("signed"), "", false); !errors.Is(err, engine.ErrSignature) {
 		t.Fatalf("verify of a tampered manifest: err = %v, want ErrSignature", err)
 	}
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "signed", TargetDatabase: target, AllowUnsigned: true}); err != nil {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("signed"), TargetDatabase: target, AllowUnsigned: true}); err != nil {
 		t.Fatalf("restore allowing unsigned: %v", err)
 	}
 }
@@ -320,12 +320,12 @@ func TestPlantedMetaCommandIsRefused(t *testing.T) {
 	mem := store.NewMemory("")
 	e := b.engineWith(t, mem, nil)
 	ctx := context.Background()
-	if _, err := e.Backup(ctx, engine.BackupRequest{Name: "planted", Format: engine.FormatPlain}); err != nil {
+	if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("planted"), Format: engine.FormatPlain}); err != nil {
 		t.Fatal(err)
 	}
 	marker := filepath.Join(t.TempDir(), "pwned")
 	evil := []byte("CREATE TABLE harmless (x int);\n\\! touch " + marker + "\n")
-	if err := mem.Put(ctx, engine.ArchiveKey("planted", engine.FormatPlain, engine.Codec{}), bytes.NewReader(evil), nil); err != nil {
+	if err := mem.Put(ctx, engine.ArchiveKey(engine.MustParseName("planted"), engine.FormatPlain, engine.Codec{}), bytes.NewReader(evil), nil); err != nil {
 		t.Fatal(err)
 	}
 	editManifest(t, mem, "planted", func(m map[string]any) {
@@ -333,7 +333,7 @@ func TestPlantedMetaCommandIsRefused(t *testing.T) {
 	})
 	target := testbench.UniqueName("planted_target")
 	b.env.DropDBOnCleanup(t, target)
-	_, err := e.Restore(ctx, engine.RestoreRequest{Name: "planted", TargetDatabase: target})
+	_, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("planted"), TargetDatabase: target})
 	if !errors.Is(err, engine.ErrInvalidArchive) {
 		t.Fatalf("restore of a planted archive: err = %v, want ErrInvalidArchive", err)
 	}

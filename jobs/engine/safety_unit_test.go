@@ -70,7 +70,7 @@ func TestCopyRowCounts(t *testing.T) {
 func TestSignedManifests(t *testing.T) {
 	t.Parallel()
 	oldKey, newKey := []byte("old-key-0123456789abcdef0123456789"), []byte("new-key-0123456789abcdef0123456789")
-	m := &Manifest{Name: "n", Database: "db", Format: FormatCustom, ArchiveKey: ArchiveKey("n", FormatCustom, Codec{}),
+	m := &Manifest{Name: MustParseName("n"), Database: "db", Format: FormatCustom, ArchiveKey: ArchiveKey(MustParseName("n"), FormatCustom, Codec{}),
 		SizeBytes: 1 << 40, SHA256: strings.Repeat("a", 64), StartedAt: time.Now(), FinishedAt: time.Now(),
 		RowCounts: map[string]int64{"public.t": 9007199254740993}}
 	if err := NewSigner(oldKey).sign(m); err != nil {
@@ -80,13 +80,13 @@ func TestSignedManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := NewSigner(oldKey).check("n", raw); err != nil {
+	if err := NewSigner(oldKey).check(MustParseName("n"), raw); err != nil {
 		t.Fatalf("signed by this key: %v", err)
 	}
-	if err := NewSigner(newKey, oldKey).check("n", raw); err != nil {
+	if err := NewSigner(newKey, oldKey).check(MustParseName("n"), raw); err != nil {
 		t.Fatalf("signed by an old key still accepted: %v", err)
 	}
-	if err := NewSigner(newKey).check("n", raw); !errors.Is(err, ErrSignature) {
+	if err := NewSigner(newKey).check(MustParseName("n"), raw); !errors.Is(err, ErrSignature) {
 		t.Fatalf("another key: err = %v, want ErrSignature", err)
 	}
 	var obj map[string]any
@@ -98,13 +98,13 @@ func TestSignedManifests(t *testing.T) {
 		}
 		tampered[field] = value
 		b, _ := json.Marshal(tampered)
-		if err := NewSigner(oldKey).check("n", b); !errors.Is(err, ErrSignature) {
+		if err := NewSigner(oldKey).check(MustParseName("n"), b); !errors.Is(err, ErrSignature) {
 			t.Errorf("changed %s: err = %v, want ErrSignature", field, err)
 		}
 	}
 	delete(obj, "signature")
 	unsigned, _ := json.Marshal(obj)
-	if err := NewSigner(oldKey).check("n", unsigned); !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "not signed") {
+	if err := NewSigner(oldKey).check(MustParseName("n"), unsigned); !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "not signed") {
 		t.Fatalf("unsigned: err = %v, want ErrSignature saying not signed", err)
 	}
 	if KeyFingerprint(oldKey) == KeyFingerprint(newKey) || strings.Contains(KeyFingerprint(oldKey), "old-key") {

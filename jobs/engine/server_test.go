@@ -30,7 +30,7 @@ func TestWholeServerBackup(t *testing.T) {
 	}
 	ctx := context.Background()
 	want := map[string]map[string]string{"shop": env.Fingerprint(t, "shop"), "audit": env.Fingerprint(t, "audit")}
-	m, err := e.Backup(ctx, engine.BackupRequest{Name: "whole", Database: engine.AllDatabases})
+	m, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("whole"), Database: engine.AllDatabases})
 	if err != nil {
 		t.Fatalf("whole-server backup: %v", err)
 	}
@@ -38,17 +38,17 @@ func TestWholeServerBackup(t *testing.T) {
 	for _, d := range m.Databases {
 		dbs = append(dbs, d.Database)
 	}
-	if m.Kind != engine.KindServer || m.Globals == nil || !slices.Equal(dbs, []string{"audit", env.PGDatabase, "postgres", "shop"}) {
-		t.Fatalf("manifest kind %q globals %v databases %v", m.Kind, m.Globals, dbs)
+	if m.Content != engine.ContentServer || m.Globals == nil || !slices.Equal(dbs, []string{"audit", env.PGDatabase, "postgres", "shop"}) {
+		t.Fatalf("manifest kind %q globals %v databases %v", m.Content, m.Globals, dbs)
 	}
-	if list, err := e.List(ctx, nil); err != nil || len(list) != 1 || list[0].Kind != engine.KindServer {
+	if list, err := e.List(ctx, nil); err != nil || len(list) != 1 || list[0].Content != engine.ContentServer {
 		t.Fatalf("list = %+v, %v; want one whole-server backup", list, err)
 	}
-	if _, err := e.Verify(ctx, "whole", "", false); err != nil {
+	if _, err := e.Verify(ctx, engine.MustParseName("whole"), "", false); err != nil {
 		t.Fatalf("verify: %v", err)
 	}
 	env.Exec(t, "postgres", "DROP DATABASE shop", "DROP DATABASE audit")
-	res, err := e.Restore(ctx, engine.RestoreRequest{Name: "whole", Databases: []string{"shop", "audit"}})
+	res, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("whole"), Databases: []string{"shop", "audit"}})
 	if err != nil {
 		t.Fatalf("restore of two databases: %v", err)
 	}
@@ -60,13 +60,13 @@ func TestWholeServerBackup(t *testing.T) {
 			t.Fatalf("%s differs after the restore:\n%s", db, diff)
 		}
 	}
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "whole", Databases: []string{"nope"}}); err == nil {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("whole"), Databases: []string{"nope"}}); err == nil {
 		t.Fatal("restore of a database the backup does not hold succeeded")
 	}
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: "whole", TargetDatabase: "elsewhere"}); err == nil {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("whole"), TargetDatabase: "elsewhere"}); err == nil {
 		t.Fatal("a whole-server backup restored into one target database")
 	}
-	if _, err := e.Delete(ctx, "whole", nil); err != nil {
+	if _, err := e.Delete(ctx, engine.MustParseName("whole"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if objs, _ := mem.List(ctx, ""); len(objs) != 0 {

@@ -83,7 +83,7 @@ func (s *Signer) sign(m *Manifest) error {
 }
 
 // check verifies the signature of the manifest as it was stored (raw).
-func (s *Signer) check(name string, raw []byte) error {
+func (s *Signer) check(name Name, raw []byte) error {
 	var probe struct {
 		Signature string `json:"signature"`
 	}
@@ -133,4 +133,17 @@ func canonicalJSON(raw []byte) ([]byte, error) {
 	}
 	delete(obj, "signature")
 	return json.Marshal(obj)
+}
+
+// checkSignature enforces signed manifests when this engine has a key.
+func (e *Engine) checkSignature(m *Manifest, allowUnsigned bool) error {
+	if !e.signer.Enabled() {
+		return nil
+	}
+	err := e.signer.check(m.Name, m.raw)
+	if err != nil && allowUnsigned {
+		e.log.WithError(err).WithField("backup_name", m.Name).Warn("using a manifest without a valid signature, as the request allows")
+		return nil
+	}
+	return err
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -47,6 +48,25 @@ func TestValidateName(t *testing.T) {
 	}
 }
 
+// TestNameOnlyByParsing: the zero Name is refused, and a Name read from
+// JSON (a manifest, a payload) is parsed, not trusted.
+func TestNameOnlyByParsing(t *testing.T) {
+	t.Parallel()
+	if err := (Name{}).required(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("zero Name: err = %v, want ErrInvalid", err)
+	}
+	var n Name
+	if err := json.Unmarshal([]byte(`"../x"`), &n); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Unmarshal of ../x: err = %v, want ErrInvalid", err)
+	}
+	if err := json.Unmarshal([]byte(`"nightly.1"`), &n); err != nil || n.String() != "nightly.1" {
+		t.Fatalf("Unmarshal of nightly.1 = %q, %v", n, err)
+	}
+	if b, err := json.Marshal(n); err != nil || string(b) != `"nightly.1"` {
+		t.Fatalf("Marshal = %s, %v", b, err)
+	}
+}
+
 func TestKeysNeverCollide(t *testing.T) {
 	t.Parallel()
 	// A name plus one format's extension must never equal another name plus
@@ -54,9 +74,9 @@ func TestKeysNeverCollide(t *testing.T) {
 	names := []string{"x", "x.dir", "x.tar", "x.dump", "x.sql", "x.manifest", "x.dirtar"}
 	seen := map[string]string{}
 	for _, n := range names {
-		keys := []string{ManifestKey(n)}
+		keys := []string{ManifestKey(MustParseName(n))}
 		for _, f := range Formats {
-			keys = append(keys, ArchiveKey(n, f, Codec{}), ArchiveKey(n, f, DefaultCodec), ArchiveKey(n, f, Codec{Name: CodecGzip, Level: 6}))
+			keys = append(keys, ArchiveKey(MustParseName(n), f, Codec{}), ArchiveKey(MustParseName(n), f, DefaultCodec), ArchiveKey(MustParseName(n), f, Codec{Name: CodecGzip, Level: 6}))
 		}
 		for _, k := range keys {
 			if prev, ok := seen[k]; ok && prev != n {
@@ -166,7 +186,7 @@ func TestResumable(t *testing.T) {
 		{"no task id", "", []string{"store-a"}, false, true},
 	}
 	for _, tt := range tests {
-		done, err := resumable("b", tt.task, m, tt.where, log)
+		done, err := resumable(MustParseName("b"), tt.task, m, tt.where, log)
 		if done != tt.done || errors.Is(err, ErrExists) != tt.exists {
 			t.Errorf("%s: done %v err %v, want done %v exists %v", tt.name, done, err, tt.done, tt.exists)
 		}

@@ -23,7 +23,7 @@ func PlanPrune(ctx context.Context, l Lister, inUse map[string]bool, t Target) (
 	var cands []PruneCandidate
 	for _, e := range entries {
 		if _, scheduled := t.Owns(&e.Manifest); scheduled {
-			cands = append(cands, PruneCandidate{Name: e.Name, At: e.StartedAt, InUse: inUse[e.Name]})
+			cands = append(cands, PruneCandidate{Name: e.Name.String(), At: e.StartedAt, InUse: inUse[e.Name.String()]})
 		}
 	}
 	return SelectPrune(cands, t.Retention), nil

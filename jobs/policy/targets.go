@@ -110,7 +110,7 @@ func (t Target) Owns(m *engine.Manifest) (owned, scheduled bool) {
 	if m.Target != "" {
 		return m.Target == t.Name, m.Target == t.Name && m.Scheduled
 	}
-	if t.Name == DefaultTarget && strings.HasPrefix(m.Name, ScheduledPrefix) {
+	if t.Name == DefaultTarget && strings.HasPrefix(m.Name.String(), ScheduledPrefix) {
 		return true, true
 	}
 	return false, false

@@ -51,7 +51,7 @@ func (w *RPOWatcher) Check(ctx context.Context) error {
 		if st.LastSuccess.IsZero() && w.Backups != nil {
 			if m, err := policy.Newest(ctx, w.Backups, t); err == nil {
 				st.LastSuccess = m.FinishedAt
-				_ = w.State.NoteNewest(ctx, t.Name, m.Name, m.FinishedAt)
+				_ = w.State.NoteNewest(ctx, t.Name, m.Name.String(), m.FinishedAt)
 			} else if !errors.Is(err, engine.ErrNotFound) {
 				errs = append(errs, err)
 				continue

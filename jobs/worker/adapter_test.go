@@ -41,23 +41,23 @@ func (f *fakeEngine) Restore(_ context.Context, r engine.RestoreRequest) (*engin
 	return &engine.RestoreResult{Manifest: &engine.Manifest{Name: r.Name}, TargetDatabase: r.TargetDatabase}, f.err
 }
 
-func (f *fakeEngine) Find(_ context.Context, name string, _ []string) (*engine.Manifest, []string, error) {
+func (f *fakeEngine) Find(_ context.Context, name engine.Name, _ []string) (*engine.Manifest, []string, error) {
 	return &engine.Manifest{Name: name, Database: "sourcedb"}, []string{store.MemoryName}, nil
 }
 
-func (f *fakeEngine) Delete(_ context.Context, name string, from []string) ([]string, error) {
-	f.deletes = append(f.deletes, append([]string{name}, from...))
+func (f *fakeEngine) Delete(_ context.Context, name engine.Name, from []string) ([]string, error) {
+	f.deletes = append(f.deletes, append([]string{name.String()}, from...))
 	return from, f.err
 }
 
 func (f *fakeEngine) List(context.Context, []string) ([]engine.Entry, error) { return nil, f.err }
 
-func (f *fakeEngine) Drill(_ context.Context, name, _ string, _ *pgtool.Conn, _ engine.ProgressFunc) (*engine.DrillReport, error) {
+func (f *fakeEngine) Drill(_ context.Context, name engine.Name, _ string, _ *pgtool.Conn, _ engine.ProgressFunc) (*engine.DrillReport, error) {
 	return &engine.DrillReport{Manifest: &engine.Manifest{Name: name}}, f.err
 }
 
-func (f *fakeEngine) Verify(_ context.Context, name, _ string, _ bool) (*engine.Manifest, error) {
-	f.verifies = append(f.verifies, name)
+func (f *fakeEngine) Verify(_ context.Context, name engine.Name, _ string, _ bool) (*engine.Manifest, error) {
+	f.verifies = append(f.verifies, name.String())
 	return &engine.Manifest{Name: name}, f.err
 }
 
@@ -110,7 +110,7 @@ func TestAdapterDecodesAndRunsEachTask(t *testing.T) {
 			t.Fatalf("%s: %v", p.TaskType(), err)
 		}
 	}
-	if len(eng.backups) != 1 || eng.backups[0].Name != "b1" || eng.backups[0].Format != engine.FormatTar ||
+	if len(eng.backups) != 1 || eng.backups[0].Name.String() != "b1" || eng.backups[0].Format != engine.FormatTar ||
 		!slices.Equal(eng.backups[0].Stores, []string{store.MemoryName}) || eng.backups[0].Progress == nil {
 		t.Errorf("backup request = %+v; want b1, tar, [memory], with a progress reporter", eng.backups)
 	}

@@ -54,10 +54,14 @@ func (w *BackupWorker) failureEvent(p tasks.BackupPayload) alert.Event {
 func (w *BackupWorker) Work(ctx context.Context, p tasks.BackupPayload) (*engine.Manifest, error) {
 	taskID := taskIDOf(ctx)
 	start := time.Now()
-	m, err := w.Engine.Backup(ctx, engine.BackupRequest{
-		Name: p.BackupName, Server: serverOf(w.Targets, p.Target), Database: p.Database, Format: engine.Format(p.Format), Stores: p.Stores,
-		Target: p.Target, Scheduled: p.Scheduled, IncludeGlobals: p.IncludeGlobals, TaskID: taskID, Progress: progressOf(ctx),
-	})
+	name, err := parseBackupName("backup", p.BackupName)
+	var m *engine.Manifest
+	if err == nil {
+		m, err = w.Engine.Backup(ctx, engine.BackupRequest{
+			Name: name, Server: serverOf(w.Targets, p.Target), Database: p.Database, Format: engine.Format(p.Format), Stores: p.Stores,
+			Target: p.Target, Scheduled: p.Scheduled, IncludeGlobals: p.IncludeGlobals, TaskID: taskID, Progress: progressOf(ctx),
+		})
+	}
 	bg := context.WithoutCancel(ctx)
 	if err != nil {
 		if finalAttempt(ctx, err) {
@@ -65,8 +69,8 @@ func (w *BackupWorker) Work(ctx context.Context, p tasks.BackupPayload) (*engine
 		}
 		return nil, err
 	}
-	w.Ledger.backupDone(bg, p.Target, m.Name, m.FinishedAt, time.Since(start), m.SizeBytes)
-	w.Alerts.Emit(bg, alert.Event{Event: alert.EventBackupSucceeded, Target: p.Target, BackupName: m.Name, TaskID: taskID})
+	w.Ledger.backupDone(bg, p.Target, m.Name.String(), m.FinishedAt, time.Since(start), m.SizeBytes)
+	w.Alerts.Emit(bg, alert.Event{Event: alert.EventBackupSucceeded, Target: p.Target, BackupName: m.Name.String(), TaskID: taskID})
 	w.Ledger.pruneAfter(bg, w.Targets, p.Target, p.Scheduled)
 	return m, nil
 }

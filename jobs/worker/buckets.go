@@ -76,8 +76,12 @@ func (w *BucketBackupWorker) Work(ctx context.Context, p tasks.BucketBackupPaylo
 	if err != nil {
 		return nil, fmt.Errorf("bucket backup: %w", err)
 	}
+	name, err := parseBackupName("bucket backup", p.BackupName)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
-	m, err := w.Engine.BucketBackup(ctx, engine.BucketBackupRequest{Name: p.BackupName, Source: src, Prefix: p.Prefix,
+	m, err := w.Engine.BucketBackup(ctx, engine.BucketBackupRequest{Name: name, Source: src, Prefix: p.Prefix,
 		Stores: p.Stores, Target: p.Target, Scheduled: p.Scheduled, TaskID: taskIDOf(ctx), Progress: progressOf(ctx)})
 	bg := context.WithoutCancel(ctx)
 	if err != nil {
@@ -86,7 +90,7 @@ func (w *BucketBackupWorker) Work(ctx context.Context, p tasks.BucketBackupPaylo
 		}
 		return nil, err
 	}
-	w.Ledger.backupDone(bg, p.Target, m.Name, m.FinishedAt, time.Since(start), m.SizeBytes)
+	w.Ledger.backupDone(bg, p.Target, m.Name.String(), m.FinishedAt, time.Since(start), m.SizeBytes)
 	w.Ledger.pruneAfter(bg, w.Targets, p.Target, p.Scheduled)
 	return m, nil
 }
@@ -112,10 +116,14 @@ func (w *BucketRestoreWorker) Work(ctx context.Context, p tasks.BucketRestorePay
 	if w.Buckets == nil {
 		return nil, fmt.Errorf("bucket restore: %w", errNoBucketAccess)
 	}
+	name, err := parseBackupName("bucket restore", p.BackupName)
+	if err != nil {
+		return nil, err
+	}
 	dst, err := w.Buckets.Target(ctx, p.TargetBucket)
 	if err != nil {
 		return nil, fmt.Errorf("bucket restore: %w", err)
 	}
-	return w.Engine.BucketRestore(ctx, engine.BucketRestoreRequest{Name: p.BackupName, From: p.From, Target: dst,
+	return w.Engine.BucketRestore(ctx, engine.BucketRestoreRequest{Name: name, From: p.From, Target: dst,
 		Overwrite: p.Overwrite, Progress: progressOf(ctx)})
 }

@@ -6,12 +6,13 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/sirupsen/logrus"
 
+	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/tasks"
 )
 
 // DeleteEngine deletes backups (an *engine.Engine).
 type DeleteEngine interface {
-	Delete(ctx context.Context, name string, from []string) ([]string, error)
+	Delete(ctx context.Context, name engine.Name, from []string) ([]string, error)
 }
 
 // DeleteWorker runs tasks.TypeBackupDelete: it removes a backup from the
@@ -31,7 +32,11 @@ func (w *DeleteWorker) logFields(p tasks.DeletePayload) logrus.Fields {
 
 // Work deletes the backup.
 func (w *DeleteWorker) Work(ctx context.Context, p tasks.DeletePayload) (tasks.DeleteOutcome, error) {
-	deleted, err := w.Engine.Delete(ctx, p.BackupName, p.Stores)
+	name, err := parseBackupName("delete", p.BackupName)
+	if err != nil {
+		return tasks.DeleteOutcome{}, err
+	}
+	deleted, err := w.Engine.Delete(ctx, name, p.Stores)
 	if len(deleted) > 0 {
 		w.Ledger.markName(context.WithoutCancel(ctx), p.BackupName, false)
 	}

@@ -19,7 +19,7 @@ import (
 // *engine.Engine).
 type DrillEngine interface {
 	List(ctx context.Context, from []string) ([]engine.Entry, error)
-	Drill(ctx context.Context, name, scratch string, server *pgtool.Conn, progress engine.ProgressFunc) (*engine.DrillReport, error)
+	Drill(ctx context.Context, name engine.Name, scratch string, server *pgtool.Conn, progress engine.ProgressFunc) (*engine.DrillReport, error)
 }
 
 // DrillRecorder keeps drill results (a *coord.State).
@@ -59,14 +59,17 @@ func (w *DrillWorker) Work(ctx context.Context, p tasks.DrillPayload) (tasks.Dri
 	if res.BackupName == "" {
 		var m *engine.Manifest
 		if m, err = policy.Newest(ctx, w.Engine, t); err == nil {
-			res.BackupName = m.Name
+			res.BackupName = m.Name.String()
 		}
 	}
 	if err == nil {
 		scratch := "pgbackup_drill_" + t.Name + "_" + res.At.Format("20060102150405")
 		var rep *engine.DrillReport
-		// On the target's own server, where its backups come from.
-		rep, err = w.Engine.Drill(ctx, res.BackupName, scratch, t.Server, progressOf(ctx))
+		var name engine.Name
+		if name, err = parseBackupName("drill", res.BackupName); err == nil {
+			// On the target's own server, where its backups come from.
+			rep, err = w.Engine.Drill(ctx, name, scratch, t.Server, progressOf(ctx))
+		}
 		if rep != nil {
 			res.RTOSeconds = rep.RTO.Seconds()
 			res.BackupAgeSeconds = res.At.Sub(rep.Manifest.FinishedAt).Seconds()

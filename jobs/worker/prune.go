@@ -17,7 +17,7 @@ import (
 // PruneEngine lists and deletes backups (an *engine.Engine).
 type PruneEngine interface {
 	List(ctx context.Context, from []string) ([]engine.Entry, error)
-	Delete(ctx context.Context, name string, from []string) ([]string, error)
+	Delete(ctx context.Context, name engine.Name, from []string) ([]string, error)
 }
 
 // PruneWorker runs tasks.TypeBackupPrune: it deletes the scheduled backups
@@ -67,8 +67,12 @@ func (w *PruneWorker) Work(ctx context.Context, p tasks.PrunePayload) (policy.Pr
 		if d.Keep {
 			continue
 		}
+		name, err := parseBackupName("prune "+t.Name, d.Name)
+		if err != nil {
+			return out, err
+		}
 		// The same path as DELETE: manifest first, then archive, in every store.
-		if _, err := w.Engine.Delete(ctx, d.Name, nil); err != nil && !errors.Is(err, engine.ErrNotFound) {
+		if _, err := w.Engine.Delete(ctx, name, nil); err != nil && !errors.Is(err, engine.ErrNotFound) {
 			return out, fmt.Errorf("prune %s: %w", t.Name, err)
 		}
 		out.Deleted = append(out.Deleted, d.Name)

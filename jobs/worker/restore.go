@@ -13,7 +13,7 @@ import (
 
 // RestoreEngine finds and restores backups (an *engine.Engine).
 type RestoreEngine interface {
-	Find(ctx context.Context, name string, from []string) (*engine.Manifest, []string, error)
+	Find(ctx context.Context, name engine.Name, from []string) (*engine.Manifest, []string, error)
 	Restore(ctx context.Context, req engine.RestoreRequest) (*engine.RestoreResult, error)
 }
 
@@ -33,14 +33,17 @@ func (w *RestoreWorker) mount(rt *Runtime) (string, asynq.Handler) {
 // taken from, or a whole-server backup's databases to all it holds, before
 // the reservations on them are taken.
 func (w *RestoreWorker) resolve(ctx context.Context, p tasks.RestorePayload, _ string) (tasks.RestorePayload, error) {
+	name, err := parseBackupName("restore", p.BackupName)
+	if err != nil {
+		return p, err
+	}
 	var from []string
 	if p.From != "" {
 		from = []string{p.From}
 	}
 	var m *engine.Manifest
 	if p.Target == "" {
-		var err error
-		if m, _, err = w.Engine.Find(ctx, p.BackupName, from); err != nil {
+		if m, _, err = w.Engine.Find(ctx, name, from); err != nil {
 			return p, err
 		}
 		if serverOf(w.Targets, m.Target) != nil {
@@ -49,12 +52,11 @@ func (w *RestoreWorker) resolve(ctx context.Context, p tasks.RestorePayload, _ s
 	}
 	if p.TargetDatabase == "" && len(p.Databases) == 0 {
 		if m == nil {
-			var err error
-			if m, _, err = w.Engine.Find(ctx, p.BackupName, from); err != nil {
+			if m, _, err = w.Engine.Find(ctx, name, from); err != nil {
 				return p, err
 			}
 		}
-		if m.Kind != engine.KindServer {
+		if m.Content != engine.ContentServer {
 			p.TargetDatabase = m.Database
 			return p, nil
 		}
@@ -76,8 +78,12 @@ func (w *RestoreWorker) logFields(p tasks.RestorePayload) logrus.Fields {
 
 // Work restores the backup.
 func (w *RestoreWorker) Work(ctx context.Context, p tasks.RestorePayload) (*engine.RestoreResult, error) {
+	name, err := parseBackupName("restore", p.BackupName)
+	if err != nil {
+		return nil, err
+	}
 	return w.Engine.Restore(ctx, engine.RestoreRequest{
-		Name: p.BackupName, Server: serverOf(w.Targets, p.Target), From: p.From, TargetDatabase: p.TargetDatabase, Clean: p.Clean,
+		Name: name, Server: serverOf(w.Targets, p.Target), From: p.From, TargetDatabase: p.TargetDatabase, Clean: p.Clean,
 		Replace: p.Replace, AllowUnsigned: p.AllowUnsigned, RestoreGlobals: p.RestoreGlobals, Databases: p.Databases, Progress: progressOf(ctx),
 	})
 }

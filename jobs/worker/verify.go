@@ -12,7 +12,7 @@ import (
 
 // VerifyEngine re-reads whole archives (an *engine.Engine).
 type VerifyEngine interface {
-	Verify(ctx context.Context, name, from string, allowUnsigned bool) (*engine.Manifest, error)
+	Verify(ctx context.Context, name engine.Name, from string, allowUnsigned bool) (*engine.Manifest, error)
 }
 
 // VerifyWorker runs tasks.TypeBackupVerify: it re-reads a whole archive and
@@ -31,7 +31,11 @@ func (w *VerifyWorker) logFields(p tasks.VerifyPayload) logrus.Fields {
 
 // Work verifies the backup.
 func (w *VerifyWorker) Work(ctx context.Context, p tasks.VerifyPayload) (tasks.VerifyOutcome, error) {
-	m, err := w.Engine.Verify(ctx, p.BackupName, p.From, p.AllowUnsigned)
+	name, err := parseBackupName("verify", p.BackupName)
+	if err != nil {
+		return tasks.VerifyOutcome{}, err
+	}
+	m, err := w.Engine.Verify(ctx, name, p.From, p.AllowUnsigned)
 	if err != nil {
 		return tasks.VerifyOutcome{}, err
 	}

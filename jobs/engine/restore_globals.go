@@ -15,76 +15,18 @@ import (
 	"github.com/autograph/pgbackup/store"
 )
 
-// Companion is an archive stored beside a backup's main archive: the
-// server's roles and tablespaces (pg_dumpall --globals-only).
-type Companion struct {
-	ArchiveKey string `json:"archive_key"`
-	SizeBytes  int64  `json:"size_bytes"`
-	SHA256     string `json:"sha256"`
-	// NoRolePasswords: dumped by a role that is not a superuser, which
-	// cannot read passwords (pg_dumpall --no-role-passwords).
-	NoRolePasswords bool `json:"no_role_passwords,omitempty"`
-}
-
-// globalsKey is the companion's key. '+' never appears in backup names,
-// so it cannot be another backup's key.
-func globalsKey(name string, c Codec, encrypted bool) string {
-	key := Prefix + name + "+globals.sql" + c.Extension()
-	if encrypted {
-		key += encryptedExtension
-	}
-	return key
-}
-
-// dumpGlobals streams pg_dumpall --globals-only through the codec, the
-// encryption and the checksum into the stores.
-func (e *Engine) dumpGlobals(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, name string, targets []store.Store) (*Companion, error) {
-	super, err := isSuperuser(ctx, conn)
+// applyGlobals restores the backup's globals, in a work directory of its own.
+func (e *Engine) applyGlobals(ctx context.Context, s store.Store, m *Manifest, log *logrus.Entry) error {
+	tools, err := e.toolsFor(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	args := []string{"--globals-only", "--no-password", "--database=" + conn.Database}
-	if !super {
-		args = append(args, "--no-role-passwords")
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cmd := tools.Command(cctx, conn, "pg_dumpall", args...)
-	stdout, err := cmd.StdoutPipe()
+	tmp, err := os.MkdirTemp(e.workDir, "pgbackup-globals-*")
 	if err != nil {
-		return nil, fmt.Errorf("pg_dumpall: %w", err)
+		return fmt.Errorf("globals: work dir: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("pg_dumpall: %w", err)
-	}
-	src := &exitReader{r: stdout, wait: cmd.Wait}
-	encoded, stopEncode := e.codec.encodeStream(src)
-	encrypted, stopEncrypt := e.enc.encryptStream(encoded)
-	digest := newDigestReader(encrypted, "uploading globals", nil)
-	key := globalsKey(name, e.codec, e.enc.encrypts())
-	err = putAll(ctx, targets, key, digest)
-	cancel()
-	_ = src.reap() // once, even if the reader is reaping it too
-	stopEncrypt()
-	stopEncode()
-	if err != nil {
-		e.removeQuietly(targets, key)
-		return nil, fmt.Errorf("globals: %w", err)
-	}
-	return &Companion{ArchiveKey: key, SizeBytes: digest.Size(), SHA256: digest.Sum(), NoRolePasswords: !super}, nil
-}
-
-func isSuperuser(ctx context.Context, c pgtool.Conn) (bool, error) {
-	conn, err := pgtool.Connect(ctx, c)
-	if err != nil {
-		return false, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	var super bool
-	if err := conn.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super); err != nil {
-		return false, fmt.Errorf("check superuser: %w", err)
-	}
-	return super, nil
+	defer os.RemoveAll(tmp)
+	return e.restoreGlobals(ctx, tools, s, m, tmp, log)
 }
 
 // restoreGlobals applies a backup's roles and tablespaces before its

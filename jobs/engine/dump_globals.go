@@ -1,0 +1,56 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/store"
+)
+
+// dumpGlobals is the dump stage of a backup's globals: it streams
+// pg_dumpall --globals-only through the encode and put stages.
+func (e *Engine) dumpGlobals(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, name Name, targets []store.Store) (*Companion, error) {
+	super, err := isSuperuser(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"--globals-only", "--no-password", "--database=" + conn.Database}
+	if !super {
+		args = append(args, "--no-role-passwords")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := tools.Command(cctx, conn, "pg_dumpall", args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("pg_dumpall: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("pg_dumpall: %w", err)
+	}
+	src := &exitReader{r: stdout, wait: cmd.Wait}
+	stop := func() {
+		cancel()
+		_ = src.reap() // once, even if the reader is reaping it too
+	}
+	key := globalsKey(name, e.codec, e.enc.encrypts())
+	digest, err := e.putStream(ctx, targets, key, src, stop, "uploading globals", nil)
+	if err != nil {
+		return nil, fmt.Errorf("globals: %w", err)
+	}
+	return &Companion{ArchiveKey: key, SizeBytes: digest.Size(), SHA256: digest.Sum(), NoRolePasswords: !super}, nil
+}
+
+func isSuperuser(ctx context.Context, c pgtool.Conn) (bool, error) {
+	conn, err := pgtool.Connect(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var super bool
+	if err := conn.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super); err != nil {
+		return false, fmt.Errorf("check superuser: %w", err)
+	}
+	return super, nil
+}

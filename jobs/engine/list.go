@@ -1,0 +1,126 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/autograph/pgbackup/store"
+)
+
+// Entry is one backup in a listing.
+type Entry struct {
+	Manifest
+	// Locations are the stores where archive and manifest both are.
+	Locations []string `json:"locations"`
+}
+
+// List returns complete backups in the named stores (all when empty), merged
+// by name, newest first. An archive without a manifest, or a manifest whose
+// archive is missing or has the wrong size, is not a backup and is skipped.
+func (e *Engine) List(ctx context.Context, from []string) ([]Entry, error) {
+	stores, err := e.pick(from)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[Name]*Entry{}
+	for _, s := range stores {
+		found, err := e.listStore(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range found {
+			if ent, ok := byName[m.Name]; ok {
+				ent.Locations = append(ent.Locations, s.Name())
+				continue
+			}
+			byName[m.Name] = &Entry{Manifest: *m, Locations: []string{s.Name()}}
+		}
+	}
+	out := make([]Entry, 0, len(byName))
+	for _, ent := range byName {
+		out = append(out, *ent)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].FinishedAt.Equal(out[j].FinishedAt) {
+			return out[i].FinishedAt.After(out[j].FinishedAt)
+		}
+		return out[i].Name.s < out[j].Name.s
+	})
+	return out, nil
+}
+
+// listStore returns the complete backups in one store. One listing gives
+// every archive's size and every manifest's ETag; a manifest is read only
+// when the cache (filled from the store's catalog on first use) does not
+// hold it with that ETag, and those reads run a few at a time. So a store
+// with thousands of backups lists with one listing and, warm, no reads.
+func (e *Engine) listStore(ctx context.Context, s store.Store) ([]*Manifest, error) {
+	objs, err := s.List(ctx, Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", s.Name(), err)
+	}
+	sc := e.cache.store(s.Name())
+	e.loadCatalog(ctx, s, sc)
+	sizes := make(map[string]int64, len(objs))
+	listed := make(map[string]bool, len(objs))
+	type manifestObj struct {
+		name Name
+		obj  store.ObjectInfo
+	}
+	var manifests []manifestObj
+	for _, o := range objs {
+		sizes[o.Key] = o.Size
+		if name, ok := manifestName(o.Key); ok {
+			manifests = append(manifests, manifestObj{name, o})
+			listed[o.Key] = true
+		}
+	}
+	found := make([]*Manifest, len(manifests))
+	var fetched sync.Mutex
+	changed := e.forgetMissing(sc, listed)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, mo := range manifests {
+		g.Go(func() error {
+			m, read, err := e.cachedOrFetch(gctx, s, sc, mo.obj, mo.name)
+			if read {
+				fetched.Lock()
+				changed = true
+				fetched.Unlock()
+			}
+			if errors.Is(err, ErrNotFound) {
+				return nil // deleted while listing
+			}
+			if err != nil {
+				if errors.Is(err, store.ErrUnavailable) || gctx.Err() != nil {
+					return err
+				}
+				e.log.WithError(err).WithField("store", s.Name()).Warn("skipping unreadable manifest")
+				return nil
+			}
+			m, err = e.matchArchive(m, s, func(key string) (int64, error) {
+				if size, ok := sizes[key]; ok {
+					return size, nil
+				}
+				return -1, nil
+			})
+			if err == nil {
+				found[i] = m
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("list %s: %w", s.Name(), err)
+	}
+	if changed {
+		e.writeCatalog(s, sc)
+	}
+	return slices.DeleteFunc(found, func(m *Manifest) bool { return m == nil }), nil
+}
