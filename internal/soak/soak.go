@@ -101,13 +101,33 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	res := Result{Backups: cfg.Backups}
-	tasks := make([]*task, cfg.Backups)
 	start := time.Now()
+	tasks, err := queueAll(ctx, cfg, apis)
+	if err != nil {
+		return res, err
+	}
+	cfg.Logf("soak: %d backups queued in %.1f s", cfg.Backups, time.Since(start).Seconds())
+	if err := follow(ctx, cfg, apis, tasks, &res); err != nil {
+		return res, err
+	}
+	res.Elapsed = time.Since(start)
+	tally(tasks, &res)
+	if err := check(context.WithoutCancel(ctx), cfg, apis, tasks, &res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
 
-	// Queue all at once, a few requests in flight.
+// inflight bounds the requests one sweep has in flight.
+const inflight = 16
+
+// queueAll queues every backup at once, spread over the APIs, a few
+// requests in flight.
+func queueAll(ctx context.Context, cfg Config, apis []*client.Client) ([]*task, error) {
+	tasks := make([]*task, cfg.Backups)
 	var wg sync.WaitGroup
 	errc := make(chan error, cfg.Backups)
-	sem := make(chan struct{}, 16)
+	sem := make(chan struct{}, inflight)
 	for i := range tasks {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -126,40 +146,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {
-		return res, fmt.Errorf("soak: queue: %w", err)
+		return nil, fmt.Errorf("soak: queue: %w", err)
 	}
-	cfg.Logf("soak: %d backups queued in %.1f s", cfg.Backups, time.Since(start).Seconds())
+	return tasks, nil
+}
 
-	// Follow them, each status read through another API than the one that
-	// queued it, disrupting the service at the given points.
+// follow polls every open task until none is left (or ctx ends), each
+// status read through another API than the one that queued it, and
+// disrupts the service at the configured points.
+func follow(ctx context.Context, cfg Config, apis []*client.Client, tasks []*task, res *Result) error {
 	next := 0
 	for {
-		open := 0
-		var mu sync.Mutex
-		for i, t := range tasks {
-			if t.state == "completed" || t.state == "archived" {
-				continue
-			}
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				st, err := apis[(i+1)%len(apis)].Task(ctx, t.id)
-				if err != nil {
-					return // the next sweep asks again
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				t.state = st.State
-				t.err = strings.Join([]string{st.Error, st.ErrorDetail, st.LastAttemptError}, " | ")
-				if !st.StartedAt.IsZero() {
-					t.started = st.StartedAt
-				}
-			}()
-		}
-		wg.Wait()
-		done := 0
+		sweep(ctx, apis, tasks)
+		done, open := 0, 0
 		for _, t := range tasks {
 			switch t.state {
 			case "completed":
@@ -172,18 +171,51 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		for next < len(cfg.DisruptAt) && done >= cfg.DisruptAt[next] {
 			cfg.Logf("soak: %d done; disruption %d", done, next+1)
 			if err := cfg.Disrupt(next); err != nil {
-				return res, fmt.Errorf("soak: disruption %d: %w", next+1, err)
+				return fmt.Errorf("soak: disruption %d: %w", next+1, err)
 			}
 			next++
 			res.Disruptions = next
 		}
 		if open == 0 || ctx.Err() != nil {
-			break
+			return nil
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	res.Elapsed = time.Since(start)
+}
 
+// sweep reads the status of every task not yet finished.
+func sweep(ctx context.Context, apis []*client.Client, tasks []*task) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	sem := make(chan struct{}, inflight)
+	for i, t := range tasks {
+		if t.state == "completed" || t.state == "archived" {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			st, err := apis[(i+1)%len(apis)].Task(ctx, t.id)
+			if err != nil {
+				return // the next sweep asks again
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			t.state = st.State
+			t.err = strings.Join([]string{st.Error, st.ErrorDetail, st.LastAttemptError}, " | ")
+			if !st.StartedAt.IsZero() {
+				t.started = st.StartedAt
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// tally counts completed, failed and lost tasks, the rate and the queue
+// latency percentiles.
+func tally(tasks []*task, res *Result) {
 	var waits []time.Duration
 	for _, t := range tasks {
 		switch t.state {
@@ -201,10 +233,6 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.PerMinute = float64(res.Completed) / res.Elapsed.Minutes()
 	slices.Sort(waits)
 	res.QueueP50, res.QueueP99 = percentile(waits, 0.50), percentile(waits, 0.99)
-	if err := check(context.WithoutCancel(ctx), cfg, apis, tasks, &res); err != nil {
-		return res, err
-	}
-	return res, nil
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {
