@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/autograph/pgbackup/handlers/client"
 )
 
 // loadResult is one route under load.
@@ -23,16 +24,20 @@ type loadResult struct {
 	p50, p99, max time.Duration
 }
 
-// loadTest runs clients goroutines that send requests for d and measures
-// each answer's latency. makeReq gets a sequence number (for distinct
-// names); want is the expected status.
+// loadCall is one request of a load test, made through the typed client (on
+// the service's shared *http.Client, so every call reuses a pooled
+// connection as a raw request would): it passes opts on to the client.
+type loadCall func(ctx context.Context, opts ...client.CallOption) error
+
+// loadTest runs clients goroutines that make calls for d and measures
+// each answer's latency (the request and decoding its answer); want is
+// the expected status.
 //
 // With rate > 0 the clients together send at most rate requests a second
 // (an open-loop load at a fixed rate): latency is then the service time
 // at that throughput, not the queueing that a closed loop of 50 clients
 // adds by itself (by Little's law, p50 = clients / throughput there).
-func loadTest(ctx context.Context, client *http.Client, name string, clients int, d time.Duration, want int, rate int,
-	makeReq func(ctx context.Context, n int64) (*http.Request, error)) loadResult {
+func loadTest(ctx context.Context, name string, clients int, d time.Duration, want int, rate int, op loadCall) loadResult {
 	var tokens chan struct{}
 	if rate > 0 {
 		tokens = make(chan struct{}, clients)
@@ -58,7 +63,6 @@ func loadTest(ctx context.Context, client *http.Client, name string, clients int
 			}
 		}()
 	}
-	var seq atomic.Int64
 	var mu sync.Mutex
 	var lat []time.Duration
 	errs := 0
@@ -78,20 +82,11 @@ func loadTest(ctx context.Context, client *http.Client, name string, clients int
 						break
 					}
 				}
-				req, err := makeReq(context.Background(), seq.Add(1))
-				if err != nil {
-					bad++
-					continue
-				}
+				var answer client.Response
 				t := time.Now()
-				resp, err := client.Do(req)
-				if err == nil {
-					var sink bytes.Buffer
-					_, _ = sink.ReadFrom(resp.Body)
-					resp.Body.Close()
-				}
+				err := op(context.Background(), client.WithResponse(&answer))
 				el := time.Since(t)
-				if err != nil || resp.StatusCode != want {
+				if err != nil || answer.StatusCode != want {
 					bad++
 					continue
 				}
@@ -125,53 +120,43 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // the stores' existence checks are measured.
 func (b *bench) apiLoad(ctx context.Context, svc *service) ([]loadResult, error) {
 	fmt.Println("\nthe API under load: 50 clients, 5 s per route, no worker running; as fast as they can, then at 2,000 req/s")
-	_, out, err := svc.call(ctx, http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "load-status-probe"})
+	probe, err := svc.cli.CreateBackup(ctx, client.CreateBackupRequest{BackupName: "load-status-probe"})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("create for the status probe: %w", err)
 	}
-	taskID, _ := out["task_id"].(string)
-	if taskID == "" {
-		return nil, fmt.Errorf("create for the status probe: %v", out)
+	status := func(ctx context.Context, opts ...client.CallOption) error {
+		_, err := svc.cli.Task(ctx, probe.TaskID, opts...)
+		return err
 	}
-	auth := "Bearer " + benchToken
-	get := func(path string) func(context.Context, int64) (*http.Request, error) {
-		return func(ctx context.Context, _ int64) (*http.Request, error) {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, svc.url+path, nil)
-			if err == nil {
-				req.Header.Set("Authorization", auth)
-			}
-			return req, err
-		}
+	list := func(ctx context.Context, opts ...client.CallOption) error {
+		_, err := svc.cli.ListBackups(ctx, client.ListBackupsOptions{}, opts...)
+		return err
 	}
 	run := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
 	// One sequence for every create run, so that no two runs ask for the
 	// same name (which would be a 409, not what is measured).
 	var names atomic.Int64
-	create := func(ctx context.Context, _ int64) (*http.Request, error) {
-		body := fmt.Sprintf(`{"backup_name":"load-%s-%d","stores":["minio"]}`, run, names.Add(1))
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, svc.url+"/api/admin/backup/create", bytes.NewReader([]byte(body)))
-		if err == nil {
-			req.Header.Set("Authorization", auth)
-			req.Header.Set("Content-Type", "application/json")
-		}
-		return req, err
+	create := func(ctx context.Context, opts ...client.CallOption) error {
+		_, err := svc.cli.CreateBackup(ctx, client.CreateBackupRequest{BackupName: fmt.Sprintf("load-%s-%d", run, names.Add(1)),
+			Stores: []string{"minio"}}, opts...)
+		return err
 	}
 	var results []loadResult
 	for _, c := range []struct {
 		name string
 		want int
-		req  func(context.Context, int64) (*http.Request, error)
+		op   loadCall
 	}{
-		{"GET /api/admin/tasks/{id}", http.StatusOK, get("/api/admin/tasks/" + taskID)},
+		{"GET /api/admin/tasks/{id}", http.StatusOK, status},
 		{"POST /api/admin/backup/create (new names)", http.StatusAccepted, create},
-		{"GET /api/admin/backup/list", http.StatusOK, get("/api/admin/backup/list")},
+		{"GET /api/admin/backup/list", http.StatusOK, list},
 	} {
 		for _, rate := range []int{0, 2000} {
 			name := c.name + ", closed loop"
 			if rate > 0 {
 				name = fmt.Sprintf("%s, at %d req/s", c.name, rate)
 			}
-			r := loadTest(ctx, svc.client, name, 50, 5*time.Second, c.want, rate, c.req)
+			r := loadTest(ctx, name, 50, 5*time.Second, c.want, rate, c.op)
 			fmt.Println("  " + r.String())
 			results = append(results, r)
 		}
@@ -216,7 +201,7 @@ func (b *bench) listing10k(ctx context.Context) (listingResult, error) {
 	if err := svc.startAPI(ctx); err != nil {
 		return r, err
 	}
-	if r.cold, err = svc.timeGet(ctx, "/api/admin/backup/list?limit=100", http.StatusOK); err != nil {
+	if r.cold, err = svc.timeList(ctx); err != nil {
 		return r, err
 	}
 	deadline := time.Now().Add(2 * time.Minute)
@@ -233,24 +218,25 @@ func (b *bench) listing10k(ctx context.Context) (listingResult, error) {
 	if err := svc.startAPI(ctx); err != nil {
 		return r, err
 	}
-	if r.catalogCold, err = svc.timeGet(ctx, "/api/admin/backup/list?limit=100", http.StatusOK); err != nil {
+	if r.catalogCold, err = svc.timeList(ctx); err != nil {
 		return r, err
 	}
-	if r.warm, err = svc.timeGet(ctx, "/api/admin/backup/list?limit=100", http.StatusOK); err != nil {
+	if r.warm, err = svc.timeList(ctx); err != nil {
 		return r, err
 	}
 	var exists, absent []time.Duration
 	for i := range 100 {
 		t := time.Now()
-		code, _, err := svc.call(ctx, http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": fmt.Sprintf("listing-%05d", i*97)})
-		if err != nil || code != http.StatusConflict {
-			return r, fmt.Errorf("create of an existing name: %d, %v", code, err)
+		_, err := svc.cli.CreateBackup(ctx, client.CreateBackupRequest{BackupName: fmt.Sprintf("listing-%05d", i*97)})
+		if client.StatusOf(err) != http.StatusConflict {
+			return r, fmt.Errorf("create of an existing name: %v, want 409", err)
 		}
 		exists = append(exists, time.Since(t))
 		t = time.Now()
-		code, _, err = svc.call(ctx, http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": fmt.Sprintf("absent-%05d", i)})
-		if err != nil || code != http.StatusAccepted {
-			return r, fmt.Errorf("create of a new name: %d, %v", code, err)
+		var answer client.Response
+		_, err = svc.cli.CreateBackup(ctx, client.CreateBackupRequest{BackupName: fmt.Sprintf("absent-%05d", i)}, client.WithResponse(&answer))
+		if err != nil || answer.StatusCode != http.StatusAccepted {
+			return r, fmt.Errorf("create of a new name: %d, %v", answer.StatusCode, err)
 		}
 		absent = append(absent, time.Since(t))
 	}

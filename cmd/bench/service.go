@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/harness"
 	"github.com/autograph/pgbackup/internal/testbench/procfs"
 )
@@ -31,7 +29,11 @@ type service struct {
 	api    *harness.Proc
 	worker *harness.Proc
 	logs   string
-	client *http.Client
+	// hc is shared by the typed client, the harness's readiness probe and
+	// the soak: one pool of connections, sized for the load test.
+	hc *http.Client
+	// cli is the typed client of the latest API started.
+	cli *client.Client
 }
 
 // newService prepares (does not start) a service whose programs get the
@@ -52,17 +54,20 @@ func (b *bench) newService(name string, redisDB int, extra ...string) (*service,
 	env := append(b.engineEnv(""), "REDIS_ADDR="+b.env.RedisAddr, "REDIS_DB="+strconv.Itoa(redisDB),
 		"API_ADMIN_TOKENS="+benchToken, "BACKUP_ENABLED=false", "WORKER_CONCURRENCY=1", "LOG_LEVEL=warn",
 		"TASK_RETRY_DELAY=1s", "API_AUTH_FAILURES_PER_MINUTE=100000")
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	// The programs are beside -pgbackup; should the bench die, they go too.
 	progs := &harness.Group{Bin: filepath.Dir(b.o.pgbackup), Logs: logs, Env: append(env, extra...),
-		DeathSignal: syscall.SIGKILL, Client: client}
-	return &service{progs: progs, logs: logs, client: client}, nil
+		DeathSignal: syscall.SIGKILL, Client: hc}
+	return &service{progs: progs, logs: logs, hc: hc}, nil
 }
 
 // startAPI starts the API on a free port and waits until it is ready.
 func (s *service) startAPI(ctx context.Context) error {
 	var err error
-	s.api, s.url, err = s.progs.StartAPI(ctx, "api", "")
+	if s.api, s.url, err = s.progs.StartAPI(ctx, "api", ""); err != nil {
+		return err
+	}
+	s.cli, err = client.New(s.url, benchToken, client.WithHTTPClient(s.hc))
 	return err
 }
 
@@ -86,58 +91,44 @@ func (s *service) stopWorker() {
 // stop stops every program the service started.
 func (s *service) stop() { _ = s.progs.StopAll() }
 
-// call sends a request with the admin token and decodes the JSON answer.
-func (s *service) call(ctx context.Context, method, path string, body any) (int, map[string]any, error) {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, s.url+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+benchToken)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out, nil
-}
-
-// run enqueues one task (POST path body, want 202) and waits until it
-// completes; it returns the task's result.
-func (s *service) run(ctx context.Context, path string, body any) (map[string]any, error) {
-	code, out, err := s.call(ctx, http.MethodPost, path, body)
+// backup enqueues a backup and waits until it completes.
+func (s *service) backup(ctx context.Context, req client.CreateBackupRequest) (*client.Task, error) {
+	a, err := s.cli.CreateBackup(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	if code != http.StatusAccepted {
-		return nil, fmt.Errorf("POST %s: %d %v", path, code, out)
+	return s.wait(ctx, a.TaskID)
+}
+
+// restore enqueues a restore and waits until it completes.
+func (s *service) restore(ctx context.Context, req client.RestoreBackupRequest) (*client.Task, error) {
+	a, err := s.cli.RestoreBackup(ctx, req)
+	if err != nil {
+		return nil, err
 	}
-	id, _ := out["task_id"].(string)
+	return s.wait(ctx, a.TaskID)
+}
+
+// wait reads the task's status every 50 ms (the wait is part of what is
+// timed) until it completes. A task that failed, even once, is an error:
+// a retried run would measure the wrong thing. (client.WaitTask waits
+// through retries and stops at the first failed read, so it does not fit.)
+func (s *service) wait(ctx context.Context, id string) (*client.Task, error) {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
-		code, st, err := s.call(ctx, http.MethodGet, "/api/admin/tasks/"+id, nil)
-		if err != nil || code != http.StatusOK {
-			continue
+		st, err := s.cli.Task(ctx, id)
+		if err != nil {
+			continue // a status read that failed is read again
 		}
-		switch st["state"] {
-		case "completed":
-			res, _ := st["result"].(map[string]any)
-			return res, nil
-		case "archived", "retry":
-			return nil, fmt.Errorf("task %s %s: %v %v", id, st["state"], st["error"], st["error_detail"])
+		switch st.State {
+		case client.StateCompleted:
+			return st, nil
+		case client.StateArchived, client.StateRetry:
+			return nil, fmt.Errorf("task %s %s: %s %s", id, st.State, st.Error, st.ErrorDetail)
 		}
 	}
 }

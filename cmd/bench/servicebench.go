@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/jobs/engine"
 )
 
@@ -178,7 +178,7 @@ func (b *bench) repeatedOn(ctx context.Context, svc *service, work string) ([]sv
 	w := watchProcess(svc.worker.Pid(), work)
 	start := time.Now()
 	for i := 1; i <= 3; i++ {
-		if _, err := svc.run(ctx, "/api/admin/backup/create", map[string]any{"backup_name": fmt.Sprintf("svc-repeat-%d", i), "stores": []string{"local", "minio"}}); err != nil {
+		if _, err := svc.backup(ctx, client.CreateBackupRequest{BackupName: fmt.Sprintf("svc-repeat-%d", i), Stores: []string{"local", "minio"}}); err != nil {
 			w.stop()
 			return rows, err
 		}
@@ -214,14 +214,19 @@ func (b *bench) serviceBackup(ctx context.Context, svc *service, work, codec, na
 	defer svc.stopWorker()
 	w := watchProcess(svc.worker.Pid(), work)
 	start := time.Now()
-	res, err := svc.run(ctx, "/api/admin/backup/create", map[string]any{"backup_name": name, "stores": stores})
+	st, err := svc.backup(ctx, client.CreateBackupRequest{BackupName: name, Stores: stores})
 	wall := time.Since(start)
 	w.stop()
 	if err != nil {
 		return svcRow{}, err
 	}
-	size, _ := res["size_bytes"].(float64)
-	return svcRow{wall: wall, archive: int64(size), hwmKiB: w.hwmKiB, treeKiB: w.treeKiB, diskBytes: w.disk}, nil
+	var res struct {
+		SizeBytes int64 `json:"size_bytes"`
+	}
+	if err := json.Unmarshal(st.Result, &res); err != nil {
+		return svcRow{}, fmt.Errorf("backup %s: result %s: %w", name, st.Result, err)
+	}
+	return svcRow{wall: wall, archive: res.SizeBytes, hwmKiB: w.hwmKiB, treeKiB: w.treeKiB, diskBytes: w.disk}, nil
 }
 
 // serviceRestore times one restore through the API into a new database.
@@ -235,7 +240,7 @@ func (b *bench) serviceRestore(ctx context.Context, svc *service, work, backup, 
 	defer svc.stopWorker()
 	w := watchProcess(svc.worker.Pid(), work)
 	start := time.Now()
-	_, err := svc.run(ctx, "/api/admin/backup/restore", map[string]any{"backup_name": backup, "from": "minio", "target_database": db})
+	_, err := svc.restore(ctx, client.RestoreBackupRequest{BackupName: backup, From: "minio", TargetDatabase: db})
 	wall := time.Since(start)
 	w.stop()
 	if err != nil {
@@ -303,13 +308,9 @@ func (b *bench) fillFakeBackups(ctx context.Context, bucket string, n int) error
 	return <-errc
 }
 
-// timeGet times one GET with the admin token and checks its status.
-func (s *service) timeGet(ctx context.Context, path string, want int) (time.Duration, error) {
+// timeList times one listing of the first 100 backups.
+func (s *service) timeList(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
-	code, _, err := s.call(ctx, http.MethodGet, path, nil)
-	d := time.Since(start)
-	if err == nil && code != want {
-		err = fmt.Errorf("GET %s: %d, want %d", path, code, want)
-	}
-	return d, err
+	_, err := s.cli.ListBackups(ctx, client.ListBackupsOptions{Limit: 100})
+	return time.Since(start), err
 }

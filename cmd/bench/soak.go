@@ -99,7 +99,7 @@ func (b *bench) soakBench(ctx context.Context) (soakResult, error) {
 			workers[i%len(workers)] = w
 			return nil
 		},
-		Timeout: 30 * time.Minute, Store: st, Client: svc.client,
+		Timeout: 30 * time.Minute, Store: st, Client: svc.hc,
 		Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
 	})
 	return out, err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/harness"
 	"github.com/autograph/pgbackup/internal/testbench/services"
 	"github.com/autograph/pgbackup/jobs/pgtool"
@@ -41,7 +42,7 @@ type demo struct {
 	env   services.Env
 	pg    pgtool.Conn
 	progs *harness.Group // the api, workers and scheduler, once started
-	api   apiClient
+	api   *client.Client
 
 	adminToken, viewerToken string
 	// backupName is the demo's backup, once restored and compared.

@@ -66,11 +66,13 @@ func (d *demo) startPrograms(ctx context.Context) error {
 	}
 	d.adminToken, d.viewerToken = token("demo-admin-"), token("demo-viewer-")
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	d.api = apiClient{base: "http://" + addr, token: d.adminToken,
-		http: &http.Client{Timeout: 10 * time.Second}}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if d.api, err = newAPIClient(addr, d.adminToken, hc); err != nil {
+		return err
+	}
 	// Should the demo die without its cleanup, the programs go with it.
 	d.progs = &harness.Group{Bin: filepath.Join(d.root, "bin"), Logs: filepath.Join(d.dir, "logs"),
-		Env: programEnv(d.settings(port)), DeathSignal: syscall.SIGTERM, Client: d.api.http}
+		Env: programEnv(d.settings(port)), DeathSignal: syscall.SIGTERM, Client: hc}
 
 	d.out.step("Starting the API, two workers and the scheduler")
 	api, _, err := d.progs.StartAPI(ctx, "api", addr)
@@ -78,7 +80,7 @@ func (d *demo) startPrograms(ctx context.Context) error {
 		d.out.say("api: pid %d (log %s)", api.Pid(), api.Log)
 	}
 	if err != nil {
-		return fmt.Errorf("the API did not become ready at %s/readyz: %w", d.api.base, err)
+		return fmt.Errorf("the API did not become ready at %s/readyz: %w", d.api.BaseURL(), err)
 	}
 	for _, p := range []struct{ name, program string }{
 		{"worker-1", harness.Worker}, {"worker-2", harness.Worker}, {"scheduler", harness.Scheduler},
@@ -89,7 +91,7 @@ func (d *demo) startPrograms(ctx context.Context) error {
 		}
 		d.out.say("%s: pid %d (log %s)", p.name, proc.Pid(), proc.Log)
 	}
-	d.out.say("API ready at %s", d.api.base)
+	d.out.say("API ready at %s", d.api.BaseURL())
 	return nil
 }
 

@@ -5,13 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/template"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/store"
 )
 
 const (
@@ -81,12 +82,9 @@ func (d *demo) createSample(ctx context.Context) error {
 func (d *demo) backupAndRestore(ctx context.Context) error {
 	d.out.step("Backing up %s (custom format, local directory and MinIO)", sourceDB)
 	d.out.say("POST /api/admin/backup/create")
-	var created struct {
-		TaskID     string `json:"task_id"`
-		BackupName string `json:"backup_name"`
-	}
-	if err := d.api.call(ctx, http.MethodPost, "/api/admin/backup/create",
-		map[string]any{"format": "custom", "upload_to_minio": true}, &created); err != nil {
+	created, err := d.api.CreateBackup(ctx, client.CreateBackupRequest{Format: "custom",
+		Stores: []string{store.LocalName, store.MinIOName}})
+	if err != nil {
 		return err
 	}
 	d.out.say("backup %s, task %s", created.BackupName, created.TaskID)
@@ -102,17 +100,8 @@ func (d *demo) backupAndRestore(ctx context.Context) error {
 
 	d.out.step("Listing backups")
 	d.out.say("GET /api/admin/backup/list")
-	var list struct {
-		Count   int `json:"count"`
-		Backups []struct {
-			BackupName string   `json:"backup_name"`
-			Format     string   `json:"format"`
-			Database   string   `json:"database"`
-			SizeBytes  int64    `json:"size_bytes"`
-			Locations  []string `json:"locations"`
-		} `json:"backups"`
-	}
-	if err := d.api.call(ctx, http.MethodGet, "/api/admin/backup/list", nil, &list); err != nil {
+	list, err := d.api.ListBackups(ctx, client.ListBackupsOptions{})
+	if err != nil {
 		return err
 	}
 	d.out.say("%d backup(s)", list.Count)
@@ -122,12 +111,9 @@ func (d *demo) backupAndRestore(ctx context.Context) error {
 
 	d.out.step("Restoring %s from MinIO into a new database %s", created.BackupName, restoredDB)
 	d.out.say("POST /api/admin/backup/restore")
-	var restore struct {
-		TaskID string `json:"task_id"`
-	}
-	if err := d.api.call(ctx, http.MethodPost, "/api/admin/backup/restore", map[string]any{
-		"backup_name": created.BackupName, "download_from_minio": true, "target_database": restoredDB,
-	}, &restore); err != nil {
+	restore, err := d.api.RestoreBackup(ctx, client.RestoreBackupRequest{BackupName: created.BackupName,
+		From: store.MinIOName, TargetDatabase: restoredDB})
+	if err != nil {
 		return err
 	}
 	d.out.say("task %s", restore.TaskID)
@@ -175,13 +161,13 @@ func (d *demo) compare(ctx context.Context, backupName string) error {
 // summary writes demo.env and prints how to use the running service.
 func (d *demo) summary(context.Context) error {
 	envFile := filepath.Join(d.dir, "demo.env")
-	content := fmt.Sprintf("export PGBACKUP_URL=%s\nexport ADMIN_TOKEN=%s\nexport VIEWER_TOKEN=%s\n", d.api.base, d.adminToken, d.viewerToken)
+	content := fmt.Sprintf("export PGBACKUP_URL=%s\nexport ADMIN_TOKEN=%s\nexport VIEWER_TOKEN=%s\n", d.api.BaseURL(), d.adminToken, d.viewerToken)
 	if err := os.WriteFile(envFile, []byte(content), 0o600); err != nil {
 		return err
 	}
 	d.out.step("The service is running")
 	return summaryText.Execute(d.out.out, map[string]string{
-		"URL": d.api.base, "Admin": d.adminToken, "Viewer": d.viewerToken, "EnvFile": envFile,
+		"URL": d.api.BaseURL(), "Admin": d.adminToken, "Viewer": d.viewerToken, "EnvFile": envFile,
 		"Backup": d.backupName, "PGPort": d.env.PGPort, "PGUser": d.env.PGUser,
 		"Source": sourceDB, "Restored": restoredDB, "BenchEnv": filepath.Join(d.bench.Dir(), "env"),
 		"Logs": filepath.Join(d.dir, "logs"), "Backups": filepath.Join(d.dir, "backups"), "MinIO": d.env.MinIOEndpoint,

@@ -26,6 +26,16 @@ func (c *Client) WhoAmI(ctx context.Context, opts ...CallOption) (*WhoAmI, error
 	return get[WhoAmI](ctx, c, "/api/whoami", opts)
 }
 
+// Metrics returns the service's Prometheus metrics in the text
+// exposition format (GET /metrics), for a scraper or a test to parse.
+func (c *Client) Metrics(ctx context.Context, opts ...CallOption) ([]byte, error) {
+	var text []byte
+	if err := c.do(ctx, http.MethodGet, "/metrics", nil, &text, opts); err != nil {
+		return nil, err
+	}
+	return text, nil
+}
+
 // get reads path and decodes its answer as a T.
 func get[T any](ctx context.Context, c *Client, path string, opts []CallOption) (*T, error) {
 	var out T

@@ -149,7 +149,8 @@ func StatusOf(err error) int {
 }
 
 // do sends one request (body as JSON when not nil) and decodes a 2xx
-// answer into out when out is not nil.
+// answer into out when out is not nil; a *[]byte out gets the answer as
+// it came.
 func (c *Client) do(ctx context.Context, method, path string, body, out any, opts []CallOption) error {
 	cl := call{header: http.Header{}}
 	for _, o := range opts {
@@ -188,6 +189,10 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any, opt
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return answerError(method, path, resp, raw)
+	}
+	if text, ok := out.(*[]byte); ok {
+		*text = raw // an answer that is not JSON (GET /metrics)
+		return nil
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {

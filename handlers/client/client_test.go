@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,7 +42,11 @@ var examples = map[string]string{
 	"GET /api/admin/audit": `{"entries":[{"at":"2025-01-02T04:00:00Z","token_fingerprint":"ab","action":"POST /api/admin/backup/create",
 		"backup":"nightly","task_id":"t-1","client":"127.0.0.1","status":202,"outcome":"accepted"}],"count":1}`,
 	"POST /api/admin/tasks/{id}/cancel": `{"task_id":"t-1","state":"archived","status_url":"/api/admin/tasks/t-1"}`,
+	"GET /metrics":                      "# HELP pgbackup_build_info Build information.\n# TYPE pgbackup_build_info gauge\npgbackup_build_info{version=\"dev\"} 1\n",
 }
+
+// textAnswers are the operations whose answer is text/plain, not JSON.
+var textAnswers = map[string]bool{"GET /metrics": true}
 
 // accepted is every enqueueing route's answer.
 const accepted = `{"task_id":"t-2","status_url":"/api/admin/tasks/t-2"}`
@@ -105,11 +110,18 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if answer == "" {
 		answer = accepted
 	}
-	ptr := "/paths/" + pointerEscape(tmpl) + "/" + strings.ToLower(r.Method) + "/responses/" + strconv.Itoa(status) + "/content/application~1json/schema"
-	if err := f.compiled(ptr, []byte(answer)); err != nil {
+	contentType, asJSON := "application/json", []byte(answer)
+	if textAnswers[key] {
+		// The schema describes the text as a JSON string.
+		contentType = "text/plain"
+		asJSON, _ = json.Marshal(answer)
+	}
+	ptr := "/paths/" + pointerEscape(tmpl) + "/" + strings.ToLower(r.Method) + "/responses/" + strconv.Itoa(status) +
+		"/content/" + pointerEscape(contentType) + "/schema"
+	if err := f.compiled(ptr, asJSON); err != nil {
 		f.t.Errorf("%s: the test's example answer does not match openapi.json: %v", key, err)
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, answer)
 }
@@ -143,6 +155,13 @@ var every = []struct {
 }{
 	{"Healthz", func(ctx context.Context, c *Client) (any, error) { return c.Healthz(ctx) }},
 	{"Readyz", func(ctx context.Context, c *Client) (any, error) { return c.Readyz(ctx) }},
+	{"Metrics", func(ctx context.Context, c *Client) (any, error) {
+		text, err := c.Metrics(ctx)
+		if err == nil && !strings.Contains(string(text), "pgbackup_build_info") {
+			err = fmt.Errorf("metrics answered %q", text)
+		}
+		return &text, err
+	}},
 	{"WhoAmI", func(ctx context.Context, c *Client) (any, error) { return c.WhoAmI(ctx) }},
 	{"CreateBackup", func(ctx context.Context, c *Client) (any, error) {
 		return c.CreateBackup(ctx, CreateBackupRequest{BackupName: "nightly", Format: "custom", Database: "app",

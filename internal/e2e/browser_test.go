@@ -12,6 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/testbench"
 )
 
@@ -194,18 +195,18 @@ func TestBackupsPageInABrowser(t *testing.T) {
 	}
 
 	// Listed with its size and where it is, as the API lists it.
-	api := c.listBackups()[name]
-	if api == nil {
+	api, ok := c.listBackups()[name]
+	if !ok {
 		t.Fatalf("backup %s not listed by the API", name)
 	}
 	row := fmt.Sprintf(`document.querySelector('#backups tr[data-name=%q]')`, name)
 	waitJS(t, ctx, "backup listed", row+` !== null`, 30*time.Second)
 	size := evalJS[string](t, ctx, row+`.querySelector("td.size").textContent`)
 	where := evalJS[[]string](t, ctx, `[...`+row+`.querySelectorAll("td.where .tag")].map(s => s.textContent)`)
-	if wantSize := humanBytes(int64(api["size_bytes"].(float64))); size != wantSize {
+	if wantSize := humanBytes(api.SizeBytes); size != wantSize {
 		t.Errorf("page shows size %q, want %q", size, wantSize)
 	}
-	if got, want := strings.Join(where, ","), joinAny(api["locations"]); got != want || want == "" {
+	if got, want := strings.Join(where, ","), strings.Join(api.Locations, ","); got != want || want == "" {
 		t.Errorf("page shows locations %q, want %q", got, want)
 	}
 	fitsThePhone(t, ctx, "a backup listed")
@@ -230,14 +231,14 @@ func TestBackupsPageInABrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#confirm-ok`)))
 	waitNewestTask(t, ctx, "backup:delete")
 	waitJS(t, ctx, "deleted backup gone from the list", row+` === null`, 30*time.Second)
-	if c.listBackups()[name] != nil {
+	if _, ok := c.listBackups()[name]; ok {
 		t.Errorf("backup %s still listed by the API after the page deleted it", name)
 	}
 
 	// A viewer, in a tab of its own (the token lives in the tab's session
 	// storage), sees the backups but no button that would act on them.
-	out := c.mustCall("POST", "/api/admin/backup/create", map[string]any{"backup_name": name + "-v"}, 202)
-	c.waitTask(out["task_id"].(string), 3*time.Minute)
+	out := c.create(client.CreateBackupRequest{BackupName: name + "-v"})
+	c.waitTask(out.TaskID, 3*time.Minute)
 	vctx, cancel := chromedp.NewContext(ctx)
 	defer cancel()
 	// The tab's first run opens it; no deadline, as for the browser.
@@ -273,13 +274,4 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%d B", n)
 	}
 	return fmt.Sprintf("%.1f %s", f, units[i])
-}
-
-func joinAny(v any) string {
-	list, _ := v.([]any)
-	s := make([]string, len(list))
-	for i, x := range list {
-		s[i] = fmt.Sprint(x)
-	}
-	return strings.Join(s, ",")
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/store"
 )
@@ -40,29 +41,31 @@ func TestBucketBackupThroughTheAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if code, _ := c.call(http.MethodPost, "/api/admin/buckets/backup", adminToken, map[string]any{"bucket": c.bucket}); code != http.StatusBadRequest {
-		t.Errorf("backup of the backup bucket itself = %d, want 400", code)
+	admin := c.admin()
+	if _, err := admin.BackupBucket(ctx, client.BucketBackupRequest{Bucket: c.bucket}); client.StatusOf(err) != http.StatusBadRequest {
+		t.Errorf("backup of the backup bucket itself = %v, want 400", err)
 	}
-	if code, _ := c.call(http.MethodPost, "/api/admin/buckets/backup", adminToken, map[string]any{"bucket": "no-such-bucket-here"}); code != http.StatusNotFound {
-		t.Errorf("backup of a missing bucket = %d, want 404", code)
+	if _, err := admin.BackupBucket(ctx, client.BucketBackupRequest{Bucket: "no-such-bucket-here"}); client.StatusOf(err) != http.StatusNotFound {
+		t.Errorf("backup of a missing bucket = %v, want 404", err)
 	}
-	out := c.mustCall(http.MethodPost, "/api/admin/buckets/backup", map[string]any{"bucket": srcName, "backup_name": "files-1"}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), time.Minute)
+	var r client.Response
+	out, err := admin.BackupBucket(ctx, client.BucketBackupRequest{Bucket: srcName, BackupName: "files-1"}, client.WithResponse(&r))
+	c.waitTask(c.accepted("bucket backup", &r, out, err).TaskID, time.Minute)
 	entry := c.listBackups()["files-1"]
-	if entry["kind"] != "bucket" || entry["objects"] != float64(20) {
-		t.Fatalf("listed %v, want a bucket backup of 20 objects", entry)
+	if entry.Kind != "bucket" || entry.Objects != 20 {
+		t.Fatalf("listed %+v, want a bucket backup of 20 objects", entry)
 	}
-	if code, _ := c.call(http.MethodPost, "/api/admin/backup/restore", adminToken, map[string]any{"backup_name": "files-1", "target_database": "x"}); code != http.StatusBadRequest {
-		t.Errorf("database restore of a bucket backup = %d, want 400", code)
+	if _, err := admin.RestoreBackup(ctx, client.RestoreBackupRequest{BackupName: "files-1", TargetDatabase: "x"}); client.StatusOf(err) != http.StatusBadRequest {
+		t.Errorf("database restore of a bucket backup = %v, want 400", err)
 	}
 	dstName := strings.ReplaceAll(testbench.UniqueName("restored"), "_", "-")
-	out = c.mustCall(http.MethodPost, "/api/admin/buckets/restore", map[string]any{"backup_name": "files-1", "target_bucket": dstName}, http.StatusAccepted)
-	st := c.waitTask(out["task_id"].(string), time.Minute)
-	if res := st["result"].(map[string]any); res["restored"] != float64(20) {
+	out, err = admin.RestoreBucket(ctx, client.BucketRestoreRequest{BackupName: "files-1", TargetBucket: dstName}, client.WithResponse(&r))
+	st := c.waitTask(c.accepted("bucket restore", &r, out, err).TaskID, time.Minute)
+	if res := result(t, st); res["restored"] != float64(20) {
 		t.Fatalf("restore result %v, want 20 restored", res)
 	}
 	got := map[string]string{}
-	err := open(dstName).Walk(ctx, "", func(o store.BucketObject, r io.Reader) error {
+	err = open(dstName).Walk(ctx, "", func(o store.BucketObject, r io.Reader) error {
 		var b bytes.Buffer
 		_, err := b.ReadFrom(r)
 		got[o.Key] = b.String()
@@ -104,15 +107,15 @@ func TestBucketTarget(t *testing.T) {
 	waitFor(t, time.Minute, "three scheduled bucket backups", func() bool {
 		return metric(c.scrape(), "pgbackup_backups_total", map[string]string{"target": "files", "outcome": "success"}) >= 3
 	})
-	_, tl := c.call(http.MethodGet, "/api/admin/targets", viewerToken, nil)
-	if ts, _ := tl["targets"].([]any); len(ts) != 1 || ts[0].(map[string]any)["kind"] != "bucket" {
-		t.Fatalf("targets = %v, want the bucket target", tl)
+	tl := must(c.viewer().Targets(t.Context()))(t)
+	if ts := tl.Targets; len(ts) != 1 || ts[0].Kind != "bucket" {
+		t.Fatalf("targets = %+v, want the bucket target", tl)
 	}
 	stop(t, sched, syscall.SIGTERM, 20*time.Second)
 	waitFor(t, time.Minute, "the queue to drain", c.queueIdle)
 	list := c.listBackups()
 	got := scheduledOf(list, "files")
-	if len(got) != 1 || list[got[0]]["kind"] != "bucket" {
+	if len(got) != 1 || list[got[0]].Kind != "bucket" {
 		t.Fatalf("scheduled bucket backups %v, want exactly one (keep_last 1)", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/testbench"
 )
 
@@ -208,8 +210,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	const before, after = 10, 3
 	tasks := map[string]string{} // backup name -> task id
 	create := func(name string) {
-		out := c.mustCall("POST", "/api/admin/backup/create", map[string]any{"backup_name": name}, http.StatusAccepted)
-		tasks[name] = out["task_id"].(string)
+		tasks[name] = c.create(client.CreateBackupRequest{BackupName: name}).TaskID
 	}
 	for i := range before {
 		create(fmt.Sprintf("ha-before-%02d", i))
@@ -217,12 +218,12 @@ func TestRedisSentinelFailover(t *testing.T) {
 	// Kill the master while a backup runs.
 	deadline := time.Now().Add(time.Minute)
 	for {
-		code, out := c.call("GET", "/api/admin/tasks/"+tasks["ha-before-00"], viewerToken, nil)
-		if code == 200 && (out["state"] == "active" || out["state"] == "completed") {
+		st, err := c.viewer().Task(t.Context(), tasks["ha-before-00"])
+		if err == nil && (st.State == client.StateActive || st.State == client.StateCompleted) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("first backup never started: %d %v", code, out)
+			t.Fatalf("first backup never started: %+v %v", st, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -235,13 +236,11 @@ func TestRedisSentinelFailover(t *testing.T) {
 	ctx := context.Background()
 	var saw503 bool
 	var recovered time.Duration
+	anon := c.api("")
 	for {
-		resp, err := http.Get(c.apiURL + "/readyz")
-		code := 0
-		if err == nil {
-			code = resp.StatusCode
-			resp.Body.Close()
-		}
+		var r client.Response
+		_, err := anon.Readyz(ctx, client.WithResponse(&r))
+		code := r.StatusCode // 0 without an answer
 		port, perr := h.masterPort(ctx)
 		promoted := perr == nil && port == h.replica.port
 		switch {
@@ -264,8 +263,8 @@ func TestRedisSentinelFailover(t *testing.T) {
 		recovered.Seconds(), saw503)
 	// And it stays 200: nothing was restarted.
 	for range 10 {
-		if code, _ := c.call("GET", "/readyz", "", nil); code != http.StatusOK {
-			t.Fatalf("/readyz = %d after the failover", code)
+		if _, err := anon.Readyz(ctx); err != nil {
+			t.Fatalf("/readyz = %v after the failover", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -275,7 +274,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	}
 	for name, id := range tasks {
 		st := c.waitTask(id, 3*time.Minute)
-		if st["result"] == nil {
+		if len(st.Result) == 0 || string(st.Result) == "null" {
 			t.Errorf("%s: completed without a result", name)
 		}
 	}
@@ -301,15 +300,15 @@ func TestRedisSentinelFailover(t *testing.T) {
 		perName[name]++
 	}
 	for name := range tasks {
-		b := list[name]
-		if b == nil {
+		b, ok := list[name]
+		if !ok {
 			t.Errorf("%s: not listed", name)
 			continue
 		}
 		if perName[name] != 2 {
 			t.Errorf("%s: %d objects in MinIO, want the archive and its manifest", name, perName[name])
 		}
-		r, err := m.Get(ctx, b["archive_key"].(string))
+		r, err := m.Get(ctx, b.ArchiveKey)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
@@ -317,8 +316,8 @@ func TestRedisSentinelFailover(t *testing.T) {
 		hsum := sha256.New()
 		io.Copy(hsum, r)
 		r.Close()
-		if got := hex.EncodeToString(hsum.Sum(nil)); got != b["sha256"] {
-			t.Errorf("%s: archive sha256 %s, manifest says %v", name, got, b["sha256"])
+		if got := hex.EncodeToString(hsum.Sum(nil)); got != b.SHA256 {
+			t.Errorf("%s: archive sha256 %s, manifest says %v", name, got, b.SHA256)
 		}
 	}
 	if len(perName) != before+after {
@@ -382,38 +381,33 @@ func TestRedisCluster(t *testing.T) {
 	c.startAPI()
 	c.start("worker", "worker")
 
-	out := c.mustCall("POST", "/api/admin/backup/create", map[string]any{"backup_name": "on-cluster"}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 2*time.Minute)
-	if code, _ := c.call("POST", "/api/admin/backup/create", adminToken, map[string]any{"backup_name": "on-cluster"}); code != http.StatusConflict {
-		t.Fatalf("same name again on a cluster: %d, want 409", code)
+	out := c.create(client.CreateBackupRequest{BackupName: "on-cluster"})
+	c.waitTask(out.TaskID, 2*time.Minute)
+	if _, err := c.admin().CreateBackup(t.Context(), client.CreateBackupRequest{BackupName: "on-cluster"}); client.StatusOf(err) != http.StatusConflict {
+		t.Fatalf("same name again on a cluster: %v, want 409", err)
 	}
-	if c.listBackups()["on-cluster"] == nil {
+	if _, ok := c.listBackups()["on-cluster"]; !ok {
 		t.Fatal("backup not listed")
 	}
 	target := c.source + "_cl"
 	c.env.DropDBOnCleanup(t, target)
-	out = c.mustCall("POST", "/api/admin/backup/restore", map[string]any{"backup_name": "on-cluster", "target_database": target}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 2*time.Minute)
+	out = c.restore(client.RestoreBackupRequest{BackupName: "on-cluster", TargetDatabase: target})
+	c.waitTask(out.TaskID, 2*time.Minute)
 	if diff := testbench.DiffFingerprints(c.env.Fingerprint(t, target), want); diff != "" {
 		t.Fatalf("restore on a cluster: %s", diff)
 	}
-	out = c.mustCall("DELETE", "/api/admin/backup/on-cluster", nil, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 2*time.Minute)
-	if c.listBackups()["on-cluster"] != nil {
+	out = c.remove("on-cluster")
+	c.waitTask(out.TaskID, 2*time.Minute)
+	if _, ok := c.listBackups()["on-cluster"]; ok {
 		t.Fatal("deleted backup still listed")
 	}
 
-	req, _ := http.NewRequest("GET", c.apiURL+"/monitoring/api/queues", nil)
-	req.SetBasicAuth("admin", adminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	t.Logf("asynqmon on a cluster: GET /monitoring/api/queues = %d %s", resp.StatusCode, tail(string(body), 300))
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "backup") {
-		t.Errorf("asynqmon's queue view on a cluster = %d %s", resp.StatusCode, tail(string(body), 300))
+	// asynqmon's own API, as a browser sends it: Basic auth.
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:"+adminToken))
+	code, _, body := c.raw(http.MethodGet, "/monitoring/api/queues", "", map[string]string{"Authorization": basic}, nil)
+	t.Logf("asynqmon on a cluster: GET /monitoring/api/queues = %d %s", code, tail(string(body), 300))
+	if code != http.StatusOK || !strings.Contains(string(body), "backup") {
+		t.Errorf("asynqmon's queue view on a cluster = %d %s", code, tail(string(body), 300))
 	}
 	// Our own keys too: nothing may have failed for keys in different slots.
 	for _, p := range c.progs.Procs() {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/testbench"
 )
 
@@ -21,13 +23,13 @@ var slowEnv = []string{"PG_DUMP_COMPRESS=9"}
 func startSlowBackup(t *testing.T, c *cluster, name string) string {
 	t.Helper()
 	c.env.CreateSlowFixture(t, c.source)
-	out := c.mustCall(http.MethodPost, "/api/admin/backup/create",
-		map[string]any{"backup_name": name, "upload_to_minio": true}, http.StatusAccepted)
-	id := out["task_id"].(string)
+	// upload_to_minio: the old service's flag, to both stores.
+	id := c.rawAccepted(http.MethodPost, "/api/admin/backup/create",
+		map[string]any{"backup_name": name, "upload_to_minio": true}).TaskID
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		_, st := c.call(http.MethodGet, "/api/admin/tasks/"+id, viewerToken, nil)
-		if p, _ := st["progress"].(map[string]any); st["state"] == "active" && p != nil && p["phase"] == "uploading" {
+		st, err := c.viewer().Task(t.Context(), id)
+		if err == nil && st.State == client.StateActive && st.Progress != nil && st.Progress.Phase == "uploading" {
 			return id
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -61,9 +63,9 @@ func restoreAndCompare(t *testing.T, c *cluster, name string) {
 	t.Helper()
 	target := testbench.UniqueName("fault_restored")
 	c.env.DropDBOnCleanup(t, target)
-	out := c.mustCall(http.MethodPost, "/api/admin/backup/restore",
-		map[string]any{"backup_name": name, "download_from_minio": true, "target_database": target}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 3*time.Minute)
+	out := c.rawAccepted(http.MethodPost, "/api/admin/backup/restore",
+		map[string]any{"backup_name": name, "download_from_minio": true, "target_database": target})
+	c.waitTask(out.TaskID, 3*time.Minute)
 	if diff := testbench.DiffFingerprints(c.env.Fingerprint(t, target), c.env.Fingerprint(t, c.source)); diff != "" {
 		t.Fatalf("restored %s differs from the source:\n%s", name, diff)
 	}
@@ -90,25 +92,25 @@ func TestFaultWorkerKilledMidBackup(t *testing.T) {
 
 	// Until the task completes, the backup must never be listed.
 	deadline := time.Now().Add(3 * time.Minute)
-	var st map[string]any
+	st := &client.Task{}
 	for time.Now().Before(deadline) {
 		_, listed := c.listBackups()["killed"]
-		_, st = c.call(http.MethodGet, "/api/admin/tasks/"+id, viewerToken, nil)
-		if st["state"] == "completed" {
+		st = must(c.viewer().Task(t.Context(), id))(t)
+		if st.State == client.StateCompleted {
 			break
 		}
 		if listed {
-			t.Fatalf("backup listed while its task is %v", st["state"])
+			t.Fatalf("backup listed while its task is %v", st.State)
 		}
-		if st["state"] == "archived" {
-			t.Fatalf("task archived: %v", st["error"])
+		if st.State == client.StateArchived {
+			t.Fatalf("task archived: %v", st.Error)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	if st["state"] != "completed" {
-		t.Fatalf("task not completed after the worker was killed: %v", st)
+	if st.State != client.StateCompleted {
+		t.Fatalf("task not completed after the worker was killed: %+v", st)
 	}
-	if w := st["worker"].(string); !strings.HasSuffix(w, ":"+strconv.Itoa(wb.Pid())) {
+	if w := st.Worker; !strings.HasSuffix(w, ":"+strconv.Itoa(wb.Pid())) {
 		t.Errorf("completed by %s, want worker-b (pid %d)", w, wb.Pid())
 	}
 	if left, _ := c.minio().IncompleteUploads(context.Background(), ""); len(left) != 0 {
@@ -130,25 +132,27 @@ func TestFaultMinIOStoppedDuringUpload(t *testing.T) {
 	priv.StopService(t, testbench.MinIO)
 
 	st := c.waitTask(id, 3*time.Minute, "retry")
-	if msg, _ := st["error"].(string); msg != "store unavailable" {
+	if msg := st.Error; msg != "store unavailable" {
 		t.Fatalf("error while MinIO is down = %q, want it classified as store unavailable", msg)
 	}
 	// While MinIO is down the local listing works and shows nothing half done.
-	out := c.mustCall(http.MethodGet, "/api/admin/backup/list?include_minio=false", nil, http.StatusOK)
-	if out["count"].(float64) != 0 {
-		t.Fatalf("local listing during the outage = %v, want empty", out)
+	// (include_minio=false: the old service's query parameter.)
+	code, _, body := c.raw(http.MethodGet, "/api/admin/backup/list?include_minio=false", adminToken, nil, nil)
+	var local client.BackupList
+	if code != http.StatusOK || json.Unmarshal(body, &local) != nil || local.Count != 0 {
+		t.Fatalf("local listing during the outage = %d %s, want 200 and empty", code, body)
 	}
-	if code, _ := c.call(http.MethodGet, "/api/admin/backup/list", viewerToken, nil); code != http.StatusServiceUnavailable {
-		t.Errorf("listing MinIO while it is down: status %d, want 503", code)
+	if _, err := c.viewer().ListBackups(t.Context(), client.ListBackupsOptions{}); client.StatusOf(err) != http.StatusServiceUnavailable {
+		t.Errorf("listing MinIO while it is down: %v, want 503", err)
 	}
 
 	priv.StartService(t, testbench.MinIO)
 	st = c.waitTask(id, 3*time.Minute)
-	if st["retried"].(float64) < 1 {
-		t.Errorf("task completed with retried=%v, want at least one retry", st["retried"])
+	if st.Retried < 1 {
+		t.Errorf("task completed with retried=%v, want at least one retry", st.Retried)
 	}
-	if b, ok := c.listBackups()["minio-outage"]; !ok || len(b["locations"].([]any)) != 2 {
-		t.Fatalf("after recovery the backup is %v, want listed in both stores", b)
+	if b, ok := c.listBackups()["minio-outage"]; !ok || len(b.Locations) != 2 {
+		t.Fatalf("after recovery the backup is %+v, want listed in both stores", b)
 	}
 	if left, _ := c.minio().IncompleteUploads(context.Background(), ""); len(left) != 0 {
 		t.Errorf("incomplete multipart uploads left: %v", left)
@@ -164,18 +168,18 @@ func TestFaultPostgresUnreachable(t *testing.T) {
 	c.startAPI()
 	// Port 1 on loopback refuses connections at once.
 	c.start("worker", "worker", "POSTGRES_PORT=1")
-	out := c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "no-pg"}, http.StatusAccepted)
-	st := c.waitTask(out["task_id"].(string), time.Minute, "archived")
+	out := c.create(client.CreateBackupRequest{BackupName: "no-pg"})
+	st := c.waitTask(out.TaskID, time.Minute, "archived")
 	// Viewers see the class only; admins also see the detail.
-	_, full := c.call(http.MethodGet, "/api/admin/tasks/"+st["task_id"].(string), adminToken, nil)
-	if msg, _ := st["error"].(string); msg != "postgres unreachable" || st["error_detail"] != nil {
-		t.Fatalf("viewer sees error %q detail %v, want only \"postgres unreachable\"", msg, st["error_detail"])
+	full := must(c.admin().Task(t.Context(), st.TaskID))(t)
+	if msg := st.Error; msg != "postgres unreachable" || st.ErrorDetail != "" {
+		t.Fatalf("viewer sees error %q detail %q, want only \"postgres unreachable\"", msg, st.ErrorDetail)
 	}
-	if d, _ := full["error_detail"].(string); !strings.Contains(d, "127.0.0.1:1") {
+	if d := full.ErrorDetail; !strings.Contains(d, "127.0.0.1:1") {
 		t.Fatalf("admin sees detail %q, want the address 127.0.0.1:1", d)
 	}
-	if st["retried"].(float64) != 2 || st["max_retry"].(float64) != 2 {
-		t.Fatalf("retried %v of %v, want 2 of 2", st["retried"], st["max_retry"])
+	if st.Retried != 2 || st.MaxRetry != 2 {
+		t.Fatalf("retried %v of %v, want 2 of 2", st.Retried, st.MaxRetry)
 	}
 	assertNothingStored(t, c, "no-pg")
 }
@@ -190,23 +194,21 @@ func TestFaultRedisRestart(t *testing.T) {
 	c.startAPI()
 	c.start("worker", "worker")
 	slow := startSlowBackup(t, c, "during-outage")
-	out := c.mustCall(http.MethodPost, "/api/admin/backup/create",
-		map[string]any{"backup_name": "queued-before-outage", "format": "plain"}, http.StatusAccepted)
-	queued := out["task_id"].(string)
+	queued := c.create(client.CreateBackupRequest{BackupName: "queued-before-outage", Format: "plain"}).TaskID
 
 	priv.StopService(t, testbench.Redis)
-	if code, _ := c.call(http.MethodGet, "/readyz", "", nil); code != http.StatusServiceUnavailable {
-		t.Errorf("readyz with Redis down = %d, want 503", code)
+	if _, err := c.api("").Readyz(t.Context()); client.StatusOf(err) != http.StatusServiceUnavailable {
+		t.Errorf("readyz with Redis down = %v, want 503", err)
 	}
-	if code, body := c.call(http.MethodPost, "/api/admin/backup/create", adminToken, map[string]any{"backup_name": "refused"}); code != http.StatusServiceUnavailable {
-		t.Errorf("create with Redis down = %d %v, want 503", code, body)
+	if _, err := c.admin().CreateBackup(t.Context(), client.CreateBackupRequest{BackupName: "refused"}); client.StatusOf(err) != http.StatusServiceUnavailable {
+		t.Errorf("create with Redis down = %v, want 503", err)
 	}
 	time.Sleep(2 * time.Second)
 	priv.StartService(t, testbench.Redis)
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if code, _ := c.call(http.MethodGet, "/readyz", "", nil); code == http.StatusOK {
+		if _, err := c.api("").Readyz(t.Context()); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -216,8 +218,8 @@ func TestFaultRedisRestart(t *testing.T) {
 	}
 	c.waitTask(slow, 3*time.Minute)
 	c.waitTask(queued, 3*time.Minute)
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "after-outage", "format": "tar"}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), time.Minute)
+	out := c.create(client.CreateBackupRequest{BackupName: "after-outage", Format: "tar"})
+	c.waitTask(out.TaskID, time.Minute)
 	list := c.listBackups()
 	for _, n := range []string{"during-outage", "queued-before-outage", "after-outage"} {
 		if _, ok := list[n]; !ok {
@@ -236,31 +238,32 @@ func TestFaultCancelRunningBackup(t *testing.T) {
 	id := startSlowBackup(t, c, "cancelled")
 	dumps := waitChildren(t, w.Pid(), "pg_dump", 10*time.Second)
 
-	if code, _ := c.call(http.MethodPost, "/api/admin/tasks/"+id+"/cancel", viewerToken, nil); code != http.StatusForbidden {
-		t.Fatalf("viewer cancel = %d, want 403", code)
+	if _, err := c.viewer().CancelTask(t.Context(), id); client.StatusOf(err) != http.StatusForbidden {
+		t.Fatalf("viewer cancel = %v, want 403", err)
 	}
-	out := c.mustCall(http.MethodPost, "/api/admin/tasks/"+id+"/cancel", nil, http.StatusAccepted)
-	if out["state"] != "archived" {
-		t.Errorf("cancel answered state %v, want archived", out["state"])
+	var r client.Response
+	out, err := c.admin().CancelTask(t.Context(), id, client.WithResponse(&r))
+	if out = c.accepted("cancel", &r, out, err); out.State != client.StateArchived {
+		t.Errorf("cancel answered state %v, want archived", out.State)
 	}
 	waitGone(t, dumps, 5*time.Second)
 	st := c.waitTask(id, 30*time.Second, "archived")
 	// It stays archived: asynq's automatic retry of cancelled tasks is off.
 	time.Sleep(3 * time.Second)
-	_, st = c.call(http.MethodGet, "/api/admin/tasks/"+id, viewerToken, nil)
-	if st["state"] != "archived" {
-		t.Fatalf("cancelled task is %v 3 s later, want still archived", st["state"])
+	st = must(c.viewer().Task(t.Context(), id))(t)
+	if st.State != client.StateArchived {
+		t.Fatalf("cancelled task is %v 3 s later, want still archived", st.State)
 	}
 	if n := strings.Count(logText(t, w), `"msg":"backup complete"`); n != 0 {
 		t.Fatalf("cancelled backup completed %d times", n)
 	}
 	assertNothingStored(t, c, "cancelled")
-	if code, _ := c.call(http.MethodPost, "/api/admin/tasks/"+id+"/cancel", adminToken, nil); code != http.StatusConflict {
-		t.Errorf("second cancel = %d, want 409", code)
+	if _, err := c.admin().CancelTask(t.Context(), id); client.StatusOf(err) != http.StatusConflict {
+		t.Errorf("second cancel = %v, want 409", err)
 	}
 	// The name is free again.
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "cancelled", "format": "plain"}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 2*time.Minute)
+	out = c.create(client.CreateBackupRequest{BackupName: "cancelled", Format: "plain"})
+	c.waitTask(out.TaskID, 2*time.Minute)
 }
 
 // Fault 6: SIGTERM to a worker while it backs up. With a short grace period
@@ -278,26 +281,25 @@ func TestFaultWorkerSIGTERM(t *testing.T) {
 	dumps := waitChildren(t, wa.Pid(), "pg_dump", 10*time.Second)
 	stop(t, wa, syscall.SIGTERM, 20*time.Second)
 	waitGone(t, dumps, 5*time.Second)
-	_, st := c.call(http.MethodGet, "/api/admin/tasks/"+id, viewerToken, nil)
-	if s := st["state"]; s != "pending" && s != "retry" && s != "active" {
+	st := must(c.viewer().Task(t.Context(), id))(t)
+	if s := st.State; s != client.StatePending && s != client.StateRetry && s != client.StateActive {
 		t.Fatalf("after SIGTERM the task is %v, want it back in the queue", s)
 	}
 	assertNothingStored(t, c, "handed-back")
 	wb := c.start("worker-b", "worker", "WORKER_SHUTDOWN_TIMEOUT=2m")
 	st = c.waitTask(id, 3*time.Minute)
-	if w := st["worker"].(string); !strings.HasSuffix(w, ":"+strconv.Itoa(wb.Pid())) {
+	if w := st.Worker; !strings.HasSuffix(w, ":"+strconv.Itoa(wb.Pid())) {
 		t.Errorf("handed-back task completed by %s, want worker-b", w)
 	}
 
 	// Long grace: finishes in place.
-	out := c.mustCall(http.MethodPost, "/api/admin/backup/create",
-		map[string]any{"backup_name": "finished-in-grace", "upload_to_minio": true}, http.StatusAccepted)
-	id2 := out["task_id"].(string)
+	id2 := c.rawAccepted(http.MethodPost, "/api/admin/backup/create",
+		map[string]any{"backup_name": "finished-in-grace", "upload_to_minio": true}).TaskID
 	waitChildren(t, wb.Pid(), "pg_dump", 30*time.Second)
 	stop(t, wb, syscall.SIGTERM, 2*time.Minute)
-	_, st = c.call(http.MethodGet, "/api/admin/tasks/"+id2, viewerToken, nil)
-	if st["state"] != "completed" {
-		t.Fatalf("with a long grace period the task is %v after the worker exited, want completed", st["state"])
+	st = must(c.viewer().Task(t.Context(), id2))(t)
+	if st.State != client.StateCompleted {
+		t.Fatalf("with a long grace period the task is %v after the worker exited, want completed", st.State)
 	}
 	c.start("worker-c", "worker")
 	restoreAndCompare(t, c, "handed-back")

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autograph/pgbackup/handlers/client"
 )
 
 // TestRequestsSafeToRepeat: an Idempotency-Key makes create, restore,
@@ -19,25 +21,27 @@ func TestRequestsSafeToRepeat(t *testing.T) {
 	worker := c.start("worker", "worker")
 
 	const rid = "gw-7f3a.42"
-	create := map[string]any{"backup_name": "repeat-1"}
-	code, h, first := c.send(http.MethodPost, "/api/admin/backup/create", adminToken, map[string]string{"Idempotency-Key": "create-repeat-1", "X-Request-ID": rid}, create)
-	if code != http.StatusAccepted || h.Get("X-Request-ID") != rid {
-		t.Fatalf("create = %d %v, X-Request-ID %q", code, first, h.Get("X-Request-ID"))
+	ctx, admin := t.Context(), c.admin()
+	create := client.CreateBackupRequest{BackupName: "repeat-1"}
+	var r client.Response
+	first, err := admin.CreateBackup(ctx, create, client.WithIdempotencyKey("create-repeat-1"), client.WithRequestID(rid), client.WithResponse(&r))
+	if err != nil || r.StatusCode != http.StatusAccepted || r.Header.Get("X-Request-ID") != rid {
+		t.Fatalf("create = %d %v %s, X-Request-ID %q", r.StatusCode, err, r.Body, r.Header.Get("X-Request-ID"))
 	}
-	code, h, again := c.send(http.MethodPost, "/api/admin/backup/create", adminToken, map[string]string{"Idempotency-Key": "create-repeat-1"}, create)
-	if code != http.StatusAccepted || again["task_id"] != first["task_id"] || h.Get("Idempotent-Replayed") != "true" {
-		t.Fatalf("repeated create = %d %v, want the first response %v", code, again, first)
+	again, err := admin.CreateBackup(ctx, create, client.WithIdempotencyKey("create-repeat-1"), client.WithResponse(&r))
+	if err != nil || r.StatusCode != http.StatusAccepted || again.TaskID != first.TaskID || r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("repeated create = %d %v %+v, want the first response %+v", r.StatusCode, err, again, first)
 	}
-	if code, _, out := c.send(http.MethodPost, "/api/admin/backup/create", adminToken, map[string]string{"Idempotency-Key": "create-repeat-1"}, map[string]any{"backup_name": "repeat-2"}); code != http.StatusUnprocessableEntity {
-		t.Fatalf("same key, another body = %d %v, want 422", code, out)
+	if _, err := admin.CreateBackup(ctx, client.CreateBackupRequest{BackupName: "repeat-2"}, client.WithIdempotencyKey("create-repeat-1")); client.StatusOf(err) != http.StatusUnprocessableEntity {
+		t.Fatalf("same key, another body = %v, want 422", err)
 	}
-	if code, h, _ := c.send(http.MethodGet, "/api/admin/backup/list", adminToken, nil, nil); code != http.StatusOK || h.Get("X-Request-ID") == "" {
-		t.Fatalf("list without X-Request-ID = %d, generated ID %q", code, h.Get("X-Request-ID"))
+	if _, err := admin.ListBackups(ctx, client.ListBackupsOptions{}, client.WithResponse(&r)); err != nil || r.Header.Get("X-Request-ID") == "" {
+		t.Fatalf("list without X-Request-ID = %v, generated ID %q", err, r.Header.Get("X-Request-ID"))
 	}
-	id := first["task_id"].(string)
+	id := first.TaskID
 	st := c.waitTask(id, time.Minute)
-	if st["request_id"] != rid {
-		t.Errorf("task status request_id = %v, want %s", st["request_id"], rid)
+	if st.RequestID != rid {
+		t.Errorf("task status request_id = %v, want %s", st.RequestID, rid)
 	}
 	var logged bool
 	for _, line := range strings.Split(logText(t, worker), "\n") {
@@ -50,37 +54,36 @@ func TestRequestsSafeToRepeat(t *testing.T) {
 	}
 
 	// A refused request frees its key: fixed, it goes through.
-	if code, _, _ := c.send(http.MethodPost, "/api/admin/backup/create", adminToken, map[string]string{"Idempotency-Key": "fix-me"}, map[string]any{"backup_name": "bad name!"}); code != http.StatusBadRequest {
-		t.Fatalf("bad create = %d, want 400", code)
+	if _, err := admin.CreateBackup(ctx, client.CreateBackupRequest{BackupName: "bad name!"}, client.WithIdempotencyKey("fix-me")); client.StatusOf(err) != http.StatusBadRequest {
+		t.Fatalf("bad create = %v, want 400", err)
 	}
-	if code, _, out := c.send(http.MethodPost, "/api/admin/backup/create", adminToken, map[string]string{"Idempotency-Key": "fix-me"}, map[string]any{"backup_name": "repeat-3"}); code != http.StatusAccepted {
-		t.Fatalf("fixed create under the same key = %d %v, want 202", code, out)
-	} else {
-		c.waitTask(out["task_id"].(string), time.Minute)
-	}
+	fixed, err := admin.CreateBackup(ctx, client.CreateBackupRequest{BackupName: "repeat-3"}, client.WithIdempotencyKey("fix-me"), client.WithResponse(&r))
+	c.waitTask(c.accepted("fixed create under the same key", &r, fixed, err).TaskID, time.Minute)
 
 	// Without a key a second restore into the same database while the first
 	// is queued is a 409; with the key it is the same task.
 	c.env.CreateDB(t, c.source+"_copy")
-	restore := map[string]any{"backup_name": "repeat-1", "target_database": c.source + "_copy"}
-	_, _, r1 := c.send(http.MethodPost, "/api/admin/backup/restore", adminToken, map[string]string{"Idempotency-Key": "restore-1"}, restore)
-	_, _, r2 := c.send(http.MethodPost, "/api/admin/backup/restore", adminToken, map[string]string{"Idempotency-Key": "restore-1"}, restore)
-	if r1["task_id"] == nil || r1["task_id"] != r2["task_id"] {
-		t.Fatalf("repeated restore: %v then %v, want one task", r1, r2)
+	restore := client.RestoreBackupRequest{BackupName: "repeat-1", TargetDatabase: c.source + "_copy"}
+	// twice makes a call twice under one key: both answers name one task.
+	twice := func(what, key string, call func(...client.CallOption) (*client.TaskAccepted, error)) string {
+		t.Helper()
+		k := client.WithIdempotencyKey(key)
+		a1, err1 := call(k)
+		a2, err2 := call(k)
+		if err1 != nil || err2 != nil || a1.TaskID != a2.TaskID {
+			t.Fatalf("repeated %s: %+v (%v) then %+v (%v), want one task", what, a1, err1, a2, err2)
+		}
+		return a1.TaskID
 	}
-	c.waitTask(r1["task_id"].(string), time.Minute)
-	_, _, v1 := c.send(http.MethodPost, "/api/admin/backup/repeat-1/verify", adminToken, map[string]string{"Idempotency-Key": "verify-1"}, nil)
-	_, _, v2 := c.send(http.MethodPost, "/api/admin/backup/repeat-1/verify", adminToken, map[string]string{"Idempotency-Key": "verify-1"}, nil)
-	if v1["task_id"] == nil || v1["task_id"] != v2["task_id"] {
-		t.Fatalf("repeated verify: %v then %v, want one task", v1, v2)
-	}
-	c.waitTask(v1["task_id"].(string), time.Minute)
-	_, _, d1 := c.send(http.MethodDelete, "/api/admin/backup/repeat-1", adminToken, map[string]string{"Idempotency-Key": "delete-1"}, nil)
-	_, _, d2 := c.send(http.MethodDelete, "/api/admin/backup/repeat-1", adminToken, map[string]string{"Idempotency-Key": "delete-1"}, nil)
-	if d1["task_id"] == nil || d1["task_id"] != d2["task_id"] {
-		t.Fatalf("repeated delete: %v then %v, want one task", d1, d2)
-	}
-	c.waitTask(d1["task_id"].(string), time.Minute)
+	c.waitTask(twice("restore", "restore-1", func(o ...client.CallOption) (*client.TaskAccepted, error) {
+		return admin.RestoreBackup(ctx, restore, o...)
+	}), time.Minute)
+	c.waitTask(twice("verify", "verify-1", func(o ...client.CallOption) (*client.TaskAccepted, error) {
+		return admin.VerifyBackup(ctx, "repeat-1", client.VerifyBackupRequest{}, o...)
+	}), time.Minute)
+	c.waitTask(twice("delete", "delete-1", func(o ...client.CallOption) (*client.TaskAccepted, error) {
+		return admin.DeleteBackup(ctx, "repeat-1", client.DeleteBackupRequest{}, o...)
+	}), time.Minute)
 	if _, ok := c.listBackups()["repeat-1"]; ok {
 		t.Fatal("repeat-1 still listed after its delete")
 	}

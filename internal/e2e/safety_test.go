@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/harness"
 	"github.com/autograph/pgbackup/internal/testbench"
 )
@@ -64,37 +65,29 @@ func TestSafetyIIEndToEnd(t *testing.T) {
 	c.waitTask(id, 3*time.Minute)
 
 	// Verify is a POST; GET is refused.
-	if code, _ := c.call(http.MethodGet, "/api/admin/backup/signed/verify", adminToken, nil); code != http.StatusMethodNotAllowed {
+	if code, _, _ := c.raw(http.MethodGet, "/api/admin/backup/signed/verify", adminToken, nil, nil); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET verify = %d, want 405", code)
 	}
-	out := c.mustCall(http.MethodPost, "/api/admin/backup/signed/verify", map[string]any{"from": "minio"}, http.StatusAccepted)
-	st := c.waitTask(out["task_id"].(string), 2*time.Minute)
-	if res, _ := st["result"].(map[string]any); res["row_counts_checked"] != true {
-		t.Errorf("verify result %v, want the row counts checked", st["result"])
+	var r client.Response
+	out, err := c.admin().VerifyBackup(t.Context(), "signed", client.VerifyBackupRequest{From: "minio"}, client.WithResponse(&r))
+	st := c.waitTask(c.accepted("verify", &r, out, err).TaskID, 2*time.Minute)
+	if res := result(t, st); res["row_counts_checked"] != true {
+		t.Errorf("verify result %s, want the row counts checked", st.Result)
 	}
 
 	// A request from a hostile page in the admin's browser changes nothing.
-	req, _ := http.NewRequest(http.MethodPost, c.apiURL+"/api/admin/backup/create", strings.NewReader(`{"backup_name":"evil"}`))
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Origin", "https://evil.example")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		t.Errorf("cross-origin create = %d, want 403", resp.StatusCode)
+	origin := map[string]string{"Origin": "https://evil.example"}
+	if code, _, _ := c.raw(http.MethodPost, "/api/admin/backup/create", adminToken, origin, `{"backup_name":"evil"}`); code != http.StatusForbidden {
+		t.Errorf("cross-origin create = %d, want 403", code)
 	}
 
 	// Replace: restore beside an existing target and swap it in.
 	target := testbench.UniqueName("e2e_replace")
 	c.env.CreateDB(t, target)
 	c.env.Exec(t, target, `CREATE TABLE old_stuff (x int)`)
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/restore",
-		map[string]any{"backup_name": "signed", "target_database": target, "replace": true}, http.StatusAccepted)
-	st = c.waitTask(out["task_id"].(string), 3*time.Minute)
-	res, _ := st["result"].(map[string]any)
+	out = c.restore(client.RestoreBackupRequest{BackupName: "signed", TargetDatabase: target, Replace: true})
+	st = c.waitTask(out.TaskID, 3*time.Minute)
+	res := result(t, st)
 	old, _ := res["replaced_copy"].(string)
 	if !strings.HasPrefix(old, target+"_replaced_") || res["swap_downtime_ms"] == nil {
 		t.Fatalf("replace result %v, want the old copy and the swap's downtime", res)
@@ -112,22 +105,19 @@ func TestSafetyIIEndToEnd(t *testing.T) {
 	tamperManifest(t, c, "signed", func(m map[string]any) { m["database"] = "postgres" })
 	victim := testbench.UniqueName("e2e_tampered")
 	c.env.DropDBOnCleanup(t, victim)
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/restore",
-		map[string]any{"backup_name": "signed", "from": "minio", "target_database": victim}, http.StatusAccepted)
-	st = c.waitTask(out["task_id"].(string), time.Minute, "archived")
-	if st["error"] != "signature invalid" || st["retried"].(float64) != 0 || c.env.DatabaseExists(t, victim) {
+	out = c.restore(client.RestoreBackupRequest{BackupName: "signed", From: "minio", TargetDatabase: victim})
+	st = c.waitTask(out.TaskID, time.Minute, "archived")
+	if st.Error != "signature invalid" || st.Retried != 0 || c.env.DatabaseExists(t, victim) {
 		t.Fatalf("tampered restore ended %v after %v retries (target created: %v); want signature invalid, not retried, untouched",
-			st["error"], st["retried"], c.env.DatabaseExists(t, victim))
+			st.Error, st.Retried, c.env.DatabaseExists(t, victim))
 	}
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/restore",
-		map[string]any{"backup_name": "signed", "from": "minio", "target_database": victim, "allow_unsigned": true}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 3*time.Minute)
+	out = c.restore(client.RestoreBackupRequest{BackupName: "signed", From: "minio", TargetDatabase: victim, AllowUnsigned: true})
+	c.waitTask(out.TaskID, 3*time.Minute)
 
 	// Every admin action is in the audit trail, newest first.
-	out = c.mustCall(http.MethodGet, "/api/admin/audit?limit=3", nil, http.StatusOK)
-	entries, _ := out["entries"].([]any)
-	if len(entries) != 3 || entries[0].(map[string]any)["target"] != victim || entries[0].(map[string]any)["client"] == "" {
-		t.Fatalf("audit = %v, want the last restore first", out)
+	audit := must(c.admin().Audit(t.Context(), 3))(t)
+	if entries := audit.Entries; len(entries) != 3 || entries[0].Target != victim || entries[0].Client == "" {
+		t.Fatalf("audit = %+v, want the last restore first", audit)
 	}
 
 	// A program with another key refuses to start, naming the setting.
@@ -176,15 +166,12 @@ func TestAPIServesTLS(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	p := c.start("api", "api", "API_ADDR="+addr, "API_TLS_CERT_FILE="+certFile, "API_TLS_KEY_FILE="+keyFile)
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if err := p.WaitHTTP(t.Context(), client, "https://"+addr+"/readyz", 30*time.Second); err != nil {
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if err := p.WaitHTTP(t.Context(), hc, "https://"+addr+"/readyz", 30*time.Second); err != nil {
 		t.Fatalf("api over TLS not ready: %v\n%s", err, logText(t, p))
 	}
-	if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			t.Fatal("the TLS API also answered plain HTTP")
-		}
+	if _, err := c.apiAt("http://"+addr, "").Readyz(t.Context()); err == nil {
+		t.Fatal("the TLS API also answered plain HTTP")
 	}
 }
 

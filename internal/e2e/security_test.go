@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/harness"
 	"github.com/autograph/pgbackup/store"
 )
@@ -26,36 +27,41 @@ func TestSecurityEndToEnd(t *testing.T) {
 	w := c.start("worker", "worker")
 
 	// Strangers and viewers are kept out of admin routes; viewers may read.
-	if code, _ := c.call(http.MethodGet, "/api/admin/backup/list", "", nil); code != http.StatusUnauthorized {
-		t.Errorf("list without token = %d, want 401", code)
+	ctx := t.Context()
+	if _, err := c.api("").ListBackups(ctx, client.ListBackupsOptions{}); client.StatusOf(err) != http.StatusUnauthorized {
+		t.Errorf("list without token = %v, want 401", err)
 	}
-	if code, _ := c.call(http.MethodPost, "/api/admin/backup/create", viewerToken, map[string]any{}); code != http.StatusForbidden {
-		t.Errorf("create with viewer token = %d, want 403", code)
+	if _, err := c.viewer().CreateBackup(ctx, client.CreateBackupRequest{}); client.StatusOf(err) != http.StatusForbidden {
+		t.Errorf("create with viewer token = %v, want 403", err)
 	}
-	// asynqmon's own API refuses actions to viewers (read-only instance)...
-	if code, _ := c.call(http.MethodPost, "/monitoring/api/queues/backup:pause", viewerToken, nil); code < 400 {
+	// asynqmon's own API (not ours: raw requests) refuses actions to
+	// viewers (read-only instance)...
+	if code, _, _ := c.raw(http.MethodPost, "/monitoring/api/queues/backup:pause", viewerToken, nil, nil); code < 400 {
 		t.Errorf("viewer pausing a queue through asynqmon = %d, want refused", code)
 	}
 	// ...and lets admins act.
-	if code, body := c.call(http.MethodPost, "/monitoring/api/queues/maintenance:pause", adminToken, nil); code >= 400 {
-		t.Errorf("admin pausing a queue through asynqmon = %d %v", code, body)
+	if code, _, body := c.raw(http.MethodPost, "/monitoring/api/queues/maintenance:pause", adminToken, nil, nil); code >= 400 {
+		t.Errorf("admin pausing a queue through asynqmon = %d %s", code, body)
 	}
-	c.mustCall(http.MethodPost, "/monitoring/api/queues/maintenance:resume", nil, http.StatusNoContent)
+	if code, _, body := c.raw(http.MethodPost, "/monitoring/api/queues/maintenance:resume", adminToken, nil, nil); code != http.StatusNoContent {
+		t.Fatalf("admin resuming a queue through asynqmon = %d %s, want 204", code, body)
+	}
 
-	out := c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "sec", "upload_to_minio": true}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), time.Minute)
+	// upload_to_minio and ?from=: the old service's ways of naming stores.
+	out := c.rawAccepted(http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "sec", "upload_to_minio": true})
+	c.waitTask(out.TaskID, time.Minute)
 
 	// Verify a good archive, then corrupt the MinIO copy and verify again.
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/sec/verify?from=minio", nil, http.StatusAccepted)
-	st := c.waitTask(out["task_id"].(string), time.Minute)
-	if res := st["result"].(map[string]any); res["verified"] != true {
-		t.Fatalf("verify of a good archive: %v", st)
+	out = c.rawAccepted(http.MethodPost, "/api/admin/backup/sec/verify?from=minio", nil)
+	st := c.waitTask(out.TaskID, time.Minute)
+	if res := result(t, st); res["verified"] != true {
+		t.Fatalf("verify of a good archive: %+v", st)
 	}
-	corrupt(t, c.minio(), c.listBackups()["sec"]["archive_key"].(string))
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/sec/verify?from=minio", nil, http.StatusAccepted)
-	st = c.waitTask(out["task_id"].(string), time.Minute, "archived")
-	if msg := st["error"].(string); msg != "checksum mismatch" || st["retried"].(float64) != 0 {
-		t.Fatalf("verify of a corrupted archive ended with %q after %v retries, want checksum mismatch, not retried", msg, st["retried"])
+	corrupt(t, c.minio(), c.listBackups()["sec"].ArchiveKey)
+	out = c.rawAccepted(http.MethodPost, "/api/admin/backup/sec/verify?from=minio", nil)
+	st = c.waitTask(out.TaskID, time.Minute, "archived")
+	if msg := st.Error; msg != "checksum mismatch" || st.Retried != 0 {
+		t.Fatalf("verify of a corrupted archive ended with %q after %v retries, want checksum mismatch, not retried", msg, st.Retried)
 	}
 
 	// Two restores into one database: the second is refused while the first
@@ -63,15 +69,17 @@ func TestSecurityEndToEnd(t *testing.T) {
 	stop(t, w, syscall.SIGTERM, 20*time.Second)
 	target := "sec_target"
 	c.env.DropDBOnCleanup(t, target)
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/restore", map[string]any{"backup_name": "sec", "download_from_minio": false, "target_database": target}, http.StatusAccepted)
-	first := out["task_id"].(string)
-	if code, body := c.call(http.MethodPost, "/api/admin/backup/restore", adminToken, map[string]any{"backup_name": "sec", "download_from_minio": false, "target_database": target}); code != http.StatusConflict {
-		t.Fatalf("second restore into %s = %d %v, want 409", target, code, body)
+	// download_from_minio false: the old service's way of naming the local store.
+	restore := map[string]any{"backup_name": "sec", "download_from_minio": false, "target_database": target}
+	first := c.rawAccepted(http.MethodPost, "/api/admin/backup/restore", restore).TaskID
+	if code, _, body := c.raw(http.MethodPost, "/api/admin/backup/restore", adminToken, nil, restore); code != http.StatusConflict {
+		t.Fatalf("second restore into %s = %d %s, want 409", target, code, body)
 	}
 	c.start("worker-2", "worker")
 	c.waitTask(first, time.Minute)
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/restore", map[string]any{"backup_name": "sec", "download_from_minio": false, "target_database": target, "clean": true}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), time.Minute)
+	restore["clean"] = true
+	out = c.rawAccepted(http.MethodPost, "/api/admin/backup/restore", restore)
+	c.waitTask(out.TaskID, time.Minute)
 
 	// No secret in any log line or anywhere in Redis.
 	secrets := []string{c.env.PGPassword, c.env.MinIOPassword, adminToken, viewerToken}
@@ -125,8 +133,8 @@ func TestAPIRefusesToStartWithoutAdminToken(t *testing.T) {
 	}
 	// With auth explicitly disabled it starts, and warns.
 	p := c.startAPI("API_ADMIN_TOKENS=", "API_AUTH_DISABLED=true")
-	if code, _ := c.call(http.MethodGet, "/api/admin/backup/list", "", nil); code != http.StatusOK {
-		t.Errorf("list with auth disabled = %d, want 200", code)
+	if _, err := c.api("").ListBackups(t.Context(), client.ListBackupsOptions{}); err != nil {
+		t.Errorf("list with auth disabled = %v, want 200", err)
 	}
 	if !strings.Contains(logText(t, p), "API_AUTH_DISABLED=true") {
 		t.Error("no warning logged when auth is disabled")

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/testbench"
 )
 
@@ -23,27 +24,31 @@ func TestWholeServerThroughTheAPI(t *testing.T) {
 	c.startAPI()
 	c.start("worker", "worker")
 
-	out := c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"database": "*", "backup_name": "whole-1"}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 2*time.Minute)
+	out := c.create(client.CreateBackupRequest{Database: "*", BackupName: "whole-1"})
+	c.waitTask(out.TaskID, 2*time.Minute)
 	entry := c.listBackups()["whole-1"]
-	dbs, _ := entry["databases"].([]any)
-	if entry["kind"] != "server" || entry["database"] != "*" || !slices.Contains(dbs, any("shop")) || !slices.Contains(dbs, any("audit")) {
-		t.Fatalf("listed %v, want a whole-server backup holding shop and audit", entry)
+	dbs := entry.Databases
+	if entry.Kind != "server" || entry.Database != "*" || !slices.Contains(dbs, "shop") || !slices.Contains(dbs, "audit") {
+		t.Fatalf("listed %+v, want a whole-server backup holding shop and audit", entry)
 	}
 
 	for _, bad := range []struct {
-		body map[string]any
+		req  client.RestoreBackupRequest
 		want int
 	}{
-		{map[string]any{"backup_name": "whole-1", "target_database": "shop"}, http.StatusBadRequest},
-		{map[string]any{"backup_name": "whole-1", "replace": true}, http.StatusBadRequest},
-		{map[string]any{"backup_name": "whole-1", "databases": []string{}}, http.StatusBadRequest},
-		{map[string]any{"backup_name": "whole-1", "databases": []string{"shop", "shop"}}, http.StatusBadRequest},
-		{map[string]any{"backup_name": "whole-1", "databases": []string{"no_such_db"}}, http.StatusNotFound},
+		{client.RestoreBackupRequest{BackupName: "whole-1", TargetDatabase: "shop"}, http.StatusBadRequest},
+		{client.RestoreBackupRequest{BackupName: "whole-1", Replace: true}, http.StatusBadRequest},
+		{client.RestoreBackupRequest{BackupName: "whole-1", Databases: []string{"shop", "shop"}}, http.StatusBadRequest},
+		{client.RestoreBackupRequest{BackupName: "whole-1", Databases: []string{"no_such_db"}}, http.StatusNotFound},
 	} {
-		if code, body := c.call(http.MethodPost, "/api/admin/backup/restore", adminToken, bad.body); code != bad.want {
-			t.Errorf("restore %v = %d %v, want %d", bad.body, code, body, bad.want)
+		if _, err := c.admin().RestoreBackup(t.Context(), bad.req); client.StatusOf(err) != bad.want {
+			t.Errorf("restore %+v = %v, want %d", bad.req, err, bad.want)
 		}
+	}
+	// An empty list of databases, which the typed client omits: raw.
+	empty := map[string]any{"backup_name": "whole-1", "databases": []string{}}
+	if code, _, body := c.raw(http.MethodPost, "/api/admin/backup/restore", adminToken, nil, empty); code != http.StatusBadRequest {
+		t.Errorf("restore %v = %d %s, want 400", empty, code, body)
 	}
 
 	// Lose one database, change the other: restoring only the lost one
@@ -51,9 +56,9 @@ func TestWholeServerThroughTheAPI(t *testing.T) {
 	priv.Exec(t, "postgres", "DROP DATABASE shop")
 	priv.Exec(t, "audit", "INSERT INTO events VALUES (1000)")
 	changedAudit := priv.Fingerprint(t, "audit")
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/restore", map[string]any{"backup_name": "whole-1", "databases": []string{"shop"}}, http.StatusAccepted)
-	st := c.waitTask(out["task_id"].(string), 2*time.Minute)
-	if got := st["result"].(map[string]any)["databases"]; !slices.Equal(toStrings(got), []string{"shop"}) {
+	out = c.restore(client.RestoreBackupRequest{BackupName: "whole-1", Databases: []string{"shop"}})
+	st := c.waitTask(out.TaskID, 2*time.Minute)
+	if got := result(t, st)["databases"]; !slices.Equal(toStrings(got), []string{"shop"}) {
 		t.Errorf("restore result databases %v, want [shop]", got)
 	}
 	if diff := testbench.DiffFingerprints(priv.Fingerprint(t, "shop"), wantShop); diff != "" {
@@ -62,19 +67,19 @@ func TestWholeServerThroughTheAPI(t *testing.T) {
 	if diff := testbench.DiffFingerprints(priv.Fingerprint(t, "audit"), changedAudit); diff != "" {
 		t.Fatalf("audit changed by a restore of shop only:\n%s", diff)
 	}
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/restore", map[string]any{"backup_name": "whole-1", "databases": []string{"audit"}, "clean": true}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 2*time.Minute)
+	out = c.restore(client.RestoreBackupRequest{BackupName: "whole-1", Databases: []string{"audit"}, Clean: true})
+	c.waitTask(out.TaskID, 2*time.Minute)
 	if diff := testbench.DiffFingerprints(priv.Fingerprint(t, "audit"), wantAudit); diff != "" {
 		t.Fatalf("audit after a clean restore:\n%s", diff)
 	}
 
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"database": "shop", "backup_name": "shop-only"}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 2*time.Minute)
-	if code, _ := c.call(http.MethodPost, "/api/admin/backup/restore", adminToken, map[string]any{"backup_name": "shop-only", "databases": []string{"shop"}}); code != http.StatusBadRequest {
-		t.Errorf("databases on a one-database backup = %d, want 400", code)
+	out = c.create(client.CreateBackupRequest{Database: "shop", BackupName: "shop-only"})
+	c.waitTask(out.TaskID, 2*time.Minute)
+	if _, err := c.admin().RestoreBackup(t.Context(), client.RestoreBackupRequest{BackupName: "shop-only", Databases: []string{"shop"}}); client.StatusOf(err) != http.StatusBadRequest {
+		t.Errorf("databases on a one-database backup = %v, want 400", err)
 	}
-	out = c.mustCall(http.MethodDelete, "/api/admin/backup/whole-1", nil, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), time.Minute)
+	out = c.remove("whole-1")
+	c.waitTask(out.TaskID, time.Minute)
 	if objs, err := c.minio().List(t.Context(), "postgres/whole-1"); err != nil || len(objs) != 0 {
 		t.Fatalf("after delete MinIO holds %v (%v)", objs, err)
 	}

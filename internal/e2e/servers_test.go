@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/testbench"
 )
 
@@ -50,24 +51,22 @@ func TestTargetsOnTwoServers(t *testing.T) {
 	c.start("worker", "worker")
 
 	// The targets listing says which server each is on.
-	out := c.mustCall("GET", "/api/admin/targets", nil, http.StatusOK)
-	servers := map[string]any{}
-	for _, x := range out["targets"].([]any) {
-		m := x.(map[string]any)
-		servers[m["name"].(string)] = m["server"]
+	servers := map[string]string{}
+	for _, tg := range must(c.admin().Targets(t.Context()))(t).Targets {
+		servers[tg.Name] = tg.Server
 	}
-	if servers["local"] != nil || servers["remote"] != other.PGHost+":"+other.PGPort {
+	if servers["local"] != "" || servers["remote"] != other.PGHost+":"+other.PGPort {
 		t.Fatalf("targets list servers %v, want remote on %s:%s and local on none", servers, other.PGHost, other.PGPort)
 	}
 
 	backup := func(target, name string) {
 		t.Helper()
-		out := c.mustCall("POST", "/api/admin/backup/create", map[string]any{"target": target, "backup_name": name}, http.StatusAccepted)
-		c.waitTask(out["task_id"].(string), 2*time.Minute)
+		out := c.create(client.CreateBackupRequest{Target: target, BackupName: name})
+		c.waitTask(out.TaskID, 2*time.Minute)
 	}
 	backup("remote", "from-b")
 	backup("local", "from-a")
-	if got := c.listBackups()["from-b"]["database"]; got != salesDB {
+	if got := c.listBackups()["from-b"].Database; got != salesDB {
 		t.Fatalf("backup of the remote target lists database %v, want %s", got, salesDB)
 	}
 
@@ -75,8 +74,8 @@ func TestTargetsOnTwoServers(t *testing.T) {
 	copyB := testbench.UniqueName("sales_copy")
 	other.DropDBOnCleanup(t, copyB)
 	c.env.DropDBOnCleanup(t, copyB)
-	out = c.mustCall("POST", "/api/admin/backup/restore", map[string]any{"backup_name": "from-b", "target_database": copyB}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 2*time.Minute)
+	out := c.restore(client.RestoreBackupRequest{BackupName: "from-b", TargetDatabase: copyB})
+	c.waitTask(out.TaskID, 2*time.Minute)
 	if diff := testbench.DiffFingerprints(other.Fingerprint(t, copyB), wantB); diff != "" {
 		t.Fatalf("restore on the second server differs: %s", diff)
 	}
@@ -88,9 +87,8 @@ func TestTargetsOnTwoServers(t *testing.T) {
 	copyA := testbench.UniqueName("a_copy")
 	other.DropDBOnCleanup(t, copyA)
 	c.env.DropDBOnCleanup(t, copyA)
-	out = c.mustCall("POST", "/api/admin/backup/restore",
-		map[string]any{"backup_name": "from-a", "target": "remote", "target_database": copyA}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 2*time.Minute)
+	out = c.restore(client.RestoreBackupRequest{BackupName: "from-a", Target: "remote", TargetDatabase: copyA})
+	c.waitTask(out.TaskID, 2*time.Minute)
 	if diff := testbench.DiffFingerprints(other.Fingerprint(t, copyA), wantA); diff != "" {
 		t.Fatalf("restore into the remote target's server differs: %s", diff)
 	}
@@ -99,24 +97,25 @@ func TestTargetsOnTwoServers(t *testing.T) {
 	}
 
 	// Naming a target that does not exist is a 404, with no task.
-	if code, out := c.call("POST", "/api/admin/backup/restore", adminToken,
-		map[string]any{"backup_name": "from-a", "target": "nowhere", "target_database": "x"}); code != http.StatusNotFound {
-		t.Fatalf("restore into an unknown target = %d %v, want 404", code, out)
+	if _, err := c.admin().RestoreBackup(t.Context(),
+		client.RestoreBackupRequest{BackupName: "from-a", Target: "nowhere", TargetDatabase: "x"}); client.StatusOf(err) != http.StatusNotFound {
+		t.Fatalf("restore into an unknown target = %v, want 404", err)
 	}
 
 	// A drill of the remote target restores into a scratch database on its
 	// own server.
-	out = c.mustCall("POST", "/api/admin/targets/remote/drill", map[string]any{}, http.StatusAccepted)
-	st := c.waitTask(out["task_id"].(string), 2*time.Minute)
-	if res, _ := st["result"].(map[string]any); res == nil || res["passed"] != true {
-		t.Fatalf("drill of the remote target: %v", st)
+	var r client.Response
+	out, err := c.admin().DrillTarget(t.Context(), "remote", client.WithResponse(&r))
+	st := c.waitTask(c.accepted("drill", &r, out, err).TaskID, 2*time.Minute)
+	if res := result(t, st); res == nil || res["passed"] != true {
+		t.Fatalf("drill of the remote target: %+v", st)
 	}
 
 	// Without a password file the second server gets no password, not
 	// POSTGRES_PASSWORD, and refuses the connection.
-	out = c.mustCall("POST", "/api/admin/backup/create", map[string]any{"target": "nopass", "backup_name": "no-pass"}, http.StatusAccepted)
-	st = c.waitTask(out["task_id"].(string), 2*time.Minute, "archived")
-	if e, _ := st["error"].(string); !strings.Contains(e, "postgres") {
+	out = c.create(client.CreateBackupRequest{Target: "nopass", BackupName: "no-pass"})
+	st = c.waitTask(out.TaskID, 2*time.Minute, "archived")
+	if e := st.Error; !strings.Contains(e, "postgres") {
 		t.Fatalf("backup of a target without its password: error %q, want a PostgreSQL connection failure", e)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/store"
@@ -31,26 +32,27 @@ func TestServiceEndToEnd(t *testing.T) {
 
 	tasks := map[string]string{} // format -> task id
 	for _, f := range engine.Formats {
-		out := c.mustCall(http.MethodPost, "/api/admin/backup/create",
-			map[string]any{"backup_name": "e2e-" + string(f), "format": f, "upload_to_minio": true}, http.StatusAccepted)
-		if out["backup_name"] != "e2e-"+string(f) || out["status_url"] != "/api/admin/tasks/"+out["task_id"].(string) {
-			t.Fatalf("create response = %v", out)
+		// upload_to_minio: the old service's flag still works end to end.
+		out := c.rawAccepted(http.MethodPost, "/api/admin/backup/create",
+			map[string]any{"backup_name": "e2e-" + string(f), "format": f, "upload_to_minio": true})
+		if out.BackupName != "e2e-"+string(f) || out.StatusURL != "/api/admin/tasks/"+out.TaskID {
+			t.Fatalf("create response = %+v", out)
 		}
-		tasks[string(f)] = out["task_id"].(string)
+		tasks[string(f)] = out.TaskID
 	}
 	workers := map[string]bool{}
-	sizes := map[string]float64{}
+	sizes := map[string]int64{}
 	for f, id := range tasks {
 		st := c.waitTask(id, 2*time.Minute)
-		res, _ := st["result"].(map[string]any)
+		res := result(t, st)
 		if res == nil || res["sha256"] == "" || res["format"] != f {
-			t.Fatalf("completed task %s has result %v", id, st["result"])
+			t.Fatalf("completed task %s has result %s", id, st.Result)
 		}
-		if p, _ := st["progress"].(map[string]any); p == nil || p["phase"] != "done" {
-			t.Errorf("task %s progress = %v, want phase done", id, st["progress"])
+		if p := st.Progress; p == nil || p.Phase != "done" {
+			t.Errorf("task %s progress = %+v, want phase done", id, st.Progress)
 		}
-		sizes["e2e-"+f] = res["size_bytes"].(float64)
-		workers[st["worker"].(string)] = true
+		sizes["e2e-"+f] = int64(res["size_bytes"].(float64))
+		workers[st.Worker] = true
 	}
 	if len(workers) != 2 {
 		t.Errorf("tasks were run by %v, want both workers to have taken some", workers)
@@ -62,34 +64,34 @@ func TestServiceEndToEnd(t *testing.T) {
 		if !ok {
 			t.Fatalf("list lacks %s: %v", name, list)
 		}
-		locs := b["locations"].([]any)
+		locs := b.Locations
 		if len(locs) != 2 || locs[0] != "local" || locs[1] != "minio" {
 			t.Errorf("%s locations = %v, want [local minio]", name, locs)
 		}
-		if b["size_bytes"].(float64) != size || size < 1<<20 {
-			t.Errorf("%s size_bytes = %v, want %v (> 1 MiB)", name, b["size_bytes"], size)
+		if b.SizeBytes != size || size < 1<<20 {
+			t.Errorf("%s size_bytes = %v, want %v (> 1 MiB)", name, b.SizeBytes, size)
 		}
 	}
 
 	// Restore the directory-format backup from MinIO into a new database.
 	target := testbench.UniqueName("e2e_restored")
 	c.env.DropDBOnCleanup(t, target)
-	out := c.mustCall(http.MethodPost, "/api/admin/backup/restore",
-		map[string]any{"backup_name": "e2e-directory", "download_from_minio": true, "target_database": target}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 2*time.Minute)
+	out := c.rawAccepted(http.MethodPost, "/api/admin/backup/restore",
+		map[string]any{"backup_name": "e2e-directory", "download_from_minio": true, "target_database": target})
+	c.waitTask(out.TaskID, 2*time.Minute)
 	if diff := testbench.DiffFingerprints(c.env.Fingerprint(t, target), want); diff != "" {
 		t.Fatalf("restored database differs from source:\n%s", diff)
 	}
 
 	// Delete one backup from both stores. Archives are zstd-compressed in
 	// the stream by default.
-	tarKey, _ := c.listBackups()["e2e-tar"]["archive_key"].(string)
+	tarKey := c.listBackups()["e2e-tar"].ArchiveKey
 	if tarKey != "postgres/e2e-tar.tar.zst" {
 		t.Fatalf("archive key of e2e-tar = %q, want postgres/e2e-tar.tar.zst", tarKey)
 	}
-	out = c.mustCall(http.MethodDelete, "/api/admin/backup/e2e-tar", nil, http.StatusAccepted)
-	st := c.waitTask(out["task_id"].(string), time.Minute)
-	if res := st["result"].(map[string]any); !slices.Equal(toStrings(res["deleted_from"]), []string{"local", "minio"}) {
+	out = c.remove("e2e-tar")
+	st := c.waitTask(out.TaskID, time.Minute)
+	if res := result(t, st); !slices.Equal(toStrings(res["deleted_from"]), []string{"local", "minio"}) {
 		t.Errorf("delete result = %v, want deleted_from [local minio]", res)
 	}
 	if _, ok := c.listBackups()["e2e-tar"]; ok {
@@ -104,20 +106,20 @@ func TestServiceEndToEnd(t *testing.T) {
 	}
 	// The name is free again at once (the API's name index learns of the
 	// delete from the worker's mark, before its next listing).
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "e2e-tar", "format": "tar"}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), time.Minute)
-	if code, _ := c.call(http.MethodPost, "/api/admin/backup/create", adminToken, map[string]any{"backup_name": "e2e-tar"}); code != http.StatusConflict {
-		t.Errorf("create of the name just re-created = %d, want 409", code)
+	out = c.create(client.CreateBackupRequest{BackupName: "e2e-tar", Format: "tar"})
+	c.waitTask(out.TaskID, time.Minute)
+	if _, err := c.admin().CreateBackup(t.Context(), client.CreateBackupRequest{BackupName: "e2e-tar"}); client.StatusOf(err) != http.StatusConflict {
+		t.Errorf("create of the name just re-created = %v, want 409", err)
 	}
-	out = c.mustCall(http.MethodDelete, "/api/admin/backup/e2e-tar", nil, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), time.Minute)
+	out = c.remove("e2e-tar")
+	c.waitTask(out.TaskID, time.Minute)
 	// The other backups are untouched.
 	if got := len(c.listBackups()); got != 3 {
 		t.Errorf("after deleting one of four, list has %d backups", got)
 	}
 	// Status of an unknown task is 404.
-	if code, _ := c.call(http.MethodGet, "/api/admin/tasks/no-such-task", viewerToken, nil); code != http.StatusNotFound {
-		t.Errorf("unknown task: status %d, want 404", code)
+	if _, err := c.viewer().Task(t.Context(), "no-such-task"); client.StatusOf(err) != http.StatusNotFound {
+		t.Errorf("unknown task: %v, want 404", err)
 	}
 }
 

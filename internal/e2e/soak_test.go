@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"reflect"
 	"testing"
 	"time"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/harness"
 	"github.com/autograph/pgbackup/internal/soak"
 )
@@ -36,27 +38,21 @@ func TestSoakShort(t *testing.T) {
 
 	// A name being backed up through one API is taken for the other; once
 	// done it is still taken, and both report the same task.
-	call := func(api, method, path string, body any) (int, map[string]any) {
-		c.apiURL = api
-		return c.call(method, path, adminToken, body)
+	ctx, a, b := t.Context(), c.apiAt(apiA, adminToken), c.apiAt(apiB, adminToken)
+	twice := client.CreateBackupRequest{BackupName: "twice"}
+	var r client.Response
+	out, err := a.CreateBackup(ctx, twice, client.WithResponse(&r))
+	id := c.accepted("create through A", &r, out, err).TaskID
+	if _, err := b.CreateBackup(ctx, twice); client.StatusOf(err) != http.StatusConflict {
+		t.Fatalf("same name through B while queued: %v, want 409", err)
 	}
-	code, out := call(apiA, "POST", "/api/admin/backup/create", map[string]any{"backup_name": "twice"})
-	if code != http.StatusAccepted {
-		t.Fatalf("create through A: %d %v", code, out)
+	c.waitTask(id, 2*time.Minute) // through B, the latest
+	if _, err := b.CreateBackup(ctx, twice); client.StatusOf(err) != http.StatusConflict {
+		t.Fatalf("same name through B once done: %v, want 409", err)
 	}
-	id := out["task_id"].(string)
-	if code, out := call(apiB, "POST", "/api/admin/backup/create", map[string]any{"backup_name": "twice"}); code != http.StatusConflict {
-		t.Fatalf("same name through B while queued: %d %v, want 409", code, out)
-	}
-	c.apiURL = apiB
-	c.waitTask(id, 2*time.Minute)
-	if code, out := call(apiB, "POST", "/api/admin/backup/create", map[string]any{"backup_name": "twice"}); code != http.StatusConflict {
-		t.Fatalf("same name through B once done: %d %v, want 409", code, out)
-	}
-	_, stA := call(apiA, "GET", "/api/admin/tasks/"+id, nil)
-	_, stB := call(apiB, "GET", "/api/admin/tasks/"+id, nil)
-	if fmt.Sprint(stA) != fmt.Sprint(stB) {
-		t.Fatalf("task status differs:\nA %v\nB %v", stA, stB)
+	stA, stB := must(a.Task(ctx, id))(t), must(b.Task(ctx, id))(t)
+	if !reflect.DeepEqual(stA, stB) {
+		t.Fatalf("task status differs:\nA %+v\nB %+v", stA, stB)
 	}
 
 	res, err := soak.Run(context.Background(), soak.Config{

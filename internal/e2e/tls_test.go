@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/internal/testbench/services"
 	"github.com/autograph/pgbackup/jobs/pgtool"
@@ -277,16 +278,15 @@ func TestTLSEverywhere(t *testing.T) {
 	c.startAPI()
 	c.start("worker", "worker")
 
-	out := c.mustCall("POST", "/api/admin/backup/create", map[string]any{"backup_name": "over-tls"}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 2*time.Minute)
-	if locs := joinAny(c.listBackups()["over-tls"]["locations"]); !strings.Contains(locs, "minio") {
+	out := c.create(client.CreateBackupRequest{BackupName: "over-tls"})
+	c.waitTask(out.TaskID, 2*time.Minute)
+	if locs := strings.Join(c.listBackups()["over-tls"].Locations, ","); !strings.Contains(locs, "minio") {
 		t.Fatalf("backup over TLS is in %q, want minio among them", locs)
 	}
 	target := c.source + "_tls"
 	c.env.DropDBOnCleanup(t, target)
-	out = c.mustCall("POST", "/api/admin/backup/restore",
-		map[string]any{"backup_name": "over-tls", "target_database": target, "from": "minio"}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), 2*time.Minute)
+	out = c.restore(client.RestoreBackupRequest{BackupName: "over-tls", TargetDatabase: target, From: "minio"})
+	c.waitTask(out.TaskID, 2*time.Minute)
 	if diff := testbench.DiffFingerprints(c.env.Fingerprint(t, target), want); diff != "" {
 		t.Fatalf("restored over TLS: %s", diff)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"encoding/json"
@@ -22,13 +23,14 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/jobs/alert"
 	"github.com/autograph/pgbackup/jobs/tasks"
 )
 
 // scheduledOf returns the target's scheduled backups in the listing, sorted.
-func scheduledOf(list map[string]map[string]any, target string) []string {
+func scheduledOf(list map[string]client.Backup, target string) []string {
 	var out []string
 	for name := range list {
 		if strings.HasPrefix(name, target+"_scheduled_") {
@@ -42,18 +44,9 @@ func scheduledOf(list map[string]map[string]any, target string) []string {
 // scrape reads /metrics with the Prometheus text parser.
 func (c *cluster) scrape() map[string]*dto.MetricFamily {
 	c.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, c.apiURL+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+viewerToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		c.t.Fatalf("GET /metrics = %d", resp.StatusCode)
-	}
+	text := must(c.viewer().Metrics(c.t.Context()))(c.t)
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(text))
 	if err != nil {
 		c.t.Fatalf("/metrics does not parse: %v", err)
 	}
@@ -136,10 +129,10 @@ func TestTargetsRetentionMetricsAndDryRun(t *testing.T) {
 
 	// A manual backup of alpha's database, by name and by target: neither
 	// is ever pruned.
-	out := c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "alpha-manual", "database": dbA}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), time.Minute)
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"backup_name": "alpha-by-target", "target": "alpha"}, http.StatusAccepted)
-	c.waitTask(out["task_id"].(string), time.Minute)
+	out := c.create(client.CreateBackupRequest{BackupName: "alpha-manual", Database: dbA})
+	c.waitTask(out.TaskID, time.Minute)
+	out = c.create(client.CreateBackupRequest{BackupName: "alpha-by-target", Target: "alpha"})
+	c.waitTask(out.TaskID, time.Minute)
 
 	before := c.scrape()
 	if metric(before, "pgbackup_build_info", nil) != 1 {
@@ -165,7 +158,7 @@ func TestTargetsRetentionMetricsAndDryRun(t *testing.T) {
 			t.Errorf("manual backup %s was pruned", manual)
 		}
 	}
-	if locs := list[scheduledOf(list, "alpha")[0]]["locations"].([]any); len(locs) != 1 || locs[0] != "minio" {
+	if locs := list[scheduledOf(list, "alpha")[0]].Locations; len(locs) != 1 || locs[0] != "minio" {
 		t.Errorf("alpha's backups are in %v, want its stores [minio]", locs)
 	}
 
@@ -183,12 +176,9 @@ func TestTargetsRetentionMetricsAndDryRun(t *testing.T) {
 	}
 
 	// GET /api/admin/targets shows both, with their newest backups.
-	tl := c.mustCall(http.MethodGet, "/api/admin/targets", nil, http.StatusOK)
-	for _, raw := range tl["targets"].([]any) {
-		tj := raw.(map[string]any)
-		newest, _ := tj["newest_backup"].(map[string]any)
-		if tj["schedule"] != "@every 3s" || newest == nil {
-			t.Errorf("target %v: want its schedule and newest backup", tj)
+	for _, tg := range must(c.admin().Targets(t.Context()))(t).Targets {
+		if tg.Schedule != "@every 3s" || tg.NewestBackup == nil {
+			t.Errorf("target %+v: want its schedule and newest backup", tg)
 		}
 	}
 
@@ -198,24 +188,18 @@ func TestTargetsRetentionMetricsAndDryRun(t *testing.T) {
 	stop(t, worker, syscall.SIGTERM, 20*time.Second)
 	c.startAPI(targets(1))
 	c.start("worker-2", "worker", targets(1))
-	dry := c.mustCall(http.MethodGet, "/api/admin/targets/alpha/prune", nil, http.StatusOK)
-	var wouldDelete []string
-	for _, n := range dry["would_delete"].([]any) {
-		wouldDelete = append(wouldDelete, n.(string))
-	}
+	wouldDelete := must(c.admin().PrunePreview(t.Context(), "alpha"))(t).WouldDelete
 	alpha := scheduledOf(c.listBackups(), "alpha")
 	if len(wouldDelete) != 1 || wouldDelete[0] != alpha[0] {
 		t.Fatalf("dry run would delete %v, want the older of %v", wouldDelete, alpha)
 	}
-	if c.listBackups()[alpha[0]] == nil {
+	if _, ok := c.listBackups()[alpha[0]]; !ok {
 		t.Fatal("the dry run deleted something")
 	}
-	out = c.mustCall(http.MethodPost, "/api/admin/targets/alpha/prune", nil, http.StatusAccepted)
-	st := c.waitTask(out["task_id"].(string), time.Minute)
-	var deleted []string
-	for _, n := range st["result"].(map[string]any)["deleted"].([]any) {
-		deleted = append(deleted, n.(string))
-	}
+	var r client.Response
+	out, err := c.admin().PruneTarget(t.Context(), "alpha", client.WithResponse(&r))
+	st := c.waitTask(c.accepted("prune", &r, out, err).TaskID, time.Minute)
+	deleted := toStrings(result(t, st)["deleted"])
 	if !slices.Equal(deleted, wouldDelete) {
 		t.Fatalf("prune deleted %v, the dry run listed %v", deleted, wouldDelete)
 	}
@@ -223,11 +207,11 @@ func TestTargetsRetentionMetricsAndDryRun(t *testing.T) {
 	if got := scheduledOf(list, "alpha"); len(got) != 1 || got[0] != alpha[1] {
 		t.Fatalf("alpha keeps %v, want only %s", got, alpha[1])
 	}
-	if code, _ := c.call(http.MethodGet, "/api/admin/targets/nope/prune", viewerToken, nil); code != http.StatusNotFound {
-		t.Errorf("dry run of an unknown target = %d, want 404", code)
+	if _, err := c.viewer().PrunePreview(t.Context(), "nope"); client.StatusOf(err) != http.StatusNotFound {
+		t.Errorf("dry run of an unknown target = %v, want 404", err)
 	}
-	if code, _ := c.call(http.MethodPost, "/api/admin/targets/alpha/prune", viewerToken, nil); code != http.StatusForbidden {
-		t.Errorf("prune by a viewer = %d, want 403", code)
+	if _, err := c.viewer().PruneTarget(t.Context(), "alpha"); client.StatusOf(err) != http.StatusForbidden {
+		t.Errorf("prune by a viewer = %v, want 403", err)
 	}
 }
 
@@ -313,21 +297,26 @@ func TestAlertsRPOAndDrills(t *testing.T) {
 	c.start("scheduler-b", "scheduler")
 
 	backupGamma := func() {
-		out := c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"target": "gamma"}, http.StatusAccepted)
-		c.waitTask(out["task_id"].(string), time.Minute)
+		out := c.create(client.CreateBackupRequest{Target: "gamma"})
+		c.waitTask(out.TaskID, time.Minute)
 	}
 	backupGamma()
 
 	// A drill of a real backup passes with the recorded counts.
-	out := c.mustCall(http.MethodPost, "/api/admin/targets/gamma/drill", nil, http.StatusAccepted)
-	st := c.waitTask(out["task_id"].(string), 2*time.Minute)
-	res := st["result"].(map[string]any)
+	drill := func() *client.TaskAccepted {
+		t.Helper()
+		var r client.Response
+		out, err := c.admin().DrillTarget(t.Context(), "gamma", client.WithResponse(&r))
+		return c.accepted("drill gamma", &r, out, err)
+	}
+	st := c.waitTask(drill().TaskID, 2*time.Minute)
+	res := result(t, st)
 	if res["passed"] != true || res["tables_checked"].(float64) != 2 || res["rto_seconds"].(float64) <= 0 {
 		t.Fatalf("drill result %v, want passed with 2 tables and a measured RTO", res)
 	}
-	drills := c.mustCall(http.MethodGet, "/api/admin/drills?target=gamma", nil, http.StatusOK)
-	if drills["count"].(float64) != 1 {
-		t.Fatalf("drills = %v, want the one drill", drills)
+	drills := must(c.admin().Drills(t.Context(), client.DrillsOptions{Target: "gamma"}))(t)
+	if drills.Count != 1 {
+		t.Fatalf("drills = %+v, want the one drill", drills)
 	}
 	if !env.DatabaseExists(t, "postgres") || dbExistsLike(t, env, "pgbackup_drill_gamma_") {
 		t.Fatal("the drill left its scratch database")
@@ -339,10 +328,10 @@ func TestAlertsRPOAndDrills(t *testing.T) {
 	// A failing target: one alert once the retries are used up, and its
 	// failure counter rises.
 	failedBefore := metric(c.scrape(), "pgbackup_backups_total", map[string]string{"target": "broken", "outcome": "failed"})
-	out = c.mustCall(http.MethodPost, "/api/admin/backup/create", map[string]any{"target": "broken", "backup_name": "will-fail"}, http.StatusAccepted)
-	st = c.waitTask(out["task_id"].(string), time.Minute, "archived")
-	if st["retried"].(float64) != 2 {
-		t.Errorf("failed backup retried %v times, want 2", st["retried"])
+	out := c.create(client.CreateBackupRequest{Target: "broken", BackupName: "will-fail"})
+	st = c.waitTask(out.TaskID, time.Minute, "archived")
+	if st.Retried != 2 {
+		t.Errorf("failed backup retried %v times, want 2", st.Retried)
 	}
 	waitFor(t, 30*time.Second, "backup.failed at the webhook", func() bool { return good.count(alert.EventBackupFailed, "broken") > 0 })
 	if e := good.find(alert.EventBackupFailed, "broken"); e.BackupName != "will-fail" || e.Error == "" || e.TaskID == "" {
@@ -368,15 +357,14 @@ func TestAlertsRPOAndDrills(t *testing.T) {
 
 	// A drill of a tampered archive fails, is recorded, and alerts.
 	tamperArchive(t, c, "gamma")
-	out = c.mustCall(http.MethodPost, "/api/admin/targets/gamma/drill", nil, http.StatusAccepted)
-	st = c.waitTask(out["task_id"].(string), time.Minute, "archived")
-	if st["error"] != "checksum mismatch" {
-		t.Errorf("drill of a tampered archive failed with %q, want checksum mismatch", st["error"])
+	st = c.waitTask(drill().TaskID, time.Minute, "archived")
+	if st.Error != "checksum mismatch" {
+		t.Errorf("drill of a tampered archive failed with %q, want checksum mismatch", st.Error)
 	}
 	waitFor(t, 30*time.Second, "drill.failed at the webhook", func() bool { return good.count(alert.EventDrillFailed, "gamma") > 0 })
-	drills = c.mustCall(http.MethodGet, "/api/admin/drills?target=gamma", nil, http.StatusOK)
-	if list := drills["drills"].([]any); len(list) != 2 || list[0].(map[string]any)["passed"] != false {
-		t.Errorf("drills = %v, want the failed one first", drills)
+	drills = must(c.admin().Drills(t.Context(), client.DrillsOptions{Target: "gamma"}))(t)
+	if list := drills.Drills; len(list) != 2 || list[0].Passed {
+		t.Errorf("drills = %+v, want the failed one first", drills)
 	}
 
 	// Each failure went out once, signed; the flaky receiver got every
@@ -408,14 +396,12 @@ func TestAlertsRPOAndDrills(t *testing.T) {
 // tamperArchive flips a byte of the target's newest archive in MinIO.
 func tamperArchive(t *testing.T, c *cluster, target string) {
 	t.Helper()
-	tl := c.mustCall(http.MethodGet, "/api/admin/targets", nil, http.StatusOK)
-	for _, raw := range tl["targets"].([]any) {
-		tj := raw.(map[string]any)
-		if tj["name"] != target {
+	for _, tg := range must(c.admin().Targets(t.Context()))(t).Targets {
+		if tg.Name != target {
 			continue
 		}
-		name := tj["newest_backup"].(map[string]any)["backup_name"].(string)
-		corrupt(t, c.minio(), c.listBackups()[name]["archive_key"].(string))
+		name := tg.NewestBackup.BackupName
+		corrupt(t, c.minio(), c.listBackups()[name].ArchiveKey)
 		return
 	}
 	t.Fatalf("target %s not listed", target)
