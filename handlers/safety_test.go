@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"regexp"
@@ -78,23 +79,27 @@ func TestBasicAuthOnlyOpensTheQueueUI(t *testing.T) {
 	}
 }
 
-func TestViewersQueueUIFailsClosed(t *testing.T) {
+// TestViewersGetNoQueueUI: asynqmon shows full task errors and payloads
+// (webhook URLs, host and database names) even read-only, so a viewer
+// gets none of it, by any method, bearer or Basic.
+func TestViewersGetNoQueueUI(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	for _, m := range []string{"POST", "DELETE", "PUT", "PATCH"} {
-		if code, _ := f.do(m, "/monitoring/api/queues/backup:pause", testViewer, nil); code != 405 {
-			t.Errorf("viewer %s on the queue UI: %d, want 405", m, code)
+	for _, m := range []string{"GET", "HEAD", "POST", "DELETE", "PUT", "PATCH"} {
+		for _, path := range []string{"/monitoring", "/monitoring/", "/monitoring/api/queues", "/monitoring/api/queues/backup:pause"} {
+			if code, _ := f.do(m, path, testViewer, nil); code != http.StatusForbidden {
+				t.Errorf("viewer %s %s: %d, want 403", m, path, code)
+			}
 		}
 	}
-	noReadOnly := newFixtureWith(t, func(d *Deps) { d.ReadOnlyMonitoring = nil })
-	if code, body := noReadOnly.do("GET", "/monitoring/", testViewer, nil); code != 403 || strings.Contains(body, "full ui") {
-		t.Fatalf("viewer without a read-only UI: %d %q, want 403", code, body)
-	}
-	if code, body := noReadOnly.do("GET", "/monitoring/", testAdmin, nil); code != 200 || body != "full ui" {
-		t.Fatalf("admin: %d %q, want the full UI", code, body)
+	if code, _ := f.doWith("GET", "/monitoring/api/queues", "", nil, map[string]string{"Authorization": basic(testViewer)}); code != http.StatusForbidden {
+		t.Errorf("viewer with Basic credentials: %d, want 403", code)
 	}
 	if f.monitorCalls.Load() != 0 {
-		t.Fatal("a viewer reached the full queue UI")
+		t.Fatal("a viewer reached the queue UI")
+	}
+	if code, body := f.do("GET", "/monitoring/api/queues", testAdmin, nil); code != 200 || body != "full ui" {
+		t.Fatalf("admin: %d %q, want the queue UI", code, body)
 	}
 }
 
@@ -295,6 +300,32 @@ func TestTaskErrorsAreClassifiedForViewers(t *testing.T) {
 	}
 	if v := get("old", testViewer); v["error"] != "task failed" {
 		t.Errorf("an unclassified error shows %q, want the generic class", v["error"])
+	}
+}
+
+// TestViewersSeeNoPayloadOrWorker: a task's payload may name databases,
+// buckets or a webhook, and its worker is a host name; only admins see them.
+func TestViewersSeeNoPayloadOrWorker(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	result, _ := json.Marshal(tasks.Result{Worker: "db-host-7.internal:4242", Outcome: map[string]any{"status": 500}})
+	f.insp.tasks["alert"] = &asynq.TaskInfo{ID: "alert", Queue: tasks.QueueAlerts, Type: tasks.TypeAlertDeliver, State: asynq.TaskStateRetry,
+		Payload: []byte(`{"url":"https://hooks.example.com/secret-path","event":{"event":"backup.failed"}}`),
+		LastErr: "task failed: alert to webhook: answered 500", Result: result}
+	code, body := f.do("GET", "/api/admin/tasks/alert", testViewer, nil)
+	if code != 200 {
+		t.Fatalf("viewer GET task: %d %s", code, body)
+	}
+	for _, leak := range []string{"hooks.example.com", "secret-path", "db-host-7", `"payload"`, `"worker"`, "answered 500"} {
+		if strings.Contains(body, leak) {
+			t.Errorf("a viewer sees %q in %s", leak, body)
+		}
+	}
+	_, body = f.do("GET", "/api/admin/tasks/alert", testAdmin, nil)
+	for _, want := range []string{"hooks.example.com", "db-host-7", "answered 500"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("an admin does not see %q in %s", want, body)
+		}
 	}
 }
 

@@ -94,7 +94,6 @@ func run(ctx context.Context) error {
 		TaskOptions:           wire.TaskOptions(cfg),
 		Log:                   log,
 		Monitoring:            asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt}),
-		ReadOnlyMonitoring:    asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt, ReadOnly: true}),
 		Auth:                  auth,
 		Locks:                 locks,
 		ReserveTTL:            tasks.ReservationTTL(wire.TaskOptions(cfg)),
