@@ -283,6 +283,39 @@ func TestAdminActionsAreAudited(t *testing.T) {
 	}
 }
 
+// TestViewersCannotFloodTheAuditTrail: the trail is a bounded list, so a
+// viewer's refused requests must not be in it, or they would push the admin
+// actions out. They are on the audit log, marked refused.
+func TestViewersCannotFloodTheAuditTrail(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	if code, _ := f.do("POST", "/api/admin/backup/create", testAdmin, strings.NewReader(`{"backup_name":"kept"}`)); code != 202 {
+		t.Fatal(code)
+	}
+	for i := range 20 {
+		for _, r := range []struct{ method, path string }{
+			{"POST", "/api/admin/backup/create"}, {"DELETE", "/api/admin/backup/kept"},
+			{"POST", "/api/admin/tasks/x" + strconv.Itoa(i) + "/cancel"}, {"POST", "/monitoring/api/queues/backup:pause"},
+		} {
+			if code, _ := f.do(r.method, r.path, testViewer, strings.NewReader(`{}`)); code != 403 {
+				t.Fatalf("viewer %s %s: %d, want 403", r.method, r.path, code)
+			}
+		}
+	}
+	_, body := f.do("GET", "/api/admin/audit?limit=1000", testAdmin, nil)
+	var out struct {
+		Entries []map[string]any `json:"entries"`
+	}
+	_ = json.Unmarshal([]byte(body), &out)
+	if len(out.Entries) != 1 || out.Entries[0]["backup"] != "kept" {
+		t.Fatalf("audit trail = %v, want only the admin's create: a viewer's refused requests filled it", out.Entries)
+	}
+	logs := f.logs.String()
+	if !strings.Contains(logs, `"msg":"refused action"`) || !strings.Contains(logs, TokenFingerprint(testViewer)) {
+		t.Fatalf("no refused-action line with the viewer's fingerprint on the audit log: %s", logs)
+	}
+}
+
 func TestTaskErrorsAreClassifiedForViewers(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)

@@ -151,7 +151,9 @@ func New(d Deps) *echo.Echo {
 
 	api := e.Group("/api", a.authenticate)
 	view := api.Group("", requireRole(RoleViewer))
-	admin := api.Group("", requireRole(RoleAdmin), a.audited)
+	// Audited before the role check, so that a viewer's refused attempts
+	// reach the audit log (but never the kept trail, see audited).
+	admin := api.Group("", a.audited, requireRole(RoleAdmin))
 
 	admin.POST("/admin/backup/create", a.createBackup, a.idempotent)
 	admin.POST("/admin/backup/restore", a.restoreBackup, a.idempotent)
@@ -184,9 +186,9 @@ func New(d Deps) *echo.Echo {
 
 	if d.Monitoring != nil {
 		// asynqmon has no authentication of its own: admins only.
-		mon := e.Group("/monitoring", a.authenticate, requireRole(RoleAdmin))
+		mon := e.Group("/monitoring", a.authenticate, a.audited, requireRole(RoleAdmin))
 		mon.GET("", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/monitoring/") })
-		mon.Any("/*", echo.WrapHandler(d.Monitoring), a.audited)
+		mon.Any("/*", echo.WrapHandler(d.Monitoring))
 	}
 	return e
 }
