@@ -68,8 +68,8 @@ func TestWhoAmI(t *testing.T) {
 func TestMonitoringRoles(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	if _, body := f.do("GET", "/monitoring/", testViewer, nil); body != "read-only ui" {
-		t.Errorf("viewer got %q, want the read-only UI", body)
+	if code, body := f.do("GET", "/monitoring/", testViewer, nil); code != http.StatusForbidden || strings.Contains(body, "ui") {
+		t.Errorf("viewer got %d %q, want 403: even a read-only asynqmon shows errors and payloads", code, body)
 	}
 	if _, body := f.do("GET", "/monitoring/", testAdmin, nil); body != "full ui" {
 		t.Errorf("admin got %q, want the full UI", body)

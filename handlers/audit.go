@@ -33,6 +33,9 @@ const maxAuditLimit = 1000
 // audited writes an audit line for every state-changing request an admin
 // makes, whatever its outcome: on the audit logger (its own stream,
 // "audit": true) and into the shared trail that GET /api/admin/audit reads.
+// A request by a lesser token (a viewer's, refused) gets a "refused action"
+// line on the audit logger only: the trail is bounded, and a viewer's
+// requests must not be able to push admin actions out of it.
 func (a *API) audited(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if m := c.Request().Method; m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions {
@@ -51,10 +54,16 @@ func (a *API) audited(next echo.HandlerFunc) echo.HandlerFunc {
 			Backup: str(auditBackup), Target: str(auditTarget), Task: str(auditTask),
 			Client: c.RealIP(), Status: status, Outcome: outcome,
 		}
-		a.auditLog.WithFields(logrus.Fields{
+		line := a.auditLog.WithFields(logrus.Fields{
 			"token_fingerprint": e.Token, "action": e.Action, "backup_name": e.Backup, "target": e.Target,
 			"task_id": e.Task, "client": e.Client, "status": e.Status, "outcome": e.Outcome, "request_id": requestIDOf(c),
-		}).Info("admin action")
+			"role": roleOf(c).String(),
+		})
+		if roleOf(c) < RoleAdmin {
+			line.Info("refused action")
+			return err
+		}
+		line.Info("admin action")
 		if a.d.Audit != nil {
 			// Recorded even when the client has gone: the action happened.
 			if rerr := a.d.Audit.Record(context.WithoutCancel(c.Request().Context()), e); rerr != nil {

@@ -25,7 +25,6 @@ var (
 	errCrossOrigin      = errors.New("cross-origin request refused")
 	errTooManyFailures  = errors.New("too many failed authentications from this address; retry later")
 	errUnsupportedMedia = errors.New("request body must be sent as Content-Type: application/json")
-	errReadOnly         = errors.New("viewers may only read")
 )
 
 func badRequest(format string, args ...any) error {
@@ -48,8 +47,6 @@ func statusOf(err error) (int, string) {
 		return http.StatusTooManyRequests, err.Error()
 	case errors.Is(err, errUnsupportedMedia):
 		return http.StatusUnsupportedMediaType, err.Error()
-	case errors.Is(err, errReadOnly):
-		return http.StatusMethodNotAllowed, err.Error()
 	case errors.Is(err, errBadRequest), errors.Is(err, engine.ErrInvalid):
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, engine.ErrNotFound), errors.Is(err, errTaskNotFound), errors.Is(err, errTargetNotFound):

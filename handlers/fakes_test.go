@@ -230,7 +230,6 @@ func newFixtureWith(t *testing.T, change func(*Deps)) *fixture {
 	l := logrus.New()
 	l.SetOutput(f.logs)
 	l.SetFormatter(&logrus.JSONFormatter{})
-	readOnly := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("read-only ui")) })
 	f.audit = &fakeAudit{}
 	full := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.monitorCalls.Add(1)
@@ -241,7 +240,7 @@ func newFixtureWith(t *testing.T, change func(*Deps)) *fixture {
 		Ping:        func(context.Context) error { return f.pingErr },
 		TaskOptions: tasks.Options{MaxRetry: 3, Retention: time.Hour, BackupTimeout: time.Hour, RestoreTimeout: time.Hour, DeleteTimeout: time.Hour},
 		Log:         logrus.NewEntry(l), Auth: auth,
-		Monitoring: full, ReadOnlyMonitoring: readOnly,
+		Monitoring: full,
 		ReserveTTL: time.Hour,
 		Audit:      f.audit,
 	}

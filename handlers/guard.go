@@ -51,10 +51,9 @@ func crossOriginGuard() echo.MiddlewareFunc {
 }
 
 // failureLimiter counts failed authentications per client address in fixed
-// one-minute windows. An address over the limit is refused (429) before its
-// token is even looked at, until its window ends, so guessing tokens is
-// limited to the limit per minute; addresses that authenticate are never
-// counted or slowed.
+// one-minute windows. An address over the limit has its failures answered
+// 429 until its window ends; a request with a valid token is never counted
+// or refused, whatever its address did (see API.authenticate).
 type failureLimiter struct {
 	limit  int
 	window time.Duration

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"regexp"
@@ -78,23 +79,27 @@ func TestBasicAuthOnlyOpensTheQueueUI(t *testing.T) {
 	}
 }
 
-func TestViewersQueueUIFailsClosed(t *testing.T) {
+// TestViewersGetNoQueueUI: asynqmon shows full task errors and payloads
+// (webhook URLs, host and database names) even read-only, so a viewer
+// gets none of it, by any method, bearer or Basic.
+func TestViewersGetNoQueueUI(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	for _, m := range []string{"POST", "DELETE", "PUT", "PATCH"} {
-		if code, _ := f.do(m, "/monitoring/api/queues/backup:pause", testViewer, nil); code != 405 {
-			t.Errorf("viewer %s on the queue UI: %d, want 405", m, code)
+	for _, m := range []string{"GET", "HEAD", "POST", "DELETE", "PUT", "PATCH"} {
+		for _, path := range []string{"/monitoring", "/monitoring/", "/monitoring/api/queues", "/monitoring/api/queues/backup:pause"} {
+			if code, _ := f.do(m, path, testViewer, nil); code != http.StatusForbidden {
+				t.Errorf("viewer %s %s: %d, want 403", m, path, code)
+			}
 		}
 	}
-	noReadOnly := newFixtureWith(t, func(d *Deps) { d.ReadOnlyMonitoring = nil })
-	if code, body := noReadOnly.do("GET", "/monitoring/", testViewer, nil); code != 403 || strings.Contains(body, "full ui") {
-		t.Fatalf("viewer without a read-only UI: %d %q, want 403", code, body)
-	}
-	if code, body := noReadOnly.do("GET", "/monitoring/", testAdmin, nil); code != 200 || body != "full ui" {
-		t.Fatalf("admin: %d %q, want the full UI", code, body)
+	if code, _ := f.doWith("GET", "/monitoring/api/queues", "", nil, map[string]string{"Authorization": basic(testViewer)}); code != http.StatusForbidden {
+		t.Errorf("viewer with Basic credentials: %d, want 403", code)
 	}
 	if f.monitorCalls.Load() != 0 {
-		t.Fatal("a viewer reached the full queue UI")
+		t.Fatal("a viewer reached the queue UI")
+	}
+	if code, body := f.do("GET", "/monitoring/api/queues", testAdmin, nil); code != 200 || body != "full ui" {
+		t.Fatalf("admin: %d %q, want the queue UI", code, body)
 	}
 }
 
@@ -207,9 +212,25 @@ func TestFailedAuthenticationIsRateLimited(t *testing.T) {
 	if s, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || s < 1 || s > 60 {
 		t.Fatalf("Retry-After %q, want 1 to 60 seconds", rec.Header().Get("Retry-After"))
 	}
-	// While blocked, even a right guess is not looked at.
-	if rec := from("198.51.100.2", testAdmin); rec.Code != 429 {
-		t.Fatalf("blocked address with a valid token: %d, want 429", rec.Code)
+	// Admins behind the same address (a NAT, a proxy) are never locked out
+	// by a stranger's failures: a valid token always passes...
+	for _, token := range []string{testAdmin, testViewer} {
+		if rec := from("198.51.100.2", token); rec.Code != 200 {
+			t.Fatalf("blocked address with a valid token: %d, want 200", rec.Code)
+		}
+	}
+	req := httptest.NewRequest("POST", "/api/admin/backup/create", strings.NewReader(`{"backup_name":"behind-nat"}`))
+	req.RemoteAddr = "198.51.100.2:5555"
+	req.Header.Set("Authorization", "Bearer "+testAdmin)
+	req.Header.Set("Content-Type", "application/json")
+	create := httptest.NewRecorder()
+	f.e.ServeHTTP(create, req)
+	if create.Code != 202 {
+		t.Fatalf("an admin's backup from the blocked address: %d %s, want 202", create.Code, create.Body)
+	}
+	// ...while failures from it are still refused.
+	if rec := from("198.51.100.2", "wrong-token-guess-000010"); rec.Code != 429 {
+		t.Fatalf("another guess from the blocked address: %d, want 429", rec.Code)
 	}
 	if rec := from("198.51.100.3", testViewer); rec.Code != 200 {
 		t.Fatalf("another address: %d, want 200", rec.Code)
@@ -262,6 +283,39 @@ func TestAdminActionsAreAudited(t *testing.T) {
 	}
 }
 
+// TestViewersCannotFloodTheAuditTrail: the trail is a bounded list, so a
+// viewer's refused requests must not be in it, or they would push the admin
+// actions out. They are on the audit log, marked refused.
+func TestViewersCannotFloodTheAuditTrail(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	if code, _ := f.do("POST", "/api/admin/backup/create", testAdmin, strings.NewReader(`{"backup_name":"kept"}`)); code != 202 {
+		t.Fatal(code)
+	}
+	for i := range 20 {
+		for _, r := range []struct{ method, path string }{
+			{"POST", "/api/admin/backup/create"}, {"DELETE", "/api/admin/backup/kept"},
+			{"POST", "/api/admin/tasks/x" + strconv.Itoa(i) + "/cancel"}, {"POST", "/monitoring/api/queues/backup:pause"},
+		} {
+			if code, _ := f.do(r.method, r.path, testViewer, strings.NewReader(`{}`)); code != 403 {
+				t.Fatalf("viewer %s %s: %d, want 403", r.method, r.path, code)
+			}
+		}
+	}
+	_, body := f.do("GET", "/api/admin/audit?limit=1000", testAdmin, nil)
+	var out struct {
+		Entries []map[string]any `json:"entries"`
+	}
+	_ = json.Unmarshal([]byte(body), &out)
+	if len(out.Entries) != 1 || out.Entries[0]["backup"] != "kept" {
+		t.Fatalf("audit trail = %v, want only the admin's create: a viewer's refused requests filled it", out.Entries)
+	}
+	logs := f.logs.String()
+	if !strings.Contains(logs, `"msg":"refused action"`) || !strings.Contains(logs, TokenFingerprint(testViewer)) {
+		t.Fatalf("no refused-action line with the viewer's fingerprint on the audit log: %s", logs)
+	}
+}
+
 func TestTaskErrorsAreClassifiedForViewers(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -295,6 +349,32 @@ func TestTaskErrorsAreClassifiedForViewers(t *testing.T) {
 	}
 	if v := get("old", testViewer); v["error"] != "task failed" {
 		t.Errorf("an unclassified error shows %q, want the generic class", v["error"])
+	}
+}
+
+// TestViewersSeeNoPayloadOrWorker: a task's payload may name databases,
+// buckets or a webhook, and its worker is a host name; only admins see them.
+func TestViewersSeeNoPayloadOrWorker(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	result, _ := json.Marshal(tasks.Result{Worker: "db-host-7.internal:4242", Outcome: map[string]any{"status": 500}})
+	f.insp.tasks["alert"] = &asynq.TaskInfo{ID: "alert", Queue: tasks.QueueAlerts, Type: tasks.TypeAlertDeliver, State: asynq.TaskStateRetry,
+		Payload: []byte(`{"url":"https://hooks.example.com/secret-path","event":{"event":"backup.failed"}}`),
+		LastErr: "task failed: alert to webhook: answered 500", Result: result}
+	code, body := f.do("GET", "/api/admin/tasks/alert", testViewer, nil)
+	if code != 200 {
+		t.Fatalf("viewer GET task: %d %s", code, body)
+	}
+	for _, leak := range []string{"hooks.example.com", "secret-path", "db-host-7", `"payload"`, `"worker"`, "answered 500"} {
+		if strings.Contains(body, leak) {
+			t.Errorf("a viewer sees %q in %s", leak, body)
+		}
+	}
+	_, body = f.do("GET", "/api/admin/tasks/alert", testAdmin, nil)
+	for _, want := range []string{"hooks.example.com", "db-host-7", "answered 500"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("an admin does not see %q in %s", want, body)
+		}
 	}
 }
 

@@ -120,8 +120,9 @@ type taskJSON struct {
 	// Error is the failure's class ("postgres unreachable", "checksum
 	// mismatch", ...), safe for anyone who may read task status; empty for a
 	// task that completed, whose earlier failed attempt, if any, is in
-	// LastAttemptError. ErrorDetail (admins only) holds the start of the
-	// full text; all of it is in the worker's log.
+	// LastAttemptError. ErrorDetail, Payload and Worker are for admins
+	// only; ErrorDetail holds the start of the full text, all of it is in
+	// the worker's log.
 	Error            string          `json:"error"`
 	ErrorDetail      string          `json:"error_detail,omitempty"`
 	LastAttemptError string          `json:"last_attempt_error,omitempty"`
@@ -177,8 +178,7 @@ func (a *API) getTask(c echo.Context) error {
 	}
 	out := taskJSON{
 		TaskID: info.ID, Type: info.Type, Queue: info.Queue, State: info.State.String(),
-		Retried: info.Retried, MaxRetry: info.MaxRetry,
-		Payload: json.RawMessage(info.Payload), RequestID: info.Headers[tasks.HeaderRequestID],
+		Retried: info.Retried, MaxRetry: info.MaxRetry, RequestID: info.Headers[tasks.HeaderRequestID],
 	}
 	class, detail := tasks.SplitTaskError(info.LastErr)
 	if info.State == asynq.TaskStateCompleted {
@@ -186,13 +186,23 @@ func (a *API) getTask(c echo.Context) error {
 	} else {
 		out.Error = class
 	}
-	if roleOf(c) >= RoleAdmin && detail != "" {
-		out.ErrorDetail = truncateBytes(detail, maxErrorDetail)
+	// Only admins see what a task was given, where it ran and how it failed
+	// in full: a payload may name databases, buckets or a webhook, the
+	// worker is a host name, and the detail may hold addresses and paths.
+	admin := roleOf(c) >= RoleAdmin
+	if admin {
+		out.Payload = json.RawMessage(info.Payload)
+		if detail != "" {
+			out.ErrorDetail = truncateBytes(detail, maxErrorDetail)
+		}
 	}
 	if len(info.Result) > 0 {
 		var r tasks.Result
 		if err := json.Unmarshal(info.Result, &r); err == nil {
-			out.Progress, out.Result, out.Worker = r.Progress, r.Outcome, r.Worker
+			out.Progress, out.Result = r.Progress, r.Outcome
+			if admin {
+				out.Worker = r.Worker
+			}
 			if !r.StartedAt.IsZero() {
 				out.StartedAt = r.StartedAt.Format(time.RFC3339Nano)
 			}

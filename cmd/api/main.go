@@ -94,7 +94,6 @@ func run(ctx context.Context) error {
 		TaskOptions:           wire.TaskOptions(cfg),
 		Log:                   log,
 		Monitoring:            asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt}),
-		ReadOnlyMonitoring:    asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt, ReadOnly: true}),
 		Auth:                  auth,
 		Locks:                 locks,
 		ReserveTTL:            tasks.ReservationTTL(wire.TaskOptions(cfg)),
@@ -111,7 +110,7 @@ func run(ctx context.Context) error {
 		MetricsPublic:         cfg.MetricsPublic,
 		Idempotency:           coord.NewIdempotency(rdb, 0),
 	})
-	srv := &http.Server{Addr: cfg.APIAddr, Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	srv := handlers.NewHTTPServer(cfg.APIAddr, e, handlers.DefaultTimeouts())
 	errc := make(chan error, 1)
 	tlsOn := cfg.APITLSCertFile != ""
 	if tlsOn {

@@ -84,7 +84,7 @@ func run(ctx context.Context) error {
 	alertSrv := worker.NewAlertServer(redisOpt, cfg.TaskRetryDelay, log)
 	mux := asynq.NewServeMux()
 	rt := &worker.Runtime{Log: log, ID: worker.ProcessID(), Alerts: alerter}
-	rt.Register(mux, &worker.AlertWorker{Secret: alerter.Secret, Client: alerter.Client})
+	rt.Register(mux, &worker.AlertWorker{Webhooks: alerter.Webhooks(), Secret: alerter.Secret, Client: alerter.Client})
 	if err := alertSrv.Start(mux); err != nil {
 		return fmt.Errorf("start alert delivery: %w", err)
 	}

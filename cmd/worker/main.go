@@ -79,7 +79,7 @@ func run(ctx context.Context) error {
 		&worker.VerifyWorker{Engine: eng},
 		&worker.PruneWorker{Engine: eng, Targets: targets, Queue: inspector, Ledger: ledger, Log: log},
 		&worker.DrillWorker{Engine: eng, Targets: targets, State: state, Log: log},
-		&worker.AlertWorker{Secret: alerter.Secret, Client: alerter.Client},
+		&worker.AlertWorker{Webhooks: alerter.Webhooks(), Secret: alerter.Secret, Client: alerter.Client},
 		&worker.BucketBackupWorker{Engine: eng, Buckets: buckets, Targets: targets, Ledger: ledger},
 		&worker.BucketRestoreWorker{Engine: eng, Buckets: buckets},
 	)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -237,7 +236,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
-	if !hmac.Equal([]byte(req.Header.Get(alert.SignatureHeader)), []byte(alert.Sign([]byte(r.secret), body))) {
+	if alert.Verify([]byte(r.secret), req.Header.Get(alert.TimestampHeader), req.Header.Get(alert.SignatureHeader), body, time.Now(), 5*time.Minute) != nil {
 		r.badSig++
 		w.WriteHeader(http.StatusUnauthorized)
 		return

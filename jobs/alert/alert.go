@@ -9,9 +9,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -41,8 +43,14 @@ type Event struct {
 	Text       string    `json:"text"`
 }
 
-// SignatureHeader carries sha256=<hex HMAC of the body> when a secret is set.
-const SignatureHeader = "X-Pgbackup-Signature"
+// Delivery headers. TimestampHeader carries the Unix time (seconds) of the
+// attempt; SignatureHeader, when a secret is set, carries
+// "sha256=" + hex(HMAC-SHA256(secret, timestamp + "." + body)), so a
+// receiver can refuse a replayed request whose timestamp is old (see Verify).
+const (
+	SignatureHeader = "X-Pgbackup-Signature"
+	TimestampHeader = "X-Pgbackup-Timestamp"
+)
 
 // Alerter sends events to webhooks. Each event becomes one alert:deliver
 // task per URL, so delivery is retried with the queue's backoff and
@@ -80,7 +88,7 @@ func (a *Alerter) Emit(ctx context.Context, e Event) {
 		e.Text = eventText(e)
 	}
 	for _, u := range a.URLs {
-		task, err := tasks.NewTask(Payload{URL: u, Event: e}, a.Options)
+		task, err := tasks.NewTask(Payload{WebhookID: WebhookID(u), Event: e}, a.Options)
 		if err == nil {
 			_, err = a.Queue.EnqueueContext(context.WithoutCancel(ctx), task)
 		}
@@ -110,10 +118,56 @@ func eventText(e Event) string {
 }
 
 // Payload is the payload of tasks.TypeAlertDeliver: one event for one
-// webhook.
+// webhook, named by its WebhookID. The URL itself never travels in the
+// queue: whoever can write to Redis must not be able to choose where the
+// workers send signed requests.
 type Payload struct {
-	URL   string `json:"url"`
+	WebhookID string `json:"webhook_id,omitempty"`
+	// URL is only read from tasks queued before webhook ids: such a task
+	// is delivered only if its URL is still configured.
+	URL   string `json:"url,omitempty"`
 	Event Event  `json:"event"`
+}
+
+// WebhookID names a webhook URL in task payloads: the first 16 hex digits
+// of its SHA-256. It is stable across restarts and reorderings of
+// ALERT_WEBHOOK_URLS, and reveals nothing of the URL.
+func WebhookID(url string) string {
+	sum := sha256.Sum256([]byte(url))
+	return hex.EncodeToString(sum[:8])
+}
+
+// Webhooks are the configured webhook URLs by WebhookID.
+type Webhooks map[string]string
+
+// NewWebhooks indexes urls by WebhookID.
+func NewWebhooks(urls []string) Webhooks {
+	w := Webhooks{}
+	for _, u := range urls {
+		w[WebhookID(u)] = u
+	}
+	return w
+}
+
+// Webhooks are the alerter's configured URLs, for the delivering worker.
+func (a *Alerter) Webhooks() Webhooks { return NewWebhooks(a.URLs) }
+
+// URLFor is where p is to be delivered: the configured URL of its webhook
+// id or, for a task queued before webhook ids, its URL if that is still
+// configured. Anything else wraps tasks.ErrUnknownWebhook, which is not
+// retried.
+func (w Webhooks) URLFor(p Payload) (string, error) {
+	id := p.WebhookID
+	if id == "" && p.URL != "" {
+		id = WebhookID(p.URL)
+	}
+	if id == "" {
+		return "", fmt.Errorf("alert: %w: no webhook id", tasks.ErrBadPayload)
+	}
+	if u, ok := w[id]; ok {
+		return u, nil
+	}
+	return "", fmt.Errorf("alert: webhook %s: %w (not in ALERT_WEBHOOK_URLS)", id, tasks.ErrUnknownWebhook)
 }
 
 // TaskType implements tasks.Payload.
@@ -124,9 +178,38 @@ type DeliveryOutcome struct {
 	Status int `json:"status"`
 }
 
-// Sign returns the signature header value for body.
-func Sign(secret, body []byte) string {
+// Sign returns the SignatureHeader value for body sent with timestamp (the
+// TimestampHeader value).
+func Sign(secret []byte, timestamp string, body []byte) string {
 	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(timestamp))
+	m.Write([]byte{'.'})
 	m.Write(body)
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Timestamp is the TimestampHeader value for t.
+func Timestamp(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
+
+// Errors of Verify.
+var (
+	ErrBadSignature = errors.New("webhook signature does not match")
+	ErrStale        = errors.New("webhook timestamp too far from now (a replay?)")
+)
+
+// Verify is what a receiver written in Go does with a delivery: the
+// signature must match the timestamp and body, and the timestamp must be
+// within maxAge of now, so a captured request cannot be replayed later.
+func Verify(secret []byte, timestamp, signature string, body []byte, now time.Time, maxAge time.Duration) error {
+	if !hmac.Equal([]byte(signature), []byte(Sign(secret, timestamp, body))) {
+		return ErrBadSignature
+	}
+	sec, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%w: %q is not a Unix time", ErrStale, timestamp)
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > maxAge || d < -maxAge {
+		return fmt.Errorf("%w: %s", ErrStale, d.Round(time.Second))
+	}
+	return nil
 }

@@ -16,6 +16,9 @@ var (
 	ErrBadPayload = errors.New("bad task payload")
 	// ErrCancelled is a task someone cancelled.
 	ErrCancelled = errors.New("task cancelled")
+	// ErrUnknownWebhook is an alert for a webhook that is not (or no
+	// longer) configured; alerts go only to configured URLs.
+	ErrUnknownWebhook = errors.New("webhook not configured")
 )
 
 // errorClass is one line of the error table.
@@ -34,6 +37,7 @@ type errorClass struct {
 var errorClasses = []errorClass{
 	{ErrCancelled, "cancelled", true},
 	{ErrBadPayload, "invalid task", true},
+	{ErrUnknownWebhook, "webhook not configured", true},
 	{engine.ErrSignature, "signature invalid", true},
 	{engine.ErrNoIdentity, "no identity for the encrypted archive", true},
 	{engine.ErrChecksumMismatch, "checksum mismatch", true},
