@@ -15,6 +15,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
+	"github.com/sirupsen/logrus"
 
 	"github.com/autograph/pgbackup/cmd/internal/wire"
 	"github.com/autograph/pgbackup/configs"
@@ -42,16 +43,9 @@ func run(ctx context.Context) error {
 	}
 	cfg := setup.Config
 	log := configs.NewLogger(cfg, "api", os.Stderr)
-	admin, viewer, err := wire.APITokens(cfg)
+	auth, err := newAuth(cfg, log)
 	if err != nil {
 		return err
-	}
-	auth, err := handlers.NewAuth(admin, viewer, cfg.APIAuthDisabled)
-	if err != nil {
-		return fmt.Errorf("API_ADMIN_TOKENS: %w; set one, or API_AUTH_DISABLED=true for a local experiment", err)
-	}
-	if cfg.APIAuthDisabled {
-		log.Warn("API_AUTH_DISABLED=true: every request is treated as admin; never expose this API")
 	}
 	eng, err := wire.Engine(ctx, setup, log)
 	if err != nil {
@@ -110,7 +104,30 @@ func run(ctx context.Context) error {
 		MetricsPublic:         cfg.MetricsPublic,
 		Idempotency:           coord.NewIdempotency(rdb, 0),
 	})
-	srv := handlers.NewHTTPServer(cfg.APIAddr, e, handlers.DefaultTimeouts())
+	return serve(ctx, cfg, handlers.NewHTTPServer(cfg.APIAddr, e, handlers.DefaultTimeouts()), keyCheck, log)
+}
+
+// newAuth builds the token check; the API refuses to start without an
+// admin token unless authentication is explicitly off.
+func newAuth(cfg configs.Config, log *logrus.Entry) (handlers.Auth, error) {
+	admin, viewer, err := wire.APITokens(cfg)
+	if err != nil {
+		return handlers.Auth{}, err
+	}
+	auth, err := handlers.NewAuth(admin, viewer, cfg.APIAuthDisabled)
+	if err != nil {
+		return handlers.Auth{}, fmt.Errorf("API_ADMIN_TOKENS: %w; set one, or API_AUTH_DISABLED=true for a local experiment", err)
+	}
+	if cfg.APIAuthDisabled {
+		log.Warn("API_AUTH_DISABLED=true: every request is treated as admin; never expose this API")
+	}
+	return auth, nil
+}
+
+// serve listens (with TLS when configured) until ctx ends, the listener
+// fails or the signing key check says this process must stop, then shuts
+// the server down gracefully.
+func serve(ctx context.Context, cfg configs.Config, srv *http.Server, keyCheck <-chan error, log *logrus.Entry) error {
 	errc := make(chan error, 1)
 	tlsOn := cfg.APITLSCertFile != ""
 	if tlsOn {

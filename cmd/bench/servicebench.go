@@ -43,24 +43,67 @@ func (b *bench) serviceBench(ctx context.Context) ([]svcRow, error) {
 		return nil, err
 	}
 	defer svc.stop()
-	var rows []svcRow
-	reps := 3
-	backupSection := "backup of the 800 MB database, through the API (medians of 3, alternating)"
-	fmt.Println("\n" + backupSection)
-	type runner func(rep int) (svcRow, error)
-	scenarios := []struct {
-		name string
-		run  runner
-	}{
+	rows, err := b.serviceBackups(ctx, svc, work)
+	if err != nil {
+		return rows, err
+	}
+	restores, err := b.serviceRestores(ctx, svc, work)
+	rows = append(rows, restores...)
+	if err != nil {
+		return rows, err
+	}
+	rep, err := b.repeatedOn(ctx, svc, work)
+	return append(rows, rep...), err
+}
+
+// svcScenario is one way of doing what a section measures; run takes the
+// repetition's number (for unique names).
+type svcScenario struct {
+	name string
+	run  func(rep int) (svcRow, error)
+}
+
+// benchReps is how many times each svcScenario runs; rows are the medians.
+const benchReps = 3
+
+// alternate runs every svcScenario once per repetition, in turn, so that a
+// slow spell of the shared machine hits all of them alike, and returns
+// each one's median row; line prints a run.
+func alternate(section string, ss []svcScenario, line func(r svcRow, rep int) string) ([]svcRow, error) {
+	fmt.Println("\n" + section)
+	results := make([][]svcRow, len(ss))
+	for rep := 1; rep <= benchReps; rep++ {
+		for i, s := range ss {
+			r, err := s.run(rep)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.name, err)
+			}
+			r.section, r.name = section, s.name
+			fmt.Println(line(r, rep))
+			results[i] = append(results[i], r)
+		}
+	}
+	rows := make([]svcRow, 0, len(ss))
+	for _, rs := range results {
+		rows = append(rows, median(rs))
+	}
+	return rows, nil
+}
+
+// serviceBackups: the floor, the two-step way and the service with each
+// codec.
+func (b *bench) serviceBackups(ctx context.Context, svc *service, work string) ([]svcRow, error) {
+	section := "backup of the 800 MB database, through the API (medians of 3, alternating)"
+	ss := []svcScenario{
 		{"floor: pg_dump -Fc -Z0 > /dev/null", func(int) (svcRow, error) {
-			steps, err := b.rawDump(backupSection, "0")(ctx, 0)
+			steps, err := b.rawDump(section, "0")(ctx, 0)
 			if err != nil {
 				return svcRow{}, err
 			}
 			return svcRow{wall: steps[0].u.wall, archive: -1, hwmKiB: steps[0].u.hwmKiB, treeKiB: steps[0].u.treeRSSKiB}, nil
 		}},
 		{"two-step: pg_dump -Fc -f file, then upload", func(int) (svcRow, error) {
-			steps, err := b.oldBackup(backupSection)(ctx, 0)
+			steps, err := b.oldBackup(section)(ctx, 0)
 			if err != nil {
 				return svcRow{}, err
 			}
@@ -69,45 +112,28 @@ func (b *bench) serviceBench(ctx context.Context) ([]svcRow, error) {
 		}},
 	}
 	for _, codec := range codecsBench {
-		scenarios = append(scenarios, struct {
-			name string
-			run  runner
-		}{"service, COMPRESSION=" + codec, func(rep int) (svcRow, error) {
+		ss = append(ss, svcScenario{"service, COMPRESSION=" + codec, func(rep int) (svcRow, error) {
 			return b.serviceBackup(ctx, svc, work, codec, fmt.Sprintf("svc-%s-%d", codec, rep), []string{"minio"})
 		}})
 	}
-	results := make([][]svcRow, len(scenarios))
-	for rep := 1; rep <= reps; rep++ {
-		for i, s := range scenarios {
-			r, err := s.run(rep)
-			if err != nil {
-				return rows, fmt.Errorf("%s: %w", s.name, err)
-			}
-			r.section, r.name = backupSection, s.name
-			fmt.Printf("  %-48s [%d/%d] %6.1f s, worker peak %s, tree %s, temp disk %s%s\n", s.name, rep, reps, r.wall.Seconds(),
-				mib(r.hwmKiB<<10), mib(r.treeKiB<<10), mib(r.diskBytes), archiveStr(r.archive))
-			results[i] = append(results[i], r)
-		}
-	}
-	for _, rs := range results {
-		rows = append(rows, median(rs))
-	}
+	return alternate(section, ss, func(r svcRow, rep int) string {
+		return fmt.Sprintf("  %-48s [%d/%d] %6.1f s, worker peak %s, tree %s, temp disk %s%s", r.name, rep, benchReps, r.wall.Seconds(),
+			mib(r.hwmKiB<<10), mib(r.treeKiB<<10), mib(r.diskBytes), archiveStr(r.archive))
+	})
+}
 
-	// Restore: raw pg_restore of a local file (the floor), with -j, and
-	// the service restoring its zstd backup.
-	restoreSection := "restore into a new database (medians of 3, alternating)"
-	fmt.Println("\n" + restoreSection)
+// serviceRestores: raw pg_restore of a local file (the floor), with -j,
+// and the service restoring its zstd backup.
+func (b *bench) serviceRestores(ctx context.Context, svc *service, work string) ([]svcRow, error) {
+	section := "restore into a new database (medians of 3, alternating)"
 	local := filepath.Join(b.tmp, "local-Z0.dump")
 	dump := exec.CommandContext(ctx, filepath.Join(b.env.PGBin, "pg_dump"), dumpArgs("0", "--file="+local)...)
 	dump.Env = b.pgEnv(b.o.db)
 	if _, err := measure(ctx, dump, b.env.minioPid); err != nil {
-		return rows, fmt.Errorf("local dump for the restore floor: %w", err)
+		return nil, fmt.Errorf("local dump for the restore floor: %w", err)
 	}
 	defer os.Remove(local)
-	restores := []struct {
-		name string
-		run  runner
-	}{
+	ss := []svcScenario{
 		{"raw pg_restore --single-transaction of a local -Z0 file", func(rep int) (svcRow, error) {
 			return b.rawRestore(ctx, local, fmt.Sprintf("%s_raw1_%d", b.o.db, rep), "--single-transaction")
 		}},
@@ -118,24 +144,13 @@ func (b *bench) serviceBench(ctx context.Context) ([]svcRow, error) {
 			return b.serviceRestore(ctx, svc, work, "svc-zstd-1", fmt.Sprintf("%s_svc_%d", b.o.db, rep))
 		}},
 	}
-	results = make([][]svcRow, len(restores))
-	for rep := 1; rep <= reps; rep++ {
-		for i, s := range restores {
-			r, err := s.run(rep)
-			if err != nil {
-				return rows, fmt.Errorf("%s: %w", s.name, err)
-			}
-			r.section, r.name, r.archive = restoreSection, s.name, -1
-			fmt.Printf("  %-56s [%d/%d] %6.1f s, worker peak %s, temp disk %s\n", s.name, rep, reps, r.wall.Seconds(), mib(r.hwmKiB<<10), mib(r.diskBytes))
-			results[i] = append(results[i], r)
-		}
+	rows, err := alternate(section, ss, func(r svcRow, rep int) string {
+		return fmt.Sprintf("  %-56s [%d/%d] %6.1f s, worker peak %s, temp disk %s", r.name, rep, benchReps, r.wall.Seconds(), mib(r.hwmKiB<<10), mib(r.diskBytes))
+	})
+	for i := range rows {
+		rows[i].archive = -1
 	}
-	for _, rs := range results {
-		rows = append(rows, median(rs))
-	}
-
-	rep, err := b.repeatedOn(ctx, svc, work)
-	return append(rows, rep...), err
+	return rows, err
 }
 
 // startMeasuredService starts the API of the service whose workers are
