@@ -32,11 +32,11 @@ func TestServiceEndToEnd(t *testing.T) {
 	tasks := map[string]string{} // format -> task id
 	for _, f := range engine.Formats {
 		out := c.mustCall(http.MethodPost, "/api/admin/backup/create",
-			map[string]any{"backup_name": "e2e-" + string(f), "format": f, "upload_to_minio": true}, http.StatusAccepted)
-		if out["backup_name"] != "e2e-"+string(f) || out["status_url"] != "/api/admin/tasks/"+out["task_id"].(string) {
+			map[string]any{"backup_name": "e2e-" + f.String(), "format": f, "upload_to_minio": true}, http.StatusAccepted)
+		if out["backup_name"] != "e2e-"+f.String() || out["status_url"] != "/api/admin/tasks/"+out["task_id"].(string) {
 			t.Fatalf("create response = %v", out)
 		}
-		tasks[string(f)] = out["task_id"].(string)
+		tasks[f.String()] = out["task_id"].(string)
 	}
 	workers := map[string]bool{}
 	sizes := map[string]float64{}
