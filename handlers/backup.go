@@ -14,7 +14,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/autograph/pgbackup/jobs/engine"
-	"github.com/autograph/pgbackup/jobs/pgtool"
 	"github.com/autograph/pgbackup/jobs/policy"
 	"github.com/autograph/pgbackup/jobs/tasks"
 )
@@ -67,7 +66,7 @@ func (a *API) createBackup(c echo.Context) error {
 			return badRequest("database %q is not target %s's database %s", truncate(*req.Database, 64), t.Name, t.Database)
 		}
 		if req.Format == nil {
-			f := string(t.Format)
+			f := t.Format.String()
 			req.Format = &f
 		}
 		if req.Stores == nil && req.UploadToMinio == nil && len(t.Stores) > 0 {
@@ -80,7 +79,9 @@ func (a *API) createBackup(c echo.Context) error {
 	}
 	db := deref(req.Database)
 	// "*" is a whole-server backup: every database that accepts connections.
-	if db != "" && db != engine.AllDatabases && !pgtool.ValidIdentifier(db) {
+	// Parsed here so a bad name is the client's 400; the payload carries the
+	// string, which the worker parses again (a payload is input too).
+	if _, _, err := engine.ParseBackupDatabase(db); err != nil {
 		return badRequest("database %q is not a valid identifier (letters, digits, _ and $, at most 63), nor * for every database", truncate(db, 64))
 	}
 	stores, err := a.createStores(c, req.Stores, req.UploadToMinio)
@@ -117,7 +118,7 @@ func (a *API) createBackup(c echo.Context) error {
 		}
 	}
 
-	info, err := a.enqueuePayload(c, tasks.BackupPayload{BackupName: name, Format: string(format), Database: db, Stores: stores,
+	info, err := a.enqueuePayload(c, tasks.BackupPayload{BackupName: name, Format: format.String(), Database: db, Stores: stores,
 		Target: targetName, IncludeGlobals: globals}, reservation{tasks.ScopeName, name, "a backup named " + name + " is already being created"})
 	if err != nil {
 		return err
@@ -209,8 +210,10 @@ func (a *API) restoreBackup(c echo.Context) error {
 	target := deref(req.TargetDatabase)
 	c.Set(auditBackup, name)
 	c.Set(auditTarget, target)
-	if target != "" && !pgtool.ValidIdentifier(target) {
-		return badRequest("target_database %q is not a valid identifier (letters, digits, _ and $, at most 63)", truncate(target, 64))
+	if target != "" {
+		if _, err := engine.ParseDatabase(target); err != nil {
+			return badRequest("target_database %q is not a valid identifier (letters, digits, _ and $, at most 63)", truncate(target, 64))
+		}
 	}
 	from, err := a.readFrom(req.From, req.DownloadFromMinio)
 	if err != nil {
@@ -407,7 +410,7 @@ func (a *API) listBackups(c echo.Context) error {
 			continue
 		}
 		out = append(out, backupJSON{
-			BackupName: e.Name.String(), Format: string(e.Format), Database: e.Database,
+			BackupName: e.Name.String(), Format: e.Format.String(), Database: e.Database,
 			SizeBytes: e.SizeBytes, SizeMB: float64(e.SizeBytes*100/(1<<20)) / 100,
 			SHA256: e.SHA256, CreatedAt: e.FinishedAt, Locations: e.Locations,
 			ArchiveKey: e.ArchiveKey, Codec: e.Codec, Target: e.Target, Scheduled: e.Scheduled, Signed: e.Signature != "",

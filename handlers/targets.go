@@ -68,7 +68,7 @@ func (a *API) listTargets(c echo.Context) error {
 	now := time.Now().UTC()
 	out := []targetJSON{}
 	for _, t := range a.d.Targets.All() {
-		tj := targetJSON{Name: t.Name, Kind: t.Source, Bucket: t.Bucket, Database: t.Database, Format: string(t.Format), Stores: t.Stores,
+		tj := targetJSON{Name: t.Name, Kind: t.Source, Bucket: t.Bucket, Database: t.Database, Format: t.Format.String(), Stores: t.Stores,
 			Retention: t.Retention, RPOSeconds: t.RPO.Seconds()}
 		if t.Server != nil {
 			tj.Server = t.Server.Addr()

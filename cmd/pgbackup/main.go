@@ -105,19 +105,19 @@ func runEngine(ctx context.Context, eng *engine.Engine, f *cli.Flags, report eng
 	}
 	switch f.Command {
 	case "backup":
-		format := f.Format
-		if format == "" {
-			format = "custom"
+		req, err := localBackupRequest(f)
+		if err != nil {
+			return nil, err
 		}
-		return eng.Backup(ctx, engine.BackupRequest{Name: name, Database: f.Database,
-			Format: engine.Format(format), Stores: remote.SplitList(f.Stores), IncludeGlobals: f.IncludeGlobals, Progress: report})
+		req.Name, req.Progress = name, report
+		return eng.Backup(ctx, req)
 	case "restore":
-		target := f.TargetDatabase
-		if target == "" {
-			target = f.Target // the flag's older name
+		req, err := localRestoreRequest(f)
+		if err != nil {
+			return nil, err
 		}
-		return eng.Restore(ctx, engine.RestoreRequest{Name: name, From: f.From, TargetDatabase: target,
-			Clean: f.Clean, Replace: f.Replace, AllowUnsigned: f.AllowUnsigned, RestoreGlobals: f.RestoreGlobals, Progress: report})
+		req.Name, req.Progress = name, report
+		return eng.Restore(ctx, req)
 	case "list":
 		return eng.List(ctx, remote.SplitList(f.Stores))
 	case "delete":
@@ -126,6 +126,40 @@ func runEngine(ctx context.Context, eng *engine.Engine, f *cli.Flags, report eng
 		return eng.Verify(ctx, name, f.From, f.AllowUnsigned)
 	}
 	return nil, fmt.Errorf("%s runs only on the service: give --url or set PGBACKUP_URL", f.Command)
+}
+
+// localBackupRequest parses the backup flags (database or "*", format)
+// into the engine's request, here at the edge; the caller adds the name.
+func localBackupRequest(f *cli.Flags) (engine.BackupRequest, error) {
+	db, whole, err := engine.ParseBackupDatabase(f.Database)
+	if err != nil {
+		return engine.BackupRequest{}, fmt.Errorf("backup: %w", err)
+	}
+	format, err := engine.ParseFormat(f.Format)
+	if err != nil {
+		return engine.BackupRequest{}, fmt.Errorf("backup: %w", err)
+	}
+	return engine.BackupRequest{Database: db, WholeServer: whole, Format: format,
+		Stores: remote.SplitList(f.Stores), IncludeGlobals: f.IncludeGlobals}, nil
+}
+
+// localRestoreRequest parses the restore flags (target database) into the
+// engine's request; the caller adds the name.
+func localRestoreRequest(f *cli.Flags) (engine.RestoreRequest, error) {
+	req := engine.RestoreRequest{From: f.From, Clean: f.Clean, Replace: f.Replace,
+		AllowUnsigned: f.AllowUnsigned, RestoreGlobals: f.RestoreGlobals}
+	target := f.TargetDatabase
+	if target == "" {
+		target = f.Target // the flag's older name
+	}
+	if target != "" {
+		id, err := engine.ParseDatabase(target)
+		if err != nil {
+			return engine.RestoreRequest{}, fmt.Errorf("restore: target %w", err)
+		}
+		req.TargetDatabase = id
+	}
+	return req, nil
 }
 
 // isTerminal reports whether f is a terminal (progress is then redrawn in

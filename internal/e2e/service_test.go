@@ -34,11 +34,11 @@ func TestServiceEndToEnd(t *testing.T) {
 	for _, f := range engine.Formats {
 		// upload_to_minio: the old service's flag still works end to end.
 		out := c.rawAccepted(http.MethodPost, "/api/admin/backup/create",
-			map[string]any{"backup_name": "e2e-" + string(f), "format": f, "upload_to_minio": true})
-		if out.BackupName != "e2e-"+string(f) || out.StatusURL != "/api/admin/tasks/"+out.TaskID {
+			map[string]any{"backup_name": "e2e-" + f.String(), "format": f, "upload_to_minio": true})
+		if out.BackupName != "e2e-"+f.String() || out.StatusURL != "/api/admin/tasks/"+out.TaskID {
 			t.Fatalf("create response = %+v", out)
 		}
-		tasks[string(f)] = out.TaskID
+		tasks[f.String()] = out.TaskID
 	}
 	workers := map[string]bool{}
 	sizes := map[string]int64{}

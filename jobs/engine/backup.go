@@ -10,18 +10,20 @@ import (
 	"github.com/autograph/pgbackup/store"
 )
 
-// AllDatabases as a request's database asks for a whole-server backup.
-const AllDatabases = "*"
-
 // BackupRequest asks for one backup.
 type BackupRequest struct {
 	Name Name
 	// Server is the PostgreSQL server to dump from; nil means the
 	// configured one. Database then defaults to Server's.
 	Server *pgtool.Conn
-	// Database defaults to the configured one.
-	Database string
-	Format   Format
+	// Database defaults to the configured one (the zero Ident).
+	Database pgtool.Ident
+	// WholeServer backs up every database of the server instead (see
+	// ParseBackupDatabase); Database must then be zero.
+	WholeServer bool
+	// Format is required: the zero Format is refused (ParseFormat reads
+	// an empty name as custom).
+	Format Format
 	// Stores to write to; every configured store when empty.
 	Stores []string
 	// IncludeGlobals also stores the server's roles and tablespaces

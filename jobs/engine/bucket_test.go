@@ -14,6 +14,7 @@ import (
 
 	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/pgtool"
 	"github.com/autograph/pgbackup/store"
 )
 
@@ -126,7 +127,7 @@ func TestBucketBackupRoundTrip(t *testing.T) {
 	if bucketSums(t, dst)["media/big.bin"] != want["media/big.bin"] {
 		t.Fatal("overwrite did not restore the object")
 	}
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("files"), TargetDatabase: "nope"}); err == nil {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("files"), TargetDatabase: pgtool.MustParseIdent("nope")}); err == nil {
 		t.Fatal("a bucket backup restored as a database")
 	}
 }

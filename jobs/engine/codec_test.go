@@ -25,7 +25,7 @@ import (
 func TestArchivesMadeBeforeCodecsStillRestore(t *testing.T) {
 	b := setup(t)
 	for _, format := range engine.Formats {
-		t.Run(string(format), func(t *testing.T) {
+		t.Run(format.String(), func(t *testing.T) {
 			t.Parallel()
 			old, local, mio := b.newEngineWith(t, engine.Codec{PgDump: true})
 			ctx := context.Background()
@@ -41,9 +41,9 @@ func TestArchivesMadeBeforeCodecsStillRestore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			target := testbench.UniqueName("before_" + string(format))
+			target := testbench.UniqueName("before_" + format.String())
 			b.env.DropDBOnCleanup(t, target)
-			if _, err := current.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("before"), From: store.MinIOName, TargetDatabase: target}); err != nil {
+			if _, err := current.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("before"), From: store.MinIOName, TargetDatabase: pgtool.MustParseIdent(target)}); err != nil {
 				t.Fatalf("restore of an old archive: %v", err)
 			}
 			if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), b.want); diff != "" {
@@ -74,7 +74,7 @@ func TestArchiveThatDoesNotDecompressIsRefused(t *testing.T) {
 	b.env.CreateDB(t, target)
 	b.env.Exec(t, target, `CREATE TABLE keep (v int)`, `INSERT INTO keep VALUES (1)`)
 	before := b.env.Fingerprint(t, target)
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("garbled"), TargetDatabase: target, Clean: true}); !errors.Is(err, engine.ErrUnreadable) {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("garbled"), TargetDatabase: pgtool.MustParseIdent(target), Clean: true}); !errors.Is(err, engine.ErrUnreadable) {
 		t.Fatalf("restore of an archive that does not decompress: err = %v, want ErrUnreadable", err)
 	}
 	if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), before); diff != "" {
@@ -93,7 +93,7 @@ func TestCancelledBackupLeavesNoEncoderOrChild(t *testing.T) {
 		e, _, _ := b.newEngineWith(t, codec)
 		ctx, cancel := context.WithCancel(context.Background())
 		var once atomic.Bool
-		_, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("cancelled-" + codec.Name), Database: db, Format: engine.FormatCustom,
+		_, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("cancelled-" + codec.Name), Database: pgtool.MustParseIdent(db), Format: engine.FormatCustom,
 			Stores: []string{store.MinIOName}, Progress: func(p engine.Progress) {
 				if p.Phase == "uploading" && p.Bytes > 0 && once.CompareAndSwap(false, true) {
 					cancel()

@@ -7,6 +7,13 @@
 // Restore verifies the archive against the manifest's checksum before it
 // touches the target database.
 //
+// Requests arrive parsed: a Name (name.go), a Format (format.go) and
+// database names (pgtool.Ident, parsed by database.go's ParseDatabase and
+// ParseBackupDatabase) can only be made by parsing, where they enter (an
+// HTTP request, a task payload, a command-line flag, a setting, a manifest
+// read from a store). The engine refuses only their zero values and never
+// checks them again.
+//
 // The files follow a backup in the order it runs:
 //
 //   - backup.go: Backup, the entry point, as a list of stages.

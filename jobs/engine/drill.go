@@ -25,12 +25,16 @@ type DrillReport struct {
 // it), checks every table's row count against the manifest, measures the
 // time it all took, and drops the scratch database whatever happened.
 // Nothing else is touched.
-func (e *Engine) Drill(ctx context.Context, name Name, scratch string, server *pgtool.Conn, progress ProgressFunc) (*DrillReport, error) {
+//
+// The scratch name was parsed where it was made; only a missing one (the
+// zero Ident) is refused here.
+func (e *Engine) Drill(ctx context.Context, name Name, scratchDB pgtool.Ident, server *pgtool.Conn, progress ProgressFunc) (*DrillReport, error) {
 	e = e.on(server)
 	start := time.Now()
-	if !pgtool.ValidIdentifier(scratch) {
-		return nil, fmt.Errorf("drill %s: %w: scratch database %q is not a valid identifier", name, ErrInvalid, scratch)
+	if scratchDB.IsZero() {
+		return nil, fmt.Errorf("drill %s: %w: no scratch database", name, ErrInvalid)
 	}
+	scratch := scratchDB.String()
 	m, where, err := e.Find(ctx, name, nil)
 	if err != nil {
 		return nil, fmt.Errorf("drill: %w", err)

@@ -50,7 +50,7 @@ func TestEncryptedArchivesRoundTripAndHoldNoData(t *testing.T) {
 	b := setup(t)
 	backupKey, oldKey := newIdentity(t), newIdentity(t)
 	for _, format := range engine.Formats {
-		t.Run(string(format), func(t *testing.T) {
+		t.Run(format.String(), func(t *testing.T) {
 			t.Parallel()
 			_, _, mio := b.newEngineWith(t, engine.DefaultCodec) // a fresh bucket of the real MinIO
 			newEngine := func(enc *engine.Encryption) *engine.Engine {
@@ -81,10 +81,10 @@ func TestEncryptedArchivesRoundTripAndHoldNoData(t *testing.T) {
 				}
 			}
 			// A worker with the identity (among older ones) restores it.
-			target := testbench.UniqueName("enc_" + string(format))
+			target := testbench.UniqueName("enc_" + format.String())
 			b.env.DropDBOnCleanup(t, target)
 			reader := newEngine(encryption(t, nil, oldKey, backupKey))
-			if _, err := reader.Restore(context.Background(), engine.RestoreRequest{Name: engine.MustParseName("secret"), TargetDatabase: target}); err != nil {
+			if _, err := reader.Restore(context.Background(), engine.RestoreRequest{Name: engine.MustParseName("secret"), TargetDatabase: pgtool.MustParseIdent(target)}); err != nil {
 				t.Fatalf("restore with the identity: %v", err)
 			}
 			if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), b.want); diff != "" {
@@ -94,7 +94,7 @@ func TestEncryptedArchivesRoundTripAndHoldNoData(t *testing.T) {
 			for name, enc := range map[string]*engine.Encryption{"no identity": nil, "wrong identity": encryption(t, nil, oldKey)} {
 				other := testbench.UniqueName("enc_refused")
 				b.env.DropDBOnCleanup(t, other)
-				if _, err := newEngine(enc).Restore(context.Background(), engine.RestoreRequest{Name: engine.MustParseName("secret"), TargetDatabase: other}); !errors.Is(err, engine.ErrNoIdentity) {
+				if _, err := newEngine(enc).Restore(context.Background(), engine.RestoreRequest{Name: engine.MustParseName("secret"), TargetDatabase: pgtool.MustParseIdent(other)}); !errors.Is(err, engine.ErrNoIdentity) {
 					t.Fatalf("%s: err = %v, want ErrNoIdentity", name, err)
 				}
 				if b.env.DatabaseExists(t, other) {

@@ -113,11 +113,11 @@ func TestRoundTripAllFormatsAllCodecsAllStores(t *testing.T) {
 	for _, storeName := range []string{store.LocalName, store.MinIOName} {
 		for _, format := range engine.Formats {
 			for codecName, codec := range codecs {
-				t.Run(storeName+"/"+string(format)+"/"+codecName, func(t *testing.T) {
+				t.Run(storeName+"/"+format.String()+"/"+codecName, func(t *testing.T) {
 					t.Parallel()
 					e, _, _ := b.newEngineWith(t, codec)
 					ctx := context.Background()
-					name := "rt-" + string(format)
+					name := "rt-" + format.String()
 					var phases []string
 					m, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName(name), Format: format, Stores: []string{storeName},
 						Progress: func(p engine.Progress) { phases = append(phases, p.Phase) }})
@@ -138,9 +138,9 @@ func TestRoundTripAllFormatsAllCodecsAllStores(t *testing.T) {
 						t.Fatalf("List = %+v; want one entry %s in [%s]", list, name, storeName)
 					}
 
-					target := testbench.UniqueName("rt_" + storeName + "_" + string(format))
+					target := testbench.UniqueName("rt_" + storeName + "_" + format.String())
 					b.env.DropDBOnCleanup(t, target)
-					if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName(name), From: storeName, TargetDatabase: target}); err != nil {
+					if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName(name), From: storeName, TargetDatabase: pgtool.MustParseIdent(target)}); err != nil {
 						t.Fatalf("Restore: %v", err)
 					}
 					if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), b.want); diff != "" {
@@ -158,16 +158,16 @@ func TestRoundTripAllFormatsAllCodecsAllStores(t *testing.T) {
 func TestCleanRestoreOverDriftedDatabase(t *testing.T) {
 	b := setup(t)
 	for _, format := range []engine.Format{engine.FormatCustom, engine.FormatPlain, engine.FormatDirectory} {
-		t.Run(string(format), func(t *testing.T) {
+		t.Run(format.String(), func(t *testing.T) {
 			t.Parallel()
 			e, _, _ := b.newEngine(t)
 			ctx := context.Background()
 			if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("drift"), Format: format, Stores: []string{store.LocalName}}); err != nil {
 				t.Fatalf("Backup: %v", err)
 			}
-			target := testbench.UniqueName("drift_" + string(format))
+			target := testbench.UniqueName("drift_" + format.String())
 			b.env.DropDBOnCleanup(t, target)
-			if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: target}); err != nil {
+			if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: pgtool.MustParseIdent(target)}); err != nil {
 				t.Fatalf("first Restore: %v", err)
 			}
 			b.env.Exec(t, target,
@@ -184,7 +184,7 @@ func TestCleanRestoreOverDriftedDatabase(t *testing.T) {
 			// the drifted data as it was.
 			if format != engine.FormatDirectory {
 				before := b.env.Fingerprint(t, target)
-				if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: target}); err == nil {
+				if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: pgtool.MustParseIdent(target)}); err == nil {
 					t.Fatal("Restore without clean over existing objects succeeded, want an error")
 				}
 				if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), before); diff != "" {
@@ -195,13 +195,13 @@ func TestCleanRestoreOverDriftedDatabase(t *testing.T) {
 				// A plain archive has no object list: clean would have to
 				// drop everything, so it is refused, and replace is the way.
 				before := b.env.Fingerprint(t, target)
-				if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: target, Clean: true}); !errors.Is(err, engine.ErrInvalid) {
+				if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: pgtool.MustParseIdent(target), Clean: true}); !errors.Is(err, engine.ErrInvalid) {
 					t.Fatalf("clean Restore of a plain archive: err = %v, want ErrInvalid", err)
 				}
 				if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), before); diff != "" {
 					t.Fatalf("refused clean restore changed the target:\n%s", diff)
 				}
-				res, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: target, Replace: true})
+				res, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: pgtool.MustParseIdent(target), Replace: true})
 				if err != nil {
 					t.Fatalf("replace Restore: %v", err)
 				}
@@ -209,7 +209,7 @@ func TestCleanRestoreOverDriftedDatabase(t *testing.T) {
 				if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, res.ReplacedCopy), before); diff != "" {
 					t.Fatalf("the replaced copy %s is not the old target:\n%s", res.ReplacedCopy, diff)
 				}
-			} else if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: target, Clean: true}); err != nil {
+			} else if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("drift"), TargetDatabase: pgtool.MustParseIdent(target), Clean: true}); err != nil {
 				t.Fatalf("clean Restore: %v", err)
 			}
 			if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), b.want); diff != "" {
@@ -240,7 +240,7 @@ func TestCorruptArchiveIsRefusedAndTargetUntouched(t *testing.T) {
 
 			target := testbench.UniqueName("corrupt_" + storeName)
 			b.env.DropDBOnCleanup(t, target)
-			_, err = e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("corrupt"), TargetDatabase: target})
+			_, err = e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("corrupt"), TargetDatabase: pgtool.MustParseIdent(target)})
 			if !errors.Is(err, engine.ErrChecksumMismatch) {
 				t.Fatalf("Restore of corrupted archive: err = %v, want ErrChecksumMismatch", err)
 			}
@@ -251,7 +251,7 @@ func TestCorruptArchiveIsRefusedAndTargetUntouched(t *testing.T) {
 			b.env.CreateDB(t, target)
 			b.env.Exec(t, target, `CREATE TABLE keep (v int)`, `INSERT INTO keep VALUES (7)`)
 			before := b.env.Fingerprint(t, target)
-			if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("corrupt"), TargetDatabase: target, Clean: true}); !errors.Is(err, engine.ErrChecksumMismatch) {
+			if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("corrupt"), TargetDatabase: pgtool.MustParseIdent(target), Clean: true}); !errors.Is(err, engine.ErrChecksumMismatch) {
 				t.Fatalf("clean Restore of corrupted archive: err = %v, want ErrChecksumMismatch", err)
 			}
 			if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), before); diff != "" {
@@ -339,7 +339,7 @@ func TestBackupRefusals(t *testing.T) {
 	t.Parallel()
 	e, local, _ := b.newEngine(t)
 	ctx := context.Background()
-	if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("dup"), Stores: []string{store.LocalName}}); err != nil {
+	if _, err := e.Backup(ctx, engine.BackupRequest{Format: engine.FormatCustom, Name: engine.MustParseName("dup"), Stores: []string{store.LocalName}}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -347,13 +347,16 @@ func TestBackupRefusals(t *testing.T) {
 		req  engine.BackupRequest
 		want error
 	}{
-		{"existing name", engine.BackupRequest{Name: engine.MustParseName("dup"), Stores: []string{store.MinIOName}}, engine.ErrExists},
-		// A bad name cannot reach the engine (ParseName refuses it, see
-		// TestValidateName); no name at all is refused.
-		{"no name", engine.BackupRequest{Stores: []string{store.LocalName}}, engine.ErrInvalid},
-		{"bad format", engine.BackupRequest{Name: engine.MustParseName("x"), Format: "zip"}, engine.ErrInvalid},
-		{"bad database", engine.BackupRequest{Name: engine.MustParseName("x"), Database: "a;b"}, engine.ErrInvalid},
-		{"unknown store", engine.BackupRequest{Name: engine.MustParseName("x"), Stores: []string{"s3"}}, engine.ErrInvalid},
+		{"existing name", engine.BackupRequest{Format: engine.FormatCustom, Name: engine.MustParseName("dup"), Stores: []string{store.MinIOName}}, engine.ErrExists},
+		// A bad name, format or database cannot reach the engine
+		// (ParseName, ParseFormat and ParseBackupDatabase refuse them, see
+		// TestValidateName, TestParseFormat and TestParseDatabase); none
+		// at all is refused.
+		{"no name", engine.BackupRequest{Format: engine.FormatCustom, Stores: []string{store.LocalName}}, engine.ErrInvalid},
+		{"no format", engine.BackupRequest{Name: engine.MustParseName("x")}, engine.ErrInvalid},
+		{"whole server and a database", engine.BackupRequest{Format: engine.FormatCustom, Name: engine.MustParseName("x"),
+			WholeServer: true, Database: pgtool.MustParseIdent("x")}, engine.ErrInvalid},
+		{"unknown store", engine.BackupRequest{Format: engine.FormatCustom, Name: engine.MustParseName("x"), Stores: []string{"s3"}}, engine.ErrInvalid},
 	}
 	for _, tt := range tests {
 		if _, err := e.Backup(ctx, tt.req); !errors.Is(err, tt.want) {
@@ -361,7 +364,7 @@ func TestBackupRefusals(t *testing.T) {
 		}
 	}
 	// pg_dump failing (database does not exist) publishes nothing.
-	_, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("nodb"), Database: "no_such_db", Stores: []string{store.LocalName, store.MinIOName}})
+	_, err := e.Backup(ctx, engine.BackupRequest{Format: engine.FormatCustom, Name: engine.MustParseName("nodb"), Database: pgtool.MustParseIdent("no_such_db"), Stores: []string{store.LocalName, store.MinIOName}})
 	if err == nil || !strings.Contains(err.Error(), "no_such_db") {
 		t.Fatalf("backup of missing database: err = %v, want an error naming no_such_db", err)
 	}
@@ -382,15 +385,15 @@ func TestRetriedTaskGetsItsOwnFinishedBackup(t *testing.T) {
 	t.Parallel()
 	e, _, _ := b.newEngine(t)
 	ctx := context.Background()
-	first, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("idem"), Stores: []string{store.LocalName}, TaskID: "task-1"})
+	first, err := e.Backup(ctx, engine.BackupRequest{Format: engine.FormatCustom, Name: engine.MustParseName("idem"), Stores: []string{store.LocalName}, TaskID: "task-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("idem"), Stores: []string{store.LocalName}, TaskID: "task-1"})
+	again, err := e.Backup(ctx, engine.BackupRequest{Format: engine.FormatCustom, Name: engine.MustParseName("idem"), Stores: []string{store.LocalName}, TaskID: "task-1"})
 	if err != nil || again.SHA256 != first.SHA256 {
 		t.Fatalf("retry of the same task: %v, %v; want the first manifest back", again, err)
 	}
-	if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("idem"), Stores: []string{store.LocalName}, TaskID: "task-2"}); !errors.Is(err, engine.ErrExists) {
+	if _, err := e.Backup(ctx, engine.BackupRequest{Format: engine.FormatCustom, Name: engine.MustParseName("idem"), Stores: []string{store.LocalName}, TaskID: "task-2"}); !errors.Is(err, engine.ErrExists) {
 		t.Fatalf("other task with the same name: err = %v, want ErrExists", err)
 	}
 }
@@ -466,13 +469,13 @@ func TestThirdStoreByName(t *testing.T) {
 	}
 	target := testbench.UniqueName("third_restored")
 	b.env.DropDBOnCleanup(t, target)
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("third"), From: "vault", TargetDatabase: target}); err != nil {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("third"), From: "vault", TargetDatabase: pgtool.MustParseIdent(target)}); err != nil {
 		t.Fatalf("Restore from vault: %v", err)
 	}
 	if diff := testbench.DiffFingerprints(b.env.Fingerprint(t, target), b.want); diff != "" {
 		t.Fatalf("restored from vault differs from the source:\n%s", diff)
 	}
-	if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("nowhere"), Stores: []string{"s3"}}); !errors.Is(err, engine.ErrInvalid) {
+	if _, err := e.Backup(ctx, engine.BackupRequest{Format: engine.FormatCustom, Name: engine.MustParseName("nowhere"), Stores: []string{"s3"}}); !errors.Is(err, engine.ErrInvalid) {
 		t.Fatalf("Backup into an unconfigured store: err = %v, want ErrInvalid", err)
 	}
 	if deleted, err := e.Delete(ctx, engine.MustParseName("third"), []string{"vault"}); err != nil || !slices.Equal(deleted, []string{"vault"}) {

@@ -5,15 +5,19 @@ import (
 	"strings"
 )
 
-// Format is a pg_dump output format.
-type Format string
+// Format is a pg_dump output format that is a row of the formats table:
+// ParseFormat, UnmarshalText and the four Format* values below are the
+// only ways to make one, so the engine never checks a format again. Its
+// zero value is no format at all, which a backup refuses; in JSON (API,
+// payloads, manifests) a Format is its plain name.
+type Format struct{ name string }
 
 // The four pg_dump formats, under the names the old service used.
-const (
-	FormatCustom    Format = "custom"
-	FormatPlain     Format = "plain"
-	FormatDirectory Format = "directory"
-	FormatTar       Format = "tar"
+var (
+	FormatCustom    = Format{"custom"}
+	FormatPlain     = Format{"plain"}
+	FormatDirectory = Format{"directory"}
+	FormatTar       = Format{"tar"}
 )
 
 // formatSpec holds everything the engine knows about one format, so that
@@ -63,18 +67,62 @@ var Formats = []Format{FormatCustom, FormatPlain, FormatDirectory, FormatTar}
 
 // ParseFormat accepts a format name; empty means custom.
 func ParseFormat(s string) (Format, error) {
-	f := Format(strings.ToLower(strings.TrimSpace(s)))
-	if f == "" {
+	f := Format{strings.ToLower(strings.TrimSpace(s))}
+	if f.IsZero() {
 		return FormatCustom, nil
 	}
 	if _, ok := formats[f]; ok {
 		return f, nil
 	}
-	return "", fmt.Errorf("%w: unknown format %q (want custom, plain, directory or tar)", ErrInvalid, s)
+	return Format{}, fmt.Errorf("%w: unknown format %q (want custom, plain, directory or tar)", ErrInvalid, s)
 }
 
-// spec returns the format's row; unknown formats (which ParseFormat and
-// decodeManifest refuse before they get here) read as custom.
+// MustParseFormat is ParseFormat for formats known to be valid (constants,
+// tests); it panics on an unknown one.
+func MustParseFormat(s string) Format {
+	f, err := ParseFormat(s)
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
+
+// String returns the format's name ("" for no format).
+func (f Format) String() string { return f.name }
+
+// IsZero reports whether f is no format.
+func (f Format) IsZero() bool { return f.name == "" }
+
+// MarshalText writes the format's name, so JSON keeps a plain string.
+func (f Format) MarshalText() ([]byte, error) { return []byte(f.name), nil }
+
+// UnmarshalText parses a format name (see ParseFormat), except that an
+// empty text stays no format: a manifest written without one keeps reading
+// as it was written (and restores as custom, see spec).
+func (f *Format) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*f = Format{}
+		return nil
+	}
+	p, err := ParseFormat(string(b))
+	if err != nil {
+		return err
+	}
+	*f = p
+	return nil
+}
+
+// required refuses the zero Format: every other Format is a row of the
+// table already.
+func (f Format) required() error {
+	if f.IsZero() {
+		return fmt.Errorf("%w: no format (want custom, plain, directory or tar)", ErrInvalid)
+	}
+	return nil
+}
+
+// spec returns the format's row; no format (an old manifest's empty one)
+// reads as custom, as ParseFormat reads an empty name.
 func (f Format) spec() formatSpec {
 	if s, ok := formats[f]; ok {
 		return s

@@ -10,6 +10,7 @@ import (
 
 	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/pgtool"
 )
 
 func roleExists(t *testing.T, b *bench, role string) bool {
@@ -45,7 +46,7 @@ func TestGlobalsTravelWithTheBackup(t *testing.T) {
 	b.env.Exec(t, "postgres", "DROP ROLE "+role)
 	target := testbench.UniqueName("roles_target")
 	b.env.DropDBOnCleanup(t, target)
-	res, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("with-roles"), TargetDatabase: target, RestoreGlobals: true})
+	res, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("with-roles"), TargetDatabase: pgtool.MustParseIdent(target), RestoreGlobals: true})
 	if err != nil {
 		t.Fatalf("restore with globals: %v", err)
 	}
@@ -55,14 +56,14 @@ func TestGlobalsTravelWithTheBackup(t *testing.T) {
 	// Again: the role exists now and is left alone.
 	again := testbench.UniqueName("roles_again")
 	b.env.DropDBOnCleanup(t, again)
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("with-roles"), TargetDatabase: again, RestoreGlobals: true}); err != nil {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("with-roles"), TargetDatabase: pgtool.MustParseIdent(again), RestoreGlobals: true}); err != nil {
 		t.Fatalf("restore with globals over existing roles: %v", err)
 	}
 	// A backup without globals cannot restore them.
 	if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("no-roles"), Format: engine.FormatTar}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("no-roles"), TargetDatabase: again + "x", RestoreGlobals: true}); !errors.Is(err, engine.ErrInvalid) {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("no-roles"), TargetDatabase: pgtool.MustParseIdent(again + "x"), RestoreGlobals: true}); !errors.Is(err, engine.ErrInvalid) {
 		t.Fatalf("restore_globals of a backup without them: err = %v, want ErrInvalid", err)
 	}
 	// Delete takes the companion too.

@@ -128,10 +128,8 @@ func decodeManifest(b []byte) (*Manifest, error) {
 		}
 		return &m, nil
 	}
+	// Format's UnmarshalText parsed the format too.
 	if m.Content == ContentServer {
-		if _, err := ParseFormat(string(m.Format)); err != nil {
-			return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
-		}
 		codec, err := parseManifestCodec(m.Codec)
 		if err != nil || m.ArchiveKey != "" || len(m.Databases) == 0 {
 			return nil, fmt.Errorf("decode manifest %s: not a valid whole-server manifest", m.Name)
@@ -148,9 +146,6 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	}
 	if m.Content != ContentDatabase {
 		return nil, fmt.Errorf("decode manifest %s: unknown kind %q", m.Name, m.Content)
-	}
-	if _, err := ParseFormat(string(m.Format)); err != nil {
-		return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
 	}
 	codec, err := parseManifestCodec(m.Codec)
 	if err != nil {

@@ -21,9 +21,9 @@ type RestoreRequest struct {
 	// From is the store to read; empty means the first that holds it, in
 	// configured order.
 	From string
-	// TargetDatabase defaults to the database the backup was taken from
-	// (the manifest's). It is created when missing.
-	TargetDatabase string
+	// TargetDatabase defaults (when zero) to the database the backup was
+	// taken from (the manifest's). It is created when missing.
+	TargetDatabase pgtool.Ident
 	// Clean drops the objects the archive contains before recreating them
 	// (pg_restore --clean --if-exists). Plain SQL archives carry no object
 	// list, so for them Clean is refused: use Replace.
@@ -40,7 +40,7 @@ type RestoreRequest struct {
 	RestoreGlobals bool
 	// Databases chooses the databases of a whole-server backup to restore
 	// (all when empty); each goes into the database of its name.
-	Databases []string
+	Databases []pgtool.Ident
 	Progress  ProgressFunc
 }
 
@@ -94,9 +94,6 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 	if err := req.Name.required(); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
-	if req.TargetDatabase != "" && !pgtool.ValidIdentifier(req.TargetDatabase) {
-		return nil, fmt.Errorf("restore %s: %w: target database %q is not a valid identifier", req.Name, ErrInvalid, req.TargetDatabase)
-	}
 	var from []string
 	if req.From != "" {
 		from = []string{req.From}
@@ -111,7 +108,7 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 	if err := e.checkSignature(m, req.AllowUnsigned); err != nil {
 		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
 	}
-	target := req.TargetDatabase
+	target := req.TargetDatabase.String()
 	if target == "" {
 		target = m.Database
 	}

@@ -7,13 +7,14 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/autograph/pgbackup/jobs/pgtool"
 	"github.com/autograph/pgbackup/store"
 )
 
 // restoreServer restores the chosen databases of a whole-server backup,
 // each into the database of its name.
 func (e *Engine) restoreServer(ctx context.Context, s store.Store, m *Manifest, req RestoreRequest, res *RestoreResult, log *logrus.Entry) error {
-	if req.TargetDatabase != "" || req.Replace {
+	if !req.TargetDatabase.IsZero() || req.Replace {
 		return fmt.Errorf("%w: a whole-server backup restores each database under its own name: choose them with databases, not target_database or replace", ErrInvalid)
 	}
 	parts, err := m.serverParts(req.Databases)
@@ -30,13 +31,18 @@ func (e *Engine) restoreServer(ctx context.Context, s store.Store, m *Manifest, 
 }
 
 // serverParts selects the databases of a whole-server backup to restore
-// (all when names is empty).
-func (m *Manifest) serverParts(names []string) ([]DatabaseArchive, error) {
+// (all when names is empty). The names were parsed where the request
+// entered; only a missing one (the zero Ident) is refused here.
+func (m *Manifest) serverParts(names []pgtool.Ident) ([]DatabaseArchive, error) {
 	if len(names) == 0 {
 		return m.Databases, nil
 	}
 	var out []DatabaseArchive
-	for _, n := range names {
+	for _, id := range names {
+		if id.IsZero() {
+			return nil, fmt.Errorf("%w: an empty database name in databases", ErrInvalid)
+		}
+		n := id.String()
 		i := slices.IndexFunc(m.Databases, func(d DatabaseArchive) bool { return d.Database == n })
 		if i < 0 {
 			return nil, fmt.Errorf("%w: backup %s holds no database %q", ErrNotFound, m.Name, n)

@@ -58,7 +58,7 @@ func (b *bench) engineWith(t *testing.T, s store.Store, signer *engine.Signer) *
 func TestRowCountsAreRecordedAndVerified(t *testing.T) {
 	b := setup(t)
 	for _, format := range engine.Formats {
-		t.Run(string(format), func(t *testing.T) {
+		t.Run(format.String(), func(t *testing.T) {
 			t.Parallel()
 			mem := store.NewMemory("")
 			e := b.engineWith(t, mem, nil)
@@ -118,7 +118,7 @@ func TestRowCountsMatchTheDumpUnderWrites(t *testing.T) {
 		}
 		done <- nil
 	}()
-	m, err := e.Backup(context.Background(), engine.BackupRequest{Name: engine.MustParseName("busy"), Format: engine.FormatCustom, Database: db})
+	m, err := e.Backup(context.Background(), engine.BackupRequest{Name: engine.MustParseName("busy"), Format: engine.FormatCustom, Database: pgtool.MustParseIdent(db)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestRowCountsMatchTheDumpUnderWrites(t *testing.T) {
 	}
 	target := testbench.UniqueName("busy_restored")
 	b.env.DropDBOnCleanup(t, target)
-	if _, err := e.Restore(context.Background(), engine.RestoreRequest{Name: engine.MustParseName("busy"), TargetDatabase: target}); err != nil {
+	if _, err := e.Restore(context.Background(), engine.RestoreRequest{Name: engine.MustParseName("busy"), TargetDatabase: pgtool.MustParseIdent(target)}); err != nil {
 		t.Fatal(err)
 	}
 	var restored int64
@@ -160,7 +160,7 @@ func TestRestoreDefaultsToTheBackupsDatabase(t *testing.T) {
 	b.env.Exec(t, db, `CREATE TABLE kept (x int)`, `INSERT INTO kept SELECT generate_series(1, 42)`)
 	e := b.engineWith(t, store.NewMemory(""), nil)
 	ctx := context.Background()
-	if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("origin"), Database: db}); err != nil {
+	if _, err := e.Backup(ctx, engine.BackupRequest{Format: engine.FormatCustom, Name: engine.MustParseName("origin"), Database: pgtool.MustParseIdent(db)}); err != nil {
 		t.Fatal(err)
 	}
 	b.env.Exec(t, "postgres", "DROP DATABASE "+db)
@@ -179,14 +179,14 @@ func TestRestoreDefaultsToTheBackupsDatabase(t *testing.T) {
 func TestReplaceSwapsAndKeepsTheOldCopy(t *testing.T) {
 	b := setup(t)
 	for _, format := range []engine.Format{engine.FormatCustom, engine.FormatPlain, engine.FormatDirectory} {
-		t.Run(string(format), func(t *testing.T) {
+		t.Run(format.String(), func(t *testing.T) {
 			t.Parallel()
 			e := b.engineWith(t, store.NewMemory(""), nil)
 			ctx := context.Background()
 			if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("swap"), Format: format}); err != nil {
 				t.Fatal(err)
 			}
-			target := testbench.UniqueName("swap_" + string(format))
+			target := testbench.UniqueName("swap_" + format.String())
 			b.env.CreateDB(t, target)
 			b.env.Exec(t, target, `CREATE TABLE local_only (note text)`, `INSERT INTO local_only VALUES ('before')`)
 			before := b.env.Fingerprint(t, target)
@@ -197,7 +197,7 @@ func TestReplaceSwapsAndKeepsTheOldCopy(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer held.Close(context.Background())
-			res, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("swap"), TargetDatabase: target, Replace: true})
+			res, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("swap"), TargetDatabase: pgtool.MustParseIdent(target), Replace: true})
 			if err != nil {
 				t.Fatalf("replace: %v", err)
 			}
@@ -235,7 +235,7 @@ func TestFailedReplaceLeavesTheTargetAsItWas(t *testing.T) {
 	b.env.CreateDB(t, target)
 	b.env.Exec(t, target, `CREATE TABLE precious (x int)`, `INSERT INTO precious VALUES (1)`)
 	before := b.env.Fingerprint(t, target)
-	_, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("badcount"), TargetDatabase: target, Replace: true})
+	_, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("badcount"), TargetDatabase: pgtool.MustParseIdent(target), Replace: true})
 	if !errors.Is(err, engine.ErrRowCountMismatch) {
 		t.Fatalf("replace with a wrong count: err = %v, want ErrRowCountMismatch", err)
 	}
@@ -296,7 +296,7 @@ func TestSignedManifestsRefuseTampering(t *testing.T) {
 	editManifest(t, mem, "signed", func(m map[string]any) { m["database"] = "postgres" })
 	target := testbench.UniqueName("signed_target")
 	b.env.DropDBOnCleanup(t, target)
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("signed"), TargetDatabase: target}); !errors.Is(err, engine.ErrSignature) {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("signed"), TargetDatabase: pgtool.MustParseIdent(target)}); !errors.Is(err, engine.ErrSignature) {
 		t.Fatalf("restore of a tampered manifest: err = %v, want ErrSignature", err)
 	}
 	if b.env.DatabaseExists(t, target) {
@@ -305,7 +305,7 @@ func TestSignedManifestsRefuseTampering(t *testing.T) {
 	if _, err := e.Verify(ctx, engine.MustParseName("signed"), "", false); !errors.Is(err, engine.ErrSignature) {
 		t.Fatalf("verify of a tampered manifest: err = %v, want ErrSignature", err)
 	}
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("signed"), TargetDatabase: target, AllowUnsigned: true}); err != nil {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("signed"), TargetDatabase: pgtool.MustParseIdent(target), AllowUnsigned: true}); err != nil {
 		t.Fatalf("restore allowing unsigned: %v", err)
 	}
 }
@@ -333,7 +333,7 @@ func TestPlantedMetaCommandIsRefused(t *testing.T) {
 	})
 	target := testbench.UniqueName("planted_target")
 	b.env.DropDBOnCleanup(t, target)
-	_, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("planted"), TargetDatabase: target})
+	_, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("planted"), TargetDatabase: pgtool.MustParseIdent(target)})
 	if !errors.Is(err, engine.ErrInvalidArchive) {
 		t.Fatalf("restore of a planted archive: err = %v, want ErrInvalidArchive", err)
 	}

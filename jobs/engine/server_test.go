@@ -30,7 +30,7 @@ func TestWholeServerBackup(t *testing.T) {
 	}
 	ctx := context.Background()
 	want := map[string]map[string]string{"shop": env.Fingerprint(t, "shop"), "audit": env.Fingerprint(t, "audit")}
-	m, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("whole"), Database: engine.AllDatabases})
+	m, err := e.Backup(ctx, engine.BackupRequest{Format: engine.FormatCustom, Name: engine.MustParseName("whole"), WholeServer: true})
 	if err != nil {
 		t.Fatalf("whole-server backup: %v", err)
 	}
@@ -48,7 +48,7 @@ func TestWholeServerBackup(t *testing.T) {
 		t.Fatalf("verify: %v", err)
 	}
 	env.Exec(t, "postgres", "DROP DATABASE shop", "DROP DATABASE audit")
-	res, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("whole"), Databases: []string{"shop", "audit"}})
+	res, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("whole"), Databases: []pgtool.Ident{pgtool.MustParseIdent("shop"), pgtool.MustParseIdent("audit")}})
 	if err != nil {
 		t.Fatalf("restore of two databases: %v", err)
 	}
@@ -60,10 +60,10 @@ func TestWholeServerBackup(t *testing.T) {
 			t.Fatalf("%s differs after the restore:\n%s", db, diff)
 		}
 	}
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("whole"), Databases: []string{"nope"}}); err == nil {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("whole"), Databases: []pgtool.Ident{pgtool.MustParseIdent("nope")}}); err == nil {
 		t.Fatal("restore of a database the backup does not hold succeeded")
 	}
-	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("whole"), TargetDatabase: "elsewhere"}); err == nil {
+	if _, err := e.Restore(ctx, engine.RestoreRequest{Name: engine.MustParseName("whole"), TargetDatabase: pgtool.MustParseIdent("elsewhere")}); err == nil {
 		t.Fatal("a whole-server backup restored into one target database")
 	}
 	if _, err := e.Delete(ctx, engine.MustParseName("whole"), nil); err != nil {

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/jobs/pgtool"
 )
 
 func TestValidateName(t *testing.T) {
@@ -64,6 +66,66 @@ func TestNameOnlyByParsing(t *testing.T) {
 	}
 	if b, err := json.Marshal(n); err != nil || string(b) != `"nightly.1"` {
 		t.Fatalf("Marshal = %s, %v", b, err)
+	}
+}
+
+// TestFormatOnlyByParsing: the zero Format is refused, a Format read from
+// JSON is parsed, and JSON carries the format's plain name.
+func TestFormatOnlyByParsing(t *testing.T) {
+	t.Parallel()
+	if _, err := (&Engine{}).validateBackup(BackupRequest{Name: MustParseName("x")}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("backup with the zero Format: err = %v, want ErrInvalid", err)
+	}
+	var f Format
+	if err := json.Unmarshal([]byte(`"zip"`), &f); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Unmarshal of zip: err = %v, want ErrInvalid", err)
+	}
+	if err := json.Unmarshal([]byte(`"tar"`), &f); err != nil || f != FormatTar {
+		t.Fatalf("Unmarshal of tar = %v, %v", f, err)
+	}
+	if b, err := json.Marshal(struct{ F Format }{FormatDirectory}); err != nil || string(b) != `{"F":"directory"}` {
+		t.Fatalf("Marshal = %s, %v", b, err)
+	}
+	// An old manifest without a format reads as it was written, and
+	// restores as custom.
+	if err := json.Unmarshal([]byte(`""`), &f); err != nil || !f.IsZero() || f.Extension() != FormatCustom.Extension() {
+		t.Fatalf("Unmarshal of an empty format = %v, %v", f, err)
+	}
+}
+
+// TestParseDatabase: database names are parsed at the edge; "*" is a
+// whole-server backup only where a backup's database is parsed; the
+// engine refuses the zero Ident where a database is required.
+func TestParseDatabase(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]struct {
+		db    string
+		whole bool
+	}{"": {"", false}, "*": {"", true}, "shop": {"shop", false}, "_a$1": {"_a$1", false}} {
+		db, whole, err := ParseBackupDatabase(in)
+		if err != nil || db.String() != want.db || whole != want.whole {
+			t.Errorf("ParseBackupDatabase(%q) = %q, %v, %v; want %q, %v", in, db, whole, err, want.db, want.whole)
+		}
+	}
+	for _, bad := range []string{"a;b", "1db", "x y", strings.Repeat("a", 64)} {
+		if _, _, err := ParseBackupDatabase(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseBackupDatabase(%q) err = %v, want ErrInvalid", bad, err)
+		}
+	}
+	for _, bad := range []string{"", "*"} {
+		if _, err := ParseDatabase(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseDatabase(%q) err = %v, want ErrInvalid", bad, err)
+		}
+	}
+	if _, err := ParseDatabases([]string{"shop", "a;b"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("ParseDatabases with a bad name: err = %v, want ErrInvalid", err)
+	}
+	if _, err := (&Engine{}).Drill(t.Context(), MustParseName("n"), pgtool.Ident{}, nil, nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("drill into the zero Ident: err = %v, want ErrInvalid", err)
+	}
+	m := &Manifest{Name: MustParseName("n"), Content: ContentServer, Databases: []DatabaseArchive{{Database: "shop"}}}
+	if _, err := m.serverParts([]pgtool.Ident{{}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("restore of the zero Ident: err = %v, want ErrInvalid", err)
 	}
 }
 

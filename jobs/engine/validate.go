@@ -17,24 +17,39 @@ func (e *Engine) validateBackup(req BackupRequest) (*backupJob, error) {
 	if err := req.Name.required(); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
-	format, err := ParseFormat(string(req.Format))
-	if err != nil {
+	// Name, Format and Database were parsed where the request entered;
+	// only a missing format is left to refuse.
+	if err := req.Format.required(); err != nil {
 		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
 	}
-	req.Format = format
-	db := req.Database
-	if db == "" {
-		db = e.conn.Database
-	}
-	if db != AllDatabases && !pgtool.ValidIdentifier(db) {
-		return nil, fmt.Errorf("backup %s: %w: database name %q is not a valid identifier", req.Name, ErrInvalid, db)
+	db, err := e.backupDatabase(req)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
 	}
 	targets, err := e.pick(req.Stores)
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", req.Name, err)
 	}
-	log := e.log.WithFields(logrus.Fields{"backup_name": req.Name, "database": db, "format": format})
+	log := e.log.WithFields(logrus.Fields{"backup_name": req.Name, "database": db, "format": req.Format})
 	return &backupJob{BackupRequest: req, db: db, targets: targets, log: log}, nil
+}
+
+// backupDatabase is the database a backup dumps: the request's, every one
+// (AllDatabases), or the server's configured one. Only that last is not a
+// parsed Ident (a pgtool.Conn holds a string), so only it is checked here.
+func (e *Engine) backupDatabase(req BackupRequest) (string, error) {
+	switch {
+	case req.WholeServer && !req.Database.IsZero():
+		return "", fmt.Errorf("%w: a whole-server backup names no database (%s)", ErrInvalid, req.Database)
+	case req.WholeServer:
+		return AllDatabases, nil
+	case !req.Database.IsZero():
+		return req.Database.String(), nil
+	}
+	if !pgtool.ValidIdentifier(e.conn.Database) {
+		return "", fmt.Errorf("%w: configured database name %q is not a valid identifier", ErrInvalid, e.conn.Database)
+	}
+	return e.conn.Database, nil
 }
 
 // claimName checks that the name is free. Names are unique across every

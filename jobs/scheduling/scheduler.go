@@ -87,7 +87,7 @@ func NewScheduler(redis asynq.RedisConnOpt, targets *policy.TargetSet, opts task
 			// it again.
 			o := opts
 			o.Retention = max(opts.Retention, t.Schedule.Slot+time.Hour)
-			var p tasks.Payload = tasks.BackupPayload{Format: string(t.Format), Database: t.Database, Stores: t.Stores,
+			var p tasks.Payload = tasks.BackupPayload{Format: t.Format.String(), Database: t.Database, Stores: t.Stores,
 				Scheduled: true, Target: t.Name, IncludeGlobals: t.IncludeGlobals}
 			if t.Source == policy.SourceBucket {
 				p = tasks.BucketBackupPayload{Bucket: t.Bucket, Prefix: t.Prefix, Stores: t.Stores, Scheduled: true, Target: t.Name}

@@ -38,7 +38,7 @@ func (f *fakeEngine) Backup(_ context.Context, r engine.BackupRequest) (*engine.
 
 func (f *fakeEngine) Restore(_ context.Context, r engine.RestoreRequest) (*engine.RestoreResult, error) {
 	f.restores = append(f.restores, r)
-	return &engine.RestoreResult{Manifest: &engine.Manifest{Name: r.Name}, TargetDatabase: r.TargetDatabase}, f.err
+	return &engine.RestoreResult{Manifest: &engine.Manifest{Name: r.Name}, TargetDatabase: r.TargetDatabase.String()}, f.err
 }
 
 func (f *fakeEngine) Find(_ context.Context, name engine.Name, _ []string) (*engine.Manifest, []string, error) {
@@ -52,7 +52,7 @@ func (f *fakeEngine) Delete(_ context.Context, name engine.Name, from []string) 
 
 func (f *fakeEngine) List(context.Context, []string) ([]engine.Entry, error) { return nil, f.err }
 
-func (f *fakeEngine) Drill(_ context.Context, name engine.Name, _ string, _ *pgtool.Conn, _ engine.ProgressFunc) (*engine.DrillReport, error) {
+func (f *fakeEngine) Drill(_ context.Context, name engine.Name, _ pgtool.Ident, _ *pgtool.Conn, _ engine.ProgressFunc) (*engine.DrillReport, error) {
 	return &engine.DrillReport{Manifest: &engine.Manifest{Name: name}}, f.err
 }
 
@@ -116,7 +116,7 @@ func TestAdapterDecodesAndRunsEachTask(t *testing.T) {
 	}
 	// An empty target is resolved, to the backup's own database, before
 	// the task function runs.
-	if len(eng.restores) != 1 || eng.restores[0].TargetDatabase != "sourcedb" || eng.restores[0].From != store.MemoryName {
+	if len(eng.restores) != 1 || eng.restores[0].TargetDatabase.String() != "sourcedb" || eng.restores[0].From != store.MemoryName {
 		t.Errorf("restore request = %+v; want target sourcedb from memory", eng.restores)
 	}
 	if len(eng.deletes) != 1 || !slices.Equal(eng.deletes[0], []string{"b1", store.MemoryName}) {
@@ -163,6 +163,33 @@ func TestAdapterClassifiesErrors(t *testing.T) {
 				t.Fatalf("error %v does not wrap the engine's %v", err, tt.engineErr)
 			}
 		})
+	}
+}
+
+// TestWorkerParsesPayloadIdentifiers: a payload's format and databases are
+// parsed where the worker decodes it: a bad one never reaches the engine,
+// is ErrInvalid and is not retried.
+func TestWorkerParsesPayloadIdentifiers(t *testing.T) {
+	t.Parallel()
+	for _, p := range []tasks.Payload{
+		tasks.BackupPayload{BackupName: "x", Format: "zip"},
+		tasks.BackupPayload{BackupName: "x", Database: "a;b"},
+		tasks.RestorePayload{BackupName: "x", TargetDatabase: "a;b"},
+		tasks.RestorePayload{BackupName: "x", Databases: []string{"shop", "a b"}},
+	} {
+		eng := &fakeEngine{}
+		_, mux := newTestWorker(eng)
+		task, err := tasks.NewTask(p, tasks.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = mux.ProcessTask(context.Background(), task)
+		if !errors.Is(err, engine.ErrInvalid) || !errors.Is(err, asynq.SkipRetry) {
+			t.Errorf("%+v: err = %v; want ErrInvalid, not retried", p, err)
+		}
+		if len(eng.backups)+len(eng.restores) != 0 {
+			t.Errorf("%+v reached the engine", p)
+		}
 	}
 }
 

@@ -54,13 +54,12 @@ func (w *BackupWorker) failureEvent(p tasks.BackupPayload) alert.Event {
 func (w *BackupWorker) Work(ctx context.Context, p tasks.BackupPayload) (*engine.Manifest, error) {
 	taskID := taskIDOf(ctx)
 	start := time.Now()
-	name, err := parseBackupName("backup", p.BackupName)
+	req, err := parseBackupPayload(p)
 	var m *engine.Manifest
 	if err == nil {
-		m, err = w.Engine.Backup(ctx, engine.BackupRequest{
-			Name: name, Server: serverOf(w.Targets, p.Target), Database: p.Database, Format: engine.Format(p.Format), Stores: p.Stores,
-			Target: p.Target, Scheduled: p.Scheduled, IncludeGlobals: p.IncludeGlobals, TaskID: taskID, Progress: progressOf(ctx),
-		})
+		req.Server, req.Stores, req.Target, req.Scheduled = serverOf(w.Targets, p.Target), p.Stores, p.Target, p.Scheduled
+		req.IncludeGlobals, req.TaskID, req.Progress = p.IncludeGlobals, taskID, progressOf(ctx)
+		m, err = w.Engine.Backup(ctx, req)
 	}
 	bg := context.WithoutCancel(ctx)
 	if err != nil {

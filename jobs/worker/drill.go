@@ -19,7 +19,7 @@ import (
 // *engine.Engine).
 type DrillEngine interface {
 	List(ctx context.Context, from []string) ([]engine.Entry, error)
-	Drill(ctx context.Context, name engine.Name, scratch string, server *pgtool.Conn, progress engine.ProgressFunc) (*engine.DrillReport, error)
+	Drill(ctx context.Context, name engine.Name, scratch pgtool.Ident, server *pgtool.Conn, progress engine.ProgressFunc) (*engine.DrillReport, error)
 }
 
 // DrillRecorder keeps drill results (a *coord.State).
@@ -63,10 +63,10 @@ func (w *DrillWorker) Work(ctx context.Context, p tasks.DrillPayload) (tasks.Dri
 		}
 	}
 	if err == nil {
-		scratch := "pgbackup_drill_" + t.Name + "_" + res.At.Format("20060102150405")
 		var rep *engine.DrillReport
 		var name engine.Name
-		if name, err = parseBackupName("drill", res.BackupName); err == nil {
+		var scratch pgtool.Ident
+		if name, scratch, err = drillNames(t.Name, res); err == nil {
 			// On the target's own server, where its backups come from.
 			rep, err = w.Engine.Drill(ctx, name, scratch, t.Server, progressOf(ctx))
 		}
@@ -88,4 +88,18 @@ func (w *DrillWorker) Work(ctx context.Context, p tasks.DrillPayload) (tasks.Dri
 		}
 	}
 	return res, err
+}
+
+// drillNames parses the backup to drill and the scratch database made for
+// it (from the target's name, which may not fit an identifier).
+func drillNames(target string, res tasks.DrillResult) (engine.Name, pgtool.Ident, error) {
+	name, err := parseBackupName("drill", res.BackupName)
+	if err != nil {
+		return engine.Name{}, pgtool.Ident{}, err
+	}
+	scratch, err := engine.ParseDatabase("pgbackup_drill_" + target + "_" + res.At.Format("20060102150405"))
+	if err != nil {
+		return engine.Name{}, pgtool.Ident{}, fmt.Errorf("drill %s: scratch %w", name, err)
+	}
+	return name, scratch, nil
 }

@@ -78,12 +78,11 @@ func (w *RestoreWorker) logFields(p tasks.RestorePayload) logrus.Fields {
 
 // Work restores the backup.
 func (w *RestoreWorker) Work(ctx context.Context, p tasks.RestorePayload) (*engine.RestoreResult, error) {
-	name, err := parseBackupName("restore", p.BackupName)
+	req, err := parseRestorePayload(p)
 	if err != nil {
 		return nil, err
 	}
-	return w.Engine.Restore(ctx, engine.RestoreRequest{
-		Name: name, Server: serverOf(w.Targets, p.Target), From: p.From, TargetDatabase: p.TargetDatabase, Clean: p.Clean,
-		Replace: p.Replace, AllowUnsigned: p.AllowUnsigned, RestoreGlobals: p.RestoreGlobals, Databases: p.Databases, Progress: progressOf(ctx),
-	})
+	req.Server, req.From, req.Clean, req.Replace = serverOf(w.Targets, p.Target), p.From, p.Clean, p.Replace
+	req.AllowUnsigned, req.RestoreGlobals, req.Progress = p.AllowUnsigned, p.RestoreGlobals, progressOf(ctx)
+	return w.Engine.Restore(ctx, req)
 }

@@ -124,7 +124,7 @@ func setSource(c configs.Config, tc configs.TargetConfig, t *policy.Target) erro
 		t.Database = c.PostgresDB
 	}
 	// "*" backs up the whole server, every database that accepts connections.
-	if t.Database != engine.AllDatabases && !pgtool.ValidIdentifier(t.Database) {
+	if _, _, err := engine.ParseBackupDatabase(t.Database); err != nil {
 		return fmt.Errorf("database %q is not a valid database name, nor * for every database", t.Database)
 	}
 	f, err := engine.ParseFormat(tc.Format)
