@@ -17,9 +17,10 @@ import (
 type BucketRestoreRequest struct {
 	Name Name
 	From string
-	// Target is the bucket to write to (created when missing by the caller).
-	Target *store.Bucket
-	// Overwrite replaces objects the target already has; otherwise they are
+	// Destination is the bucket to write to (created when missing by the
+	// caller).
+	Destination *store.Bucket
+	// Overwrite replaces objects the destination already has; otherwise they are
 	// kept and counted as skipped.
 	Overwrite     bool
 	AllowUnsigned bool
@@ -69,7 +70,7 @@ func (e *Engine) BucketRestore(ctx context.Context, req BucketRestoreRequest) (*
 		return nil, err
 	}
 	defer f.Close()
-	res := &BucketRestoreResult{BackupName: m.Name.String(), TargetBucket: req.Target.Name()}
+	res := &BucketRestoreResult{BackupName: m.Name.String(), TargetBucket: req.Destination.Name()}
 	tr := tar.NewReader(f)
 	for {
 		hdr, err := tr.Next()
@@ -83,7 +84,7 @@ func (e *Engine) BucketRestore(ctx context.Context, req BucketRestoreRequest) (*
 			return res, fmt.Errorf("bucket restore %s: %w: entry %q", req.Name, ErrInvalidArchive, truncateString(hdr.Name, 60))
 		}
 		if !req.Overwrite {
-			exists, err := req.Target.Exists(ctx, hdr.Name)
+			exists, err := req.Destination.Exists(ctx, hdr.Name)
 			if err != nil {
 				return res, fmt.Errorf("bucket restore %s: %w", req.Name, err)
 			}
@@ -99,7 +100,7 @@ func (e *Engine) BucketRestore(ctx context.Context, req BucketRestoreRequest) (*
 				o.UserMetadata[mk] = v
 			}
 		}
-		if err := req.Target.Put(ctx, o, io.LimitReader(tr, hdr.Size)); err != nil {
+		if err := req.Destination.Put(ctx, o, io.LimitReader(tr, hdr.Size)); err != nil {
 			return res, fmt.Errorf("bucket restore %s: %w", req.Name, err)
 		}
 		res.Restored++

@@ -100,7 +100,7 @@ func TestBucketBackupRoundTrip(t *testing.T) {
 		t.Fatalf("list = %+v, %v; want the bucket backup with its kind", list, err)
 	}
 	dst := b.bucket(t, "dst")
-	res, err := e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: engine.MustParseName("files"), Target: dst})
+	res, err := e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: engine.MustParseName("files"), Destination: dst})
 	if err != nil || res.Restored != 1001 {
 		t.Fatalf("bucket restore = %+v, %v", res, err)
 	}
@@ -115,13 +115,13 @@ func TestBucketBackupRoundTrip(t *testing.T) {
 	if err := dst.Put(ctx, store.BucketObject{Key: "media/big.bin", Size: int64(len(changed)), ContentType: "text/plain"}, bytes.NewReader(changed)); err != nil {
 		t.Fatal(err)
 	}
-	if res, err = e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: engine.MustParseName("files"), Target: dst}); err != nil || res.Skipped != 1001 || res.Restored != 0 {
+	if res, err = e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: engine.MustParseName("files"), Destination: dst}); err != nil || res.Skipped != 1001 || res.Restored != 0 {
 		t.Fatalf("restore without overwrite = %+v, %v; want all 1001 kept", res, err)
 	}
 	if bucketSums(t, dst)["media/big.bin"] == want["media/big.bin"] {
 		t.Fatal("an existing object was overwritten without overwrite")
 	}
-	if res, err = e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: engine.MustParseName("files"), Target: dst, Overwrite: true}); err != nil || res.Restored != 1001 {
+	if res, err = e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: engine.MustParseName("files"), Destination: dst, Overwrite: true}); err != nil || res.Restored != 1001 {
 		t.Fatalf("restore with overwrite = %+v, %v", res, err)
 	}
 	if bucketSums(t, dst)["media/big.bin"] != want["media/big.bin"] {
@@ -162,7 +162,7 @@ func TestBucketBackupOfAChangingObject(t *testing.T) {
 	}
 	<-done
 	dst := b.bucket(t, "chgdst")
-	if _, err := e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: engine.MustParseName("changing"), Target: dst}); err != nil {
+	if _, err := e.BucketRestore(ctx, engine.BucketRestoreRequest{Name: engine.MustParseName("changing"), Destination: dst}); err != nil {
 		t.Fatal(err)
 	}
 	got := bucketSums(t, dst)["live.bin"]

@@ -20,8 +20,8 @@ type Buckets interface {
 	// Source opens an existing bucket to back up; it refuses the backup
 	// store's own bucket.
 	Source(ctx context.Context, bucket string) (*store.Bucket, error)
-	// Target opens (creating when missing) a bucket to restore into.
-	Target(ctx context.Context, bucket string) (*store.Bucket, error)
+	// Destination opens (creating when missing) a bucket to restore into.
+	Destination(ctx context.Context, bucket string) (*store.Bucket, error)
 }
 
 // BucketBackupEngine streams buckets into archives (an *engine.Engine).
@@ -120,10 +120,10 @@ func (w *BucketRestoreWorker) Work(ctx context.Context, p tasks.BucketRestorePay
 	if err != nil {
 		return nil, err
 	}
-	dst, err := w.Buckets.Target(ctx, p.TargetBucket)
+	dst, err := w.Buckets.Destination(ctx, p.TargetBucket)
 	if err != nil {
 		return nil, fmt.Errorf("bucket restore: %w", err)
 	}
-	return w.Engine.BucketRestore(ctx, engine.BucketRestoreRequest{Name: name, From: p.From, Target: dst,
+	return w.Engine.BucketRestore(ctx, engine.BucketRestoreRequest{Name: name, From: p.From, Destination: dst,
 		Overwrite: p.Overwrite, Progress: progressOf(ctx)})
 }

@@ -345,7 +345,7 @@ func (b *buckets) Source(ctx context.Context, bucket string) (*store.Bucket, err
 	return bk, err
 }
 
-func (b *buckets) Target(ctx context.Context, bucket string) (*store.Bucket, error) {
+func (b *buckets) Destination(ctx context.Context, bucket string) (*store.Bucket, error) {
 	if bucket == b.protected {
 		return nil, fmt.Errorf("%w: bucket %s holds the backups themselves", engine.ErrInvalid, bucket)
 	}
