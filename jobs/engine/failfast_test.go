@@ -52,7 +52,7 @@ func TestRealToolFailuresAreClassified(t *testing.T) {
 	}{
 		{"duplicate", ok, "CREATE TEMP TABLE d (x int); CREATE TEMP TABLE d (x int);", pgtool.ErrObjectExists},
 		{"undefined", ok, "SELECT * FROM no_such_table;", pgtool.ErrUndefinedObject},
-		{"undefined role", ok, "SET ROLE no_such_role_x;", pgtool.ErrUndefinedObject},
+		{"undefined function", ok, "SELECT no_such_function(1);", pgtool.ErrUndefinedObject},
 		{"syntax", ok, "SELEC 1;", pgtool.ErrSQLSyntax},
 		{"constraint", ok, "CREATE TEMP TABLE u (x int PRIMARY KEY); INSERT INTO u VALUES (1), (1);", pgtool.ErrConstraint},
 		{"permission", ok, "SET ROLE " + role + "; CREATE TABLE public.refused (x int);", pgtool.ErrPermission},
