@@ -100,6 +100,22 @@ func TestSafetyIIEndToEnd(t *testing.T) {
 		t.Fatalf("the old copy %s lost its table", old)
 	}
 
+	// With no target a restore goes into the backup's own database, which
+	// holds tables: refused in the first attempt, never retried, naming
+	// the choices, and the database is as it was.
+	before := c.env.Fingerprint(t, c.source)
+	out = c.restore(client.RestoreBackupRequest{BackupName: "signed", From: "minio"})
+	st = c.waitTask(out.TaskID, time.Minute, "archived")
+	full := must(c.admin().Task(t.Context(), st.TaskID))(t)
+	if st.Error != "target database not empty" || st.Retried != 0 ||
+		!strings.Contains(full.ErrorDetail, `"clean"`) || !strings.Contains(full.ErrorDetail, `"replace"`) || !strings.Contains(full.ErrorDetail, `"target_database"`) {
+		t.Fatalf("restore into the backup's own non-empty database ended %q (%q) after %d retries; want \"target database not empty\" naming clean, replace and target_database, not retried",
+			st.Error, full.ErrorDetail, st.Retried)
+	}
+	if diff := testbench.DiffFingerprints(c.env.Fingerprint(t, c.source), before); diff != "" {
+		t.Fatalf("the refused restore changed %s:\n%s", c.source, diff)
+	}
+
 	// A manifest pointed at another database no longer carries a valid
 	// signature: the restore is refused at once and touches nothing.
 	tamperManifest(t, c, "signed", func(m map[string]any) { m["database"] = "postgres" })

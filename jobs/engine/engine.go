@@ -28,6 +28,10 @@ var (
 	// ErrUnreadable means the archive matches its checksum but pg_restore
 	// cannot read it (for example, it was corrupt before it was stored).
 	ErrUnreadable = errors.New("archive unreadable by pg_restore")
+	// ErrNotEmpty means a restore without clean or replace was aimed at an
+	// existing database that already holds tables: pg_restore would stop
+	// at the first object that is in the way, every time.
+	ErrNotEmpty = errors.New("target database not empty")
 )
 
 // Options configures an Engine.

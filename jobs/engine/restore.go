@@ -115,6 +115,9 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 	if err := CheckRestoreMode(m.Format, req.Clean, req.Replace); err != nil {
 		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
 	}
+	if err := e.refuseNonEmpty(ctx, m, req, target); err != nil {
+		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
+	}
 	s, _ := e.pick(where[:1])
 	log := e.log.WithFields(logrus.Fields{"backup_name": req.Name, "database": target, "format": m.Format, "store": where[0]})
 	started := time.Now()
@@ -140,6 +143,41 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 		"duration_ms": time.Since(started).Milliseconds()}).Info("restore complete")
 	report(req.Progress, Progress{Phase: "done", Bytes: m.SizeBytes})
 	return res, nil
+}
+
+// refuseNonEmpty refuses, before anything is touched, a restore without
+// clean or replace into an existing database that holds tables: it would
+// fail at the first object in the way (or, for the directory format, which
+// restores in several transactions, half succeed). A whole-server restore
+// checks each database it would restore into.
+func (e *Engine) refuseNonEmpty(ctx context.Context, m *Manifest, req RestoreRequest, target string) error {
+	if req.Clean || req.Replace {
+		return nil
+	}
+	targets := []string{target}
+	hint := `restore with "clean": true (drop and recreate the archive's objects), "replace": true ` +
+		`(restore beside it, check, then swap it in) or another "target_database"`
+	if m.Content == ContentServer {
+		parts, err := m.serverParts(req.Databases)
+		if err != nil {
+			return err
+		}
+		targets = targets[:0]
+		for _, d := range parts {
+			targets = append(targets, d.Database)
+		}
+		hint = `restore with "clean": true (drop and recreate the archive's objects) or leave it out of "databases"`
+	}
+	for _, db := range targets {
+		n, err := pgtool.UserRelations(ctx, e.conn, db)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: database %s already holds %d tables or other relations; %s", ErrNotEmpty, db, n, hint)
+		}
+	}
+	return nil
 }
 
 // restoreArchive restores one archive into target, the way its format
@@ -190,7 +228,9 @@ func (e *Engine) runRestore(ctx context.Context, tools pgtool.Tools, conn pgtool
 	if spec.psql {
 		// Clean is refused for plain archives (CheckRestoreMode); the
 		// archive passed checkPlainSQL in materialize.
-		args := []string{"--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--single-transaction",
+		// VERBOSITY=verbose prints each error's SQLSTATE, which
+		// pgtool.Classify reads whatever language the server speaks.
+		args := []string{"--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--set=VERBOSITY=verbose", "--single-transaction",
 			"--dbname=" + conn.Database, "--file=" + path}
 		return tools.Command(ctx, conn, "psql", args...).Run()
 	}

@@ -31,7 +31,7 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 	t.buf = append(t.buf, p...)
 	if over := len(t.buf) - t.n; over > 0 {
 		if _, err := t.w.Write(t.buf[:over]); err != nil {
-			return 0, err
+			return 0, fmt.Errorf("%w: %w", errToolInput, err)
 		}
 		t.buf = append(t.buf[:0], t.buf[over:]...)
 	}
@@ -42,7 +42,10 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 func (t *tailWriter) release() error {
 	_, err := t.w.Write(t.buf)
 	t.buf = nil
-	return err
+	if err != nil {
+		return fmt.Errorf("%w: %w", errToolInput, err)
+	}
+	return nil
 }
 
 // streamRestore restores a custom or tar archive by streaming it from the
@@ -95,8 +98,7 @@ func (e *Engine) streamRestore(ctx context.Context, tools pgtool.Tools, s store.
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pg_restore: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	child := awaitExit(cmd)
 
 	dec, err := codec.decoder(plain)
 	if err == nil {
@@ -114,32 +116,86 @@ func (e *Engine) streamRestore(ctx context.Context, tools pgtool.Tools, s store.
 	} else {
 		err = e.verifyStreamed(ctx, s, m, d, err)
 	}
-	if errors.Is(err, errStreamBroken) {
-		// The archive is intact but the stream broke: either pg_restore
-		// stopped on its own (an SQL error; its error says which) or the
-		// archive does not decompress (pg_restore is still waiting).
-		select {
-		case werr := <-exited:
-			if werr != nil {
-				return werr
-			}
-		case <-time.After(5 * time.Second):
+	return finishStream(ctx, err, child, kill, stdin, m.ArchiveKey)
+}
+
+// finishStream ends a streaming restore once its input is decided: err is
+// what feeding pg_restore came to. When pg_restore stopped on its own with
+// an error (an object in the way, a refused statement), that error is the
+// one reported, with the SQL error that stopped it: the write into its
+// closed stdin ("broken pipe") that usually loses the race to notice only
+// says it stopped. A checksum mismatch and the task's own end (cancelled,
+// timed out) still win, since they explain why pg_restore failed.
+func finishStream(ctx context.Context, err error, child *exitWaiter, kill func(), stdin io.Closer, key string) error {
+	if err == nil {
+		_ = stdin.Close()
+		return child.wait()
+	}
+	if ctx.Err() == nil && !errors.Is(err, ErrChecksumMismatch) {
+		var grace time.Duration
+		if errors.Is(err, errStreamBroken) || errors.Is(err, errToolInput) {
+			// Its input broke ("broken pipe", or "file already closed"
+			// once Wait has returned): pg_restore has exited or is about
+			// to.
+			grace = 5 * time.Second
 		}
-		kill()
-		_ = stdin.Close()
-		<-exited
-		return fmt.Errorf("fetch %s: %w: %w", m.ArchiveKey, ErrUnreadable, err)
+		if werr := child.failedWithin(grace); werr != nil {
+			return werr
+		}
 	}
-	if err != nil {
-		// Kill pg_restore before it sees the end of its input: its single
-		// transaction rolls back and the target is as it was.
-		kill()
-		_ = stdin.Close()
-		<-exited
-		return err
-	}
+	// Kill pg_restore before it sees the end of its input: its single
+	// transaction rolls back and the target is as it was.
+	kill()
 	_ = stdin.Close()
-	return <-exited
+	_ = child.wait()
+	if errors.Is(err, errStreamBroken) {
+		// The archive is intact, pg_restore did not fail, yet the stream
+		// broke: the archive does not decompress.
+		return fmt.Errorf("fetch %s: %w: %w", key, ErrUnreadable, err)
+	}
+	return err
+}
+
+// exitWaiter is a started tool whose exit can be awaited more than once.
+type exitWaiter struct {
+	done chan struct{}
+	err  error
+}
+
+func awaitExit(cmd *pgtool.Cmd) *exitWaiter {
+	w := &exitWaiter{done: make(chan struct{})}
+	go func() {
+		w.err = cmd.Wait()
+		close(w.done)
+	}()
+	return w
+}
+
+// wait returns the tool's exit error once it has exited.
+func (w *exitWaiter) wait() error {
+	<-w.done
+	return w.err
+}
+
+// failedWithin returns the tool's exit error if it exits with one within d
+// (0: only if it has already), and nil otherwise.
+func (w *exitWaiter) failedWithin(d time.Duration) error {
+	if d <= 0 {
+		select {
+		case <-w.done:
+			return w.err
+		default:
+			return nil
+		}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.done:
+		return w.err
+	case <-t.C:
+		return nil
+	}
 }
 
 // verifyStreamed decides a streaming restore's fate once its input is
@@ -177,6 +233,9 @@ func checkStored(ctx context.Context, s store.Store, m *Manifest, d *digestReade
 	}
 	return nil
 }
+
+// errToolInput marks a failed write into pg_restore's standard input.
+var errToolInput = errors.New("pg_restore input")
 
 // errStreamBroken: the stored archive matched its checksum, yet streaming
 // it into pg_restore failed.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -36,6 +37,24 @@ var (
 	// ErrAuth means the server refused the role or its password (SQLSTATE
 	// class 28), or asked for a password there was none to give.
 	ErrAuth = errors.New("postgres authentication failed")
+
+	// What a failed tool printed; a ToolError unwraps to at most one of
+	// them (see Classify). Each names a failure a retry cannot fix: the
+	// same archive against the same database fails the same way.
+	// ErrObjectExists: the target already holds an object the archive
+	// creates (SQLSTATE 42P04, 42P06, 42P07, 42710, 42723, ...).
+	ErrObjectExists = errors.New("object already exists")
+	// ErrUndefinedObject: the SQL names an object (role, schema, table,
+	// function, extension) the target lacks (42P01, 42704, 42883, 3F000).
+	ErrUndefinedObject = errors.New("object does not exist")
+	// ErrSQLSyntax: the server could not parse the SQL (42601).
+	ErrSQLSyntax = errors.New("SQL syntax error")
+	// ErrConstraint: data violates a constraint (class 23).
+	ErrConstraint = errors.New("constraint violation")
+	// ErrPermission: the role may not do what the SQL asks (42501).
+	ErrPermission = errors.New("permission denied")
+	// ErrNoDatabase: the database to connect to does not exist (3D000).
+	ErrNoDatabase = errors.New("database does not exist")
 )
 
 // Conn says how to reach a server. It is turned into libpq environment
@@ -324,8 +343,9 @@ func (t Tools) Command(ctx context.Context, c Conn, name string, args ...string)
 	// holding them open cannot hang the worker.
 	cmd.WaitDelay = 5 * time.Second
 	stderr := &TailBuffer{Max: 16 << 10}
-	cmd.Stderr = stderr
-	return &Cmd{Cmd: cmd, name: name, stderr: stderr}
+	head := &headBuffer{max: 8 << 10}
+	cmd.Stderr = io.MultiWriter(head, stderr)
+	return &Cmd{Cmd: cmd, name: name, stderr: stderr, head: head}
 }
 
 // Cmd is an exec.Cmd whose errors carry the tool's stderr.
@@ -333,6 +353,9 @@ type Cmd struct {
 	*exec.Cmd
 	name   string
 	stderr *TailBuffer
+	// head keeps the start of stderr, where the first error is when a
+	// tool printed more than the tail holds.
+	head *headBuffer
 }
 
 // Wait waits for the tool and wraps a failure with its stderr.
@@ -344,15 +367,12 @@ func (c *Cmd) Run() error { return c.wrap(c.Cmd.Run()) }
 // Stderr returns what the tool wrote to stderr, at most the last 16 KiB.
 func (c *Cmd) Stderr() string { return c.stderr.String() }
 
+// wrap turns a failure into a *ToolError carrying stderr and its class.
 func (c *Cmd) wrap(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := strings.TrimSpace(c.stderr.String())
-	if msg == "" {
-		return fmt.Errorf("%s: %w", c.name, err)
-	}
-	return fmt.Errorf("%s: %w: %s", c.name, err, msg)
+	return newToolError(c.name, err, c.head.String(), strings.TrimSpace(c.stderr.String()))
 }
 
 // TailBuffer keeps the last Max bytes written to it. The end of a tool's
@@ -386,6 +406,30 @@ func (b *TailBuffer) String() string {
 	return string(b.buf)
 }
 
+// headBuffer keeps the first max bytes written to it.
+type headBuffer struct {
+	max int
+
+	mu  sync.Mutex
+	buf []byte
+}
+
+// Write implements io.Writer; it never fails.
+func (b *headBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n := b.max - len(b.buf); n > 0 {
+		b.buf = append(b.buf, p[:min(n, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (b *headBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(bytes.ToValidUTF8(b.buf, nil))
+}
+
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]{0,62}$`)
 
 // ValidIdentifier reports whether s is a plain PostgreSQL identifier that we
@@ -409,6 +453,32 @@ func DatabaseExists(ctx context.Context, c Conn, db string) (bool, error) {
 		return false, fmt.Errorf("check database %s: %w", db, err)
 	}
 	return exists, nil
+}
+
+// UserRelations counts the tables, views, sequences and other relations
+// in db outside the system schemas (pg_*, information_schema), leaving out
+// those an extension created: 0 means a restore has nothing in its way.
+// A missing database counts 0.
+func UserRelations(ctx context.Context, c Conn, db string) (int, error) {
+	exists, err := DatabaseExists(ctx, c, db)
+	if err != nil || !exists {
+		return 0, err
+	}
+	conn, err := Connect(ctx, c.WithDatabase(db))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int
+	err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+		  AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+		  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+		                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count relations in %s: %w", db, err)
+	}
+	return n, nil
 }
 
 // CreateDatabase creates db owned by the connecting role.

@@ -28,7 +28,10 @@ type errorClass struct {
 	// read task status: no host, user, path or tool output.
 	class string
 	// permanent: retrying cannot help (bad input, missing or existing
-	// backup, corrupt archive, no suitable pg_dump).
+	// backup, corrupt archive, no suitable pg_dump, an SQL error or a
+	// refused login). Tool failures it does not recognise, a lost
+	// connection, a server shutting down or out of resources, and store
+	// outages are retried.
 	permanent bool
 }
 
@@ -48,8 +51,17 @@ var errorClasses = []errorClass{
 	{engine.ErrExists, "backup already exists", true},
 	{engine.ErrInvalid, "invalid request", true},
 	{pgtool.ErrNoMatchingClient, "no matching pg_dump", true},
+	{engine.ErrNotEmpty, "target database not empty", true},
+	// What a failed pg_restore, psql or pg_dump printed (pgtool.Classify):
+	// the same archive against the same database fails the same way.
+	{pgtool.ErrObjectExists, "object already exists", true},
+	{pgtool.ErrUndefinedObject, "object does not exist", true},
+	{pgtool.ErrSQLSyntax, "SQL syntax error", true},
+	{pgtool.ErrConstraint, "constraint violation", true},
+	{pgtool.ErrPermission, "permission denied", true},
+	{pgtool.ErrNoDatabase, "database does not exist", true},
+	{pgtool.ErrAuth, "postgres authentication failed", true},
 	{pgtool.ErrUnreachable, "postgres unreachable", false},
-	{pgtool.ErrAuth, "postgres authentication failed", false},
 	{store.ErrUnavailable, "store unavailable", false},
 	{ErrBusy, "waiting for another task", false},
 	{context.DeadlineExceeded, "timed out", false},

@@ -31,6 +31,9 @@ func TestPermanent(t *testing.T) {
 		{fmt.Errorf("connect: %w", pgtool.ErrUnreachable), false},
 		{fmt.Errorf("reserve: %w", ErrBusy), false},
 		{errors.New("pg_dump: exit status 1"), false},
+		{fmt.Errorf("restore: %w", engine.ErrNotEmpty), true},
+		{fmt.Errorf("restore: %w", &pgtool.ToolError{Tool: "pg_restore", Err: errors.New("exit status 1"), Kind: pgtool.ErrObjectExists}), true},
+		{fmt.Errorf("restore: %w", &pgtool.ToolError{Tool: "pg_restore", Err: errors.New("exit status 1")}), false},
 	}
 	for _, tt := range tests {
 		if got := Permanent(tt.err); got != tt.want {
