@@ -324,7 +324,9 @@ type backupJSON struct {
 	Codec      string    `json:"codec,omitempty"`
 	Target     string    `json:"target,omitempty"`
 	Scheduled  bool      `json:"scheduled,omitempty"`
-	Signed     bool      `json:"signed,omitempty"`
+	// Signed: the manifest's signature verified with the API's key (never
+	// true without one: a signature field alone proves nothing).
+	Signed bool `json:"signed,omitempty"`
 	// Kind is "bucket" for bucket backups (with the bucket and the number
 	// of objects), empty for databases.
 	Kind         string `json:"kind,omitempty"`
@@ -410,7 +412,7 @@ func (a *API) listBackups(c echo.Context) error {
 			BackupName: e.Name.String(), Format: string(e.Format), Database: e.Database,
 			SizeBytes: e.SizeBytes, SizeMB: float64(e.SizeBytes*100/(1<<20)) / 100,
 			SHA256: e.SHA256, CreatedAt: e.FinishedAt, Locations: e.Locations,
-			ArchiveKey: e.ArchiveKey, Codec: e.Codec, Target: e.Target, Scheduled: e.Scheduled, Signed: e.Signature != "",
+			ArchiveKey: e.ArchiveKey, Codec: e.Codec, Target: e.Target, Scheduled: e.Scheduled, Signed: e.Verified,
 			Kind: e.Content, SourceBucket: e.SourceBucket, Objects: e.Objects, Databases: e.DatabaseNames(),
 		})
 	}

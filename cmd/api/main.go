@@ -100,7 +100,7 @@ func run(ctx context.Context) error {
 		Targets:               targets,
 		State:                 state,
 		Tasks:                 inspector,
-		Metrics:               handlers.NewMetrics(targets, state, inspector, version, log),
+		Metrics:               handlers.NewMetrics(targets, state, inspector, version, handlers.ManifestTrust{Signing: setup.Signer.Enabled(), Backups: eng}, log),
 		MetricsPublic:         cfg.MetricsPublic,
 		Idempotency:           coord.NewIdempotency(rdb, 0),
 	})

@@ -8,6 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/store"
 )
 
 // ErrSignature means a manifest's signature is missing or does not match
@@ -145,5 +149,34 @@ func (e *Engine) checkSignature(m *Manifest, allowUnsigned bool) error {
 		e.log.WithError(err).WithField("backup_name", m.Name).Warn("using a manifest without a valid signature, as the request allows")
 		return nil
 	}
+	return err
+}
+
+// verdict is the listing's judgement of a manifest's signature: nil when
+// this engine has no key or the signature verified, else why not. It is
+// kept with the cached manifest (by the object's ETag, like the manifest
+// itself), so a warm listing checks nothing again and a failure is logged
+// once per process and manifest version.
+func (e *Engine) verdict(storeName string, sc *storeCache, o store.ObjectInfo, m *Manifest) error {
+	if !e.signer.Enabled() {
+		return nil
+	}
+	e.cache.mu.Lock()
+	c, ok := sc.entries[o.Key]
+	e.cache.mu.Unlock()
+	if ok && c.checked && o.ETag != "" && c.etag == o.ETag {
+		return c.sigErr
+	}
+	err := e.signer.check(m.Name, m.raw)
+	if err != nil {
+		e.log.WithError(err).WithFields(logrus.Fields{"backup_name": m.Name, "store": storeName}).
+			Warn("manifest signature does not verify: the backup is not trusted (not pruned, not restored by default, not counted as good)")
+	}
+	e.cache.mu.Lock()
+	if c, ok := sc.entries[o.Key]; ok && o.ETag != "" && c.etag == o.ETag {
+		c.checked, c.sigErr = true, err
+		sc.entries[o.Key] = c
+	}
+	e.cache.mu.Unlock()
 	return err
 }
