@@ -198,6 +198,9 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if err := fillFromQuery(c, &req); err != nil {
 		return err
 	}
+	if err := a.checkAllowUnsigned(req.AllowUnsigned); err != nil {
+		return err
+	}
 	name := deref(req.BackupName)
 	if name == "" {
 		return badRequest("backup_name is required")
@@ -487,6 +490,15 @@ func (a *API) deleteBackup(c echo.Context) error {
 	return a.accepted(c, tasks.DeletePayload{BackupName: name, Stores: stores})
 }
 
+// checkAllowUnsigned refuses allow_unsigned when the server is set to
+// (REFUSE_UNSIGNED_RESTORES), before anything is read or queued.
+func (a *API) checkAllowUnsigned(allow *bool) error {
+	if a.d.RefuseUnsigned && isTrue(allow) {
+		return engine.ErrUnsignedRefused
+	}
+	return nil
+}
+
 type verifyRequest struct {
 	From          *string `json:"from"`
 	AllowUnsigned *bool   `json:"allow_unsigned"`
@@ -505,6 +517,9 @@ func (a *API) verifyBackup(c echo.Context) error {
 	c.Set(auditBackup, name)
 	var req verifyRequest
 	if err := decodeJSON(c, a.d.BodyLimit, &req); err != nil {
+		return err
+	}
+	if err := a.checkAllowUnsigned(req.AllowUnsigned); err != nil {
 		return err
 	}
 	if req.From == nil {

@@ -101,3 +101,32 @@ func TestMetricsShowSigningAndUnverifiedManifests(t *testing.T) {
 		}
 	}
 }
+
+// TestRefuseUnsignedRestores: with REFUSE_UNSIGNED_RESTORES on, restore and
+// verify that ask for allow_unsigned get 403 naming the setting and queue
+// nothing; off, the same requests are accepted.
+func TestRefuseUnsignedRestores(t *testing.T) {
+	t.Parallel()
+	requests := []struct{ path, body string }{
+		{"/api/admin/backup/restore", `{"backup_name":"existing","target_database":"copy","allow_unsigned":true}`},
+		{"/api/admin/backup/existing/verify", `{"allow_unsigned":true}`},
+	}
+	refusing := newFixtureWith(t, func(d *Deps) { d.RefuseUnsigned = true })
+	allowing := newFixture(t)
+	for _, r := range requests {
+		code, body := refusing.do("POST", r.path, testAdmin, strings.NewReader(r.body))
+		if code != 403 || !strings.Contains(body, "REFUSE_UNSIGNED_RESTORES") {
+			t.Errorf("refusing %s: %d %s, want 403 naming REFUSE_UNSIGNED_RESTORES", r.path, code, body)
+		}
+		if code, body := allowing.do("POST", r.path, testAdmin, strings.NewReader(r.body)); code != 202 {
+			t.Errorf("allowing %s: %d %s, want 202", r.path, code, body)
+		}
+	}
+	if n := refusing.queue.count(); n != 0 {
+		t.Errorf("%d tasks queued by refused requests", n)
+	}
+	// Without allow_unsigned the setting changes nothing.
+	if code, body := refusing.do("POST", requests[1].path, testAdmin, strings.NewReader(`{}`)); code != 202 {
+		t.Errorf("verify without allow_unsigned: %d %s, want 202", code, body)
+	}
+}

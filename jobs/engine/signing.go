@@ -20,11 +20,19 @@ import (
 // manifests.
 var ErrSignature = errors.New("manifest signature missing or invalid")
 
+// ErrUnsignedRefused means a request asked to use a manifest without a
+// valid signature (allow_unsigned) on a server set to refuse that
+// (REFUSE_UNSIGNED_RESTORES). It wraps ErrSignature: retrying cannot help.
+var ErrUnsignedRefused = fmt.Errorf("%w: allow_unsigned is refused by this server (REFUSE_UNSIGNED_RESTORES)", ErrSignature)
+
 // Signer signs manifests with the current key and accepts signatures by the
 // current key or any old one (key rotation: old archives stay verifiable).
 type Signer struct {
 	current []byte
 	accept  [][]byte
+	// refuseUnsigned refuses every request to use a manifest whose
+	// signature does not verify (see RefuseUnsigned).
+	refuseUnsigned bool
 }
 
 // NewSigner returns a signer; current may be empty (no signing), old keys
@@ -41,6 +49,18 @@ func NewSigner(current []byte, old ...[]byte) *Signer {
 	}
 	return s
 }
+
+// RefuseUnsigned makes the signer refuse allow_unsigned outright, so that
+// whoever can queue a task (or write Redis) cannot have a forged manifest
+// restored; it has no effect without a key, where nothing is checked. It
+// returns s, and is meant to be called once, before use.
+func (s *Signer) RefuseUnsigned(on bool) *Signer {
+	s.refuseUnsigned = on
+	return s
+}
+
+// RefusesUnsigned reports whether allow_unsigned is refused.
+func (s *Signer) RefusesUnsigned() bool { return s.Enabled() && s.refuseUnsigned }
 
 // Enabled reports whether manifests are signed and checked.
 func (s *Signer) Enabled() bool { return s != nil && len(s.current) > 0 }
@@ -143,6 +163,9 @@ func canonicalJSON(raw []byte) ([]byte, error) {
 func (e *Engine) checkSignature(m *Manifest, allowUnsigned bool) error {
 	if !e.signer.Enabled() {
 		return nil
+	}
+	if allowUnsigned && e.signer.RefusesUnsigned() {
+		return fmt.Errorf("%w (backup %s)", ErrUnsignedRefused, m.Name)
 	}
 	err := e.signer.check(m.Name, m.raw)
 	if err != nil && allowUnsigned {

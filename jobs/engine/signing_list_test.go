@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +122,36 @@ func TestListingWithoutKeyTrustsAndVerifiesNothing(t *testing.T) {
 	}
 	if ent := entries[0]; ent.Verified || !ent.Trusted() {
 		t.Errorf("without a key: verified=%v unverified=%q, want neither", ent.Verified, ent.Unverified)
+	}
+}
+
+// TestRefuseUnsignedRefusesAllowUnsigned: with the setting on, a task
+// that asks for allow_unsigned is refused by the worker's engine before
+// the archive is read, even if the API was bypassed; off, the request
+// still lets a person use an unsigned manifest.
+func TestRefuseUnsignedRefusesAllowUnsigned(t *testing.T) {
+	t.Parallel()
+	key := []byte(strings.Repeat("k", 32))
+	for _, tt := range []struct {
+		name        string
+		refuse      bool
+		wantRefused bool
+	}{{"refusing", true, true}, {"allowing", false, false}} {
+		mem := store.NewMemory("mem")
+		putListed(t, mem, "unsigned", nil, nil)
+		e, err := New(Options{Stores: []store.Store{mem}, Signer: NewSigner(key).RefuseUnsigned(tt.refuse)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.Verify(context.Background(), MustParseName("unsigned"), "", true)
+		if got := errors.Is(err, ErrUnsignedRefused); got != tt.wantRefused {
+			t.Errorf("%s: verify with allow_unsigned: %v, want refused=%v", tt.name, err, tt.wantRefused)
+		}
+		if tt.wantRefused && !errors.Is(err, ErrSignature) {
+			t.Errorf("%s: %v does not wrap ErrSignature (a permanent failure)", tt.name, err)
+		}
+	}
+	if NewSigner(nil).RefuseUnsigned(true).RefusesUnsigned() {
+		t.Error("a signer without a key refuses unsigned manifests: it can check none")
 	}
 }
