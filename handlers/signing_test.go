@@ -130,3 +130,36 @@ func TestRefuseUnsignedRestores(t *testing.T) {
 		t.Errorf("verify without allow_unsigned: %d %s, want 202", code, body)
 	}
 }
+
+// TestTargetsNewestBackupIsAVerifiedOne: a newer backup whose manifest does
+// not verify is not a target's newest good backup.
+func TestTargetsNewestBackupIsAVerifiedOne(t *testing.T) {
+	t.Parallel()
+	targets, err := policy.NewTargetSet([]policy.Target{{Name: "app", Database: "app", Format: engine.FormatCustom}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixtureWith(t, func(d *Deps) { d.Targets = targets })
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	f.backups.entries = []engine.Entry{
+		{Manifest: engine.Manifest{Name: engine.MustParseName("forged"), Target: "app", FinishedAt: at.Add(time.Hour)}, Unverified: "bad"},
+		{Manifest: engine.Manifest{Name: engine.MustParseName("good"), Target: "app", FinishedAt: at}, Verified: true},
+	}
+	code, body := f.do("GET", "/api/admin/targets", testViewer, nil)
+	if code != 200 {
+		t.Fatalf("targets: %d %s", code, body)
+	}
+	var out struct {
+		Targets []struct {
+			Newest *struct {
+				Name string `json:"backup_name"`
+			} `json:"newest_backup"`
+		} `json:"targets"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Targets) != 1 || out.Targets[0].Newest == nil || out.Targets[0].Newest.Name != "good" {
+		t.Errorf("targets %s, want app's newest backup to be good", body)
+	}
+}
