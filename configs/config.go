@@ -78,6 +78,10 @@ type Config struct {
 	BackupSigningKeyFile     string `env:"BACKUP_SIGNING_KEY_FILE" yaml:"backup_signing_key_file"`
 	BackupSigningOldKeys     string `env:"BACKUP_SIGNING_OLD_KEYS" yaml:"backup_signing_old_keys"`
 	BackupSigningOldKeysFile string `env:"BACKUP_SIGNING_OLD_KEYS_FILE" yaml:"backup_signing_old_keys_file"`
+	// RefuseUnsignedRestores refuses allow_unsigned on restore and verify,
+	// in the API and in the workers. Unset, it is on whenever a signing key
+	// is set (see RefusesUnsignedRestores).
+	RefuseUnsignedRestores *bool `env:"REFUSE_UNSIGNED_RESTORES" yaml:"refuse_unsigned_restores"`
 
 	MinIOEndpoint      string `env:"MINIO_ENDPOINT" yaml:"minio_endpoint"`
 	MinIORootUser      string `env:"MINIO_ROOT_USER" yaml:"minio_root_user"`
@@ -433,6 +437,16 @@ func (c Config) checkAPI(bad reporter) {
 	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
 		bad("LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
+}
+
+// RefusesUnsignedRestores is REFUSE_UNSIGNED_RESTORES, or, unset, whether a
+// signing key is set: with a key, a forged manifest must not be restorable
+// by a request that merely asks for it.
+func (c Config) RefusesUnsignedRestores() bool {
+	if c.RefuseUnsignedRestores != nil {
+		return *c.RefuseUnsignedRestores
+	}
+	return c.BackupSigningKey != "" || c.BackupSigningKeyFile != ""
 }
 
 // MinIOEnabled reports whether an object store is configured.

@@ -134,3 +134,35 @@ func TestValidateReportsEverySettingAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestRefuseUnsignedRestoresDefaultsOnWithAKey: unset, the setting follows
+// the signing key; set, it wins, from the environment or the YAML file.
+func TestRefuseUnsignedRestoresDefaultsOnWithAKey(t *testing.T) {
+	t.Parallel()
+	key := "BACKUP_SIGNING_KEY=0123456789abcdef0123456789abcdef"
+	for _, tt := range []struct {
+		name    string
+		yaml    string
+		environ []string
+		want    bool
+	}{
+		{"no key", "", nil, false},
+		{"key", "", []string{key}, true},
+		{"key file", "", []string{"BACKUP_SIGNING_KEY_FILE=/run/secrets/k"}, true},
+		{"key, turned off", "", []string{key, "REFUSE_UNSIGNED_RESTORES=false"}, false},
+		{"key, turned off in YAML", "refuse_unsigned_restores: false\n", []string{key}, false},
+		{"no key, turned on", "", []string{"REFUSE_UNSIGNED_RESTORES=true"}, true},
+	} {
+		var data []byte
+		if tt.yaml != "" {
+			data = []byte(tt.yaml)
+		}
+		cfg, err := Decode("test.yaml", data, tt.environ)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := cfg.RefusesUnsignedRestores(); got != tt.want {
+			t.Errorf("%s: refuses unsigned restores = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -199,6 +199,9 @@ func (a *API) restoreBackup(c echo.Context) error {
 	if err := fillFromQuery(c, &req); err != nil {
 		return err
 	}
+	if err := a.checkAllowUnsigned(req.AllowUnsigned); err != nil {
+		return err
+	}
 	name := deref(req.BackupName)
 	if name == "" {
 		return badRequest("backup_name is required")
@@ -327,7 +330,9 @@ type backupJSON struct {
 	Codec      string    `json:"codec,omitempty"`
 	Target     string    `json:"target,omitempty"`
 	Scheduled  bool      `json:"scheduled,omitempty"`
-	Signed     bool      `json:"signed,omitempty"`
+	// Signed: the manifest's signature verified with the API's key (never
+	// true without one: a signature field alone proves nothing).
+	Signed bool `json:"signed,omitempty"`
 	// Kind is "bucket" for bucket backups (with the bucket and the number
 	// of objects), empty for databases.
 	Kind         string `json:"kind,omitempty"`
@@ -413,7 +418,7 @@ func (a *API) listBackups(c echo.Context) error {
 			BackupName: e.Name.String(), Format: e.Format.String(), Database: e.Database,
 			SizeBytes: e.SizeBytes, SizeMB: float64(e.SizeBytes*100/(1<<20)) / 100,
 			SHA256: e.SHA256, CreatedAt: e.FinishedAt, Locations: e.Locations,
-			ArchiveKey: e.ArchiveKey, Codec: e.Codec, Target: e.Target, Scheduled: e.Scheduled, Signed: e.Signature != "",
+			ArchiveKey: e.ArchiveKey, Codec: e.Codec, Target: e.Target, Scheduled: e.Scheduled, Signed: e.Verified,
 			Kind: e.Content, SourceBucket: e.SourceBucket, Objects: e.Objects, Databases: e.DatabaseNames(),
 		})
 	}
@@ -488,6 +493,15 @@ func (a *API) deleteBackup(c echo.Context) error {
 	return a.accepted(c, tasks.DeletePayload{BackupName: name, Stores: stores})
 }
 
+// checkAllowUnsigned refuses allow_unsigned when the server is set to
+// (REFUSE_UNSIGNED_RESTORES), before anything is read or queued.
+func (a *API) checkAllowUnsigned(allow *bool) error {
+	if a.d.RefuseUnsigned && isTrue(allow) {
+		return engine.ErrUnsignedRefused
+	}
+	return nil
+}
+
 type verifyRequest struct {
 	From          *string `json:"from"`
 	AllowUnsigned *bool   `json:"allow_unsigned"`
@@ -506,6 +520,9 @@ func (a *API) verifyBackup(c echo.Context) error {
 	c.Set(auditBackup, name)
 	var req verifyRequest
 	if err := decodeJSON(c, a.d.BodyLimit, &req); err != nil {
+		return err
+	}
+	if err := a.checkAllowUnsigned(req.AllowUnsigned); err != nil {
 		return err
 	}
 	if req.From == nil {

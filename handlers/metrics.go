@@ -18,10 +18,13 @@ import (
 // NewMetrics returns the /metrics handler. Everything it reports is read
 // from Redis at scrape time (the state the workers and schedulers record,
 // and asynq's queues), so every API instance answers the same and nothing
-// resets when one restarts. inspector may be nil (no queue metrics).
-func NewMetrics(targets *policy.TargetSet, state StateReader, inspector *asynq.Inspector, version string, log *logrus.Entry) http.Handler {
+// resets when one restarts. inspector may be nil (no queue metrics). trust
+// reports whether manifests are signed, and how many do not verify.
+func NewMetrics(targets *policy.TargetSet, state StateReader, inspector *asynq.Inspector, version string, trust ManifestTrust, log *logrus.Entry) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&targetCollector{targets: targets, state: state, log: log})
+	trust.log = log
+	reg.MustRegister(&trust)
 	if inspector != nil {
 		reg.MustRegister(metrics.NewQueueMetricsCollector(inspector))
 	}
@@ -108,4 +111,55 @@ func (c *targetCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descBackups, prometheus.CounterValue, float64(n), k[0], k[1])
 		}
 	}
+}
+
+// ManifestTrust is what /metrics says about manifest signatures.
+type ManifestTrust struct {
+	// Signing: the API has a signing key (BACKUP_SIGNING_KEY).
+	Signing bool
+	// Backups is listed at each scrape (from the manifest cache, so a
+	// warm listing reads no manifest) to count the manifests whose
+	// signature does not verify; nil reports no count.
+	Backups policy.Lister
+	log     *logrus.Entry
+}
+
+var (
+	descSigning = prometheus.NewDesc("pgbackup_manifest_signing_enabled",
+		"1 when manifests are signed and checked (BACKUP_SIGNING_KEY set), 0 when anyone who can write the store can forge a backup.", nil, nil)
+	descUnverified = prometheus.NewDesc("pgbackup_manifests_unverified",
+		"Backups whose manifest signature does not verify with the configured keys: not trusted, never pruned, never restored by default.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (m *ManifestTrust) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descSigning
+	ch <- descUnverified
+}
+
+// Collect implements prometheus.Collector.
+func (m *ManifestTrust) Collect(ch chan<- prometheus.Metric) {
+	on := 0.0
+	if m.Signing {
+		on = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descSigning, prometheus.GaugeValue, on)
+	if m.Backups == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	entries, err := m.Backups.List(ctx, nil)
+	if err != nil {
+		m.log.WithError(err).Warn("metrics: cannot list backups")
+		ch <- prometheus.NewInvalidMetric(descUnverified, err)
+		return
+	}
+	n := 0
+	for i := range entries {
+		if !entries[i].Trusted() {
+			n++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descUnverified, prometheus.GaugeValue, float64(n))
 }

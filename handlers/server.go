@@ -109,6 +109,10 @@ type Deps struct {
 	// Idempotency keeps responses for Idempotency-Key replays; nil
 	// ignores the header.
 	Idempotency IdempotencyStore
+	// RefuseUnsigned answers 403 to a restore or verify that asks for
+	// allow_unsigned (REFUSE_UNSIGNED_RESTORES); the workers refuse such
+	// a task too.
+	RefuseUnsigned bool
 }
 
 // API serves the HTTP routes.

@@ -84,6 +84,10 @@ func (a *API) listTargets(c echo.Context) error {
 		}
 		for i := range entries {
 			m := &entries[i].Manifest
+			// A backup whose signature does not verify is not good.
+			if !entries[i].Trusted() {
+				continue
+			}
 			if owned, _ := t.Owns(m); owned && (tj.NewestBackup == nil || m.FinishedAt.After(tj.NewestBackup.CreatedAt)) {
 				tj.NewestBackup = &newestJSON{Name: m.Name.String(), CreatedAt: m.FinishedAt, SizeBytes: m.SizeBytes}
 			}

@@ -100,9 +100,10 @@ func run(ctx context.Context) error {
 		Targets:               targets,
 		State:                 state,
 		Tasks:                 inspector,
-		Metrics:               handlers.NewMetrics(targets, state, inspector, version, log),
+		Metrics:               handlers.NewMetrics(targets, state, inspector, version, handlers.ManifestTrust{Signing: setup.Signer.Enabled(), Backups: eng}, log),
 		MetricsPublic:         cfg.MetricsPublic,
 		Idempotency:           coord.NewIdempotency(rdb, 0),
+		RefuseUnsigned:        setup.Signer.RefusesUnsigned(),
 	})
 	return serve(ctx, cfg, handlers.NewHTTPServer(cfg.APIAddr, e, handlers.DefaultTimeouts()), keyCheck, log)
 }

@@ -45,6 +45,8 @@ type demo struct {
 	api   *client.Client
 
 	adminToken, viewerToken string
+	// signingKey signs and checks every manifest of the demo.
+	signingKey string
 	// backupName is the demo's backup, once restored and compared.
 	backupName string
 }

@@ -47,3 +47,26 @@ func TestTaskStatusLine(t *testing.T) {
 		})
 	}
 }
+
+// TestDemoSignsManifests: every program the demo starts gets the same
+// signing key, made once per scratch directory and long enough for the
+// programs to accept it.
+func TestDemoSignsManifests(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, err := signingKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := signingKey(dir)
+	if err != nil || again != key {
+		t.Fatalf("second call: %q, %v; want the key made once, %q", again, err, key)
+	}
+	if len(key) < 32 {
+		t.Fatalf("key %q is shorter than the 32 characters the programs require", key)
+	}
+	d := &demo{dir: dir, signingKey: key}
+	if !slices.Contains(programEnv(d.settings(8080)), "BACKUP_SIGNING_KEY="+key) {
+		t.Error("the programs' environment lacks BACKUP_SIGNING_KEY")
+	}
+}

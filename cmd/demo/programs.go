@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +34,9 @@ func (d *demo) settings(apiPort int) [][2]string {
 		{"API_ADDR", "127.0.0.1:" + strconv.Itoa(apiPort)},
 		{"API_ADMIN_TOKENS", d.adminToken},
 		{"API_VIEWER_TOKENS", d.viewerToken},
+		// Signed by default: one key for every program of this demo, so
+		// a manifest written into the bucket by anyone else is refused.
+		{"BACKUP_SIGNING_KEY", d.signingKey},
 		{"BACKUP_ENABLED", "true"},
 		{"BACKUP_INTERVAL_HOURS", "24"},
 		{"TASK_RETRY_DELAY", "2s"},
@@ -43,7 +48,8 @@ func (d *demo) settings(apiPort int) [][2]string {
 
 // unsetSettings would override the settings above; the programs must not
 // inherit them.
-var unsetSettings = []string{"CONFIG_FILE", "PG_BIN_DIR", "API_AUTH_DISABLED", "BACKUP_SCHEDULE"}
+var unsetSettings = []string{"CONFIG_FILE", "PG_BIN_DIR", "API_AUTH_DISABLED", "BACKUP_SCHEDULE",
+	"BACKUP_SIGNING_KEY_FILE", "BACKUP_SIGNING_OLD_KEYS", "BACKUP_SIGNING_OLD_KEYS_FILE", "REFUSE_UNSIGNED_RESTORES"}
 
 // programEnv is this process's environment with the settings replaced:
 // the programs must not inherit a setting the demo means to leave unset.
@@ -65,6 +71,9 @@ func (d *demo) startPrograms(ctx context.Context) error {
 		return err
 	}
 	d.adminToken, d.viewerToken = token("demo-admin-"), token("demo-viewer-")
+	if d.signingKey, err = signingKey(d.dir); err != nil {
+		return err
+	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	hc := &http.Client{Timeout: 10 * time.Second}
 	if d.api, err = newAPIClient(addr, d.adminToken, hc); err != nil {
@@ -103,4 +112,20 @@ func (d *demo) stopPrograms() {
 		d.out.warn("%v", err)
 	}
 	d.progs = nil
+}
+
+// signingKey is the demo's manifest signing key, made once per scratch
+// directory and kept in it (signing-key, readable by its owner only), so
+// that every program started for this demo, and the pgbackup command run
+// by hand against it, use the same one.
+func signingKey(dir string) (string, error) {
+	path := filepath.Join(dir, "signing-key")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	key := token("demo-signing-")
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("signing key: %w", err)
+	}
+	return key, nil
 }

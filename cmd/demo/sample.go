@@ -171,6 +171,7 @@ func (d *demo) summary(context.Context) error {
 		"Backup": d.backupName, "PGPort": d.env.PGPort, "PGUser": d.env.PGUser,
 		"Source": sourceDB, "Restored": restoredDB, "BenchEnv": filepath.Join(d.bench.Dir(), "env"),
 		"Logs": filepath.Join(d.dir, "logs"), "Backups": filepath.Join(d.dir, "backups"), "MinIO": d.env.MinIOEndpoint,
+		"SigningKey": filepath.Join(d.dir, "signing-key"),
 	})
 }
 
@@ -200,4 +201,6 @@ var summaryText = template.Must(template.New("summary").Parse(`    API:         
                   {{.Logs}}/worker-2.log
                   {{.Logs}}/scheduler.log
     Backups:      {{.Backups}} and MinIO bucket backups at {{.MinIO}}
+    Signing key:  {{.SigningKey}} (every manifest is signed with it; the
+                  programs refuse a manifest it did not sign)
 `))

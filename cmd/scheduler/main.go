@@ -95,10 +95,15 @@ func run(ctx context.Context) error {
 	if watched > 0 {
 		watching = watcher.Start(ctx)
 	}
+	var checking *loop.Service
+	if setup.Signer.Enabled() {
+		checking = (&scheduling.ManifestWatcher{Backups: eng, Alerts: alerter, Interval: cfg.RPOCheckInterval, Log: log}).Start(ctx)
+	}
 	log.WithField("rpo_watched_targets", watched).Info("scheduler started")
 	<-ctx.Done()
 	s.Shutdown()
 	watching.Stop()
+	checking.Stop()
 	log.Info("scheduler stopped")
 	return nil
 }

@@ -33,7 +33,9 @@ const signingKey = "e2e-signing-key-0123456789abcdefghijklmn"
 // guard, POST verify and the audit trail.
 func TestSafetyIIEndToEnd(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, append(slowEnv, "BACKUP_SIGNING_KEY="+signingKey)...)
+	// REFUSE_UNSIGNED_RESTORES=false: this test shows that allow_unsigned
+	// still works where allowed; signing_test.go shows the default refusal.
+	c := newCluster(t, append(slowEnv, "BACKUP_SIGNING_KEY="+signingKey, "REFUSE_UNSIGNED_RESTORES=false")...)
 	c.startAPI()
 	w := c.start("worker", "worker")
 

@@ -29,6 +29,10 @@ const (
 	EventRPORecovered    = "rpo.recovered"
 	EventDrillFailed     = "drill.failed"
 	EventPruneFailed     = "prune.failed"
+	// EventManifestInvalid: a listed manifest's signature does not verify
+	// (a forged or altered backup, or one signed with a key no longer
+	// configured). The backup is kept and never used without a person.
+	EventManifestInvalid = "manifest.invalid"
 )
 
 // Event is what a webhook receives, as JSON. Text is one human line, so
@@ -103,6 +107,7 @@ func eventText(e Event) string {
 		EventBackupFailed: "backup failed", EventBackupSucceeded: "backup succeeded",
 		EventRPOBreached: "newest good backup is older than the RPO", EventRPORecovered: "RPO met again",
 		EventDrillFailed: "restore drill failed", EventPruneFailed: "pruning old backups failed",
+		EventManifestInvalid: "a backup's manifest signature does not verify",
 	}[e.Event]
 	s := fmt.Sprintf("pgbackup: %s", what)
 	if e.Target != "" {

@@ -48,6 +48,10 @@ type storeCache struct {
 type cachedManifest struct {
 	etag string
 	m    *Manifest
+	// checked: sigErr is the verdict on m's signature (see verdict). It is
+	// always computed here, never read from a catalog.
+	checked bool
+	sigErr  error
 }
 
 func (c *manifestCache) store(name string) *storeCache {

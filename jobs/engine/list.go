@@ -18,7 +18,20 @@ type Entry struct {
 	Manifest
 	// Locations are the stores where archive and manifest both are.
 	Locations []string `json:"locations"`
+	// Verified: this engine has a signing key, and the manifest's
+	// signature verified in every store listed. A signature field alone
+	// proves nothing: anyone who can write the bucket can write one.
+	Verified bool `json:"verified,omitempty"`
+	// Unverified, with a key, says why a copy's signature did not verify
+	// (empty without a key or when every copy verified). Such a backup is
+	// not trusted: it is never a target's newest good backup, never
+	// restored by default and never pruned.
+	Unverified string `json:"unverified,omitempty"`
 }
+
+// Trusted reports whether the backup may be used without a person
+// deciding to: its manifest verified, or this engine has no key to check.
+func (e *Entry) Trusted() bool { return e.Unverified == "" }
 
 // List returns complete backups in the named stores (all when empty), merged
 // by name, newest first. An archive without a manifest, or a manifest whose
@@ -34,12 +47,17 @@ func (e *Engine) List(ctx context.Context, from []string) ([]Entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, m := range found {
-			if ent, ok := byName[m.Name]; ok {
+		for _, lm := range found {
+			ent, ok := byName[lm.m.Name]
+			if ok {
 				ent.Locations = append(ent.Locations, s.Name())
-				continue
+			} else {
+				ent = &Entry{Manifest: *lm.m, Locations: []string{s.Name()}, Verified: e.signer.Enabled()}
+				byName[lm.m.Name] = ent
 			}
-			byName[m.Name] = &Entry{Manifest: *m, Locations: []string{s.Name()}}
+			if lm.sigErr != nil && ent.Unverified == "" {
+				ent.Verified, ent.Unverified = false, fmt.Sprintf("in %s: %v", s.Name(), lm.sigErr)
+			}
 		}
 	}
 	out := make([]Entry, 0, len(byName))
@@ -55,12 +73,19 @@ func (e *Engine) List(ctx context.Context, from []string) ([]Entry, error) {
 	return out, nil
 }
 
+// listedManifest is a manifest found by listing a store, with the verdict
+// on its signature (see verdict).
+type listedManifest struct {
+	m      *Manifest
+	sigErr error
+}
+
 // listStore returns the complete backups in one store. One listing gives
 // every archive's size and every manifest's ETag; a manifest is read only
 // when the cache (filled from the store's catalog on first use) does not
 // hold it with that ETag, and those reads run a few at a time. So a store
 // with thousands of backups lists with one listing and, warm, no reads.
-func (e *Engine) listStore(ctx context.Context, s store.Store) ([]*Manifest, error) {
+func (e *Engine) listStore(ctx context.Context, s store.Store) ([]listedManifest, error) {
 	objs, err := s.List(ctx, Prefix)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", s.Name(), err)
@@ -81,7 +106,7 @@ func (e *Engine) listStore(ctx context.Context, s store.Store) ([]*Manifest, err
 			listed[o.Key] = true
 		}
 	}
-	found := make([]*Manifest, len(manifests))
+	found := make([]listedManifest, len(manifests))
 	var fetched sync.Mutex
 	changed := e.forgetMissing(sc, listed)
 	g, gctx := errgroup.WithContext(ctx)
@@ -111,7 +136,7 @@ func (e *Engine) listStore(ctx context.Context, s store.Store) ([]*Manifest, err
 				return -1, nil
 			})
 			if err == nil {
-				found[i] = m
+				found[i] = listedManifest{m, e.verdict(s.Name(), sc, mo.obj, m)}
 			}
 			return nil
 		})
@@ -122,5 +147,5 @@ func (e *Engine) listStore(ctx context.Context, s store.Store) ([]*Manifest, err
 	if changed {
 		e.writeCatalog(s, sc)
 	}
-	return slices.DeleteFunc(found, func(m *Manifest) bool { return m == nil }), nil
+	return slices.DeleteFunc(found, func(lm listedManifest) bool { return lm.m == nil }), nil
 }

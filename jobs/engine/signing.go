@@ -8,6 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/store"
 )
 
 // ErrSignature means a manifest's signature is missing or does not match
@@ -16,11 +20,19 @@ import (
 // manifests.
 var ErrSignature = errors.New("manifest signature missing or invalid")
 
+// ErrUnsignedRefused means a request asked to use a manifest without a
+// valid signature (allow_unsigned) on a server set to refuse that
+// (REFUSE_UNSIGNED_RESTORES). It wraps ErrSignature: retrying cannot help.
+var ErrUnsignedRefused = fmt.Errorf("%w: allow_unsigned is refused by this server (REFUSE_UNSIGNED_RESTORES)", ErrSignature)
+
 // Signer signs manifests with the current key and accepts signatures by the
 // current key or any old one (key rotation: old archives stay verifiable).
 type Signer struct {
 	current []byte
 	accept  [][]byte
+	// refuseUnsigned refuses every request to use a manifest whose
+	// signature does not verify (see RefuseUnsigned).
+	refuseUnsigned bool
 }
 
 // NewSigner returns a signer; current may be empty (no signing), old keys
@@ -37,6 +49,18 @@ func NewSigner(current []byte, old ...[]byte) *Signer {
 	}
 	return s
 }
+
+// RefuseUnsigned makes the signer refuse allow_unsigned outright, so that
+// whoever can queue a task (or write Redis) cannot have a forged manifest
+// restored; it has no effect without a key, where nothing is checked. It
+// returns s, and is meant to be called once, before use.
+func (s *Signer) RefuseUnsigned(on bool) *Signer {
+	s.refuseUnsigned = on
+	return s
+}
+
+// RefusesUnsigned reports whether allow_unsigned is refused.
+func (s *Signer) RefusesUnsigned() bool { return s.Enabled() && s.refuseUnsigned }
 
 // Enabled reports whether manifests are signed and checked.
 func (s *Signer) Enabled() bool { return s != nil && len(s.current) > 0 }
@@ -140,10 +164,42 @@ func (e *Engine) checkSignature(m *Manifest, allowUnsigned bool) error {
 	if !e.signer.Enabled() {
 		return nil
 	}
+	if allowUnsigned && e.signer.RefusesUnsigned() {
+		return fmt.Errorf("%w (backup %s)", ErrUnsignedRefused, m.Name)
+	}
 	err := e.signer.check(m.Name, m.raw)
 	if err != nil && allowUnsigned {
 		e.log.WithError(err).WithField("backup_name", m.Name).Warn("using a manifest without a valid signature, as the request allows")
 		return nil
 	}
+	return err
+}
+
+// verdict is the listing's judgement of a manifest's signature: nil when
+// this engine has no key or the signature verified, else why not. It is
+// kept with the cached manifest (by the object's ETag, like the manifest
+// itself), so a warm listing checks nothing again and a failure is logged
+// once per process and manifest version.
+func (e *Engine) verdict(storeName string, sc *storeCache, o store.ObjectInfo, m *Manifest) error {
+	if !e.signer.Enabled() {
+		return nil
+	}
+	e.cache.mu.Lock()
+	c, ok := sc.entries[o.Key]
+	e.cache.mu.Unlock()
+	if ok && c.checked && o.ETag != "" && c.etag == o.ETag {
+		return c.sigErr
+	}
+	err := e.signer.check(m.Name, m.raw)
+	if err != nil {
+		e.log.WithError(err).WithFields(logrus.Fields{"backup_name": m.Name, "store": storeName}).
+			Warn("manifest signature does not verify: the backup is not trusted (not pruned, not restored by default, not counted as good)")
+	}
+	e.cache.mu.Lock()
+	if c, ok := sc.entries[o.Key]; ok && o.ETag != "" && c.etag == o.ETag {
+		c.checked, c.sigErr = true, err
+		sc.entries[o.Key] = c
+	}
+	e.cache.mu.Unlock()
 	return err
 }

@@ -23,13 +23,15 @@ func PlanPrune(ctx context.Context, l Lister, inUse map[string]bool, t Target) (
 	var cands []PruneCandidate
 	for _, e := range entries {
 		if _, scheduled := t.Owns(&e.Manifest); scheduled {
-			cands = append(cands, PruneCandidate{Name: e.Name.String(), At: e.StartedAt, InUse: inUse[e.Name.String()]})
+			cands = append(cands, PruneCandidate{Name: e.Name.String(), At: e.StartedAt, InUse: inUse[e.Name.String()], Unverified: e.Unverified})
 		}
 	}
 	return SelectPrune(cands, t.Retention), nil
 }
 
-// Newest returns the target's newest complete backup.
+// Newest returns the target's newest complete backup whose manifest is
+// trusted (see engine.Entry.Trusted): the one a drill restores and the RPO
+// counts. A newer backup whose signature does not verify is passed over.
 func Newest(ctx context.Context, l Lister, t Target) (*engine.Manifest, error) {
 	entries, err := l.List(ctx, nil)
 	if err != nil {
@@ -38,6 +40,9 @@ func Newest(ctx context.Context, l Lister, t Target) (*engine.Manifest, error) {
 	var newest *engine.Manifest
 	for i := range entries {
 		m := &entries[i].Manifest
+		if !entries[i].Trusted() {
+			continue
+		}
 		if owned, _ := t.Owns(m); owned && (newest == nil || m.FinishedAt.After(newest.FinishedAt)) {
 			newest = m
 		}

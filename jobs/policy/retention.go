@@ -38,6 +38,9 @@ type PruneCandidate struct {
 	At   time.Time `json:"created_at"`
 	// InUse marks a backup a queued or running restore or drill reads.
 	InUse bool `json:"-"`
+	// Unverified says why the manifest's signature did not verify (see
+	// engine.Entry); empty for a trusted backup.
+	Unverified string `json:"-"`
 }
 
 // PruneDecision says what happens to one backup, and why.
@@ -50,20 +53,44 @@ type PruneDecision struct {
 // SelectPrune decides, for a target's scheduled backups, which the policy
 // keeps and which go. The newest backup and any backup in use are always
 // kept. With a policy that keeps nothing (no rule set), everything is
-// kept. Decisions come newest first.
+// kept. A backup whose manifest did not verify is kept, with the reason,
+// and counts for no rule: it is neither deleted on an attacker's word nor
+// allowed to push a good backup out. Decisions come newest first.
 func SelectPrune(backups []PruneCandidate, p Retention) []PruneDecision {
-	out := make([]PruneDecision, len(backups))
-	for i, b := range backups {
-		out[i] = PruneDecision{PruneCandidate: b}
+	var trusted []PruneCandidate
+	var untrusted []PruneDecision
+	for _, b := range backups {
+		if b.Unverified == "" {
+			trusted = append(trusted, b)
+			continue
+		}
+		untrusted = append(untrusted, PruneDecision{PruneCandidate: b, Keep: true,
+			Reasons: []string{"manifest signature does not verify (" + b.Unverified + "): kept for a person to examine"}})
 	}
-	// Newest first; ties (same instant) by name, so the result does not
-	// depend on the order the stores listed them in.
+	out := append(selectTrusted(trusted, p), untrusted...)
+	sortNewestFirst(out)
+	return out
+}
+
+// sortNewestFirst orders decisions newest first; ties (same instant) by
+// name, so the result does not depend on the order the stores listed them
+// in.
+func sortNewestFirst(out []PruneDecision) {
 	sort.SliceStable(out, func(i, j int) bool {
 		if !out[i].At.Equal(out[j].At) {
 			return out[i].At.After(out[j].At)
 		}
 		return out[i].Name > out[j].Name
 	})
+}
+
+// selectTrusted is SelectPrune over backups whose manifests verified.
+func selectTrusted(backups []PruneCandidate, p Retention) []PruneDecision {
+	out := make([]PruneDecision, len(backups))
+	for i, b := range backups {
+		out[i] = PruneDecision{PruneCandidate: b}
+	}
+	sortNewestFirst(out)
 	keep := func(i int, reason string) {
 		out[i].Keep = true
 		out[i].Reasons = append(out[i].Reasons, reason)

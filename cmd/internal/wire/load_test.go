@@ -141,3 +141,22 @@ func TestConfigFileErrorsNameIt(t *testing.T) {
 		t.Fatalf("missing CONFIG_FILE: err = %v, want it to name CONFIG_FILE", err)
 	}
 }
+
+// TestSignerRefusesUnsignedWithAKey: the signer every program builds
+// refuses allow_unsigned when a key is set, unless the setting says not to.
+func TestSignerRefusesUnsignedWithAKey(t *testing.T) {
+	t.Parallel()
+	key := "BACKUP_SIGNING_KEY=" + strings.Repeat("k", 32)
+	for _, tt := range []struct {
+		env  []string
+		want bool
+	}{{nil, false}, {[]string{key}, true}, {[]string{key, "REFUSE_UNSIGNED_RESTORES=false"}, false}} {
+		s, err := LoadFrom("", tt.env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Signer.RefusesUnsigned(); got != tt.want {
+			t.Errorf("%v: refuses unsigned = %v, want %v", tt.env, got, tt.want)
+		}
+	}
+}

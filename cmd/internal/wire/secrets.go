@@ -46,7 +46,7 @@ func (s *Setup) buildSigner() error {
 	for i, k := range oldKeys {
 		old[i] = []byte(k)
 	}
-	s.Signer = engine.NewSigner(current, old...)
+	s.Signer = engine.NewSigner(current, old...).RefuseUnsigned(c.RefusesUnsignedRestores())
 	return nil
 }
 
