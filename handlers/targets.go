@@ -82,15 +82,8 @@ func (a *API) listTargets(c echo.Context) error {
 		if t.DrillSchedule != nil {
 			tj.DrillSchedule, tj.NextDrill = t.DrillSchedule.Spec, timePtr(t.DrillSchedule.Next(now))
 		}
-		for i := range entries {
-			m := &entries[i].Manifest
-			// A backup whose signature does not verify is not good.
-			if !entries[i].Trusted() {
-				continue
-			}
-			if owned, _ := t.Owns(m); owned && (tj.NewestBackup == nil || m.FinishedAt.After(tj.NewestBackup.CreatedAt)) {
-				tj.NewestBackup = &newestJSON{Name: m.Name.String(), CreatedAt: m.FinishedAt, SizeBytes: m.SizeBytes}
-			}
+		if m := policy.NewestOf(entries, t); m != nil {
+			tj.NewestBackup = &newestJSON{Name: m.Name.String(), CreatedAt: m.FinishedAt, SizeBytes: m.SizeBytes}
 		}
 		if tj.NewestBackup != nil {
 			age := now.Sub(tj.NewestBackup.CreatedAt).Seconds()

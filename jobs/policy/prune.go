@@ -37,6 +37,18 @@ func Newest(ctx context.Context, l Lister, t Target) (*engine.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	newest := NewestOf(entries, t)
+	if newest == nil {
+		return nil, fmt.Errorf("%w: target %s has no backup", engine.ErrNotFound, t.Name)
+	}
+	return newest, nil
+}
+
+// NewestOf is the target's newest good backup among entries, nil when it
+// has none: the one rule for "newest good" that drills, RPO and the API's
+// target listing share. A backup whose signature does not verify is not
+// good.
+func NewestOf(entries []engine.Entry, t Target) *engine.Manifest {
 	var newest *engine.Manifest
 	for i := range entries {
 		m := &entries[i].Manifest
@@ -47,10 +59,7 @@ func Newest(ctx context.Context, l Lister, t Target) (*engine.Manifest, error) {
 			newest = m
 		}
 	}
-	if newest == nil {
-		return nil, fmt.Errorf("%w: target %s has no backup", engine.ErrNotFound, t.Name)
-	}
-	return newest, nil
+	return newest
 }
 
 // PruneOutcome is the result of a prune task, and the API's dry run.
