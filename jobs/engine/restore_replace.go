@@ -103,10 +103,18 @@ func (e *Engine) swap(ctx context.Context, target, scratch string, log *logrus.E
 		}
 	}
 	var renameErr error
-	for range 5 {
+	for attempt := range 5 {
+		if attempt > 0 {
+			// A session that just disconnected stays in pg_stat_activity
+			// until its backend exits, and a superuser's cannot be ended by
+			// a role that is not one ("must be a superuser to terminate
+			// superuser process"): give it a moment before the next try.
+			// (ctx cannot be cancelled here, see above.)
+			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		}
 		if err := exec("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", target); err != nil {
-			renameErr = err
-			break
+			renameErr = fmt.Errorf("end sessions: %w", err)
+			continue
 		}
 		if renameErr = exec("ALTER DATABASE " + pgtool.QuoteIdent(target) + " RENAME TO " + pgtool.QuoteIdent(old)); renameErr == nil {
 			break
