@@ -78,6 +78,13 @@ type Config struct {
 	BackupSigningKeyFile     string `env:"BACKUP_SIGNING_KEY_FILE" yaml:"backup_signing_key_file"`
 	BackupSigningOldKeys     string `env:"BACKUP_SIGNING_OLD_KEYS" yaml:"backup_signing_old_keys"`
 	BackupSigningOldKeysFile string `env:"BACKUP_SIGNING_OLD_KEYS_FILE" yaml:"backup_signing_old_keys_file"`
+	// An ed25519 key pair instead (or besides, while moving over): the
+	// private key (PEM, PKCS #8, as openssl genpkey -algorithm ed25519
+	// writes it) for the programs that write manifests, and the public keys
+	// (PEM, the current one first, then old ones) for those that only
+	// check them.
+	BackupSigningPrivateKeyFile string `env:"BACKUP_SIGNING_PRIVATE_KEY_FILE" yaml:"backup_signing_private_key_file"`
+	BackupSigningPublicKeysFile string `env:"BACKUP_SIGNING_PUBLIC_KEYS_FILE" yaml:"backup_signing_public_keys_file"`
 	// RefuseUnsignedRestores refuses allow_unsigned on restore and verify,
 	// in the API and in the workers. Unset, it is on whenever a signing key
 	// is set (see RefusesUnsignedRestores).
@@ -446,7 +453,8 @@ func (c Config) RefusesUnsignedRestores() bool {
 	if c.RefuseUnsignedRestores != nil {
 		return *c.RefuseUnsignedRestores
 	}
-	return c.BackupSigningKey != "" || c.BackupSigningKeyFile != ""
+	return c.BackupSigningKey != "" || c.BackupSigningKeyFile != "" ||
+		c.BackupSigningPrivateKeyFile != "" || c.BackupSigningPublicKeysFile != ""
 }
 
 // MinIOEnabled reports whether an object store is configured.

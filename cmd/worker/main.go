@@ -41,6 +41,11 @@ func run(ctx context.Context) error {
 		// collections; backups churn through buffers, so collect sooner.
 		debug.SetMemoryLimit(int64(cfg.WorkerMemoryLimitMB) << 20)
 	}
+	if setup.Signer.Enabled() && !setup.Signer.CanSign() {
+		// A worker writes manifests: one that can only verify would
+		// spend a whole dump before failing to sign it.
+		return configs.Bad("BACKUP_SIGNING_PRIVATE_KEY_FILE", "a worker writes manifests and needs a key to sign them: set BACKUP_SIGNING_PRIVATE_KEY_FILE (or BACKUP_SIGNING_KEY), not only public keys")
+	}
 	eng, err := wire.Engine(ctx, setup, log)
 	if err != nil {
 		return err

@@ -2,12 +2,16 @@ package engine
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 
@@ -27,13 +31,28 @@ var ErrUnsignedRefused = fmt.Errorf("%w: allow_unsigned is refused by this serve
 
 // Signer signs manifests with the current key and accepts signatures by the
 // current key or any old one (key rotation: old archives stay verifiable).
+//
+// Two kinds of key exist. An HMAC key is shared: whoever can verify can also
+// sign, so every API host holding it could forge a manifest. An ed25519 key
+// pair splits the two: workers sign with the private key, and the API, the
+// scheduler and a recovery host hold only public keys, which forge nothing.
+// When both are configured, new manifests are signed with ed25519 and HMAC
+// signatures are still accepted, which is how a deployment moves over.
 type Signer struct {
 	current []byte
 	accept  [][]byte
+	// private signs (nil: this program cannot sign with ed25519); public
+	// are the accepted ed25519 keys, public[0] the current one.
+	private ed25519.PrivateKey
+	public  []ed25519.PublicKey
 	// refuseUnsigned refuses every request to use a manifest whose
 	// signature does not verify (see RefuseUnsigned).
 	refuseUnsigned bool
 }
+
+// ed25519Prefix starts an ed25519 signature in a manifest; an HMAC
+// signature is bare hex, so the two never mix up.
+const ed25519Prefix = "ed25519:"
 
 // NewSigner returns a signer; current may be empty (no signing), old keys
 // are accepted for verification only.
@@ -50,6 +69,27 @@ func NewSigner(current []byte, old ...[]byte) *Signer {
 	return s
 }
 
+// UseEd25519 makes s sign with private (nil: verify only) and accept
+// ed25519 signatures by public, and by private's own public key, which is
+// then the current one. It returns s, and is meant to be called once,
+// before use.
+func (s *Signer) UseEd25519(private ed25519.PrivateKey, public ...ed25519.PublicKey) *Signer {
+	s.private = private
+	if private != nil {
+		s.public = append(s.public, private.Public().(ed25519.PublicKey))
+	}
+	for _, k := range public {
+		if !slices.ContainsFunc(s.public, func(have ed25519.PublicKey) bool { return have.Equal(k) }) {
+			s.public = append(s.public, k)
+		}
+	}
+	return s
+}
+
+// CanSign reports whether this signer can sign new manifests: a program
+// holding only public keys verifies but must not write manifests.
+func (s *Signer) CanSign() bool { return s != nil && (s.private != nil || len(s.current) > 0) }
+
 // RefuseUnsigned makes the signer refuse allow_unsigned outright, so that
 // whoever can queue a task (or write Redis) cannot have a forged manifest
 // restored; it has no effect without a key, where nothing is checked. It
@@ -62,8 +102,9 @@ func (s *Signer) RefuseUnsigned(on bool) *Signer {
 // RefusesUnsigned reports whether allow_unsigned is refused.
 func (s *Signer) RefusesUnsigned() bool { return s.Enabled() && s.refuseUnsigned }
 
-// Enabled reports whether manifests are signed and checked.
-func (s *Signer) Enabled() bool { return s != nil && len(s.current) > 0 }
+// Enabled reports whether manifests are checked (and, by the programs that
+// write them, signed).
+func (s *Signer) Enabled() bool { return s != nil && (len(s.current) > 0 || len(s.public) > 0) }
 
 // KeyFingerprint names a key without revealing it, so that processes can
 // compare keys through Redis.
@@ -75,10 +116,21 @@ func KeyFingerprint(key []byte) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// Fingerprint is the current key's fingerprint ("" without a key).
+// PublicKeyFingerprint names an ed25519 public key.
+func PublicKeyFingerprint(k ed25519.PublicKey) string {
+	sum := sha256.Sum256(append([]byte("pgbackup manifest public key\x00"), k...))
+	return ed25519Prefix + hex.EncodeToString(sum[:8])
+}
+
+// Fingerprint is the current key's fingerprint ("" without a key): the
+// current ed25519 key's when there is one, since that is what new manifests
+// are signed with.
 func (s *Signer) Fingerprint() string {
-	if !s.Enabled() {
+	switch {
+	case !s.Enabled():
 		return ""
+	case len(s.public) > 0:
+		return PublicKeyFingerprint(s.public[0])
 	}
 	return KeyFingerprint(s.current)
 }
@@ -88,9 +140,12 @@ func (s *Signer) Fingerprint() string {
 func (s *Signer) OldFingerprints() []string {
 	var out []string
 	for _, k := range s.accept {
-		if !bytes.Equal(k, s.current) {
+		if len(s.public) > 0 || !bytes.Equal(k, s.current) {
 			out = append(out, KeyFingerprint(k))
 		}
+	}
+	for _, k := range s.public[min(1, len(s.public)):] {
+		out = append(out, PublicKeyFingerprint(k))
 	}
 	return out
 }
@@ -102,7 +157,14 @@ func (s *Signer) sign(m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	m.Signature = mac(s.current, canon)
+	switch {
+	case s.private != nil:
+		m.Signature = ed25519Prefix + base64.RawStdEncoding.EncodeToString(ed25519.Sign(s.private, canon))
+	case len(s.current) > 0:
+		m.Signature = mac(s.current, canon)
+	default:
+		return fmt.Errorf("sign manifest %s: %w: this program has only public keys (BACKUP_SIGNING_PUBLIC_KEYS_FILE) and cannot sign; set BACKUP_SIGNING_PRIVATE_KEY_FILE", m.Name, ErrSignature)
+	}
 	return nil
 }
 
@@ -120,6 +182,18 @@ func (s *Signer) check(name Name, raw []byte) error {
 	canon, err := canonicalJSON(raw)
 	if err != nil {
 		return fmt.Errorf("%w: manifest %s: %w", ErrSignature, name, err)
+	}
+	if b64, ok := strings.CutPrefix(probe.Signature, ed25519Prefix); ok {
+		sig, err := base64.RawStdEncoding.DecodeString(b64)
+		if err != nil {
+			return fmt.Errorf("%w: manifest %s: ed25519 signature: %w", ErrSignature, name, err)
+		}
+		for _, k := range s.public {
+			if ed25519.Verify(k, canon, sig) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: manifest %s has an ed25519 signature no configured public key verifies", ErrSignature, name)
 	}
 	for _, k := range s.accept {
 		if hmac.Equal([]byte(mac(k, canon)), []byte(probe.Signature)) {

@@ -2,7 +2,11 @@ package wire
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"slices"
@@ -46,8 +50,89 @@ func (s *Setup) buildSigner() error {
 	for i, k := range oldKeys {
 		old[i] = []byte(k)
 	}
-	s.Signer = engine.NewSigner(current, old...).RefuseUnsigned(c.RefusesUnsignedRestores())
+	private, public, err := ed25519Keys(c)
+	if err != nil {
+		return err
+	}
+	s.Signer = engine.NewSigner(current, old...).UseEd25519(private, public...).RefuseUnsigned(c.RefusesUnsignedRestores())
 	return nil
+}
+
+// ed25519Keys reads BACKUP_SIGNING_PRIVATE_KEY_FILE and
+// BACKUP_SIGNING_PUBLIC_KEYS_FILE (PEM, as openssl writes them).
+func ed25519Keys(c configs.Config) (ed25519.PrivateKey, []ed25519.PublicKey, error) {
+	var private ed25519.PrivateKey
+	if c.BackupSigningPrivateKeyFile != "" {
+		blocks, err := pemBlocks(c.BackupSigningPrivateKeyFile, "PRIVATE KEY")
+		if err != nil {
+			return nil, nil, configs.Bad("BACKUP_SIGNING_PRIVATE_KEY_FILE", "%w", err)
+		}
+		if len(blocks) != 1 {
+			return nil, nil, configs.Bad("BACKUP_SIGNING_PRIVATE_KEY_FILE", "holds %d private keys, want one", len(blocks))
+		}
+		k, err := x509.ParsePKCS8PrivateKey(blocks[0])
+		if err != nil {
+			return nil, nil, configs.Bad("BACKUP_SIGNING_PRIVATE_KEY_FILE", "%w", err)
+		}
+		var ok bool
+		if private, ok = k.(ed25519.PrivateKey); !ok {
+			return nil, nil, configs.Bad("BACKUP_SIGNING_PRIVATE_KEY_FILE", "holds a %T, want an ed25519 key (openssl genpkey -algorithm ed25519)", k)
+		}
+	}
+	var public []ed25519.PublicKey
+	if c.BackupSigningPublicKeysFile != "" {
+		blocks, err := pemBlocks(c.BackupSigningPublicKeysFile, "PUBLIC KEY")
+		if err == nil && len(blocks) == 0 {
+			err = errors.New("holds no PUBLIC KEY block (openssl pkey -pubout writes one)")
+		}
+		if err != nil {
+			return nil, nil, configs.Bad("BACKUP_SIGNING_PUBLIC_KEYS_FILE", "%w", err)
+		}
+		for i, b := range blocks {
+			k, err := x509.ParsePKIXPublicKey(b)
+			if err != nil {
+				return nil, nil, configs.Bad("BACKUP_SIGNING_PUBLIC_KEYS_FILE", "key %d: %w", i+1, err)
+			}
+			pk, ok := k.(ed25519.PublicKey)
+			if !ok {
+				return nil, nil, configs.Bad("BACKUP_SIGNING_PUBLIC_KEYS_FILE", "key %d is a %T, want ed25519", i+1, k)
+			}
+			public = append(public, pk)
+		}
+		// The private key's own public key is the current one: a file
+		// whose first key is another would have this program sign with a
+		// key the others do not treat as current.
+		if private != nil && !public[0].Equal(private.Public()) {
+			return nil, nil, configs.Bad("BACKUP_SIGNING_PUBLIC_KEYS_FILE", "its first key is not BACKUP_SIGNING_PRIVATE_KEY_FILE's public key; put the current key first")
+		}
+	}
+	return private, public, nil
+}
+
+// pemBlocks returns the DER bytes of every PEM block of the given type in
+// the file, and fails on a block of another type (a certificate or an RSA
+// key given by mistake).
+func pemBlocks(path, typ string) ([][]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != typ {
+			return nil, fmt.Errorf("holds a %q PEM block, want %q", b.Type, typ)
+		}
+		out = append(out, b.Bytes)
+	}
+	if len(out) == 0 && typ == "PRIVATE KEY" {
+		return nil, fmt.Errorf("holds no PEM %q block (openssl genpkey -algorithm ed25519 writes one)", typ)
+	}
+	return out, nil
 }
 
 // buildEncryption is the archive encryption from

@@ -124,7 +124,7 @@ func Engine(ctx context.Context, setup *Setup, log *logrus.Entry) (*engine.Engin
 		log.Warn("MINIO_INSECURE_SKIP_VERIFY=true: MinIO's certificate is not checked; anyone on the path can read and change backups")
 	}
 	if !setup.Signer.Enabled() {
-		log.Warn("BACKUP_SIGNING_KEY is not set: manifests are neither signed nor checked, so anyone who can write the store can forge a backup that restores run; set it (32+ random characters) on every program")
+		log.Warn("BACKUP_SIGNING_KEY is not set: manifests are neither signed nor checked, so anyone who can write the store can forge a backup that restores run; set it (32+ random characters) on every program, or an ed25519 pair (BACKUP_SIGNING_PRIVATE_KEY_FILE on workers, BACKUP_SIGNING_PUBLIC_KEYS_FILE elsewhere)")
 	}
 	stores, err := Stores(ctx, setup)
 	if err != nil {
