@@ -209,21 +209,21 @@ func loopback(ip string) bool { return ip == "127.0.0.1" || ip == "::1" || ip ==
 // tokens; the _FILE settings name a file instead.
 var secretName = regexp.MustCompile(`(?i)(PASSWORD|SECRET|TOKEN|KEY)S?$`)
 
-// checkSecrets: no secret may be empty because nobody set it. Every
-// reference to a secret variable has a non-empty default or is required
-// (${X:?...}), and every secret a service is given comes from such a
-// reference rather than a literal in the file.
+// checkSecrets: no secret may be empty, or known to everyone who read the
+// file, because nobody set it. Every reference to a secret variable is
+// required (${X:?...}): an empty default (${X:-}) or a bare ${X} leaves it
+// empty, a written-in default is no secret. And every secret a service is
+// given comes from such a variable, not a literal in the file.
 func checkSecrets(t *testing.T, p *project) {
 	for _, r := range p.refs {
-		if !secretName.MatchString(r.Name) {
+		if !secretName.MatchString(r.Name) || r.Op == ":?" || r.Op == "?" {
 			continue
 		}
-		switch r.Op {
-		case ":?", "?":
-		case ":-", "-":
-			if r.Arg == "" {
-				t.Errorf("${%s%s}: a secret with an empty default; require it with ${%s:?...}", r.Name, r.Op, r.Name)
-			}
+		switch {
+		case (r.Op == ":-" || r.Op == "-") && r.Arg == "":
+			t.Errorf("${%s%s}: a secret with an empty default; require it with ${%s:?...}", r.Name, r.Op, r.Name)
+		case r.Op == ":-" || r.Op == "-":
+			t.Errorf("${%s%s%s}: a secret with a default everyone can read; require it with ${%s:?...}", r.Name, r.Op, r.Arg, r.Name)
 		default:
 			t.Errorf("${%s%s...}: a secret that is empty when unset; require it with ${%s:?...}", r.Name, r.Op, r.Name)
 		}
