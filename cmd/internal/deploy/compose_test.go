@@ -45,6 +45,7 @@ func knownSettings() map[string]bool {
 }
 
 func TestKnownSettingsFromTags(t *testing.T) {
+	t.Parallel()
 	known := knownSettings()
 	for _, name := range []string{"POSTGRES_HOST", "MINIO_ROOT_PASSWORD", "BACKUP_TARGETS", "CONFIG_FILE"} {
 		if !known[name] {
@@ -59,6 +60,7 @@ func TestKnownSettingsFromTags(t *testing.T) {
 // TestComposeFilesDocumented keeps the list above, the files in the
 // repository and docs/deployment.md in step.
 func TestComposeFilesDocumented(t *testing.T) {
+	t.Parallel()
 	doc, err := os.ReadFile(filepath.Join(repoRoot, "docs", "deployment.md"))
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +84,7 @@ func TestComposeFilesDocumented(t *testing.T) {
 }
 
 func TestComposeCombinations(t *testing.T) {
+	t.Parallel()
 	for _, c := range combinations {
 		t.Run(strings.Join(c, "+"), func(t *testing.T) {
 			p, required, err := loadFresh(c)

@@ -91,15 +91,6 @@ func (d *dockerfile) add(text string, line int) error {
 // final is the stage the image is made of.
 func (d *dockerfile) final() *stage { return d.stages[len(d.stages)-1] }
 
-func (d *dockerfile) stage(name string) *stage {
-	for _, s := range d.stages {
-		if s.name == name {
-			return s
-		}
-	}
-	return nil
-}
-
 // all returns the stage's instructions of one kind.
 func (s *stage) all(cmd string) []instruction {
 	var out []instruction

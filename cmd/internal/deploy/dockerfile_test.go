@@ -51,6 +51,7 @@ func deploymentPrograms(t *testing.T) []string {
 }
 
 func TestDeploymentProgramsFound(t *testing.T) {
+	t.Parallel()
 	got := deploymentPrograms(t)
 	for _, want := range []string{"api", "worker", "scheduler", "pgbackup"} {
 		if !slices.Contains(got, want) {
@@ -119,6 +120,7 @@ var onPath = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bi
 // built and copied into the image, on PATH, and every command the compose
 // files run in our image is one of them.
 func TestDockerfileCarriesEveryProgram(t *testing.T) {
+	t.Parallel()
 	d, err := parseDockerfile(filepath.Join(repoRoot, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
@@ -243,6 +245,7 @@ func (ids imageIDs) gid(g string) string {
 // use, is a directory the image makes and gives to that user (a new named
 // volume starts as a copy of it, owner included).
 func TestImageUserAndVolumes(t *testing.T) {
+	t.Parallel()
 	d, err := parseDockerfile(filepath.Join(repoRoot, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)

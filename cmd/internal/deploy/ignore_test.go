@@ -45,6 +45,7 @@ func readPatterns(t *testing.T, name string) []string {
 // TestIgnoreFiles: secrets (.env, the TLS key), built programs and test
 // output stay out of git and out of the image's build context.
 func TestIgnoreFiles(t *testing.T) {
+	t.Parallel()
 	paths := []string{".env", "deploy/tls/tls.key", "test-output/_artifacts/1/failure.png", "bin/api"}
 	for _, prog := range append(deploymentPrograms(t), devTools...) {
 		paths = append(paths, prog) // go build ./cmd/<prog> at the root
