@@ -14,6 +14,10 @@
 # the programs pick the one matching each server (PG_BIN_DIR unset); an
 # older server than all of them is dumped by the oldest newer client.
 
+# The two base images follow their release lines (Go 1.26, Debian
+# bookworm) rather than a fixed build: each image build then gets Debian's
+# security fixes. The servers in docker-compose.yml, which hold data, are
+# pinned to exact versions instead.
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 # Dependencies first: this layer is reused until go.mod or go.sum change.
