@@ -355,6 +355,13 @@ func (e *missingError) Error() string {
 // asks for a variable: long enough for every secret's minimum length.
 const requiredValue = "c0ffee0123456789abcdef0123456789abcdef0123456789"
 
+// exampleValues are what an operator puts in .env for the required
+// variables that are no secret and need a form of their own.
+var exampleValues = map[string]string{
+	"MINIO_ENDPOINT": "https://s3.example.com",
+	"POSTGRES_HOST":  "db.example.com",
+}
+
 // loadFresh loads the combination as on a fresh machine: no environment
 // but the variables compose refuses to start without, each set (as an
 // operator would, after reading the message) to requiredValue. It
@@ -373,6 +380,9 @@ func loadFresh(files combination) (*project, []string, error) {
 			return nil, nil, err
 		}
 		env[missing.name] = requiredValue
+		if v, ok := exampleValues[missing.name]; ok {
+			env[missing.name] = v
+		}
 		required = append(required, missing.name)
 	}
 }

@@ -15,14 +15,25 @@ import (
 	"github.com/autograph/pgbackup/configs"
 )
 
-// combinations are the sets of compose files docs/deployment.md
-// documents, each as given with -f. Every check runs on each.
-var combinations = []combination{
-	{"docker-compose.yml"},
-	{"docker-compose.yml", "docker-compose.existing-server.yml"},
-	{"docker-compose.yml", "docker-compose.tls.yml"},
-	{"docker-compose.yml", "docker-compose.existing-server.yml", "docker-compose.tls.yml"},
-}
+// overrides are the override files, in the order they are given after
+// docker-compose.yml. Any subset of them, in this order, is a documented
+// combination (docs/deployment.md lists all eight), and every check runs on
+// each.
+var overrides = []string{"docker-compose.existing-server.yml", "docker-compose.external-s3.yml", "docker-compose.tls.yml"}
+
+var combinations = func() []combination {
+	var out []combination
+	for set := 0; set < 1<<len(overrides); set++ {
+		c := combination{"docker-compose.yml"}
+		for i, f := range overrides {
+			if set&(1<<i) != 0 {
+				c = append(c, f)
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}()
 
 // knownSettings are the environment variables the programs read: the env
 // tags of configs.Config (and of structs inside it), and CONFIG_FILE.
