@@ -33,11 +33,17 @@ type Setup struct {
 	RedisTLS *tls.Config
 }
 
+// ConfigFileEnv names the environment variable holding the YAML file's
+// path. It is read here, not by configs (which reads no file), so it has
+// no field in configs.Config; the deployment tests add it to the names
+// the struct's tags give.
+const ConfigFileEnv = "CONFIG_FILE"
+
 // Load reads CONFIG_FILE and the environment, checks every setting and
 // builds the Setup. Every error is reported at once, each a
 // *configs.SettingError naming its setting.
 func Load() (*Setup, error) {
-	return LoadFrom(os.Getenv("CONFIG_FILE"), os.Environ())
+	return LoadFrom(os.Getenv(ConfigFileEnv), os.Environ())
 }
 
 // LoadFrom is Load with the file path and environment given explicitly.
@@ -46,7 +52,7 @@ func LoadFrom(path string, environ []string) (*Setup, error) {
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, configs.Bad("CONFIG_FILE", "%w", err)
+			return nil, configs.Bad(ConfigFileEnv, "%w", err)
 		}
 		data = b
 	}
