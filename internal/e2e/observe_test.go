@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/autograph/pgbackup/internal/harness"
+	"github.com/autograph/pgbackup/internal/testbench"
 )
 
 // What the high-availability, TLS and two-server tests observe from
@@ -175,4 +179,46 @@ func waitDumps(t *testing.T, url, db string, n int, timeout time.Duration) []dum
 		t.Fatalf("waiting for %d pg_dump sessions of the service waiting on the lock in %s: %v (found %d)", n, db, err, len(got))
 	}
 	return got
+}
+
+// pgSuperuser connects to a bench's server as its superuser postgres over
+// the Unix socket (trust), for server settings and roles; closed when the
+// test ends.
+func pgSuperuser(t *testing.T, env testbench.Env) *pgx.Conn {
+	t.Helper()
+	q := url.Values{"host": {env.PGSocket}, "port": {env.PGPort}, "sslmode": {"disable"}}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, (&url.URL{Scheme: "postgres", User: url.User("postgres"), Path: "/postgres", RawQuery: q.Encode()}).String())
+	if err != nil {
+		t.Fatalf("connect as postgres: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// execAll runs statements on conn, failing the test at the first error.
+func execAll(t *testing.T, conn *pgx.Conn, stmts ...string) {
+	t.Helper()
+	for _, s := range stmts {
+		if _, err := conn.Exec(context.Background(), s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// serverLog is a bench's PostgreSQL server log (pg_ctl -l PG_DIR/log).
+func serverLog(t *testing.T, env testbench.Env) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(env.Dir, "pg", "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// logins counts the "connection authorized: user=<role> " lines of a
+// server log with log_connections on: the sessions that passed
+// authentication as role.
+func logins(serverLog, role string) int {
+	return strings.Count(serverLog, "connection authorized: user="+role+" ")
 }
