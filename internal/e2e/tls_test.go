@@ -14,7 +14,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -130,23 +129,13 @@ func enablePostgresSSL(t *testing.T, env testbench.Env, certFile, keyFile string
 			}
 		}
 	}
-	q := url.Values{"host": {env.PGSocket}, "port": {env.PGPort}, "sslmode": {"disable"}}
+	conn := pgSuperuser(t, env)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, (&url.URL{Scheme: "postgres", User: url.User("postgres"), Path: "/postgres", RawQuery: q.Encode()}).String())
-	if err != nil {
-		t.Fatalf("connect as postgres: %v", err)
-	}
-	defer conn.Close(ctx)
-	for _, s := range []string{
+	execAll(t, conn,
 		fmt.Sprintf("ALTER SYSTEM SET ssl_cert_file = '%s'", certFile),
 		fmt.Sprintf("ALTER SYSTEM SET ssl_key_file = '%s'", keyFile),
 		"ALTER SYSTEM SET ssl = on",
-		"SELECT pg_reload_conf()",
-	} {
-		if _, err := conn.Exec(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
+		"SELECT pg_reload_conf()")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var on string
