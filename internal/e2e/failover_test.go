@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/autograph/pgbackup/handlers/client"
+	"github.com/autograph/pgbackup/internal/harness"
 	"github.com/autograph/pgbackup/internal/testbench"
 )
 
@@ -190,23 +191,31 @@ func startRedisHA(t *testing.T) *redisHA {
 }
 
 // TestRedisSentinelFailover queues backups through the API, kills the
-// Redis master while they run, and checks that a sentinel's promotion of
-// the replica is followed by API and workers without a restart: /readyz
-// is 503 at most while the failover lasts and 200 after, and every backup
-// accepted before and after completes exactly once.
+// Redis master while two of them are provably running, and checks that a
+// sentinel's promotion of the replica is followed by API and workers
+// without a restart. The programs get the sentinels only: their
+// REDIS_ADDR is a trap that fails and counts any fallback. It asserts
+// that /readyz answers 503 during the failover and 200 after it; that
+// the queue's keys are on the promoted replica, read there directly; and
+// that every backup accepted before and after ran exactly once, counted
+// from the workers' "task started" lines.
 func TestRedisSentinelFailover(t *testing.T) {
 	t.Parallel()
 	h := startRedisHA(t)
-	c := newCluster(t, "REDIS_SENTINEL_ADDRS="+h.sentinelAddrs(), "REDIS_SENTINEL_MASTER="+h.name,
+	c := newCluster(t)
+	trap := c.onlyRedis("REDIS_SENTINEL_ADDRS="+h.sentinelAddrs(), "REDIS_SENTINEL_MASTER="+h.name,
 		// A 202 means a replica holds the task, so the failover cannot lose it.
 		"REDIS_WAIT_REPLICAS=1", "REDIS_WAIT_TIMEOUT=1s")
 	c.env.CreateDB(t, c.source)
 	c.env.Exec(t, c.source, `CREATE TABLE t (id int PRIMARY KEY, v text)`,
 		`INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
 	c.startAPI()
-	c.start("worker-a", "worker")
-	c.start("worker-b", "worker")
+	workers := []*harness.Proc{c.start("worker-a", "worker"), c.start("worker-b", "worker")}
 
+	// Each worker's pg_dump waits on this lock until the failover is over:
+	// two backups are running when the master dies, and no worker is free
+	// to take a task from the queue at that moment.
+	lock := lockTable(t, c.env.PGURL(c.source), "t")
 	const before, after = 10, 3
 	tasks := map[string]string{} // backup name -> task id
 	create := func(name string) {
@@ -215,29 +224,79 @@ func TestRedisSentinelFailover(t *testing.T) {
 	for i := range before {
 		create(fmt.Sprintf("ha-before-%02d", i))
 	}
-	// Kill the master while a backup runs.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		st, err := c.viewer().Task(t.Context(), tasks["ha-before-00"])
-		if err == nil && (st.State == client.StateActive || st.State == client.StateCompleted) {
-			break
+	running := waitDumps(t, c.env.PGURL("postgres"), c.source, len(workers), time.Minute)
+	for _, id := range []string{tasks["ha-before-00"], tasks["ha-before-01"]} {
+		if st := must(c.viewer().Task(t.Context(), id))(t); st.State != client.StateActive {
+			t.Fatalf("task %s is %s while pg_dump sessions %v wait, want active", id, st.State, running)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("first backup never started: %+v %v", st, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	// Whatever the workers wrote so far (taking the two tasks) is on the
+	// replica before the kill: WAIT for a write of ours that follows it.
+	waitReplicated(t, h.master.addr(), c.redisDB)
 	oldPort := h.master.port
 	killed := time.Now()
 	h.master.kill()
+	saw503 := watchFailover(t, c, h, killed, func() {
+		// An enqueue while Redis has no master: refused with 503, or
+		// accepted if the promotion came first (then it must run too).
+		var r client.Response
+		a, err := c.admin().CreateBackup(t.Context(), client.CreateBackupRequest{BackupName: "ha-during"}, client.WithResponse(&r))
+		switch r.StatusCode {
+		case http.StatusServiceUnavailable:
+		case http.StatusAccepted:
+			tasks["ha-during"] = a.TaskID
+		default:
+			t.Errorf("create during the failover = %d (%v), want 503 or 202", r.StatusCode, err)
+		}
+	})
+	if !saw503 {
+		t.Errorf("/readyz never answered 503 while the master (port %d) was dead and not yet replaced", oldPort)
+	}
+	lock.release()
 
-	// Watch /readyz until the sentinels promoted the replica and the API
-	// answers 200 again.
+	for i := range after {
+		create(fmt.Sprintf("ha-after-%02d", i))
+	}
+	var ids []string
+	for name, id := range tasks {
+		ids = append(ids, id)
+		st := c.waitTask(id, 3*time.Minute)
+		if len(st.Result) == 0 || string(st.Result) == "null" {
+			t.Errorf("%s: completed without a result", name)
+		}
+	}
+	t.Logf("all %d backups completed %.1f s after the kill", len(tasks), time.Since(killed).Seconds())
+	checkRanOnce(t, ids, workers...)
+	checkTasksOn(t, h.replica.addr(), c.redisDB, tasks)
+	trap.check(t)
+	checkStoredOnce(t, c, tasks)
+}
+
+// waitReplicated writes a key on the master and waits until one replica
+// acknowledges it: every write before it is then on that replica too.
+func waitReplicated(t *testing.T, master string, db int) {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: master, DB: db})
+	defer rc.Close()
+	ctx := t.Context()
+	if err := rc.Set(ctx, "e2e:replication-fence", time.Now().String(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rc.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n < 1 {
+		t.Fatalf("WAIT 1 on the master: %d replicas, %v", n, err)
+	}
+}
+
+// watchFailover polls /readyz after the master was killed until the
+// sentinels name the replica and the API answers 200, and then for a
+// second more (nothing was restarted, it must stay 200). It calls
+// during once, at the first 503, and reports whether it saw one.
+func watchFailover(t *testing.T, c *cluster, h *redisHA, killed time.Time, during func()) (saw503 bool) {
+	t.Helper()
 	ctx := context.Background()
-	var saw503 bool
-	var recovered time.Duration
 	anon := c.api("")
-	for {
+	var recovered time.Duration
+	for recovered == 0 {
 		var r client.Response
 		_, err := anon.Readyz(ctx, client.WithResponse(&r))
 		code := r.StatusCode // 0 without an answer
@@ -245,47 +304,61 @@ func TestRedisSentinelFailover(t *testing.T) {
 		promoted := perr == nil && port == h.replica.port
 		switch {
 		case code == http.StatusServiceUnavailable:
-			saw503 = true
+			if !saw503 {
+				saw503 = true
+				during()
+			}
 		case code == http.StatusOK && promoted:
 			recovered = time.Since(killed)
 		case code != http.StatusOK:
 			t.Fatalf("/readyz = %d (%v) during the failover, want 200 or 503", code, err)
 		}
-		if recovered > 0 {
-			break
-		}
 		if time.Since(killed) > time.Minute {
-			t.Fatalf("no recovery a minute after the master was killed (master port %d, was %d; readyz %d)", port, oldPort, code)
+			t.Fatalf("no recovery a minute after the master was killed (sentinels name port %d; readyz %d)", port, code)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("failover: /readyz 200 against the promoted replica %.1f s after the master was killed (saw 503 in between: %v)",
 		recovered.Seconds(), saw503)
-	// And it stays 200: nothing was restarted.
 	for range 10 {
 		if _, err := anon.Readyz(ctx); err != nil {
 			t.Fatalf("/readyz = %v after the failover", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return saw503
+}
 
-	for i := range after {
-		create(fmt.Sprintf("ha-after-%02d", i))
+// checkTasksOn reads the queue's keys directly on addr, which must now be
+// a master: each task's asynq hash (asynq:{<queue>}:t:<id>) is there and
+// completed. The service's own account could come from anywhere; this is
+// the server itself.
+func checkTasksOn(t *testing.T, addr string, db int, tasks map[string]string) {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: addr, DB: db})
+	defer rc.Close()
+	ctx := t.Context()
+	info, err := rc.Info(ctx, "replication").Result()
+	if err != nil || !strings.Contains(info, "role:master") {
+		t.Fatalf("promoted replica %s: not a master (%v):\n%s", addr, err, info)
 	}
 	for name, id := range tasks {
-		st := c.waitTask(id, 3*time.Minute)
-		if len(st.Result) == 0 || string(st.Result) == "null" {
-			t.Errorf("%s: completed without a result", name)
+		state, err := rc.HGet(ctx, "asynq:{backup}:t:"+id, "state").Result()
+		if err != nil || state != "completed" {
+			t.Errorf("%s: task %s on the promoted replica: state %q, %v; want completed", name, id, state, err)
 		}
 	}
-	t.Logf("all %d backups completed %.1f s after the kill", len(tasks), time.Since(killed).Seconds())
+}
 
-	// Exactly once: each name listed once, one archive and one manifest
-	// per name in MinIO, and the archive's bytes match the checksum its
-	// manifest records.
+// checkStoredOnce checks what the backups left in MinIO: each name listed
+// once, one archive and one manifest per name, and each archive's bytes
+// matching the checksum its manifest records.
+func checkStoredOnce(t *testing.T, c *cluster, tasks map[string]string) {
+	t.Helper()
+	ctx := t.Context()
 	list := c.listBackups()
-	if len(list) != before+after {
-		t.Errorf("listed %d backups, want %d", len(list), before+after)
+	if len(list) != len(tasks) {
+		t.Errorf("listed %d backups, want %d", len(list), len(tasks))
 	}
 	m := c.minio()
 	objs, err := m.List(ctx, "postgres/")
@@ -320,8 +393,8 @@ func TestRedisSentinelFailover(t *testing.T) {
 			t.Errorf("%s: archive sha256 %s, manifest says %v", name, got, b.SHA256)
 		}
 	}
-	if len(perName) != before+after {
-		t.Errorf("MinIO holds %d backup names, want %d: %v", len(perName), before+after, perName)
+	if len(perName) != len(tasks) {
+		t.Errorf("MinIO holds %d backup names, want %d: %v", len(perName), len(tasks), perName)
 	}
 }
 
@@ -370,18 +443,24 @@ func startRedisCluster(t *testing.T) []string {
 
 // TestRedisCluster runs the service on a Redis Cluster of three masters:
 // a backup, the 409 on its name, the listing, a restore and a delete, and
-// asynqmon's queue view.
+// asynqmon's queue view. The programs get the cluster's nodes only (their
+// REDIS_ADDR is a trap); the test then reads every node directly: the
+// queue's and the service's keys are spread over the masters, each task's
+// hash on the one node that owns its slot, and each task ran once.
 func TestRedisCluster(t *testing.T) {
 	t.Parallel()
 	addrs := startRedisCluster(t)
-	c := newCluster(t, "REDIS_CLUSTER_ADDRS="+strings.Join(addrs, ","), "REDIS_DB=0")
+	c := newCluster(t)
+	trap := c.onlyRedis("REDIS_CLUSTER_ADDRS="+strings.Join(addrs, ","), "REDIS_DB=0")
 	c.env.CreateDB(t, c.source)
 	c.env.Exec(t, c.source, `CREATE TABLE t (id int PRIMARY KEY)`, `INSERT INTO t SELECT generate_series(1, 500)`)
 	want := c.env.Fingerprint(t, c.source)
 	c.startAPI()
-	c.start("worker", "worker")
+	w := c.start("worker", "worker")
 
+	tasks := map[string]string{}
 	out := c.create(client.CreateBackupRequest{BackupName: "on-cluster"})
+	tasks["backup"] = out.TaskID
 	c.waitTask(out.TaskID, 2*time.Minute)
 	if _, err := c.admin().CreateBackup(t.Context(), client.CreateBackupRequest{BackupName: "on-cluster"}); client.StatusOf(err) != http.StatusConflict {
 		t.Fatalf("same name again on a cluster: %v, want 409", err)
@@ -392,11 +471,13 @@ func TestRedisCluster(t *testing.T) {
 	target := c.source + "_cl"
 	c.env.DropDBOnCleanup(t, target)
 	out = c.restore(client.RestoreBackupRequest{BackupName: "on-cluster", TargetDatabase: target})
+	tasks["restore"] = out.TaskID
 	c.waitTask(out.TaskID, 2*time.Minute)
 	if diff := testbench.DiffFingerprints(c.env.Fingerprint(t, target), want); diff != "" {
 		t.Fatalf("restore on a cluster: %s", diff)
 	}
 	out = c.remove("on-cluster")
+	tasks["delete"] = out.TaskID
 	c.waitTask(out.TaskID, 2*time.Minute)
 	if _, ok := c.listBackups()["on-cluster"]; ok {
 		t.Fatal("deleted backup still listed")
@@ -415,4 +496,57 @@ func TestRedisCluster(t *testing.T) {
 			t.Errorf("%s logged a cross-slot error on the cluster:\n%s", p.Name, tail(l, 2000))
 		}
 	}
+	checkRanOnce(t, []string{tasks["backup"], tasks["restore"], tasks["delete"]}, w)
+	checkClusterKeys(t, addrs, tasks)
+	trap.check(t)
+}
+
+// checkClusterKeys reads each node of the cluster directly (a plain
+// client, which sees only that node's keys): the keys of asynq and ours
+// are on more than one master, and each task's hash is on exactly one.
+func checkClusterKeys(t *testing.T, addrs []string, tasks map[string]string) {
+	t.Helper()
+	ctx := t.Context()
+	perNode := map[string][]string{}
+	where := map[string][]string{} // task hash key -> nodes holding it
+	for _, a := range addrs {
+		rc := redis.NewClient(&redis.Options{Addr: a})
+		keys, err := rc.Keys(ctx, "*").Result()
+		rc.Close()
+		if err != nil {
+			t.Fatalf("KEYS on node %s: %v", a, err)
+		}
+		for _, k := range keys {
+			if strings.HasPrefix(k, "asynq:") || strings.HasPrefix(k, "pgbackup:") {
+				perNode[a] = append(perNode[a], k)
+			}
+			where[k] = append(where[k], a)
+		}
+	}
+	var holding int
+	for _, a := range addrs {
+		if len(perNode[a]) > 0 {
+			holding++
+		}
+		t.Logf("cluster node %s holds %d keys of asynq and ours", a, len(perNode[a]))
+	}
+	if holding < 2 {
+		t.Errorf("the service's keys are on %d of the cluster's %d masters, want them spread: %v", holding, len(addrs), perNode)
+	}
+	for what, id := range tasks {
+		if nodes := where["asynq:{"+queueOf(what)+"}:t:"+id]; len(nodes) != 1 {
+			t.Errorf("%s task %s: its hash is on nodes %v, want exactly one", what, id, nodes)
+		}
+	}
+}
+
+// queueOf is the queue of the test's tasks by what they do.
+func queueOf(what string) string {
+	if what == "restore" {
+		return "restore"
+	}
+	if what == "delete" {
+		return "maintenance"
+	}
+	return "backup"
 }

@@ -14,13 +14,13 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +28,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/autograph/pgbackup/handlers/client"
+	"github.com/autograph/pgbackup/internal/harness"
 	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/internal/testbench/services"
 	"github.com/autograph/pgbackup/jobs/pgtool"
@@ -128,23 +129,13 @@ func enablePostgresSSL(t *testing.T, env testbench.Env, certFile, keyFile string
 			}
 		}
 	}
-	q := url.Values{"host": {env.PGSocket}, "port": {env.PGPort}, "sslmode": {"disable"}}
+	conn := pgSuperuser(t, env)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, (&url.URL{Scheme: "postgres", User: url.User("postgres"), Path: "/postgres", RawQuery: q.Encode()}).String())
-	if err != nil {
-		t.Fatalf("connect as postgres: %v", err)
-	}
-	defer conn.Close(ctx)
-	for _, s := range []string{
+	execAll(t, conn,
 		fmt.Sprintf("ALTER SYSTEM SET ssl_cert_file = '%s'", certFile),
 		fmt.Sprintf("ALTER SYSTEM SET ssl_key_file = '%s'", keyFile),
 		"ALTER SYSTEM SET ssl = on",
-		"SELECT pg_reload_conf()",
-	} {
-		if _, err := conn.Exec(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
+		"SELECT pg_reload_conf()")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var on string
@@ -228,6 +219,13 @@ func startMinIOTLS(t *testing.T, certFile, keyFile string, pool *x509.CertPool) 
 // over TLS with a client certificate, MinIO over https, and PostgreSQL
 // with sslmode verify-full, for the service's own connections and for
 // pg_dump/pg_restore. A client given another CA is refused by each.
+//
+// The PostgreSQL server accepts TLS only (pg_hba: hostssl, and hostnossl
+// reject): a client without TLS is refused, a worker trusting another CA
+// fails its backup with a certificate error, and pg_stat_ssl shows the
+// worker's pg_dump session encrypted while it runs. Redis asks for client
+// certificates: a client without one is refused, and so is an API
+// started without REDIS_TLS_CERT_FILE, while one with it works.
 func TestTLSEverywhere(t *testing.T) {
 	t.Parallel()
 	pki := newPKI(t, "pgbackup test CA")
@@ -238,6 +236,9 @@ func TestTLSEverywhere(t *testing.T) {
 
 	priv := testbench.Require(t).StartPrivate(t)
 	enablePostgresSSL(t, priv, pgCert, pgKey)
+	requirePostgresTLS(t, priv)
+	// The test's own sessions must now use TLS as well.
+	priv.PGSSLMode = "require"
 
 	tlsCfg := func(p *testPKI) *tls.Config {
 		c, err := tls.LoadX509KeyPair(cliCert, cliKey)
@@ -254,12 +255,16 @@ func TestTLSEverywhere(t *testing.T) {
 	})
 	minioURL, minioUser, minioPassword := startMinIOTLS(t, srvCert, srvKey, pki.pool())
 
-	// Each server refuses a client that trusts another CA.
-	bad := redis.NewClient(&redis.Options{Addr: rds.addr(), TLSConfig: tlsCfg(other)})
-	if err := bad.Ping(context.Background()).Err(); err == nil {
-		t.Error("redis: a client trusting another CA connected")
+	// Each server refuses a client that trusts another CA; Redis also one
+	// that trusts ours but has no certificate to show.
+	ctx := context.Background()
+	for what, cfg := range map[string]*tls.Config{"trusting another CA": tlsCfg(other), "without a certificate": {RootCAs: pki.pool()}} {
+		bad := redis.NewClient(&redis.Options{Addr: rds.addr(), TLSConfig: cfg, MaxRetries: -1})
+		if err := bad.Ping(ctx).Err(); err == nil {
+			t.Errorf("redis: a client %s connected", what)
+		}
+		bad.Close()
 	}
-	bad.Close()
 	if resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: other.pool()}}}).Get(minioURL + "/minio/health/live"); err == nil {
 		resp.Body.Close()
 		t.Error("minio: a client trusting another CA connected")
@@ -275,11 +280,35 @@ func TestTLSEverywhere(t *testing.T) {
 	c.env.Exec(t, c.source, `CREATE TABLE secret (id int PRIMARY KEY, v text)`,
 		`INSERT INTO secret SELECT g, md5(g::text) FROM generate_series(1, 2000) g`)
 	want := c.env.Fingerprint(t, c.source)
+	checkRedisWantsClientCert(t, c)
 	c.startAPI()
-	c.start("worker", "worker")
 
-	out := c.create(client.CreateBackupRequest{BackupName: "over-tls"})
+	// A worker that trusts another CA: its backup fails on the server's
+	// certificate, and says so to an admin.
+	foreign := c.start("worker-foreign-ca", "worker", "POSTGRES_SSLROOTCERT="+other.caFile)
+	out := c.create(client.CreateBackupRequest{BackupName: "foreign-ca"})
+	c.waitTask(out.TaskID, time.Minute, "retry", "archived")
+	st := must(c.admin().Task(t.Context(), out.TaskID))(t)
+	t.Logf("backup by a worker trusting another CA: %s: %s", st.Error, tail(st.ErrorDetail, 300))
+	if !strings.Contains(st.ErrorDetail, "certificate") {
+		t.Errorf("backup by a worker trusting another CA: error %q (%s), want one naming the certificate", st.ErrorDetail, st.Error)
+	}
+	stop(t, foreign, syscall.SIGTERM, 20*time.Second)
+
+	// The worker's pg_dump waits on this lock while the test reads
+	// pg_stat_ssl for its session.
+	lock := lockTable(t, c.env.PGURL(c.source), "secret")
+	w := c.start("worker", "worker")
+	out = c.create(client.CreateBackupRequest{BackupName: "over-tls"})
+	for _, d := range waitDumps(t, c.env.PGURL("postgres"), c.source, 1, time.Minute) {
+		t.Logf("pg_stat_ssl for the worker's pg_dump (pid %d): ssl %v, %s", d.pid, d.ssl, d.tlsVersion)
+		if !d.ssl {
+			t.Errorf("the worker's pg_dump session (pid %d) is not encrypted", d.pid)
+		}
+	}
+	lock.release()
 	c.waitTask(out.TaskID, 2*time.Minute)
+	checkRanOnce(t, []string{out.TaskID}, w)
 	if locs := strings.Join(c.listBackups()["over-tls"].Locations, ","); !strings.Contains(locs, "minio") {
 		t.Fatalf("backup over TLS is in %q, want minio among them", locs)
 	}
@@ -312,4 +341,71 @@ func TestTLSEverywhere(t *testing.T) {
 			t.Errorf("pg_dump trusting another CA: err %v, output %s; want a certificate failure", err, tail(string(outb), 500))
 		}
 	}
+}
+
+// tlsOnlyHBA lets in over TCP only sessions that use TLS; the superuser's
+// Unix socket stays open for the test's settings.
+const tlsOnlyHBA = `local all all trust
+hostssl all all 127.0.0.1/32 scram-sha-256
+hostnossl all all all reject
+`
+
+// requirePostgresTLS replaces a private bench's pg_hba.conf by
+// tlsOnlyHBA, reloads, and waits until a session without TLS is refused.
+func requirePostgresTLS(t *testing.T, env testbench.Env) {
+	t.Helper()
+	su := pgSuperuser(t, env)
+	ctx := context.Background()
+	var hba string
+	if err := su.QueryRow(ctx, "SHOW hba_file").Scan(&hba); err != nil {
+		t.Fatal(err)
+	}
+	// Written in place: the file keeps its owner, the server's user.
+	if err := os.WriteFile(hba, []byte(tlsOnlyHBA), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	execAll(t, su, "SELECT pg_reload_conf()")
+	var refusal error
+	err := harness.Poll(ctx, 10*time.Second, 50*time.Millisecond, func() (bool, error) {
+		plain, err := pgx.Connect(ctx, env.PGURL("postgres")) // sslmode=disable
+		if err == nil {
+			plain.Close(ctx)
+			return false, nil
+		}
+		refusal = err
+		return strings.Contains(err.Error(), "no encryption"), nil
+	})
+	if err != nil {
+		t.Fatalf("PostgreSQL still lets in a session without TLS after the pg_hba.conf reload (last: %v): %v", refusal, err)
+	}
+	t.Logf("a session without TLS: %v", refusal)
+}
+
+// checkRedisWantsClientCert starts an API of the cluster without its
+// Redis client certificate: Redis (tls-auth-clients yes) refuses it, so it
+// never becomes ready and says why.
+func checkRedisWantsClientCert(t *testing.T, c *cluster) {
+	t.Helper()
+	addr, err := harness.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.start("api-without-cert", "api", "API_ADDR="+addr, "REDIS_TLS_CERT_FILE=", "REDIS_TLS_KEY_FILE=")
+	var code int
+	err = harness.Poll(t.Context(), 30*time.Second, 100*time.Millisecond, func() (bool, error) {
+		if p.Exited() {
+			return true, nil
+		}
+		var r client.Response
+		c.apiAt("http://"+addr, "").Readyz(t.Context(), client.WithResponse(&r))
+		code = r.StatusCode
+		return code != 0 && strings.Contains(logText(t, p), "certificate required"), nil
+	})
+	log := logText(t, p)
+	if err != nil || code == http.StatusOK || !strings.Contains(log, "certificate required") {
+		t.Errorf("an API without its Redis client certificate: readyz %d, exited %v (%v); want refused by Redis for want of a certificate:\n%s",
+			code, p.Exited(), err, tail(log, 1500))
+	}
+	t.Logf("an API without its Redis client certificate: readyz %d, exited %v", code, p.Exited())
+	p.Kill()
 }

@@ -24,6 +24,10 @@ import (
 // variables (services.Env), its methods the helpers tests share.
 type Env struct {
 	services.Env
+	// PGSSLMode is the sslmode of the helpers' own connections (PGURL);
+	// empty means disable, which the bench's servers accept. A test that
+	// makes its server refuse unencrypted sessions sets it (require).
+	PGSSLMode string
 }
 
 // The bench's servers, for StopService and StartService.
@@ -36,7 +40,7 @@ const (
 // Lookup reads the environment; ok is false when the bench is not running.
 func Lookup() (Env, bool) {
 	e, ok := services.EnvFrom(os.LookupEnv)
-	return Env{e}, ok
+	return Env{Env: e}, ok
 }
 
 // Require returns the bench or stops the test: skipped normally, failed when
@@ -94,7 +98,11 @@ func (e Env) StartService(t testing.TB, s services.Service) {
 
 // PGURL is a libpq URL for database db with the bench's password role.
 func (e Env) PGURL(db string) string {
-	return fmt.Sprintf("postgres://%s:%s@%s:%s/%s?sslmode=disable", e.PGUser, e.PGPassword, e.PGHost, e.PGPort, db)
+	mode := e.PGSSLMode
+	if mode == "" {
+		mode = "disable"
+	}
+	return fmt.Sprintf("postgres://%s:%s@%s:%s/%s?sslmode=%s", e.PGUser, e.PGPassword, e.PGHost, e.PGPort, db, mode)
 }
 
 // UniqueName returns a name safe as a database, bucket or backup name that
@@ -147,5 +155,5 @@ func (e Env) StartPrivate(t testing.TB, extraEnv ...string) Env {
 	if err != nil {
 		t.Fatalf("testbench: %v", err)
 	}
-	return Env{env}
+	return Env{Env: env}
 }

@@ -3,11 +3,14 @@ package wire
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/sirupsen/logrus"
 
 	"github.com/autograph/pgbackup/configs"
@@ -82,4 +85,46 @@ func mustLoad(t *testing.T, environ ...string) *Setup {
 		t.Fatalf("LoadFrom(%v): %v", environ, err)
 	}
 	return s
+}
+
+// TestRedisSentinelOrClusterReplacesREDIS_ADDR: with sentinels or a
+// cluster configured, asynq's option and our own client never point at
+// REDIS_ADDR, even when it is set (it has a default, 127.0.0.1:6379, that
+// some machine's Redis may answer). The end-to-end tests give REDIS_ADDR
+// a trap port on top of this.
+func TestRedisSentinelOrClusterReplacesREDIS_ADDR(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want asynq.RedisConnOpt
+	}{
+		{"standalone", nil, asynq.RedisClientOpt{}},
+		{"sentinel", []string{"REDIS_SENTINEL_ADDRS=127.0.0.1:26379", "REDIS_SENTINEL_MASTER=m"}, asynq.RedisFailoverClientOpt{}},
+		{"cluster", []string{"REDIS_CLUSTER_ADDRS=127.0.0.1:7000,127.0.0.1:7001", "REDIS_DB=0"}, asynq.RedisClusterClientOpt{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			setup := mustLoad(t, append([]string{"BACKUP_DIR=" + t.TempDir(), "REDIS_ADDR=127.0.0.1:6390"}, tc.env...)...)
+			opt := RedisOpt(setup)
+			if got, want := fmt.Sprintf("%T", opt), fmt.Sprintf("%T", tc.want); got != want {
+				t.Fatalf("RedisOpt = %s, want %s", got, want)
+			}
+			if s, ok := opt.(asynq.RedisFailoverClientOpt); ok && !slices.Equal(s.SentinelAddrs, []string{"127.0.0.1:26379"}) {
+				t.Errorf("sentinels = %v", s.SentinelAddrs)
+			}
+			if c, ok := opt.(asynq.RedisClusterClientOpt); ok && slices.Contains(c.Addrs, "127.0.0.1:6390") {
+				t.Errorf("cluster nodes %v include REDIS_ADDR", c.Addrs)
+			}
+			rdb, err := Redis(setup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rdb.Close()
+			_, isCluster := rdb.(*redis.ClusterClient)
+			if isCluster != (tc.name == "cluster") {
+				t.Errorf("our own client is %T", rdb)
+			}
+		})
+	}
 }
