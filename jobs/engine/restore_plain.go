@@ -62,6 +62,14 @@ func (e *Engine) runPlain(ctx context.Context, tools pgtool.Tools, conn pgtool.C
 	return nil
 }
 
+// checkPlain is checkPlainSQL, unless a test turned the scanner off.
+func (e *Engine) checkPlain(r io.Reader) error {
+	if e.noPlainScan {
+		return nil
+	}
+	return checkPlainSQL(r)
+}
+
 // restrictKey returns a fresh key for psql's \restrict: random, so that
 // no archive can hold the \unrestrict that ends it.
 func restrictKey() (string, error) {
