@@ -61,6 +61,20 @@ var plainAttacks = []plainAttack{
 	}},
 }
 
+// markerPath is the file a planted shell command would create. Its
+// directory is not named after the test: the scanner refuses strings that
+// name standard_conforming_strings, and a test name holding it would be
+// refused for that instead of for the attack.
+func markerPath(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "plain-attack-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "pwned")
+}
+
 // forgePlain stores body as the plain archive of the backup name, and the
 // manifest's size and checksum to match.
 func forgePlain(t *testing.T, mem *store.Memory, name string, body []byte) {
@@ -133,7 +147,7 @@ func TestForgedPlainArchivesAreRefused(t *testing.T) {
 				if _, err := e.Backup(ctx, engine.BackupRequest{Name: engine.MustParseName("forged"), Format: engine.FormatPlain}); err != nil {
 					t.Fatal(err)
 				}
-				marker := filepath.Join(t.TempDir(), "pwned")
+				marker := markerPath(t)
 				port, conns := hostListener(t)
 				forgePlain(t, mem, "forged", []byte(a.body(marker, port)))
 				// An existing, empty target: the restore may run into it,
@@ -167,7 +181,7 @@ func TestForgedServerArchiveIsRefused(t *testing.T) {
 			target := testbench.UniqueName("forged_server")
 			b.env.CreateDB(t, target)
 			before := b.env.Fingerprint(t, target)
-			marker := filepath.Join(t.TempDir(), "pwned")
+			marker := markerPath(t)
 			body := []byte("CREATE TABLE planted (x int);\n\\! touch " + marker + "\n")
 			name := engine.MustParseName("server")
 			key := engine.ServerArchiveKey(name, target, engine.FormatPlain)
@@ -212,7 +226,7 @@ func TestForgedGlobalsAreCheckedAsPsqlReadsThem(t *testing.T) {
 	for _, scan := range []bool{true, false} {
 		t.Run(fmt.Sprintf("revealed by filtering/scanner=%v", scan), func(t *testing.T) {
 			t.Parallel()
-			marker := filepath.Join(t.TempDir(), "pwned")
+			marker := markerPath(t)
 			e, _ := forge(t, "CREATE ROLE "+existing+"; SELECT '\n\\! touch "+marker+"\n';\n")
 			if !scan {
 				engine.WithoutPlainScan(e)
@@ -230,7 +244,7 @@ func TestForgedGlobalsAreCheckedAsPsqlReadsThem(t *testing.T) {
 	}
 	t.Run("removed by filtering", func(t *testing.T) {
 		t.Parallel()
-		marker := filepath.Join(t.TempDir(), "pwned")
+		marker := markerPath(t)
 		e, _ := forge(t, "CREATE ROLE "+existing+"; \\! touch "+marker+"\nSELECT 1;\n")
 		target := testbench.UniqueName("globals_ok")
 		b.env.DropDBOnCleanup(t, target)

@@ -68,6 +68,7 @@ func TestCheckPlainSQL(t *testing.T) {
 		{"off then on", "SET standard_conforming_strings = off;\nSET standard_conforming_strings = on;\nSELECT 'a\\'; \\! id';\n", false},
 		{"off applies from the next line", "SET standard_conforming_strings = off; SELECT 'a\\'; \\! id';\n", false},
 		{"set_config of the setting", "SELECT set_config('standard_conforming_strings', 'off', false);\n", false},
+		{"function body reading the encoding", "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$SELECT current_setting('client_encoding')$$;\n", true},
 		{"set local", "SET LOCAL standard_conforming_strings = off;\n", false},
 		{"rollback after a set", "SET standard_conforming_strings = off;\nROLLBACK;\n", false},
 		{"odd value", "SET standard_conforming_strings = 'of';\n", false},

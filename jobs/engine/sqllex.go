@@ -137,10 +137,14 @@ func (lx *plainScanner) step(s []byte, i int) (int, error) {
 		for j := i; j < len(s); j++ {
 			if s[j] == '$' && strings.HasPrefix(string(s[j:]), lx.tag) {
 				lx.st = stNormal
-				return j + len(lx.tag), lx.mention(s[i:j])
+				return j + len(lx.tag), nil
 			}
 		}
-		return len(s), lx.mention(s[i:])
+		// A body is not searched for the settings' names: it runs only
+		// when called, and what it may set at run time (like set_config
+		// with a name built from pieces) no scanner can follow; psql's
+		// restricted mode holds whatever psql then lexes differently.
+		return len(s), nil
 	case stBlock:
 		for j := i; j+1 < len(s); j++ {
 			switch {
@@ -477,10 +481,10 @@ func isPlainDatabaseName(s string) bool {
 	return true
 }
 
-// mention refuses a string, quoted identifier or dollar-quoted body that
-// names a setting deciding how psql lexes (set_config('standard_
-// conforming_strings', ...), a function body setting it): the scanner
-// could not follow that change. pg_dump only ever SETs them.
+// mention refuses a string or quoted identifier that names a setting
+// deciding how psql lexes (SELECT set_config('standard_conforming_strings',
+// ...), SET "client_encoding" ...): the scanner could not follow that
+// change. pg_dump only ever SETs them, by their plain names.
 func (lx *plainScanner) mention(text []byte) error {
 	if len(text) < len("client_encoding") {
 		return nil
