@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/autograph/pgbackup/jobs/pgtool"
@@ -31,6 +32,10 @@ const restrictedMsg = "backslash commands are restricted"
 // ErrInvalidArchive, as is one the scanner refuses (then psql never
 // starts).
 func (e *Engine) runPlain(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, path string, filter func(string) (string, bool), args ...string) error {
+	if !hasRestrict(tools) {
+		return fmt.Errorf("%w: psql %s in %s has no \\restrict, which plain restores need to refuse a planted meta-command "+
+			"(13.22, 14.19, 15.14, 16.10, 17.6 or newer)", pgtool.ErrNoMatchingClient, tools.Version, tools.Dir)
+	}
 	key, err := restrictKey()
 	if err != nil {
 		return err
@@ -68,6 +73,21 @@ func (e *Engine) checkPlain(r io.Reader) error {
 		return nil
 	}
 	return checkPlainSQL(r)
+}
+
+// restrictSince is the first minor release of each major whose psql has
+// \restrict (August 2025); every later major has it.
+var restrictSince = map[int]int{13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+
+// hasRestrict reports whether the tools' psql knows \restrict.
+func hasRestrict(t pgtool.Tools) bool {
+	if t.Major >= 18 {
+		return true
+	}
+	since, ok := restrictSince[t.Major]
+	_, minor, _ := strings.Cut(t.Version, ".")
+	n, err := strconv.Atoi(minor)
+	return ok && err == nil && n >= since
 }
 
 // restrictKey returns a fresh key for psql's \restrict: random, so that

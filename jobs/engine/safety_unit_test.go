@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autograph/pgbackup/jobs/pgtool"
 )
 
 func TestCheckPlainSQL(t *testing.T) {
@@ -113,6 +116,17 @@ func TestPreparePlainPutsOurKeyInForce(t *testing.T) {
 	err := preparePlain(strings.NewReader("CREATE ROLE x; \\! id\n"), &out, plainOptions{filter: filter})
 	if !errors.Is(err, ErrInvalidArchive) {
 		t.Fatalf("meta-command revealed by the filter: err = %v, want ErrInvalidArchive", err)
+	}
+}
+
+func TestHasRestrict(t *testing.T) {
+	t.Parallel()
+	for v, want := range map[string]bool{"15.19": true, "15.14": true, "15.13": false, "16.9": false, "16.10": true,
+		"17.6": true, "13.22": true, "12.22": false, "18": true, "18.1": true, "15": false} {
+		major, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+		if got := hasRestrict(pgtool.Tools{Major: major, Version: v}); got != want {
+			t.Errorf("hasRestrict(%s) = %v, want %v", v, got, want)
+		}
 	}
 }
 

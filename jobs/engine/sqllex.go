@@ -250,9 +250,9 @@ func (lx *plainScanner) normal(s []byte, i int) (int, error) {
 	return i + 1, lx.token(tokPunct, string(c))
 }
 
-// word lexes an identifier, or the prefix of E'', B'', X'', N'', U&''
-// and U&"" (flex takes the longest match, so these count only where an
-// identifier would start).
+// word lexes an identifier, or the prefix of a string E'x', B'x', X'x',
+// N'x', U&'x' or identifier U&"x" (flex takes the longest match, so these
+// count only where an identifier would start).
 func (lx *plainScanner) word(s []byte, i int) (int, error) {
 	c := s[i] | 0x20
 	at := func(k int) byte {
