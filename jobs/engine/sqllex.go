@@ -221,10 +221,10 @@ func (lx *plainScanner) normal(s []byte, i int) (int, error) {
 		if lx.std {
 			lx.st = stXQ
 		}
-		return i + 1, lx.token(tokString, quoted(s, i, '\''))
+		return i + 1, lx.token(tokString, lx.text(s, i, '\''))
 	case c == '"':
 		lx.st = stXD
-		return i + 1, lx.token(tokQuoted, quoted(s, i, '"'))
+		return i + 1, lx.token(tokQuoted, lx.text(s, i, '"'))
 	case c == '$':
 		return lx.dollar(s, i)
 	case isDigit(c) || c == '.' && isDigit(next):
@@ -508,6 +508,15 @@ func indexFrom(s []byte, i int, c byte) int {
 		}
 	}
 	return -1
+}
+
+// text is quoted(s, i, q) where a statement's tokens are still read
+// (its first few, or a COPY's), "" elsewhere: most literals are data.
+func (lx *plainScanner) text(s []byte, i int, q byte) string {
+	if lx.stmt.n < len(lx.stmt.first) || lx.stmt.copy != copyNone {
+		return quoted(s, i, q)
+	}
+	return ""
 }
 
 // quoted returns the text of the quoted token at s[i] (quote q, doubled
