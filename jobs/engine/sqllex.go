@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -285,22 +286,29 @@ func (lx *plainScanner) word(s []byte, i int) (int, error) {
 	for j < len(s) && (isIdentStart(s[j]) || isDigit(s[j]) || s[j] == '$') {
 		j++
 	}
-	w := strings.ToLower(string(s[i:j]))
+	w := s[i:j]
 	lx.beginHeuristic(w)
-	return j, lx.token(tokIdent, w)
+	// Most words are only counted; their text is made only where it may
+	// matter (lower-casing every identifier of a large archive costs).
+	text := ""
+	if lx.stmt.n < len(lx.stmt.first) || lx.stmt.copy != copyNone || len(w) == len("copy") ||
+		len(w) == len("client_encoding") || len(w) == len("standard_conforming_strings") {
+		text = strings.ToLower(string(w))
+	}
+	return j, lx.token(tokIdent, text)
 }
 
 // beginHeuristic is psqlscan.l's identifier rule: inside CREATE [OR
 // REPLACE] FUNCTION|PROCEDURE, BEGIN ... END (and CASE ... END within it)
 // keep a ";" from ending the statement.
-func (lx *plainScanner) beginHeuristic(w string) {
+func (lx *plainScanner) beginHeuristic(w []byte) {
 	if lx.nIdents == 0 {
 		lx.idents = [4]byte{}
 	}
-	switch w {
-	case "create", "function", "procedure", "or", "replace":
+	is := func(k string) bool { return len(w) == len(k) && strings.EqualFold(string(w), k) }
+	if is("create") || is("function") || is("procedure") || is("or") || is("replace") {
 		if lx.nIdents < len(lx.idents) {
-			lx.idents[lx.nIdents] = w[0]
+			lx.idents[lx.nIdents] = w[0] | 0x20
 		}
 	}
 	lx.nIdents++
@@ -309,14 +317,14 @@ func (lx *plainScanner) beginHeuristic(w string) {
 		!(id[1] == 'f' || id[1] == 'p' || id[1] == 'o' && id[2] == 'r' && (id[3] == 'f' || id[3] == 'p')) {
 		return
 	}
-	switch w {
-	case "begin":
+	switch {
+	case is("begin"):
 		lx.begin++
-	case "case":
+	case is("case"):
 		if lx.begin >= 1 {
 			lx.begin++
 		}
-	case "end":
+	case is("end"):
 		if lx.begin > 0 {
 			lx.begin--
 		}
@@ -486,7 +494,7 @@ func isPlainDatabaseName(s string) bool {
 // ...), SET "client_encoding" ...): the scanner could not follow that
 // change. pg_dump only ever SETs them, by their plain names.
 func (lx *plainScanner) mention(text []byte) error {
-	if len(text) < len("client_encoding") {
+	if len(text) < len("client_encoding") || bytes.IndexByte(text, '_') < 0 {
 		return nil
 	}
 	t := strings.ToLower(string(text))
