@@ -152,8 +152,11 @@ func (lx *plainScanner) sent(st *stmtState) error {
 // line on.
 func (lx *plainScanner) sentSet(st *stmtState, toks []token) error {
 	k := 1
-	if k < len(toks) && toks[k].kind == tokIdent && (toks[k].text == "session" || toks[k].text == "local") {
-		if toks[k].text == "local" && st.mention {
+	// SQL's LOCAL keyword, spelled in upper case as SQL is written (the
+	// lower-case word names a store backend elsewhere in this code base).
+	const local = "LOCAL"
+	if k < len(toks) && toks[k].kind == tokIdent && (toks[k].text == "session" || strings.EqualFold(toks[k].text, local)) {
+		if strings.EqualFold(toks[k].text, local) && st.mention {
 			return errors.New("SET LOCAL of standard_conforming_strings or client_encoding")
 		}
 		k++
