@@ -29,7 +29,7 @@ bin/testbench run -- "$GO" test -count=1 -timeout 20m -artifacts -outputdir "$RO
 # found nothing (golang/go#51484); a count has no deadline to race.
 FUZZ_TIME="${FUZZ_TIME:-20000x}"
 if [ "$FUZZ_TIME" != "0" ]; then
-	for target in "./jobs/engine FuzzValidateName" "./handlers FuzzDecodeJSON" "./handlers FuzzCreateBackup"; do
+	for target in "./jobs/engine FuzzValidateName" "./jobs/engine FuzzPlainScanner" "./handlers FuzzDecodeJSON" "./handlers FuzzCreateBackup"; do
 		set -- $target
 		echo "fuzz: $2 for $FUZZ_TIME"
 		# Minimising each new interesting input may take 60 s by default, during

@@ -226,13 +226,11 @@ func (e *Engine) replaceFromStore(ctx context.Context, s store.Store, m *Manifes
 func (e *Engine) runRestore(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, f Format, path string, clean bool) error {
 	spec := f.spec()
 	if spec.psql {
-		// Clean is refused for plain archives (CheckRestoreMode); the
-		// archive passed checkPlainSQL in materialize.
+		// Clean is refused for plain archives (CheckRestoreMode).
 		// VERBOSITY=verbose prints each error's SQLSTATE, which
 		// pgtool.Classify reads whatever language the server speaks.
-		args := []string{"--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--set=VERBOSITY=verbose", "--single-transaction",
-			"--dbname=" + conn.Database, "--file=" + path}
-		return tools.Command(ctx, conn, "psql", args...).Run()
+		return e.runPlain(ctx, tools, conn, path, nil, "--no-psqlrc", "--quiet", "--no-password",
+			"--set=ON_ERROR_STOP=1", "--set=VERBOSITY=verbose", "--single-transaction")
 	}
 	args := []string{"--no-password", "--exit-on-error", "--dbname=" + conn.Database, "--format=" + spec.flag}
 	if clean {

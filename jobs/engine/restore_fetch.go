@@ -43,7 +43,7 @@ func (e *Engine) materialize(ctx context.Context, s store.Store, m *Manifest, tm
 	}
 	spec := m.Format.spec()
 	if spec.psql {
-		if err := checkFile(archive, checkPlainSQL); err != nil {
+		if err := checkFile(archive, e.checkPlain); err != nil {
 			return "", fmt.Errorf("check %s: %w", m.ArchiveKey, err)
 		}
 	}

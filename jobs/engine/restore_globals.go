@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -43,9 +42,6 @@ func (e *Engine) restoreGlobals(ctx context.Context, tools pgtool.Tools, s store
 	if err := e.fetchVerified(ctx, s, cm, raw, nil); err != nil {
 		return fmt.Errorf("globals: %w", err)
 	}
-	if err := checkFile(raw, checkPlainSQL); err != nil {
-		return fmt.Errorf("globals: %w", err)
-	}
 	existing, err := existingRoles(ctx, e.conn.WithDatabase("postgres"))
 	if err != nil {
 		return err
@@ -54,17 +50,15 @@ func (e *Engine) restoreGlobals(ctx context.Context, tools pgtool.Tools, s store
 	if err != nil {
 		return err
 	}
-	filtered := filepath.Join(tmp, "globals-apply.sql")
-	skipped, err := filterRoles(raw, filtered, existing, super)
-	if err != nil {
+	// The roles are filtered in the stream psql reads, so the scanner
+	// checks the lines as filtered: a check of the file as stored could
+	// pass lines that filtering then changes.
+	filter, skipped := roleFilter(existing, super)
+	if err := e.runPlain(ctx, tools, e.conn.WithDatabase("postgres"), raw, filter,
+		"--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1"); err != nil {
 		return fmt.Errorf("globals: %w", err)
 	}
-	conn := e.conn.WithDatabase("postgres")
-	if err := tools.Command(ctx, conn, "psql", "--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1",
-		"--dbname=postgres", "--file="+filtered).Run(); err != nil {
-		return fmt.Errorf("globals: %w", err)
-	}
-	log.WithField("roles_kept", skipped).Info("globals applied")
+	log.WithField("roles_kept", *skipped).Info("globals applied")
 	return nil
 }
 
@@ -95,31 +89,18 @@ func existingRoles(ctx context.Context, c pgtool.Conn) (map[string]bool, error) 
 // RLS bypass).
 var superOnly = []string{" NOSUPERUSER", " SUPERUSER", " NOREPLICATION", " REPLICATION", " NOBYPASSRLS", " BYPASSRLS"}
 
-// filterRoles copies pg_dumpall's globals without the CREATE ROLE and
-// ALTER ROLE lines of roles in existing (and, unless super, without the
-// attributes only a superuser may set), and returns how many roles it left
-// alone.
-func filterRoles(src, dst string, existing map[string]bool, super bool) (int, error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return 0, err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return 0, err
-	}
-	w := bufio.NewWriter(out)
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
-	skipped := 0
-	for sc.Scan() {
-		line := sc.Text()
+// roleFilter returns a line filter for pg_dumpall's globals that drops
+// the CREATE ROLE and ALTER ROLE lines of roles in existing (and, unless
+// super, removes the attributes only a superuser may set), and the count
+// of roles it left alone, valid once the filter has seen every line.
+func roleFilter(existing map[string]bool, super bool) (func(string) (string, bool), *int) {
+	skipped := new(int)
+	return func(line string) (string, bool) {
 		if role, ok := roleOf(line); ok && existing[role] {
 			if strings.HasPrefix(line, "CREATE ROLE ") {
-				skipped++
+				*skipped++
 			}
-			continue
+			return "", false
 		}
 		if !super && strings.HasPrefix(line, "ALTER ROLE ") {
 			for _, attr := range superOnly {
@@ -127,17 +108,8 @@ func filterRoles(src, dst string, existing map[string]bool, super bool) (int, er
 				line = strings.ReplaceAll(line, attr+";", ";")
 			}
 		}
-		fmt.Fprintln(w, line)
-	}
-	if err := sc.Err(); err != nil {
-		out.Close()
-		return 0, err
-	}
-	if err := w.Flush(); err != nil {
-		out.Close()
-		return 0, err
-	}
-	return skipped, out.Close()
+		return line, true
+	}, skipped
 }
 
 // roleOf returns the role a "CREATE ROLE r" or "ALTER ROLE r ..." line of

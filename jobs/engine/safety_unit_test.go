@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autograph/pgbackup/jobs/pgtool"
 )
 
 func TestCheckPlainSQL(t *testing.T) {
@@ -18,25 +21,69 @@ func TestCheckPlainSQL(t *testing.T) {
 		sql  string
 		ok   bool
 	}{
-		{"pg_dump's own", "\\restrict abc123\nSET x = 1;\n\\connect -reuse-previous=on \"dbname='db'\"\n" +
-			"COPY public.t (a, b) FROM stdin;\n\\N\tx\n\\\\!\t2\n\\.\nSELECT 1;\n\\unrestrict abc123\n", true},
+		{"pg_dump's own", "\\restrict abc123\nSET x = 1;\nSET standard_conforming_strings = on;\nSET client_encoding = 'UTF8';\n" +
+			"COMMENT ON TABLE t IS 'C:\\';\nCOPY public.t (a, b) FROM stdin;\n\\N\tx\n\\\\!\t2\n\\restrict x\n\\.\nSELECT 1;\n\\unrestrict abc123\n", true},
+		{"plain connect", "SELECT 1;\n\\connect shop\n\\c other_db\n", true},
 		{"shell escape", "SELECT 1;\n\\! touch /tmp/pwned\n", false},
 		{"shell escape mid-line", "SELECT 1; \\! id\n", false},
 		{"copy to a program", "\\copy t to program 'id'\n", false},
 		{"include a file", "\\i /etc/passwd\n", false},
 		{"backquote in connect", "\\connect `id`\n", false},
+		{"connect to a host", "\\connect \"host=elsewhere dbname=x\"\n", false},
+		{"connect with a conninfo", "\\connect -reuse-previous=on \"dbname='db'\"\n", false},
+		{"connect to a URI", "\\c postgresql://evil/db\n", false},
+		{"connect with user and host", "\\c db someone evil.example 5432\n", false},
+		{"connect inside a statement", "SELECT\n\\c db\n1;\n", false},
+		{"restrict mid-statement", "SELECT\n\\unrestrict abc\n;\n", false},
+		{"semicolon escape", "SELECT 1\\; COPY t FROM stdin;\n", false},
 		{"backslash in a string", "SELECT 'a\\! b';\n", true},
 		{"backslash in a multi-line string", "SELECT 'line one\n\\! not a command';\n", true},
 		{"escape string", "SELECT E'it\\'s \\\\! fine';\n", true},
 		{"escape string then command", "SELECT E'x\\'';\n\\! id\n", false},
+		{"escape string ending in a backslash", "SELECT E'x\\\n';\n\\! id\n", false},
 		{"dollar quoted body", "CREATE FUNCTION f() RETURNS text AS $fn$\n\\! inside a body\n$fn$ LANGUAGE sql;\n", true},
 		{"after the dollar quote ends", "SELECT $$x$$;\n\\! id\n", false},
+		{"dollar inside an identifier", "SELECT 1 AS a$$;\n\\! id\n-- $$\n", false},
+		{"number with letters", "SELECT 12a$$ x $$;\n", false},
 		{"quoted identifier", "CREATE TABLE \"a\\!b\" (x int);\n", true},
 		{"line comment", "-- \\! a comment\nSELECT 1;\n", true},
+		{"carriage return ends a comment", "-- c\r\\! id\nSELECT 1;\n", false},
 		{"block comment", "/* \\! a /* nested */ comment\n\\! still comment */ SELECT 1;\n", true},
 		{"after a block comment", "/* c */ \\! id\n", false},
 		{"copy data is not SQL", "COPY public.t (a) FROM stdin;\n\\! looks like one\n\\.\n", true},
+		{"copy data ends at a CRLF marker", "COPY public.t (a) FROM stdin;\nx\n\\.\r\n\\! id\n", false},
 		{"after copy data", "COPY public.t (a) FROM stdin;\nx\n\\.\n\\! id\n", false},
+		{"copy in upper case stdin", "COPY t FROM STDIN;\nx\n\\.\nSELECT 1;\n", true},
+		{"copy stdin then a shell after its data", "COPY t FROM STDIN;\nx\n\\.\n\\! id\n", false},
+		{"copy split over lines", "COPY t\n  FROM stdin;\n\\! data, not a command\n\\.\n", true},
+		{"copy trick over two lines", "SELECT 1 AS\nCOPY FROM stdin;\n\\! id\n\\.\n", false},
+		{"copy inside parentheses", "SELECT (\n;COPY t FROM stdin;\n\\! id\n", false},
+		{"copy with options", "COPY t FROM stdin WITH (FORMAT csv);\n", false},
+		{"copy from a program", "COPY t FROM PROGRAM 'id';\n", false},
+		{"copy to stdout", "COPY t TO stdout;\n", false},
+		{"text after copy", "COPY t FROM stdin; SELECT 1;\nx\n\\.\n", false},
+		{"copy hidden in a begin atomic body", "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS begin; END;\n" +
+			"COPY t FROM stdin;\nSELECT 1 AS end;\n", false},
+		{"begin atomic body", "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n SELECT 1;\n SELECT CASE WHEN true THEN 2 END;\nEND;\nSELECT 1;\n", true},
+		{"standard_conforming_strings off", "SET standard_conforming_strings = off;\nSELECT 'a\\'; \\! id';\n", true},
+		{"standard_conforming_strings off trick", "SET standard_conforming_strings = off;\nSELECT 'a\\''; \\! id; --';\n", false},
+		{"the same with it on", "SELECT 'a\\''; \\! id; --';\n", true},
+		{"off then on", "SET standard_conforming_strings = off;\nSET standard_conforming_strings = on;\nSELECT 'a\\'; \\! id';\n", false},
+		{"off applies from the next line", "SET standard_conforming_strings = off; SELECT 'a\\'; \\! id';\n", false},
+		{"set_config of the setting", "SELECT set_config('standard_conforming_strings', 'off', false);\n", false},
+		{"function body reading the encoding", "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$SELECT current_setting('client_encoding')$$;\n", true},
+		{"set local", "SET LOCAL standard_conforming_strings = off;\n", false},
+		{"rollback after a set", "SET standard_conforming_strings = off;\nROLLBACK;\n", false},
+		{"odd value", "SET standard_conforming_strings = 'of';\n", false},
+		{"unsafe client encoding", "SET client_encoding = 'SJIS';\n", false},
+		{"role setting", "ALTER ROLE r SET client_encoding TO 'SJIS';\n", true},
+		{"quote continuation across a CR", "SELECT E'a'\r'b\\'; \\! id';\n", true},
+		{"no quote continuation without a newline", "SELECT E'a' 'b\\'; \\! id';\n", false},
+		{"psql variable", "SELECT :VERSION;\n", false},
+		{"not a psql variable", "SELECT a[1:n] FROM t;\nSELECT 1::int;\n", true},
+		{"NUL byte", "SELECT 1;\x00\\! id\n", false},
+		{"U& string", "SELECT U&'d\\0061t\\+000061';\n", true},
+		{"bit string", "SELECT B'01', X'1F';\n", true},
 	}
 	for _, tt := range tests {
 		err := checkPlainSQL(strings.NewReader(tt.sql))
@@ -45,6 +92,40 @@ func TestCheckPlainSQL(t *testing.T) {
 		}
 		if !tt.ok && !errors.Is(err, ErrInvalidArchive) {
 			t.Errorf("%s: err = %v, want ErrInvalidArchive", tt.name, err)
+		}
+	}
+}
+
+// TestPreparePlainPutsOurKeyInForce: psql reads our \restrict first and
+// none of pg_dump's, while a line that only looks like one in COPY data
+// or inside a string stays as it is.
+func TestPreparePlainPutsOurKeyInForce(t *testing.T) {
+	t.Parallel()
+	in := "\\restrict theirs\nSELECT 'x\n\\unrestrict theirs\n';\nCOPY t (a) FROM stdin;\n\\restrict data\n\\.\n\\unrestrict theirs\n"
+	var out strings.Builder
+	if err := preparePlain(strings.NewReader(in), &out, plainOptions{key: "ours"}); err != nil {
+		t.Fatal(err)
+	}
+	want := "\\restrict ours\nSELECT 'x\n\\unrestrict theirs\n';\nCOPY t (a) FROM stdin;\n\\restrict data\n\\.\n"
+	if out.String() != want {
+		t.Fatalf("prepared:\n%q\nwant:\n%q", out.String(), want)
+	}
+	// The scanner sees the lines as filtered: a meta-command that only
+	// filtering reveals is refused.
+	filter := func(l string) (string, bool) { return strings.TrimPrefix(l, "CREATE ROLE x; "), true }
+	err := preparePlain(strings.NewReader("CREATE ROLE x; \\! id\n"), &out, plainOptions{filter: filter})
+	if !errors.Is(err, ErrInvalidArchive) {
+		t.Fatalf("meta-command revealed by the filter: err = %v, want ErrInvalidArchive", err)
+	}
+}
+
+func TestHasRestrict(t *testing.T) {
+	t.Parallel()
+	for v, want := range map[string]bool{"15.19": true, "15.14": true, "15.13": false, "16.9": false, "16.10": true,
+		"17.6": true, "13.22": true, "12.22": false, "18": true, "18.1": true, "15": false} {
+		major, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+		if got := hasRestrict(pgtool.Tools{Major: major, Version: v}); got != want {
+			t.Errorf("hasRestrict(%s) = %v, want %v", v, got, want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -12,166 +13,143 @@ import (
 // refused before anything is restored from it.
 var ErrInvalidArchive = errors.New("invalid archive")
 
-// allowedMeta are the psql meta-commands pg_dump itself writes into plain
-// dumps: \connect (with -C or several databases) and \restrict /
-// \unrestrict (15.14+, 16.10+, 17.6+). \. ends COPY data and is handled
-// with it. Any other, such as \! (a shell on the worker) or \copy ... to a
-// program, is refused.
-var allowedMeta = map[string]bool{"connect": true, "c": true, "restrict": true, "unrestrict": true}
+// Plain archives are SQL run by psql, and psql runs more than SQL: a
+// planted \! is a shell on the worker, \copy ... to program another, and
+// \connect "host=..." hands the password to another server. Two layers
+// keep them out:
+//
+//  1. psql itself refuses meta-commands: the stream psql reads starts with
+//     \restrict and a key of our own, random per restore, and pg_dump's own
+//     \restrict and \unrestrict lines are left out, so nothing in the
+//     archive can leave restricted mode (psql 15.14+, 16.10+, 17.6+).
+//  2. plainScanner reads the very bytes psql will read, the way psql 15
+//     lexes them (src/fe_utils/psqlscan.l: quotes, quote continuation,
+//     dollar quotes, comments, parentheses, BEGIN ATOMIC bodies, the
+//     statements psql sends, COPY data), and refuses the archive before
+//     psql starts at the first meta-command other than \connect to a plain
+//     database name, or at anything that would make its reading and psql's
+//     differ (see the refusals below).
 
-// checkPlainSQL reads a plain archive the way psql lexes it (quotes,
-// dollar quotes, comments, COPY data) and fails with ErrInvalidArchive at
-// the first meta-command that pg_dump would not have written, or at a
-// backquote in an allowed one (psql runs backquoted text as a shell
-// command while it expands meta-command arguments).
+// maxPlainLine bounds one line of a plain archive (PostgreSQL's own limit
+// on a field is 1 GiB), so a forged archive cannot make the worker hold an
+// unbounded line.
+const maxPlainLine = 1 << 30
+
+// checkPlainSQL fails with ErrInvalidArchive unless the plain archive r
+// passes plainScanner as psql would read it after preparePlain: the same
+// check a restore makes, without writing anything.
 func checkPlainSQL(r io.Reader) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 1<<20), 1<<30)
-	var lx sqlLexer
-	for n := 1; sc.Scan(); n++ {
-		if err := lx.line(sc.Text()); err != nil {
+	return preparePlain(r, io.Discard, plainOptions{})
+}
+
+// plainOptions says how preparePlain rewrites an archive.
+type plainOptions struct {
+	// key, when set, is written as "\restrict key" on the first line.
+	key string
+	// filter, when set, rewrites or drops (keep false) a line before it is
+	// checked and written: the check sees what psql will read.
+	filter func(line string) (out string, keep bool)
+	// noScan turns the scanner's refusals off, so tests can show that
+	// psql's restricted mode holds on its own. Never set outside tests.
+	noScan bool
+}
+
+// preparePlain copies the plain archive r to w as psql must read it: our
+// \restrict first, pg_dump's own \restrict and \unrestrict lines (whole
+// lines where a statement may start) left out, every line through
+// o.filter, and every line written checked by plainScanner. It fails with
+// ErrInvalidArchive at the first line the scanner refuses.
+func preparePlain(r io.Reader, w io.Writer, o plainOptions) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	if o.key != "" {
+		fmt.Fprintf(bw, "\\restrict %s\n", o.key)
+	}
+	br := bufio.NewReaderSize(r, 256<<10)
+	sc := newPlainScanner()
+	var buf []byte
+	for n := 1; ; n++ {
+		line, nl, err := readPlainLine(br, &buf)
+		if err != nil {
 			return fmt.Errorf("%w: line %d: %w", ErrInvalidArchive, n, err)
 		}
+		if line == nil && !nl {
+			break
+		}
+		if o.filter != nil {
+			out, keep := o.filter(string(line))
+			if !keep {
+				continue
+			}
+			line = []byte(out)
+		}
+		if sc.atStatementStart() && isRestrictLine(line) {
+			continue // pg_dump's own: only our key may be in force
+		}
+		if err := sc.line(line); err != nil && !o.noScan {
+			return fmt.Errorf("%w: line %d: %w", ErrInvalidArchive, n, err)
+		}
+		bw.Write(line)
+		if nl {
+			bw.WriteByte('\n')
+		}
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidArchive, err)
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write the archive for psql: %w", err)
 	}
 	return nil
 }
 
-type lexState int
-
-const (
-	stNormal  lexState = iota
-	stSingle           // '...'
-	stEscaped          // E'...', where backslash escapes
-	stDouble           // "..."
-	stDollar           // $tag$...$tag$
-	stBlock            // /* ... */, nested
-	stCopy             // COPY ... FROM stdin data, until \.
-)
-
-type sqlLexer struct {
-	state lexState
-	tag   string // the dollar quote's delimiter
-	depth int    // block comment nesting
+// readPlainLine returns the next line of br without its "\n" (a "\r"
+// stays: psql keeps it too), and whether a "\n" ended it; nil and false at
+// the end. It refuses NUL bytes, which psql's line reading would silently
+// cut a line at, and lines over maxPlainLine.
+func readPlainLine(br *bufio.Reader, buf *[]byte) ([]byte, bool, error) {
+	*buf = (*buf)[:0]
+	for {
+		chunk, err := br.ReadSlice('\n')
+		*buf = append(*buf, chunk...)
+		if len(*buf) > maxPlainLine {
+			return nil, false, fmt.Errorf("a line longer than %d bytes", maxPlainLine)
+		}
+		switch {
+		case err == nil:
+			line := (*buf)[:len(*buf)-1]
+			return line, true, checkNUL(line)
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF):
+			if len(*buf) == 0 {
+				return nil, false, nil
+			}
+			return *buf, false, checkNUL(*buf)
+		default:
+			return nil, false, err
+		}
+	}
 }
 
-func (lx *sqlLexer) line(s string) error {
-	if lx.state == stCopy {
-		if s == `\.` {
-			lx.state = stNormal
-		}
-		return nil
-	}
-	if lx.state == stNormal && strings.HasPrefix(s, "COPY ") && strings.HasSuffix(s, " FROM stdin;") {
-		lx.state = stCopy
-		return nil
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch lx.state {
-		case stNormal:
-			switch {
-			case ch == '-' && i+1 < len(s) && s[i+1] == '-':
-				return nil // comment to the end of the line
-			case ch == '/' && i+1 < len(s) && s[i+1] == '*':
-				lx.state, lx.depth = stBlock, 1
-				i++
-			case ch == '\'':
-				lx.state = stSingle
-				if i > 0 && (s[i-1] == 'E' || s[i-1] == 'e') && (i == 1 || !isIdent(s[i-2])) {
-					lx.state = stEscaped
-				}
-			case ch == '"':
-				lx.state = stDouble
-			case ch == '$' && (i == 0 || !isIdent(s[i-1])):
-				if tag, ok := dollarTag(s[i:]); ok {
-					lx.state, lx.tag = stDollar, tag
-					i += len(tag) - 1
-				}
-			case ch == '\\':
-				return checkMeta(s[i:])
-			}
-		case stSingle:
-			if ch == '\'' {
-				if i+1 < len(s) && s[i+1] == '\'' {
-					i++
-				} else {
-					lx.state = stNormal
-				}
-			}
-		case stEscaped:
-			switch {
-			case ch == '\\':
-				i++
-			case ch == '\'' && i+1 < len(s) && s[i+1] == '\'':
-				i++
-			case ch == '\'':
-				lx.state = stNormal
-			}
-		case stDouble:
-			if ch == '"' {
-				lx.state = stNormal // a doubled "" reopens at once: same result
-			}
-		case stDollar:
-			if ch == '$' && strings.HasPrefix(s[i:], lx.tag) {
-				i += len(lx.tag) - 1
-				lx.state = stNormal
-			}
-		case stBlock:
-			switch {
-			case ch == '/' && i+1 < len(s) && s[i+1] == '*':
-				lx.depth++
-				i++
-			case ch == '*' && i+1 < len(s) && s[i+1] == '/':
-				lx.depth--
-				i++
-				if lx.depth == 0 {
-					lx.state = stNormal
-				}
-			}
-		}
+func checkNUL(line []byte) error {
+	if bytes.IndexByte(line, 0) >= 0 {
+		return errors.New("a NUL byte (psql would cut the line there)")
 	}
 	return nil
 }
 
-// checkMeta judges a meta-command: cmd is the rest of the line from the
-// backslash; psql's arguments run to the end of the line.
-func checkMeta(cmd string) error {
-	name := cmd[1:]
-	if end := strings.IndexAny(name, " \t\\"); end >= 0 {
-		name = name[:end]
+// isRestrictLine recognises the \restrict KEY and \unrestrict KEY lines
+// pg_dump writes.
+func isRestrictLine(line []byte) bool {
+	s := strings.TrimRight(string(line), " \t\r")
+	rest, ok := strings.CutPrefix(s, `\restrict`)
+	if !ok {
+		rest, ok = strings.CutPrefix(s, `\unrestrict`)
 	}
-	if !allowedMeta[name] {
-		return fmt.Errorf(`psql meta-command \%s is not one pg_dump writes`, truncateString(name, 20))
+	if !ok || (rest != "" && rest[0] != ' ') {
+		return false
 	}
-	if strings.ContainsRune(cmd, '`') {
-		return fmt.Errorf(`psql meta-command \%s with a backquote (shell command)`, name)
-	}
-	return nil
-}
-
-// dollarTag returns the $tag$ delimiter s starts with, if any.
-func dollarTag(s string) (string, bool) {
-	for j := 1; j < len(s); j++ {
-		if s[j] == '$' {
-			return s[:j+1], true
-		}
-		if !isIdent(s[j]) || (j == 1 && s[j] >= '0' && s[j] <= '9') {
-			return "", false
+	for _, c := range strings.TrimLeft(rest, " ") {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
 		}
 	}
-	return "", false
-}
-
-func isIdent(c byte) bool {
-	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
-}
-
-func truncateString(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
+	return true
 }
