@@ -137,6 +137,6 @@ func refusedByCLI(t *testing.T, c *cluster, args ...string) string {
 	if st.State != client.StateArchived || st.Retried != 0 {
 		t.Errorf("refused task %s: state %s after %d retries, want archived after none", id, st.State, st.Retried)
 	}
-	t.Logf("pgbackup %v refused in %s", args, took.Round(time.Millisecond))
+	t.Logf("pgbackup %v refused in %s: %s", args, took.Round(time.Millisecond), lastLine(stderr))
 	return strings.TrimPrefix(lastLine(stderr), prefix)
 }
