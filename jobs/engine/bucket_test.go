@@ -212,7 +212,7 @@ func TestBucketBackupOfAChangingObject(t *testing.T) {
 		landedWhileHeld = true
 		liveDone <- info
 		t.Logf("live.bin's overwrite landed while its read was held (ETag %s -> %s)", oldLiveInfo.ETag, info.ETag)
-	case <-time.After(2 * time.Second):
+	case <-time.After(time.Second):
 		t.Log("live.bin's overwrite waits for the read in progress (MinIO's read lock)")
 	}
 	if st, err := raw.StatObject(ctx, src.Name(), "a-first.bin", minio.StatObjectOptions{}); err != nil || st.LastModified.After(pausedAt) {
