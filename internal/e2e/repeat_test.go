@@ -130,10 +130,10 @@ func checkAuditRequestIDs(t *testing.T, c *cluster, api *harness.Proc, task, sen
 // TestIdempotencyKeysPerTokenAndExpiring: an Idempotency-Key belongs to
 // the token that sent it (another token's same key and request makes its
 // own task), and it is free again once API_IDEMPOTENCY_TTL is over (set to
-// 2 s here; the test waits on the condition, not for a fixed time).
+// 3 s here; the test waits on the condition, not for a fixed time).
 func TestIdempotencyKeysPerTokenAndExpiring(t *testing.T) {
 	t.Parallel()
-	const otherAdmin, ttl = "e2e-admin-token-second-0123456789", 2 * time.Second
+	const otherAdmin, ttl = "e2e-admin-token-second-0123456789", 3 * time.Second
 	c := newCluster(t, "API_ADMIN_TOKENS="+adminToken+","+otherAdmin, "API_IDEMPOTENCY_TTL="+ttl.String())
 	c.env.CreateDB(t, c.source)
 	c.startAPI()
