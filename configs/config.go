@@ -166,6 +166,9 @@ type Config struct {
 	// APIAuthFailuresPerMinute limits failed authentications per client
 	// address; past it the address gets 429 for the rest of the minute.
 	APIAuthFailuresPerMinute int `env:"API_AUTH_FAILURES_PER_MINUTE" yaml:"api_auth_failures_per_minute"`
+	// APIIdempotencyTTL is how long the first response to an
+	// Idempotency-Key is kept and replayed; after it the key is free again.
+	APIIdempotencyTTL time.Duration `env:"API_IDEMPOTENCY_TTL" yaml:"api_idempotency_ttl"`
 	// APITLSCertFile and APITLSKeyFile, both set, make the API serve HTTPS.
 	APITLSCertFile string `env:"API_TLS_CERT_FILE" yaml:"api_tls_cert_file"`
 	APITLSKeyFile  string `env:"API_TLS_KEY_FILE" yaml:"api_tls_key_file"`
@@ -220,6 +223,7 @@ func Defaults() Config {
 		QueueWeights:             "restore=6,backup=3,maintenance=1",
 		APIAddr:                  ":8080",
 		APIAuthFailuresPerMinute: 20,
+		APIIdempotencyTTL:        24 * time.Hour,
 		RPOCheckInterval:         time.Minute,
 		LogLevel:                 "info",
 	}
@@ -431,6 +435,9 @@ func (c Config) checkAPI(bad reporter) {
 	}
 	if c.APIAuthFailuresPerMinute < 1 {
 		bad("API_AUTH_FAILURES_PER_MINUTE", "%d must be at least 1", c.APIAuthFailuresPerMinute)
+	}
+	if c.APIIdempotencyTTL < time.Second {
+		bad("API_IDEMPOTENCY_TTL", "%s must be at least 1s", c.APIIdempotencyTTL)
 	}
 	if (c.APITLSCertFile == "") != (c.APITLSKeyFile == "") {
 		bad("API_TLS_CERT_FILE", "API_TLS_CERT_FILE and API_TLS_KEY_FILE go together")

@@ -52,11 +52,11 @@ func (a *API) audited(next echo.HandlerFunc) echo.HandlerFunc {
 		e := coord.AuditEntry{
 			At: time.Now().UTC(), Token: TokenFingerprint(token), Action: c.Request().Method + " " + c.Path(),
 			Backup: str(auditBackup), Target: str(auditTarget), Task: str(auditTask),
-			Client: c.RealIP(), Status: status, Outcome: outcome,
+			Client: c.RealIP(), Status: status, Outcome: outcome, RequestID: requestIDOf(c),
 		}
 		line := a.auditLog.WithFields(logrus.Fields{
 			"token_fingerprint": e.Token, "action": e.Action, "backup_name": e.Backup, "target": e.Target,
-			"task_id": e.Task, "client": e.Client, "status": e.Status, "outcome": e.Outcome, "request_id": requestIDOf(c),
+			"task_id": e.Task, "client": e.Client, "status": e.Status, "outcome": e.Outcome, "request_id": e.RequestID,
 			"role": roleOf(c).String(),
 		})
 		if roleOf(c) < RoleAdmin {

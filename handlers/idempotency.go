@@ -64,8 +64,8 @@ func requestIDOf(c echo.Context) string {
 }
 
 // idempotent makes a state-changing request safe to repeat: the first
-// successful response to an Idempotency-Key is kept for 24 hours and
-// replayed for the same key and request (method, path, query and body);
+// successful response to an Idempotency-Key is kept for the store's time
+// to live (API_IDEMPOTENCY_TTL) and replayed for the same key and request (method, path, query and body);
 // the same key with another request is 422. Keys belong to the token that
 // used them. A request that fails (not 2xx) frees its key, so that it can
 // be made again once the cause is fixed.

@@ -2,15 +2,23 @@ package handlers
 
 import (
 	"bytes"
+	"cmp"
+	"encoding"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/autograph/pgbackup/jobs/alert"
+	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/policy"
+	"github.com/autograph/pgbackup/jobs/tasks"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
@@ -182,4 +190,156 @@ func checkAgainstOpenAPI(t *testing.T, c *jsonschema.Compiler, doc openAPIDoc, l
 
 func jsonPointerEscape(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// openObjects are the object schemas of openapi.json that may hold
+// properties the document does not name, each with its reason. Every
+// other object schema must say "additionalProperties": false, so that a
+// field the server sends without documenting it fails the response
+// checks here and in the end-to-end test (TestEveryJSONOperationMatchesOpenAPI).
+var openObjects = map[string]string{
+	"/paths/~1api~1openapi.json/get/responses/200/content/application~1json/schema": "the OpenAPI document itself, whose schema is OpenAPI's, not ours",
+}
+
+// TestOpenAPISchemasClosed: every object schema in the document is closed,
+// apart from openObjects.
+func TestOpenAPISchemasClosed(t *testing.T) {
+	t.Parallel()
+	var doc any
+	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
+		t.Fatal(err)
+	}
+	objects := 0
+	var walk func(v any, ptr string)
+	walk = func(v any, ptr string) {
+		switch v := v.(type) {
+		case map[string]any:
+			_, props := v["properties"]
+			if v["type"] == "object" || props {
+				objects++
+				// A map (no properties, values of one schema) is closed too:
+				// its keys are data, its values are described.
+				_, typedMap := v["additionalProperties"].(map[string]any)
+				if _, open := openObjects[ptr]; !open && v["additionalProperties"] != false && (props || !typedMap) {
+					t.Errorf("%s: an object schema without \"additionalProperties\": false", ptr)
+				}
+			}
+			for k, sub := range v {
+				walk(sub, ptr+"/"+jsonPointerEscape(k))
+			}
+		case []any:
+			for i, sub := range v {
+				walk(sub, ptr+"/"+strconv.Itoa(i))
+			}
+		}
+	}
+	walk(doc, "")
+	if objects < 20 {
+		t.Fatalf("found %d object schemas; the walk is broken", objects)
+	}
+}
+
+// TestTaskSchemasMatchTypes keeps the task results and payloads that
+// openapi.json describes in step with the Go types the workers write: every
+// JSON field of a type is a property of its schema and every property a
+// field, down through nested structs. (The end-to-end test validates real
+// answers; this also covers task types it does not run, such as alerts.)
+func TestTaskSchemasMatchTypes(t *testing.T) {
+	t.Parallel()
+	var doc map[string]any
+	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
+		t.Fatal(err)
+	}
+	schemas := doc["components"].(map[string]any)["schemas"].(map[string]any)
+	for name, typ := range map[string]reflect.Type{
+		"ManifestResult":       reflect.TypeFor[engine.Manifest](),
+		"RestoreResult":        reflect.TypeFor[engine.RestoreResult](),
+		"BucketRestoreResult":  reflect.TypeFor[engine.BucketRestoreResult](),
+		"DeleteResult":         reflect.TypeFor[tasks.DeleteOutcome](),
+		"VerifyResult":         reflect.TypeFor[tasks.VerifyOutcome](),
+		"PruneResult":          reflect.TypeFor[policy.PruneOutcome](),
+		"DrillTaskResult":      reflect.TypeFor[tasks.DrillResult](),
+		"AlertResult":          reflect.TypeFor[alert.DeliveryOutcome](),
+		"BackupPayload":        reflect.TypeFor[tasks.BackupPayload](),
+		"RestorePayload":       reflect.TypeFor[tasks.RestorePayload](),
+		"DeletePayload":        reflect.TypeFor[tasks.DeletePayload](),
+		"VerifyPayload":        reflect.TypeFor[tasks.VerifyPayload](),
+		"PrunePayload":         reflect.TypeFor[tasks.PrunePayload](),
+		"DrillPayload":         reflect.TypeFor[tasks.DrillPayload](),
+		"BucketBackupPayload":  reflect.TypeFor[tasks.BucketBackupPayload](),
+		"BucketRestorePayload": reflect.TypeFor[tasks.BucketRestorePayload](),
+		"AlertPayload":         reflect.TypeFor[alert.Payload](),
+	} {
+		s, ok := schemas[name].(map[string]any)
+		if !ok {
+			t.Errorf("no schema %s in openapi.json", name)
+			continue
+		}
+		matchFields(t, schemas, name, typ, s)
+	}
+}
+
+var textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
+
+// matchFields compares a struct type's JSON fields with an object schema's
+// properties (through $ref, a nullable anyOf, arrays and maps).
+func matchFields(t *testing.T, schemas map[string]any, label string, typ reflect.Type, s map[string]any) {
+	t.Helper()
+	for {
+		if ref, ok := s["$ref"].(string); ok {
+			s = schemas[strings.TrimPrefix(ref, "#/components/schemas/")].(map[string]any)
+			continue
+		}
+		if alts, ok := s["anyOf"].([]any); ok {
+			s = alts[slices.IndexFunc(alts, func(a any) bool { return a.(map[string]any)["type"] != "null" })].(map[string]any)
+			continue
+		}
+		break
+	}
+	for typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
+	switch {
+	case typ.Kind() == reflect.Slice && typ.Elem().Kind() != reflect.Uint8:
+		matchFields(t, schemas, label+"[]", typ.Elem(), s["items"].(map[string]any))
+		return
+	case typ.Kind() == reflect.Map:
+		if vs, ok := s["additionalProperties"].(map[string]any); ok {
+			matchFields(t, schemas, label+"{}", typ.Elem(), vs)
+		} else {
+			t.Errorf("%s: a map described without a schema for its values", label)
+		}
+		return
+	case typ.Kind() != reflect.Struct || typ == reflect.TypeFor[time.Time]() || typ.Implements(textMarshaler):
+		return
+	}
+	props, _ := s["properties"].(map[string]any)
+	fields := map[string]reflect.Type{}
+	var collect func(reflect.Type)
+	collect = func(st reflect.Type) {
+		for f := range st.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			switch {
+			case name == "-" || !f.IsExported():
+			case f.Anonymous && name == "":
+				collect(f.Type)
+			default:
+				fields[cmp.Or(name, f.Name)] = f.Type
+			}
+		}
+	}
+	collect(typ)
+	for name, ft := range fields {
+		p, ok := props[name].(map[string]any)
+		if !ok {
+			t.Errorf("%s: field %s of %s is not a property in openapi.json", label, name, typ)
+			continue
+		}
+		matchFields(t, schemas, label+"."+name, ft, p)
+	}
+	for name := range props {
+		if _, ok := fields[name]; !ok {
+			t.Errorf("%s: property %s is no field of %s", label, name, typ)
+		}
+	}
 }

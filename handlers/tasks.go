@@ -52,6 +52,9 @@ func (a *API) enqueue(c echo.Context, task *asynq.Task, res ...reservation) (*as
 		return nil, fmt.Errorf("%w: %w", errQueueUnavailable, err)
 	}
 	a.d.Log.WithFields(map[string]any{"task_id": info.ID, "task_type": info.Type, "queue": info.Queue, "request_id": requestIDOf(c)}).Info("task enqueued")
+	// The audit line names the task it started (a replay names it too, see
+	// idempotent); without this only replays and cancels named theirs.
+	c.Set(auditTask, info.ID)
 	return info, nil
 }
 

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
 	"time"
@@ -85,13 +88,55 @@ func (b *Bucket) Walk(ctx context.Context, prefix string, fn func(BucketObject, 
 			meta[strings.ToLower(k)] = v
 		}
 		err = fn(BucketObject{Key: st.Key, Size: st.Size, ETag: st.ETag, ContentType: st.ContentType,
-			LastModified: st.LastModified, UserMetadata: meta}, obj)
+			LastModified: st.LastModified, UserMetadata: meta}, checkETag(obj, b.name+"/"+st.Key, st))
 		_ = obj.Close()
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// checkETag makes r fail at its end with ErrObjectChanged when the bytes
+// read do not hash to the ETag the GET announced. An S3 GET returns one
+// version, and MinIO holds a read lock that makes an overwrite wait for it,
+// but a server or a proxy that does neither would hand a backup a mix of
+// two versions under the first one's ETag; this catches it where the ETag
+// says what to expect: a plain MD5 (a single-part upload, not encrypted on
+// the server). Multipart ETags hash the parts' MD5s, which would need the
+// part sizes; those objects rely on the server's single-version GET.
+func checkETag(r io.Reader, name string, st minio.ObjectInfo) io.Reader {
+	if !plainMD5(st.ETag) || st.Metadata.Get("X-Amz-Server-Side-Encryption") != "" ||
+		st.Metadata.Get("X-Amz-Server-Side-Encryption-Customer-Algorithm") != "" {
+		return r
+	}
+	return &etagReader{r: r, h: md5.New(), name: name, want: strings.ToLower(st.ETag)}
+}
+
+func plainMD5(etag string) bool {
+	if len(etag) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(etag)
+	return err == nil
+}
+
+// etagReader hashes what passes through it and checks the sum at the end.
+type etagReader struct {
+	r          io.Reader
+	h          hash.Hash
+	name, want string
+}
+
+func (e *etagReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	e.h.Write(p[:n])
+	if err == io.EOF {
+		if got := hex.EncodeToString(e.h.Sum(nil)); got != e.want {
+			return n, fmt.Errorf("get %s: %w: its ETag is %s, the bytes read hash to %s", e.name, ErrObjectChanged, e.want, got)
+		}
+	}
+	return n, err
 }
 
 // Exists reports whether key is in the bucket.

@@ -22,6 +22,12 @@ var ErrNotFound = errors.New("object not found")
 // request. Callers use it to decide that a retry may succeed.
 var ErrUnavailable = errors.New("store unreachable")
 
+// ErrObjectChanged is returned, wrapped, when the bytes one GET of a bucket
+// object returned do not hash to the ETag of the version that GET
+// announced: the object was overwritten under the read and the stream may
+// mix two versions. Reading it again gets one whole version.
+var ErrObjectChanged = errors.New("object changed while it was read")
+
 // ObjectInfo describes one stored object.
 type ObjectInfo struct {
 	Key          string

@@ -102,7 +102,7 @@ func run(ctx context.Context) error {
 		Tasks:                 inspector,
 		Metrics:               handlers.NewMetrics(targets, state, inspector, version, handlers.ManifestTrust{Signing: setup.Signer.Enabled(), Backups: eng}, log),
 		MetricsPublic:         cfg.MetricsPublic,
-		Idempotency:           coord.NewIdempotency(rdb, 0),
+		Idempotency:           coord.NewIdempotency(rdb, cfg.APIIdempotencyTTL),
 		RefuseUnsigned:        setup.Signer.RefusesUnsigned(),
 	})
 	return serve(ctx, cfg, handlers.NewHTTPServer(cfg.APIAddr, e, handlers.DefaultTimeouts()), keyCheck, log)

@@ -286,6 +286,8 @@ type AuditEntry struct {
 	Client           string    `json:"client"`
 	Status           int       `json:"status"`
 	Outcome          string    `json:"outcome"`
+	// RequestID is the X-Request-ID the action's response carried.
+	RequestID string `json:"request_id"`
 }
 
 // AuditList is GET /api/admin/audit's answer, newest first.

@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/autograph/pgbackup/handlers/client"
+	"github.com/autograph/pgbackup/internal/harness"
 )
 
 // TestRequestsSafeToRepeat: an Idempotency-Key makes create, restore,
@@ -17,7 +19,7 @@ func TestRequestsSafeToRepeat(t *testing.T) {
 	c := newCluster(t)
 	c.env.CreateDB(t, c.source)
 	c.env.Exec(t, c.source, `CREATE TABLE t (v int)`, `INSERT INTO t SELECT generate_series(1, 100)`)
-	c.startAPI()
+	api := c.startAPI()
 	worker := c.start("worker", "worker")
 
 	const rid = "gw-7f3a.42"
@@ -32,6 +34,7 @@ func TestRequestsSafeToRepeat(t *testing.T) {
 	if err != nil || r.StatusCode != http.StatusAccepted || again.TaskID != first.TaskID || r.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("repeated create = %d %v %+v, want the first response %+v", r.StatusCode, err, again, first)
 	}
+	checkAuditRequestIDs(t, c, api, first.TaskID, rid, r.Header.Get("X-Request-ID"))
 	if _, err := admin.CreateBackup(ctx, client.CreateBackupRequest{BackupName: "repeat-2"}, client.WithIdempotencyKey("create-repeat-1")); client.StatusOf(err) != http.StatusUnprocessableEntity {
 		t.Fatalf("same key, another body = %v, want 422", err)
 	}
@@ -86,5 +89,89 @@ func TestRequestsSafeToRepeat(t *testing.T) {
 	}), time.Minute)
 	if _, ok := c.listBackups()["repeat-1"]; ok {
 		t.Fatal("repeat-1 still listed after its delete")
+	}
+}
+
+// checkAuditRequestIDs: the audit trail (GET /api/admin/audit) and the
+// API's audit log lines carry each admin action's request ID, the one its
+// response returned: the first create's was the caller's (sent), the
+// replay's one the API made (only known from the response header).
+func checkAuditRequestIDs(t *testing.T, c *cluster, api *harness.Proc, task, sent, made string) {
+	t.Helper()
+	if made == "" || made == sent {
+		t.Fatalf("replay's X-Request-ID %q, want a new one the API made", made)
+	}
+	trail := must(c.admin().Audit(t.Context(), 100))(t)
+	seen := map[string]bool{}
+	for _, e := range trail.Entries {
+		if e.TaskID == task && e.Action == "POST /api/admin/backup/create" {
+			seen[e.RequestID] = true
+		}
+	}
+	if len(seen) != 2 || !seen[sent] || !seen[made] {
+		t.Errorf("audit trail request IDs for task %s = %v, want exactly {%s, %s}", task, seen, sent, made)
+	}
+	logged := map[string]bool{}
+	for _, line := range strings.Split(logText(t, api), "\n") {
+		var l struct {
+			Audit     bool   `json:"audit"`
+			Task      string `json:"task_id"`
+			RequestID string `json:"request_id"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Audit && l.Task == task {
+			logged[l.RequestID] = true
+		}
+	}
+	if len(logged) != 2 || !logged[sent] || !logged[made] {
+		t.Errorf("audit log lines' request IDs for task %s = %v, want exactly {%s, %s}", task, logged, sent, made)
+	}
+}
+
+// TestIdempotencyKeysPerTokenAndExpiring: an Idempotency-Key belongs to
+// the token that sent it (another token's same key and request makes its
+// own task), and it is free again once API_IDEMPOTENCY_TTL is over (set to
+// 3 s here; the test waits on the condition, not for a fixed time).
+func TestIdempotencyKeysPerTokenAndExpiring(t *testing.T) {
+	t.Parallel()
+	const otherAdmin, ttl = "e2e-admin-token-second-0123456789", 3 * time.Second
+	c := newCluster(t, "API_ADMIN_TOKENS="+adminToken+","+otherAdmin, "API_IDEMPOTENCY_TTL="+ttl.String())
+	c.env.CreateDB(t, c.source)
+	c.startAPI()
+	c.start("worker", "worker")
+	ctx := t.Context()
+	c.waitTask(c.create(client.CreateBackupRequest{BackupName: "idem-1"}).TaskID, time.Minute)
+
+	// Verify is not reserved per backup, so every call that is not a replay
+	// is a new task.
+	verify := func(token string, req client.VerifyBackupRequest) (*client.TaskAccepted, client.Response, time.Time) {
+		t.Helper()
+		var r client.Response
+		a, err := c.api(token).VerifyBackup(ctx, "idem-1", req, client.WithIdempotencyKey("same-key"), client.WithResponse(&r))
+		return c.accepted("verify", &r, a, err), r, time.Now()
+	}
+	mine, _, at := verify(adminToken, client.VerifyBackupRequest{})
+	again, r, _ := verify(adminToken, client.VerifyBackupRequest{})
+	if again.TaskID != mine.TaskID || r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("same token, same key: task %s (replayed %q), want the first task %s", again.TaskID, r.Header.Get("Idempotent-Replayed"), mine.TaskID)
+	}
+	theirs, r, _ := verify(otherAdmin, client.VerifyBackupRequest{})
+	if theirs.TaskID == mine.TaskID || r.Header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("another token, same key: task %s (replayed %q), want a task of its own, not %s", theirs.TaskID, r.Header.Get("Idempotent-Replayed"), mine.TaskID)
+	}
+	if _, err := c.admin().VerifyBackup(ctx, "idem-1", client.VerifyBackupRequest{From: "local"}, client.WithIdempotencyKey("same-key")); client.StatusOf(err) != http.StatusUnprocessableEntity {
+		t.Fatalf("same token and key, another body = %v, want 422", err)
+	}
+
+	// Replayed until the TTL is over, then a new task.
+	var fresh *client.TaskAccepted
+	waitFor(t, 20*time.Second, "the Idempotency-Key to expire", func() bool {
+		fresh, _, _ = verify(adminToken, client.VerifyBackupRequest{})
+		return fresh.TaskID != mine.TaskID
+	})
+	if waited := time.Since(at); waited < ttl/2 {
+		t.Errorf("the key was free again after %s, want about %s", waited, ttl)
+	}
+	for _, id := range []string{mine.TaskID, theirs.TaskID, fresh.TaskID} {
+		c.waitTask(id, time.Minute)
 	}
 }

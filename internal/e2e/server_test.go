@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,6 +58,23 @@ func TestWholeServerThroughTheAPI(t *testing.T) {
 	priv.Exec(t, "postgres", "DROP DATABASE shop")
 	priv.Exec(t, "audit", "INSERT INTO events VALUES (1000)")
 	changedAudit := priv.Fingerprint(t, "audit")
+
+	// Without clean, a restore that reaches a database holding tables is
+	// refused before anything is touched: shop, which comes first and
+	// would restore fine, is not created, and the task fails at its first
+	// attempt (the error class is permanent) through the command line.
+	detail := refusedByCLI(t, c, "restore", "whole-1", "--databases", "shop,audit", "--wait")
+	for _, want := range []string{"database audit", `"clean": true`, `"databases"`} {
+		if !strings.Contains(detail, want) {
+			t.Errorf("refusal %q does not name %s", detail, want)
+		}
+	}
+	if priv.DatabaseExists(t, "shop") {
+		t.Fatal("a refused whole-server restore created shop")
+	}
+	if diff := testbench.DiffFingerprints(priv.Fingerprint(t, "audit"), changedAudit); diff != "" {
+		t.Fatalf("audit changed by a refused restore:\n%s", diff)
+	}
 	out = c.restore(client.RestoreBackupRequest{BackupName: "whole-1", Databases: []string{"shop"}})
 	st := c.waitTask(out.TaskID, 2*time.Minute)
 	if got := result(t, st)["databases"]; !slices.Equal(toStrings(got), []string{"shop"}) {
@@ -78,9 +97,46 @@ func TestWholeServerThroughTheAPI(t *testing.T) {
 	if _, err := c.admin().RestoreBackup(t.Context(), client.RestoreBackupRequest{BackupName: "shop-only", Databases: []string{"shop"}}); client.StatusOf(err) != http.StatusBadRequest {
 		t.Errorf("databases on a one-database backup = %v, want 400", err)
 	}
+	// The same refusal for a one-database backup going back into its own
+	// database, which holds tables now, names the three ways out.
+	detail = refusedByCLI(t, c, "restore", "--name", "shop-only", "--wait")
+	for _, want := range []string{"database shop", `"clean": true`, `"replace": true`, `"target_database"`} {
+		if !strings.Contains(detail, want) {
+			t.Errorf("refusal %q does not name %s", detail, want)
+		}
+	}
 	out = c.remove("whole-1")
 	c.waitTask(out.TaskID, time.Minute)
 	if objs, err := c.minio().List(t.Context(), "postgres/whole-1"); err != nil || len(objs) != 0 {
 		t.Fatalf("after delete MinIO holds %v (%v)", objs, err)
 	}
+}
+
+// refusedByCLI runs a pgbackup restore --wait that the worker must refuse
+// because its target database is not empty: exit 1 within seconds (the
+// cluster retries a transient failure after 1 s, 2 s, 4 s..., so a retried
+// refusal would show), a last line naming the error class, and the task
+// archived after its first attempt. It returns the line's detail.
+func refusedByCLI(t *testing.T, c *cluster, args ...string) string {
+	t.Helper()
+	start := time.Now()
+	code, stdout, stderr := c.cli(nil, args...)
+	took := time.Since(start)
+	const prefix = "error: target database not empty: "
+	if code != 1 || !strings.HasPrefix(lastLine(stderr), prefix) {
+		t.Fatalf("pgbackup %v = %d, want 1 and a last line %q...\nstdout %s\nstderr %s", args, code, prefix, stdout, stderr)
+	}
+	if took > 15*time.Second {
+		t.Errorf("pgbackup %v took %s to report the refusal, want seconds", args, took)
+	}
+	var id string
+	if _, err := fmt.Sscanf(stderr, "task %s enqueued", &id); err != nil {
+		t.Fatalf("no task id in %q: %v", stderr, err)
+	}
+	st := must(c.admin().Task(t.Context(), id))(t)
+	if st.State != client.StateArchived || st.Retried != 0 {
+		t.Errorf("refused task %s: state %s after %d retries, want archived after none", id, st.State, st.Retried)
+	}
+	t.Logf("pgbackup %v refused in %s: %s", args, took.Round(time.Millisecond), lastLine(stderr))
+	return strings.TrimPrefix(lastLine(stderr), prefix)
 }

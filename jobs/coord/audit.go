@@ -21,6 +21,9 @@ type AuditEntry struct {
 	Client  string    `json:"client"`
 	Status  int       `json:"status"`
 	Outcome string    `json:"outcome"`
+	// RequestID is the request's X-Request-ID (the caller's, or the one the
+	// API made), so an entry can be matched with the API's and workers' logs.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // AuditTrail keeps the most recent admin actions in a bounded Redis list,

@@ -37,7 +37,9 @@ type BucketBackupRequest struct {
 // BucketBackup streams every object of the source bucket (under Prefix)
 // into one tar archive, compressed and encrypted like database archives,
 // into the stores. Each object is read with one GET, so an object that
-// changes during the backup is stored as one of its versions, never a mix;
+// changes during the backup is stored as one of its versions, never a mix
+// (store.Bucket.Walk checks the bytes against the version's ETag where it
+// is an MD5, and fails with store.ErrObjectChanged, retried, otherwise);
 // memory stays bounded by the stream, whatever the count and sizes.
 func (e *Engine) BucketBackup(ctx context.Context, req BucketBackupRequest) (*Manifest, error) {
 	if err := req.Name.required(); err != nil {

@@ -63,6 +63,9 @@ var errorClasses = []errorClass{
 	{pgtool.ErrAuth, "postgres authentication failed", true},
 	{pgtool.ErrUnreachable, "postgres unreachable", false},
 	{store.ErrUnavailable, "store unavailable", false},
+	// A bucket object overwritten under its read: the retry reads one
+	// whole version.
+	{store.ErrObjectChanged, "object changed while read", false},
 	{ErrBusy, "waiting for another task", false},
 	{context.DeadlineExceeded, "timed out", false},
 }
