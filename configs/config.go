@@ -177,6 +177,14 @@ type Config struct {
 	LogLevel string `env:"LOG_LEVEL" yaml:"log_level"`
 }
 
+// DefaultBackupDir is BACKUP_DIR's default: a directory of the service's
+// own, never under /tmp, where any local user could plant or remove files.
+const DefaultBackupDir = "/var/lib/pgbackup/backups"
+
+// OldDefaultBackupDir was BACKUP_DIR's default before DefaultBackupDir;
+// programs warn when it still holds backups they no longer see.
+const OldDefaultBackupDir = "/tmp/backups"
+
 // Defaults returns the configuration used when nothing else is set.
 func Defaults() Config {
 	return Config{
@@ -185,7 +193,7 @@ func Defaults() Config {
 		PostgresDB:          "autograph",
 		PostgresUser:        "autograph",
 		PostgresSSLMode:     "prefer",
-		BackupDir:           "/tmp/backups",
+		BackupDir:           DefaultBackupDir,
 		BackupEnabled:       true,
 		BackupIntervalHours: 24,
 		// Large databases take hours; asynq's own default (30 min) and the

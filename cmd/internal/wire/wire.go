@@ -47,7 +47,14 @@ var backends = []backend{
 }
 
 func openLocal(_ context.Context, s *Setup) (store.Store, error) {
-	return store.NewLocal(s.Config.BackupDir)
+	l, err := store.NewLocal(s.Config.BackupDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkStoreDir("local store", l.Root()); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 func openMinIO(ctx context.Context, s *Setup) (store.Store, error) {
@@ -125,6 +132,10 @@ func Engine(ctx context.Context, setup *Setup, log *logrus.Entry) (*engine.Engin
 	}
 	if !setup.Signer.Enabled() {
 		log.Warn("BACKUP_SIGNING_KEY is not set: manifests are neither signed nor checked, so anyone who can write the store can forge a backup that restores run; set it (32+ random characters) on every program")
+	}
+	warnOldBackupDir(setup.Config, configs.OldDefaultBackupDir, log)
+	if err := checkWorkDir(setup.Config.WorkDir); err != nil {
+		return nil, err
 	}
 	stores, err := Stores(ctx, setup)
 	if err != nil {
