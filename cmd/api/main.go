@@ -37,7 +37,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	setup, err := wire.Load()
+	setup, err := wire.Load(wire.API)
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	setup, err := wire.Load()
+	setup, err := wire.Load(wire.Worker)
 	if err != nil {
 		return err
 	}

@@ -160,3 +160,30 @@ func TestSignerRefusesUnsignedWithAKey(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyWorkersReadTaskSecrets: the API and the scheduler start with an
+// identity file and a target password file they could not read (missing,
+// or a directory), which shows they never open them; a worker stops,
+// naming both settings.
+func TestOnlyWorkersReadTaskSecrets(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, bad := range []string{filepath.Join(dir, "missing"), dir} {
+		env := []string{"ENCRYPTION_IDENTITY_FILE=" + bad,
+			`BACKUP_TARGETS=[{"name":"a","host":"h","password_file":"` + bad + `"}]`}
+		for _, p := range []Program{API, Scheduler} {
+			s, err := LoadAs(p, "", env)
+			if err != nil {
+				t.Fatalf("program %d with unreadable %s: %v, want it to start without reading it", p, bad, err)
+			}
+			if tg, _ := s.Targets.Get("a"); tg.Server == nil || tg.Server.Password != "" {
+				t.Fatalf("program %d: target server %+v, want one without a password", p, tg.Server)
+			}
+		}
+		_, err := LoadAs(Worker, "", env)
+		if got := configs.Settings(err); !slices.Contains(got, "ENCRYPTION_IDENTITY_FILE") || !slices.Contains(got, "BACKUP_TARGETS") ||
+			!strings.Contains(err.Error(), "password_file") {
+			t.Fatalf("worker with unreadable %s: err = %v, want it to name ENCRYPTION_IDENTITY_FILE and the target's password_file", bad, err)
+		}
+	}
+}
