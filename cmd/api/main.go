@@ -96,7 +96,7 @@ func run(ctx context.Context) error {
 		Audit:                 coord.NewAuditTrail(rdb, 0),
 		AuditLog:              configs.NewLogger(cfg, "api", os.Stderr).WithField("audit", true),
 		Names:                 names,
-		Buckets:               wire.Buckets(setup),
+		Buckets:               wire.Buckets(setup, log),
 		Targets:               targets,
 		State:                 state,
 		Tasks:                 inspector,

@@ -70,7 +70,7 @@ func run(ctx context.Context) error {
 		ReserveTTL: tasks.ReservationTTL(wire.TaskOptions(cfg)), Alerts: alerter}
 	state := coord.NewState(rdb)
 	ledger := &worker.Ledger{State: state, Queue: client, TaskOptions: wire.TaskOptions(cfg), Log: log}
-	buckets := wire.Buckets(setup)
+	buckets := wire.Buckets(setup, log)
 	targets := setup.Targets
 	w.Register(mux,
 		&worker.BackupWorker{Engine: eng, Targets: targets, Ledger: ledger, Alerts: alerter},

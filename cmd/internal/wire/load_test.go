@@ -47,7 +47,11 @@ func TestBadValuesNameTheSetting(t *testing.T) {
 		{"target password file", []string{`BACKUP_TARGETS=[{"name":"a","host":"h","password_file":"` + missing + `"}]`}, "BACKUP_TARGETS"},
 		{"target twice", []string{`BACKUP_TARGETS=[{"name":"a"},{"name":"a"}]`}, "BACKUP_TARGETS"},
 		{"target kind", []string{`BACKUP_TARGETS=[{"name":"a","kind":"disk"}]`}, "BACKUP_TARGETS"},
-		{"bucket of the backups", []string{`BACKUP_TARGETS=[{"name":"a","kind":"bucket","bucket":"backups"}]`}, "BACKUP_TARGETS"},
+		{"bucket of the backups", []string{"MINIO_ENDPOINT=http://localhost:9000/", "MINIO_ROOT_USER=u", "MINIO_ROOT_PASSWORD=p",
+			"SOURCE_MINIO_ENDPOINT=HTTP://127.0.0.1:9000", `BACKUP_TARGETS=[{"name":"a","kind":"bucket","bucket":"backups"}]`}, "BACKUP_TARGETS"},
+		{"bucket not allowed", []string{"BUCKET_ALLOWLIST=files-*", `BACKUP_TARGETS=[{"name":"a","kind":"bucket","bucket":"photos"}]`}, "BACKUP_TARGETS"},
+		{"allowlist star alone", []string{"BUCKET_ALLOWLIST=*"}, "BUCKET_ALLOWLIST"},
+		{"allowlist bad name", []string{"BUCKET_ALLOWLIST=Files"}, "BUCKET_ALLOWLIST"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -115,8 +115,8 @@ func setSource(c configs.Config, tc configs.TargetConfig, t *policy.Target) erro
 	case "", "database":
 	case policy.SourceBucket:
 		t.Source, t.Bucket, t.Prefix = policy.SourceBucket, tc.Bucket, tc.Prefix
-		if p := ProtectedBucket(c); p != "" && tc.Bucket == p {
-			return fmt.Errorf("bucket %s holds the backups themselves", tc.Bucket)
+		if err := bucketRuleOf(c).check(tc.Bucket); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("kind %q: want database or bucket", tc.Source)
