@@ -1,9 +1,12 @@
 package wire
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/jobs/engine"
@@ -58,5 +61,30 @@ func TestBucketAllowlist(t *testing.T) {
 	}
 	if err := (bucketRule{protected: "backups"}).check("anything"); err != nil {
 		t.Errorf("no allowlist: check(anything) = %v, want allowed", err)
+	}
+}
+
+// TestNoAllowlistWarns: with a source MinIO and no BUCKET_ALLOWLIST the
+// programs that use buckets warn at start, naming the setting; with one
+// they do not.
+func TestNoAllowlistWarns(t *testing.T) {
+	t.Parallel()
+	minio := []string{"MINIO_ENDPOINT=http://127.0.0.1:1", "MINIO_ROOT_USER=u", "MINIO_ROOT_PASSWORD=p"}
+	for _, tt := range []struct {
+		env  []string
+		warn bool
+	}{{minio, true}, {append(minio, "BUCKET_ALLOWLIST=uploads"), false}} {
+		var buf bytes.Buffer
+		l := logrus.New()
+		l.SetOutput(&buf)
+		if b := Buckets(mustLoad(t, tt.env...), logrus.NewEntry(l)); b == nil {
+			t.Fatal("no bucket access with MINIO_ENDPOINT")
+		}
+		if got := strings.Contains(buf.String(), "BUCKET_ALLOWLIST is not set"); got != tt.warn {
+			t.Errorf("%v: warned %v (%q), want %v", tt.env, got, buf.String(), tt.warn)
+		}
+	}
+	if b := Buckets(mustLoad(t), logrus.NewEntry(logrus.New())); b != nil {
+		t.Error("bucket access without any MinIO")
 	}
 }
