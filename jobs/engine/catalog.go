@@ -80,10 +80,17 @@ type catalogFile struct {
 }
 
 type catalogEntry struct {
-	Key      string          `json:"key"`
-	ETag     string          `json:"etag"`
-	Manifest json.RawMessage `json:"manifest"`
+	Key  string `json:"key"`
+	ETag string `json:"etag"`
+	// Manifest is the manifest object's bytes exactly (base64 in the
+	// JSON): a json.RawMessage would be compacted on the way out, and the
+	// ETag could no longer prove an indented manifest's content.
+	Manifest []byte `json:"manifest"`
 }
+
+// catalogVersion is the catalog's format; 1 held manifests as (compacted)
+// JSON, which no ETag could prove, and is ignored and rewritten.
+const catalogVersion = 2
 
 // provenBy reports whether raw is beyond doubt the content of an object
 // whose ETag is etag. S3 gives two such ETags: a single PUT's is the MD5 of
@@ -118,7 +125,7 @@ func (e *Engine) loadCatalog(ctx context.Context, s store.Store, sc *storeCache)
 	}
 	defer rc.Close()
 	var cf catalogFile
-	if err := json.NewDecoder(io.LimitReader(rc, 1<<30)).Decode(&cf); err != nil || cf.Version != 1 {
+	if err := json.NewDecoder(io.LimitReader(rc, 1<<30)).Decode(&cf); err != nil || cf.Version != catalogVersion {
 		e.log.WithField("store", s.Name()).Warn("ignoring an unreadable catalog; it will be rebuilt")
 		return
 	}
@@ -189,7 +196,7 @@ func (e *Engine) writeCatalog(s store.Store, sc *storeCache) {
 		return
 	}
 	sc.writing = true
-	cf := catalogFile{Version: 1, Written: time.Now().UTC(), Entries: make([]catalogEntry, 0, len(sc.entries))}
+	cf := catalogFile{Version: catalogVersion, Written: time.Now().UTC(), Entries: make([]catalogEntry, 0, len(sc.entries))}
 	for k, c := range sc.entries {
 		// Entries a reader would drop are not written: a store whose ETags
 		// are not content hashes (the local one) gets no catalog.

@@ -84,7 +84,7 @@ func forgedCatalog(t *testing.T, s store.Store) {
 		return catalogEntry{Key: key, ETag: etags[key], Manifest: b}
 	}
 	six := ArchiveKey(MustParseName("six"), FormatCustom, Codec{})
-	cf := catalogFile{Version: 1, Written: time.Now().UTC(), Entries: []catalogEntry{
+	cf := catalogFile{Version: catalogVersion, Written: time.Now().UTC(), Entries: []catalogEntry{
 		// another backup's archive (of the same size; decodeManifest
 		// refuses an archive key that is not the name's, catalog or not)
 		forge("one", func(m map[string]any) { m["archive_key"] = six }),
