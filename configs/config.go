@@ -107,6 +107,10 @@ type Config struct {
 	SourceMinIOEndpoint     string `env:"SOURCE_MINIO_ENDPOINT" yaml:"source_minio_endpoint"`
 	SourceMinIORootUser     string `env:"SOURCE_MINIO_ROOT_USER" yaml:"source_minio_root_user"`
 	SourceMinIORootPassword string `env:"SOURCE_MINIO_ROOT_PASSWORD" yaml:"source_minio_root_password"`
+	// BucketAllowlist names the buckets (comma-separated, "prefix*"
+	// allowed) that bucket backups may read and bucket restores may
+	// write; empty allows every bucket but the backup store's own.
+	BucketAllowlist string `env:"BUCKET_ALLOWLIST" yaml:"bucket_allowlist"`
 
 	RedisAddr     string `env:"REDIS_ADDR" yaml:"redis_addr"`
 	RedisPassword string `env:"REDIS_PASSWORD" yaml:"redis_password"`
@@ -187,6 +191,14 @@ type Config struct {
 	LogLevel string `env:"LOG_LEVEL" yaml:"log_level"`
 }
 
+// DefaultBackupDir is BACKUP_DIR's default: a directory of the service's
+// own, never under /tmp, where any local user could plant or remove files.
+const DefaultBackupDir = "/var/lib/pgbackup/backups"
+
+// OldDefaultBackupDir was BACKUP_DIR's default before DefaultBackupDir;
+// programs warn when it still holds backups they no longer see.
+const OldDefaultBackupDir = "/tmp/backups"
+
 // Defaults returns the configuration used when nothing else is set.
 func Defaults() Config {
 	return Config{
@@ -195,7 +207,7 @@ func Defaults() Config {
 		PostgresDB:          "autograph",
 		PostgresUser:        "autograph",
 		PostgresSSLMode:     "prefer",
-		BackupDir:           "/tmp/backups",
+		BackupDir:           DefaultBackupDir,
 		BackupEnabled:       true,
 		BackupIntervalHours: 24,
 		// Large databases take hours; asynq's own default (30 min) and the
@@ -264,8 +276,10 @@ func Decode(path string, data []byte, environ []string) (Config, error) {
 }
 
 var (
-	bucketRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
-	compressRe = regexp.MustCompile(`^([0-9]|(gzip|lz4|zstd|none)(:[0-9]{1,2})?)$`)
+	bucketRe = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	// bucketPrefixRe is the beginning of a bucket name, in BUCKET_ALLOWLIST.
+	bucketPrefixRe = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
+	compressRe     = regexp.MustCompile(`^([0-9]|(gzip|lz4|zstd|none)(:[0-9]{1,2})?)$`)
 )
 
 // Validate rejects values that cannot work, each error a *SettingError.
@@ -281,6 +295,7 @@ func (c Config) Validate() error {
 	c.checkPostgres(bad)
 	c.checkBackups(bad)
 	c.checkMinIO(bad)
+	c.checkBucketAllowlist(bad)
 	c.checkRedis(bad)
 	c.checkWorkers(bad)
 	c.checkAPI(bad)
@@ -349,6 +364,31 @@ func (c Config) checkMinIO(bad reporter) {
 	if c.MinIOUploadThreads < 1 || c.MinIOUploadThreads > 32 {
 		bad("MINIO_UPLOAD_THREADS", "%d must be between 1 and 32", c.MinIOUploadThreads)
 	}
+}
+
+// checkBucketAllowlist checks BUCKET_ALLOWLIST: bucket names, or a
+// bucket name's beginning followed by one "*".
+func (c Config) checkBucketAllowlist(bad reporter) {
+	for _, p := range c.BucketPatterns() {
+		prefix, wild := strings.CutSuffix(p, "*")
+		switch {
+		case wild && (prefix == "" || !bucketPrefixRe.MatchString(prefix)):
+			bad("BUCKET_ALLOWLIST", "%q: want a bucket name or the beginning of one followed by * (not * alone)", p)
+		case !wild && !bucketRe.MatchString(p):
+			bad("BUCKET_ALLOWLIST", "%q is not a valid bucket name (add * to allow a prefix)", p)
+		}
+	}
+}
+
+// BucketPatterns are BUCKET_ALLOWLIST's entries.
+func (c Config) BucketPatterns() []string {
+	var out []string
+	for _, p := range strings.Split(c.BucketAllowlist, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // checkRedis checks REDIS_*.

@@ -32,7 +32,7 @@ func TestLoadPrecedence(t *testing.T) {
 	if cfg.BackupEnabled {
 		t.Error("BackupEnabled = true, want false from the environment")
 	}
-	if cfg.PostgresDB != "autograph" || cfg.BackupDir != "/tmp/backups" || cfg.RedisAddr != "127.0.0.1:6379" {
+	if cfg.PostgresDB != "autograph" || cfg.BackupDir != DefaultBackupDir || cfg.RedisAddr != "127.0.0.1:6379" {
 		t.Errorf("defaults lost: %+v", cfg)
 	}
 }

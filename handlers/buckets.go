@@ -111,6 +111,9 @@ func (a *API) bucketRestore(c echo.Context) error {
 		return badRequest("target_bucket %q is not a valid bucket name", truncate(target, 64))
 	}
 	c.Set(auditTarget, target)
+	if err := a.d.Buckets.Check(target); err != nil {
+		return err
+	}
 	return a.accepted(c, tasks.BucketRestorePayload{BackupName: name, From: from, TargetBucket: target, Overwrite: isTrue(req.Overwrite)},
 		reservation{tasks.ScopeRestore, "bucket:" + target, "a restore into bucket " + target + " is already queued or running"})
 }

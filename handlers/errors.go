@@ -41,7 +41,8 @@ func statusOf(err error) (int, string) {
 		return he.Code, fmt.Sprint(he.Message)
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized, err.Error()
-	case errors.Is(err, errForbidden), errors.Is(err, errCrossOrigin), errors.Is(err, engine.ErrUnsignedRefused):
+	case errors.Is(err, errForbidden), errors.Is(err, errCrossOrigin), errors.Is(err, engine.ErrUnsignedRefused),
+		errors.Is(err, engine.ErrBucketRefused):
 		return http.StatusForbidden, err.Error()
 	case errors.Is(err, errTooManyFailures):
 		return http.StatusTooManyRequests, err.Error()

@@ -58,9 +58,13 @@ type Locks interface {
 // BucketSource opens the buckets bucket backups read (the workers' bucket
 // access, see cmd/internal/wire).
 type BucketSource interface {
-	// Source opens an existing bucket to back up; it refuses the backup
-	// store's own bucket.
+	// Source opens an existing bucket to back up; it refuses (with an
+	// engine.ErrBucketRefused) the backup store's own bucket and those
+	// the deployment does not allow.
 	Source(ctx context.Context, bucket string) (*store.Bucket, error)
+	// Check refuses a bucket as Source does, without opening it: the
+	// API's test of a restore's destination.
+	Check(bucket string) error
 }
 
 // Deps are the API's collaborators, built in cmd/api.

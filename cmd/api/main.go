@@ -37,7 +37,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	setup, err := wire.Load()
+	setup, err := wire.Load(wire.API)
 	if err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ func run(ctx context.Context) error {
 		Audit:                 coord.NewAuditTrail(rdb, 0),
 		AuditLog:              configs.NewLogger(cfg, "api", os.Stderr).WithField("audit", true),
 		Names:                 names,
-		Buckets:               wire.Buckets(setup),
+		Buckets:               wire.Buckets(setup, log),
 		Targets:               targets,
 		State:                 state,
 		Tasks:                 inspector,

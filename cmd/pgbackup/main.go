@@ -63,7 +63,7 @@ func runLocal(ctx context.Context, args []string, o remote.IO) error {
 	if err != nil {
 		return err
 	}
-	setup, err := wire.Load()
+	setup, err := wire.Load(wire.Worker)
 	if err != nil {
 		return err
 	}

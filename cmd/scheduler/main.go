@@ -31,7 +31,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	setup, err := wire.Load()
+	setup, err := wire.Load(wire.Scheduler)
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	setup, err := wire.Load()
+	setup, err := wire.Load(wire.Worker)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func run(ctx context.Context) error {
 		ReserveTTL: tasks.ReservationTTL(wire.TaskOptions(cfg)), Alerts: alerter}
 	state := coord.NewState(rdb)
 	ledger := &worker.Ledger{State: state, Queue: client, TaskOptions: wire.TaskOptions(cfg), Log: log}
-	buckets := wire.Buckets(setup)
+	buckets := wire.Buckets(setup, log)
 	targets := setup.Targets
 	w.Register(mux,
 		&worker.BackupWorker{Engine: eng, Targets: targets, Ledger: ledger, Alerts: alerter},

@@ -42,8 +42,8 @@ func TestBucketBackupThroughTheAPI(t *testing.T) {
 		}
 	}
 	admin := c.admin()
-	if _, err := admin.BackupBucket(ctx, client.BucketBackupRequest{Bucket: c.bucket}); client.StatusOf(err) != http.StatusBadRequest {
-		t.Errorf("backup of the backup bucket itself = %v, want 400", err)
+	if _, err := admin.BackupBucket(ctx, client.BucketBackupRequest{Bucket: c.bucket}); client.StatusOf(err) != http.StatusForbidden {
+		t.Errorf("backup of the backup bucket itself = %v, want 403", err)
 	}
 	if _, err := admin.BackupBucket(ctx, client.BucketBackupRequest{Bucket: "no-such-bucket-here"}); client.StatusOf(err) != http.StatusNotFound {
 		t.Errorf("backup of a missing bucket = %v, want 404", err)

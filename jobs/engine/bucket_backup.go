@@ -20,6 +20,11 @@ const (
 	paxMetaPrefix  = "PGBACKUP.meta."
 )
 
+// ErrBucketRefused is a bucket task naming a bucket it may not read or
+// write: the backup store's own, or one the deployment's allowlist does
+// not name. It is an ErrInvalid: retrying cannot help.
+var ErrBucketRefused = fmt.Errorf("%w: bucket refused", ErrInvalid)
+
 // BucketBackupRequest asks for one bucket backup.
 type BucketBackupRequest struct {
 	Name   Name

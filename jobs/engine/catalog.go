@@ -19,7 +19,11 @@ import (
 
 // CatalogKey is where a store keeps its catalog: every manifest it holds,
 // each with the ETag of the manifest object it was read from. Backup names
-// never start with '.', so the key cannot be a backup's.
+// never start with '.', so the key cannot be a backup's. The catalog is a
+// cache anyone who can write the store can write: an entry stands for a
+// manifest only when the listed object's ETag proves its content (see
+// provenBy), its signature is checked like the manifest's, and restores,
+// verifies, drills and deletes always read the manifest itself.
 const CatalogKey = Prefix + ".catalog.json"
 
 // catalogMinEntries is the size from which a store gets a catalog: below
@@ -76,26 +80,33 @@ type catalogFile struct {
 }
 
 type catalogEntry struct {
-	Key      string          `json:"key"`
-	ETag     string          `json:"etag"`
-	Manifest json.RawMessage `json:"manifest"`
+	Key  string `json:"key"`
+	ETag string `json:"etag"`
+	// Manifest is the manifest object's bytes exactly (base64 in the
+	// JSON): a json.RawMessage would be compacted on the way out, and the
+	// ETag could no longer prove an indented manifest's content.
+	Manifest []byte `json:"manifest"`
 }
 
-// plausible reports whether raw can be the content of an object with this
-// ETag and size: an S3 single-part ETag is the MD5 of the content, and
-// every store gives the size. A catalog entry that fails is not believed.
-func plausible(raw []byte, etag string, size int64) bool {
-	if int64(len(raw)) != size {
-		return false
+// catalogVersion is the catalog's format; 1 held manifests as (compacted)
+// JSON, which no ETag could prove, and is ignored and rewritten.
+const catalogVersion = 2
+
+// provenBy reports whether raw is beyond doubt the content of an object
+// whose ETag is etag. S3 gives two such ETags: a single PUT's is the MD5 of
+// the content, and a multipart upload of one part (how the MinIO store
+// writes a manifest, which is far smaller than a part) is the MD5 of that
+// MD5 followed by "-1". Other ETags (the local store's size and time, a
+// multipart upload of several parts, SSE-KMS) say nothing checkable about
+// the content, so a catalog entry with one is never used: whoever can write
+// the catalog could otherwise pair any manifest with a listed object's ETag.
+func provenBy(raw []byte, etag string) bool {
+	t := strings.ToLower(strings.Trim(etag, `"`))
+	sum := md5.Sum(raw)
+	if h, ok := strings.CutSuffix(t, "-1"); ok {
+		t, sum = h, md5.Sum(sum[:])
 	}
-	t := strings.Trim(etag, `"`)
-	if len(t) == 32 {
-		if _, err := hex.DecodeString(t); err == nil {
-			sum := md5.Sum(raw)
-			return hex.EncodeToString(sum[:]) == t
-		}
-	}
-	return true
+	return len(t) == 32 && hex.EncodeToString(sum[:]) == t
 }
 
 // loadCatalog fills the cache from the store's catalog, once per process
@@ -114,7 +125,7 @@ func (e *Engine) loadCatalog(ctx context.Context, s store.Store, sc *storeCache)
 	}
 	defer rc.Close()
 	var cf catalogFile
-	if err := json.NewDecoder(io.LimitReader(rc, 1<<30)).Decode(&cf); err != nil || cf.Version != 1 {
+	if err := json.NewDecoder(io.LimitReader(rc, 1<<30)).Decode(&cf); err != nil || cf.Version != catalogVersion {
 		e.log.WithField("store", s.Name()).Warn("ignoring an unreadable catalog; it will be rebuilt")
 		return
 	}
@@ -122,6 +133,12 @@ func (e *Engine) loadCatalog(ctx context.Context, s store.Store, sc *storeCache)
 	defer e.cache.mu.Unlock()
 	for _, ent := range cf.Entries {
 		if _, ok := sc.entries[ent.Key]; ok {
+			continue
+		}
+		// The catalog is a cache anyone who can write the store may have
+		// written: an entry is kept only if its ETag proves its content, so
+		// that a listing uses it only for the very object it lists.
+		if !provenBy(ent.Manifest, ent.ETag) {
 			continue
 		}
 		m, err := decodeManifest(ent.Manifest)
@@ -133,12 +150,13 @@ func (e *Engine) loadCatalog(ctx context.Context, s store.Store, sc *storeCache)
 }
 
 // cachedOrFetch returns the manifest under key: the cached one if the
-// object still has its ETag and the content fits it, else a fresh read.
+// object still has its ETag and size (a catalog entry is in the cache only
+// when that ETag proves its content, see loadCatalog), else a fresh read.
 func (e *Engine) cachedOrFetch(ctx context.Context, s store.Store, sc *storeCache, o store.ObjectInfo, name Name) (*Manifest, bool, error) {
 	e.cache.mu.Lock()
 	c, ok := sc.entries[o.Key]
 	e.cache.mu.Unlock()
-	if ok && o.ETag != "" && c.etag == o.ETag && plausible(c.m.raw, o.ETag, o.Size) {
+	if ok && o.ETag != "" && c.etag == o.ETag && int64(len(c.m.raw)) == o.Size {
 		return c.m, false, nil
 	}
 	m, err := e.fetchManifest(ctx, s, name)
@@ -178,9 +196,18 @@ func (e *Engine) writeCatalog(s store.Store, sc *storeCache) {
 		return
 	}
 	sc.writing = true
-	cf := catalogFile{Version: 1, Written: time.Now().UTC(), Entries: make([]catalogEntry, 0, len(sc.entries))}
+	cf := catalogFile{Version: catalogVersion, Written: time.Now().UTC(), Entries: make([]catalogEntry, 0, len(sc.entries))}
 	for k, c := range sc.entries {
-		cf.Entries = append(cf.Entries, catalogEntry{Key: k, ETag: c.etag, Manifest: c.m.raw})
+		// Entries a reader would drop are not written: a store whose ETags
+		// are not content hashes (the local one) gets no catalog.
+		if provenBy(c.m.raw, c.etag) {
+			cf.Entries = append(cf.Entries, catalogEntry{Key: k, ETag: c.etag, Manifest: c.m.raw})
+		}
+	}
+	if len(cf.Entries) < catalogMinEntries {
+		sc.writing = false
+		e.cache.mu.Unlock()
+		return
 	}
 	e.cache.mu.Unlock()
 	go func() {

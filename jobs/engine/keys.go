@@ -62,3 +62,10 @@ func manifestName(key string) (Name, bool) {
 	name, err := ParseName(key[len(Prefix) : len(key)-len(manifestSuffix)])
 	return name, err == nil
 }
+
+// IsManifestKey reports whether key is a backup's manifest, for programs
+// that look at a store's files without opening it.
+func IsManifestKey(key string) bool {
+	_, ok := manifestName(key)
+	return ok
+}

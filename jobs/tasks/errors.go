@@ -49,6 +49,7 @@ var errorClasses = []errorClass{
 	{engine.ErrUnreadable, "invalid archive", true},
 	{engine.ErrNotFound, "backup not found", true},
 	{engine.ErrExists, "backup already exists", true},
+	{engine.ErrBucketRefused, "bucket not allowed", true},
 	{engine.ErrInvalid, "invalid request", true},
 	{pgtool.ErrNoMatchingClient, "no matching pg_dump", true},
 	{engine.ErrNotEmpty, "target database not empty", true},

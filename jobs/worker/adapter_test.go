@@ -50,6 +50,10 @@ func (f *fakeEngine) Delete(_ context.Context, name engine.Name, from []string) 
 	return from, f.err
 }
 
+func (f *fakeEngine) DeleteIf(ctx context.Context, name engine.Name, from []string, _ func(*engine.Manifest) error) ([]string, error) {
+	return f.Delete(ctx, name, from)
+}
+
 func (f *fakeEngine) List(context.Context, []string) ([]engine.Entry, error) { return nil, f.err }
 
 func (f *fakeEngine) Drill(_ context.Context, name engine.Name, _ pgtool.Ident, _ *pgtool.Conn, _ engine.ProgressFunc) (*engine.DrillReport, error) {

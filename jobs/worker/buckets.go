@@ -16,12 +16,17 @@ import (
 )
 
 // Buckets opens the buckets that bucket backups read and restores write.
+// Every method refuses, with an engine.ErrBucketRefused, the backup
+// store's own bucket and any bucket the deployment does not allow, so a
+// task queued before the rule changed, or by someone who can write Redis,
+// is refused here too.
 type Buckets interface {
-	// Source opens an existing bucket to back up; it refuses the backup
-	// store's own bucket.
+	// Source opens an existing bucket to back up.
 	Source(ctx context.Context, bucket string) (*store.Bucket, error)
 	// Destination opens (creating when missing) a bucket to restore into.
 	Destination(ctx context.Context, bucket string) (*store.Bucket, error)
+	// Check refuses a bucket without opening it.
+	Check(bucket string) error
 }
 
 // BucketBackupEngine streams buckets into archives (an *engine.Engine).

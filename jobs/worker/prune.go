@@ -17,7 +17,7 @@ import (
 // PruneEngine lists and deletes backups (an *engine.Engine).
 type PruneEngine interface {
 	List(ctx context.Context, from []string) ([]engine.Entry, error)
-	Delete(ctx context.Context, name engine.Name, from []string) ([]string, error)
+	DeleteIf(ctx context.Context, name engine.Name, from []string, condemn func(*engine.Manifest) error) ([]string, error)
 }
 
 // PruneWorker runs tasks.TypeBackupPrune: it deletes the scheduled backups
@@ -71,9 +71,21 @@ func (w *PruneWorker) Work(ctx context.Context, p tasks.PrunePayload) (policy.Pr
 		if err != nil {
 			return out, err
 		}
-		// The same path as DELETE: manifest first, then archive, in every store.
-		if _, err := w.Engine.Delete(ctx, name, nil); err != nil && !errors.Is(err, engine.ErrNotFound) {
+		// The same path as DELETE (manifest first, then archive, in every
+		// store), but only where the backup's own manifest, read again and
+		// verified, says it is this target's scheduled backup: the plan came
+		// from a listing, which may have come from a forged catalog.
+		deleted, err := w.Engine.DeleteIf(ctx, name, nil, func(m *engine.Manifest) error {
+			if _, scheduled := t.Owns(m); !scheduled {
+				return fmt.Errorf("%w: backup %s is not a scheduled backup of target %s", engine.ErrInvalid, name, t.Name)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, engine.ErrNotFound) {
 			return out, fmt.Errorf("prune %s: %w", t.Name, err)
+		}
+		if err == nil && len(deleted) == 0 {
+			continue // kept: logged by the engine
 		}
 		out.Deleted = append(out.Deleted, d.Name)
 		w.Ledger.markName(context.WithoutCancel(ctx), d.Name, false)

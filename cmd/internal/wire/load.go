@@ -31,6 +31,8 @@ type Setup struct {
 	// configuration of our own.
 	MinIOTLS *tls.Config
 	RedisTLS *tls.Config
+	// program is who loaded the settings (see Program).
+	program Program
 }
 
 // ConfigFileEnv names the environment variable holding the YAML file's
@@ -39,15 +41,43 @@ type Setup struct {
 // the struct's tags give.
 const ConfigFileEnv = "CONFIG_FILE"
 
+// Program names the program loading the settings, so that each reads only
+// the secret files it uses: a process that never holds a key cannot leak
+// it, and an API host needs no copy of the workers' secrets.
+type Program int
+
+const (
+	// Worker runs tasks (as does the local pgbackup command): it reads
+	// every file, the age identities (ENCRYPTION_IDENTITY_FILE) and the
+	// targets' password_file included.
+	Worker Program = iota
+	// API serves HTTP; Scheduler enqueues and watches. Neither decrypts an
+	// archive nor connects to a target's own server, so neither reads the
+	// identities nor the targets' password files: those may be absent or
+	// unreadable on their hosts.
+	API
+	Scheduler
+)
+
+// readsTaskSecrets reports whether the program reads the decryption
+// identities and the targets' database passwords.
+func (p Program) readsTaskSecrets() bool { return p == Worker }
+
 // Load reads CONFIG_FILE and the environment, checks every setting and
-// builds the Setup. Every error is reported at once, each a
+// builds the Setup for program p. Every error is reported at once, each a
 // *configs.SettingError naming its setting.
-func Load() (*Setup, error) {
-	return LoadFrom(os.Getenv(ConfigFileEnv), os.Environ())
+func Load(p Program) (*Setup, error) {
+	return LoadAs(p, os.Getenv(ConfigFileEnv), os.Environ())
 }
 
-// LoadFrom is Load with the file path and environment given explicitly.
+// LoadFrom is Load for a Worker with the file path and environment given
+// explicitly.
 func LoadFrom(path string, environ []string) (*Setup, error) {
+	return LoadAs(Worker, path, environ)
+}
+
+// LoadAs is Load with the file path and environment given explicitly.
+func LoadAs(p Program, path string, environ []string) (*Setup, error) {
 	var data []byte
 	if path != "" {
 		b, err := os.ReadFile(path)
@@ -60,7 +90,7 @@ func LoadFrom(path string, environ []string) (*Setup, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Setup{Config: cfg}
+	s := &Setup{Config: cfg, program: p}
 	// Syntax first, then what needs files or other packages' rules; the
 	// steps do not stop at the first error, so the user fixes all at once.
 	errs := []error{cfg.Validate()}

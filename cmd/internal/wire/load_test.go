@@ -47,7 +47,11 @@ func TestBadValuesNameTheSetting(t *testing.T) {
 		{"target password file", []string{`BACKUP_TARGETS=[{"name":"a","host":"h","password_file":"` + missing + `"}]`}, "BACKUP_TARGETS"},
 		{"target twice", []string{`BACKUP_TARGETS=[{"name":"a"},{"name":"a"}]`}, "BACKUP_TARGETS"},
 		{"target kind", []string{`BACKUP_TARGETS=[{"name":"a","kind":"disk"}]`}, "BACKUP_TARGETS"},
-		{"bucket of the backups", []string{`BACKUP_TARGETS=[{"name":"a","kind":"bucket","bucket":"backups"}]`}, "BACKUP_TARGETS"},
+		{"bucket of the backups", []string{"MINIO_ENDPOINT=http://localhost:9000/", "MINIO_ROOT_USER=u", "MINIO_ROOT_PASSWORD=p",
+			"SOURCE_MINIO_ENDPOINT=HTTP://127.0.0.1:9000", `BACKUP_TARGETS=[{"name":"a","kind":"bucket","bucket":"backups"}]`}, "BACKUP_TARGETS"},
+		{"bucket not allowed", []string{"BUCKET_ALLOWLIST=files-*", `BACKUP_TARGETS=[{"name":"a","kind":"bucket","bucket":"photos"}]`}, "BACKUP_TARGETS"},
+		{"allowlist star alone", []string{"BUCKET_ALLOWLIST=*"}, "BUCKET_ALLOWLIST"},
+		{"allowlist bad name", []string{"BUCKET_ALLOWLIST=Files"}, "BUCKET_ALLOWLIST"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,6 +161,33 @@ func TestSignerRefusesUnsignedWithAKey(t *testing.T) {
 		}
 		if got := s.Signer.RefusesUnsigned(); got != tt.want {
 			t.Errorf("%v: refuses unsigned = %v, want %v", tt.env, got, tt.want)
+		}
+	}
+}
+
+// TestOnlyWorkersReadTaskSecrets: the API and the scheduler start with an
+// identity file and a target password file they could not read (missing,
+// or a directory), which shows they never open them; a worker stops,
+// naming both settings.
+func TestOnlyWorkersReadTaskSecrets(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, bad := range []string{filepath.Join(dir, "missing"), dir} {
+		env := []string{"ENCRYPTION_IDENTITY_FILE=" + bad,
+			`BACKUP_TARGETS=[{"name":"a","host":"h","password_file":"` + bad + `"}]`}
+		for _, p := range []Program{API, Scheduler} {
+			s, err := LoadAs(p, "", env)
+			if err != nil {
+				t.Fatalf("program %d with unreadable %s: %v, want it to start without reading it", p, bad, err)
+			}
+			if tg, _ := s.Targets.Get("a"); tg.Server == nil || tg.Server.Password != "" {
+				t.Fatalf("program %d: target server %+v, want one without a password", p, tg.Server)
+			}
+		}
+		_, err := LoadAs(Worker, "", env)
+		if got := configs.Settings(err); !slices.Contains(got, "ENCRYPTION_IDENTITY_FILE") || !slices.Contains(got, "BACKUP_TARGETS") ||
+			!strings.Contains(err.Error(), "password_file") {
+			t.Fatalf("worker with unreadable %s: err = %v, want it to name ENCRYPTION_IDENTITY_FILE and the target's password_file", bad, err)
 		}
 	}
 }

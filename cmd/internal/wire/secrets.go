@@ -145,7 +145,8 @@ func (s *Setup) buildEncryption() error {
 	}
 	recipients = slices.DeleteFunc(recipients, func(r string) bool { return strings.HasPrefix(r, "#") })
 	var ids io.Reader
-	if c.EncryptionIdentityFile != "" {
+	// Only workers decrypt; the API and scheduler never open the file.
+	if c.EncryptionIdentityFile != "" && s.program.readsTaskSecrets() {
 		b, err := os.ReadFile(c.EncryptionIdentityFile)
 		if err != nil {
 			return configs.Bad("ENCRYPTION_IDENTITY_FILE", "%w", err)

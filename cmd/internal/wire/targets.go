@@ -30,7 +30,7 @@ func (s *Setup) buildTargets() error {
 	var list []policy.Target
 	errs := []error{schedErr}
 	for i, tc := range c.BackupTargets {
-		t, err := buildTarget(c, tc)
+		t, err := buildTarget(c, tc, s.program.readsTaskSecrets())
 		if err != nil {
 			label := tc.Name
 			if label == "" {
@@ -78,15 +78,16 @@ func defaultSchedule(c configs.Config) (*policy.Schedule, error) {
 	return &s, nil
 }
 
-// buildTarget checks one entry of BACKUP_TARGETS and builds its target;
-// errors name the entry's key, the caller adds the target and setting.
-func buildTarget(c configs.Config, tc configs.TargetConfig) (policy.Target, error) {
+// buildTarget checks one entry of BACKUP_TARGETS and builds its target,
+// reading its password_file only when passwords is set; errors name the
+// entry's key, the caller adds the target and setting.
+func buildTarget(c configs.Config, tc configs.TargetConfig, passwords bool) (policy.Target, error) {
 	t := policy.Target{Name: strings.TrimSpace(tc.Name), Database: strings.TrimSpace(tc.Database), Stores: tc.Stores,
 		IncludeGlobals: tc.IncludeGlobals, Retention: policy.Retention(tc.KeepCounts())}
 	if !policy.ValidTargetName(t.Name) {
 		return t, fmt.Errorf("name %q: use lower-case letters, digits and _, starting with a letter, at most 30", tc.Name)
 	}
-	server, err := targetServer(c, tc)
+	server, err := targetServer(c, tc, passwords)
 	if err != nil {
 		return t, err
 	}
@@ -114,8 +115,8 @@ func setSource(c configs.Config, tc configs.TargetConfig, t *policy.Target) erro
 	case "", "database":
 	case policy.SourceBucket:
 		t.Source, t.Bucket, t.Prefix = policy.SourceBucket, tc.Bucket, tc.Prefix
-		if p := ProtectedBucket(c); p != "" && tc.Bucket == p {
-			return fmt.Errorf("bucket %s holds the backups themselves", tc.Bucket)
+		if err := bucketRuleOf(c).check(tc.Bucket); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("kind %q: want database or bucket", tc.Source)
@@ -154,8 +155,9 @@ func setSchedules(c configs.Config, tc configs.TargetConfig, t *policy.Target) e
 }
 
 // targetServer is the target's own server, nil when it names none. Its
-// password is read here, once, from password_file.
-func targetServer(c configs.Config, tc configs.TargetConfig) (*pgtool.Conn, error) {
+// password is read here, once, from password_file, by the programs that
+// connect to it (passwords); the others leave it empty.
+func targetServer(c configs.Config, tc configs.TargetConfig, passwords bool) (*pgtool.Conn, error) {
 	if !tc.OwnServer() {
 		return nil, nil
 	}
@@ -181,7 +183,7 @@ func targetServer(c configs.Config, tc configs.TargetConfig) (*pgtool.Conn, erro
 	if s.SSLRootCert == "" {
 		s.SSLRootCert = c.PostgresSSLRootCert
 	}
-	if tc.PasswordFile != "" {
+	if tc.PasswordFile != "" && passwords {
 		b, err := os.ReadFile(tc.PasswordFile)
 		if err != nil {
 			return nil, fmt.Errorf("password_file: %w", err)

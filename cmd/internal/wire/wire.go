@@ -47,7 +47,14 @@ var backends = []backend{
 }
 
 func openLocal(_ context.Context, s *Setup) (store.Store, error) {
-	return store.NewLocal(s.Config.BackupDir)
+	l, err := store.NewLocal(s.Config.BackupDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkStoreDir("local store", l.Root()); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 func openMinIO(ctx context.Context, s *Setup) (store.Store, error) {
@@ -125,6 +132,10 @@ func Engine(ctx context.Context, setup *Setup, log *logrus.Entry) (*engine.Engin
 	}
 	if !setup.Signer.Enabled() {
 		log.Warn("BACKUP_SIGNING_KEY is not set: manifests are neither signed nor checked, so anyone who can write the store can forge a backup that restores run; set it (32+ random characters) on every program, or an ed25519 pair (BACKUP_SIGNING_PRIVATE_KEY_FILE on workers, BACKUP_SIGNING_PUBLIC_KEYS_FILE elsewhere)")
+	}
+	warnOldBackupDir(setup.Config, configs.OldDefaultBackupDir, log)
+	if err := checkWorkDir(setup.Config.WorkDir); err != nil {
+		return nil, err
 	}
 	stores, err := Stores(ctx, setup)
 	if err != nil {
@@ -300,57 +311,4 @@ func Alerter(cfg configs.Config, q tasks.Enqueuer, log *logrus.Entry) *alert.Ale
 		URLs: cfg.WebhookURLs(), Secret: []byte(cfg.AlertWebhookSecret), OnSuccess: cfg.AlertOnSuccess,
 		Queue: q, Options: TaskOptions(cfg), Log: log, Client: &http.Client{Timeout: 10 * time.Second},
 	}
-}
-
-// buckets opens the buckets of the source S3 server for bucket tasks.
-type buckets struct {
-	endpoint, user, password string
-	// protected is the backup store's own bucket when the source server is
-	// the store's: backing it up into itself is refused.
-	protected string
-	tls       *tls.Config
-}
-
-// Buckets is the bucket access of workers (nil without any MinIO).
-func Buckets(setup *Setup) worker.Buckets {
-	cfg := setup.Config
-	endpoint, user, password := cfg.SourceMinIO()
-	if endpoint == "" {
-		return nil
-	}
-	b := &buckets{endpoint: endpoint, user: user, password: password, tls: setup.MinIOTLS}
-	if endpoint == cfg.MinIOEndpoint {
-		b.protected = cfg.MinIOBucket
-	}
-	return b
-}
-
-// ProtectedBucket is the bucket the API refuses as a bucket backup source.
-func ProtectedBucket(cfg configs.Config) string {
-	if endpoint, _, _ := cfg.SourceMinIO(); endpoint == cfg.MinIOEndpoint {
-		return cfg.MinIOBucket
-	}
-	return ""
-}
-
-func (b *buckets) config(bucket string) store.MinIOConfig {
-	return store.MinIOConfig{Endpoint: b.endpoint, AccessKey: b.user, SecretKey: b.password, Bucket: bucket, TLS: b.tls}
-}
-
-func (b *buckets) Source(ctx context.Context, bucket string) (*store.Bucket, error) {
-	if bucket == b.protected {
-		return nil, fmt.Errorf("%w: bucket %s holds the backups themselves", engine.ErrInvalid, bucket)
-	}
-	bk, err := store.OpenBucket(ctx, b.config(bucket))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: bucket %s does not exist", engine.ErrNotFound, bucket)
-	}
-	return bk, err
-}
-
-func (b *buckets) Destination(ctx context.Context, bucket string) (*store.Bucket, error) {
-	if bucket == b.protected {
-		return nil, fmt.Errorf("%w: bucket %s holds the backups themselves", engine.ErrInvalid, bucket)
-	}
-	return store.OpenOrCreateBucket(ctx, b.config(bucket))
 }
