@@ -215,3 +215,25 @@ func (m *Manifest) part(d DatabaseArchive) *Manifest {
 		SizeBytes: d.SizeBytes, SHA256: d.SHA256, ChunkSums: d.ChunkSums, RowCounts: d.RowCounts, Codec: m.Codec,
 		Encrypted: m.Encrypted, Recipients: m.Recipients}
 }
+
+// Summary is a copy of the manifest without its chunk sums, for task
+// results and other answers: only a restore or verify needs the sums, and
+// reads them from the stored manifest; elsewhere they would make every
+// result grow with the archive (about 4 KiB per GiB stored).
+func (m *Manifest) Summary() *Manifest {
+	c := *m
+	c.ChunkSHA256 = nil
+	if m.Databases != nil {
+		c.Databases = make([]DatabaseArchive, len(m.Databases))
+		for i, d := range m.Databases {
+			d.ChunkSHA256 = nil
+			c.Databases[i] = d
+		}
+	}
+	if m.Globals != nil {
+		g := *m.Globals
+		g.ChunkSHA256 = nil
+		c.Globals = &g
+	}
+	return &c
+}
