@@ -34,9 +34,10 @@ type ChunkSums struct {
 
 // DefaultChunkSize is the chunk length new backups record: a restore
 // holds at most two chunks in memory (one being checked, one being fed to
-// the tool), and the manifest grows by 67 bytes per chunk (about 4 KiB
-// per GiB stored).
-const DefaultChunkSize = 16 << 20
+// the tool), and the manifest grows by 67 bytes per chunk (about 8 KiB
+// per GiB stored). 8 MiB keeps a restore's 16 MiB of buffers well inside
+// a worker's default 64 MiB soft memory limit.
+const DefaultChunkSize = 8 << 20
 
 // Chunk sizes a restore accepts. The bound matters: a restore allocates
 // its buffers from the manifest's chunk size, so an unsigned manifest

@@ -219,7 +219,7 @@ func (m *Manifest) part(d DatabaseArchive) *Manifest {
 // Summary is a copy of the manifest without its chunk sums, for task
 // results and other answers: only a restore or verify needs the sums, and
 // reads them from the stored manifest; elsewhere they would make every
-// result grow with the archive (about 4 KiB per GiB stored).
+// result grow with the archive (about 8 KiB per GiB stored).
 func (m *Manifest) Summary() *Manifest {
 	c := *m
 	c.ChunkSHA256 = nil
