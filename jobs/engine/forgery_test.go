@@ -239,7 +239,7 @@ func TestReplacedMiddleChunkIsRefusedBeforePgRestoreReadsIt(t *testing.T) {
 
 // evilDB is a database whose restore runs a program on the database
 // server: an index on an "immutable" function that runs COPY ... TO
-// PROGRAM 'touch <marker>' when the index is built, as pg_restore does
+// PROGRAM 'cat > <marker>' when the index is built, as pg_restore does
 // after loading the data. It returns the database and the marker.
 func evilDB(t *testing.T, b *bench) (db, marker string) {
 	t.Helper()
@@ -259,9 +259,10 @@ func evilDB(t *testing.T, b *bench) (db, marker string) {
 	b.env.CreateDB(t, db)
 	b.env.Exec(t, db, `CREATE TABLE keep (v int, pad text)`, `INSERT INTO keep VALUES (1, 'x')`,
 		// COPY is refused in a non-volatile function, not in a volatile
-		// one that an "immutable" one calls.
+		// one that an "immutable" one calls. The program reads what COPY
+		// writes (touch would not, and COPY could fail on a closed pipe).
 		`CREATE FUNCTION public.run_it() RETURNS void LANGUAGE plpgsql AS $$
-		 BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch `+marker+`'''; END $$`,
+		 BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''cat > `+marker+`'''; END $$`,
 		`CREATE FUNCTION public.evil(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
 		 BEGIN PERFORM public.run_it(); RETURN $1; END $$`,
 		`CREATE INDEX keep_evil ON keep (public.evil(v))`)
