@@ -428,7 +428,10 @@ func (b *bench) restores(ctx context.Context) error {
 	if err := b.measureBest(ctx, b.oldRestore(restoreSection)); err != nil {
 		return err
 	}
-	return b.measureBest(ctx, b.engineRestore(restoreSection))
+	if err := b.measureBest(ctx, b.engineRestore(restoreSection)); err != nil {
+		return err
+	}
+	return b.measureBest(ctx, b.engineRestoreUnchunked(restoreSection))
 }
 
 // checkRestored counts the restored rows, then drops the database (unless

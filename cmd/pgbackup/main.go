@@ -110,7 +110,7 @@ func runEngine(ctx context.Context, eng *engine.Engine, f *cli.Flags, report eng
 			return nil, err
 		}
 		req.Name, req.Progress = name, report
-		return eng.Backup(ctx, req)
+		return summary(eng.Backup(ctx, req))
 	case "restore":
 		req, err := localRestoreRequest(f)
 		if err != nil {
@@ -123,7 +123,7 @@ func runEngine(ctx context.Context, eng *engine.Engine, f *cli.Flags, report eng
 	case "delete":
 		return eng.Delete(ctx, name, remote.SplitList(f.Stores))
 	case "verify":
-		return eng.Verify(ctx, name, f.From, f.AllowUnsigned)
+		return summary(eng.Verify(ctx, name, f.From, f.AllowUnsigned))
 	}
 	return nil, fmt.Errorf("%s runs only on the service: give --url or set PGBACKUP_URL", f.Command)
 }
@@ -167,4 +167,13 @@ func localRestoreRequest(f *cli.Flags) (engine.RestoreRequest, error) {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// summary prints a manifest without its chunk sums, which only a restore
+// reads and which grow with the archive.
+func summary(m *engine.Manifest, err error) (any, error) {
+	if m == nil {
+		return nil, err
+	}
+	return m.Summary(), err
 }

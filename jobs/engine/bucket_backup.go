@@ -65,7 +65,7 @@ func (e *Engine) BucketBackup(ctx context.Context, req BucketBackupRequest) (*Ma
 	if err != nil {
 		return nil, fmt.Errorf("bucket backup %s: %w", req.Name, err)
 	}
-	m.SizeBytes, m.SHA256, m.FinishedAt = digest.Size(), digest.Sum(), time.Now().UTC()
+	m.SizeBytes, m.SHA256, m.ChunkSums, m.FinishedAt = digest.Size(), digest.Sum(), digest.Sums(), time.Now().UTC()
 	m.Objects, m.ObjectBytes = counted.objects.Load(), counted.bytes.Load()
 	if err := e.publish(ctx, targets, m); err != nil {
 		return nil, fmt.Errorf("bucket backup %s: %w", req.Name, err)

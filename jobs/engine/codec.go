@@ -126,11 +126,21 @@ func (c Codec) encoder(w io.Writer) (io.WriteCloser, error) {
 	return nopWriteCloser{w}, nil
 }
 
-// decoder returns a reader that decompresses r.
+// maxZstdWindow is the largest zstd window a restore accepts. Our encoder
+// uses at most 8 MiB at every level; the library would accept 512 MiB
+// per frame (times its concurrency), which a forged archive could ask
+// for to exhaust the worker's memory.
+const maxZstdWindow = 32 << 20
+
+// decoder returns a reader that decompresses r. Its memory is bounded
+// whatever r holds: zstd windows are capped (maxZstdWindow), pgzip reads
+// in fixed blocks; how much it may yield is the caller's limit
+// (decodedLimit).
 func (c Codec) decoder(r io.Reader) (io.ReadCloser, error) {
 	switch c.Name {
 	case CodecZstd:
-		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithDecoderLowmem(false))
+		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithDecoderLowmem(false),
+			zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecoderMaxMemory(maxZstdWindow))
 		if err != nil {
 			return nil, err
 		}

@@ -69,7 +69,7 @@ func TestArchiveThatDoesNotDecompressIsRefused(t *testing.T) {
 	if err := mio.Put(ctx, m.ArchiveKey, bytes.NewReader(junk), nil); err != nil {
 		t.Fatal(err)
 	}
-	editManifest(t, mio, "garbled", func(mf map[string]any) { mf["size_bytes"], mf["sha256"] = len(junk), sha(junk) })
+	editManifest(t, mio, "garbled", func(mf map[string]any) { setAllSums(mf, junk, 0) })
 	target := testbench.UniqueName("garbled")
 	b.env.CreateDB(t, target)
 	b.env.Exec(t, target, `CREATE TABLE keep (v int)`, `INSERT INTO keep VALUES (1)`)

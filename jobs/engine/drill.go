@@ -39,7 +39,7 @@ func (e *Engine) Drill(ctx context.Context, name Name, scratchDB pgtool.Ident, s
 	if err != nil {
 		return nil, fmt.Errorf("drill: %w", err)
 	}
-	rep := &DrillReport{Manifest: m}
+	rep := &DrillReport{Manifest: m.Summary()}
 	if err := e.checkSignature(m, false); err != nil {
 		return rep, fmt.Errorf("drill %s: %w", name, err)
 	}

@@ -28,7 +28,7 @@ func (e *Engine) dumpDatabase(ctx context.Context, job *backupJob) (*Manifest, e
 	if err != nil {
 		return nil, err
 	}
-	m.SizeBytes, m.SHA256, m.RowCounts = part.SizeBytes, part.SHA256, part.RowCounts
+	m.SizeBytes, m.SHA256, m.ChunkSums, m.RowCounts = part.SizeBytes, part.SHA256, part.ChunkSums, part.RowCounts
 	if job.IncludeGlobals {
 		report(job.Progress, Progress{Phase: "globals"})
 		if m.Globals, err = e.dumpGlobals(ctx, tools, conn, job.Name, job.targets); err != nil {
@@ -84,7 +84,7 @@ func (e *Engine) dumpOne(ctx context.Context, tools pgtool.Tools, conn pgtool.Co
 		}
 		return nil, err
 	}
-	return &DatabaseArchive{Database: conn.Database, ArchiveKey: key, SizeBytes: digest.Size(), SHA256: digest.Sum(), RowCounts: counts}, nil
+	return &DatabaseArchive{Database: conn.Database, ArchiveKey: key, SizeBytes: digest.Size(), SHA256: digest.Sum(), ChunkSums: digest.Sums(), RowCounts: counts}, nil
 }
 
 type countResult struct {

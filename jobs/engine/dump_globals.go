@@ -39,7 +39,7 @@ func (e *Engine) dumpGlobals(ctx context.Context, tools pgtool.Tools, conn pgtoo
 	if err != nil {
 		return nil, fmt.Errorf("globals: %w", err)
 	}
-	return &Companion{ArchiveKey: key, SizeBytes: digest.Size(), SHA256: digest.Sum(), NoRolePasswords: !super}, nil
+	return &Companion{ArchiveKey: key, SizeBytes: digest.Size(), SHA256: digest.Sum(), ChunkSums: digest.Sums(), NoRolePasswords: !super}, nil
 }
 
 func isSuperuser(ctx context.Context, c pgtool.Conn) (bool, error) {

@@ -10,10 +10,17 @@ import "io"
 // stored. Each stage is a goroutine joined by a pipe, so memory stays
 // bounded whatever the archive's size. stop must be called once the
 // stream is no longer read.
+//
+// The digest also records the chunk sums of the stored bytes and the size
+// of src (see ChunkSums), so that a restore can check each chunk before a
+// tool sees it and bound what decoding may yield.
 func (e *Engine) encode(src io.Reader, phase string, progress ProgressFunc) (digest *digestReader, stop func()) {
-	encoded, stopEncode := e.codec.encodeStream(src)
+	raw := &countReader{r: src}
+	encoded, stopEncode := e.codec.encodeStream(raw)
 	encrypted, stopEncrypt := e.enc.encryptStream(encoded)
-	return newDigestReader(encrypted, phase, progress), func() {
+	digest = newDigestReader(encrypted, phase, progress)
+	digest.chunks, digest.raw = newChunkHasher(e.chunk), raw
+	return digest, func() {
 		stopEncrypt()
 		stopEncode()
 	}

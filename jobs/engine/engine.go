@@ -32,6 +32,10 @@ var (
 	// existing database that already holds tables: pg_restore would stop
 	// at the first object that is in the way, every time.
 	ErrNotEmpty = errors.New("target database not empty")
+	// ErrNoSpace means WORK_DIR lacks the free space a restore or verify
+	// needs for what the manifest says it will write there (checked before
+	// starting), or a stream decoded to more than that space.
+	ErrNoSpace = errors.New("not enough free space in WORK_DIR")
 )
 
 // Options configures an Engine.
@@ -61,7 +65,11 @@ type Options struct {
 	// Signer signs manifests and checks them before restore and verify;
 	// nil or keyless means manifests are neither signed nor checked.
 	Signer *Signer
-	Log    *logrus.Entry
+	// ChunkSize is the chunk length new manifests record chunk sums for
+	// (see ChunkSums); 0 means DefaultChunkSize. Tests set a small one to
+	// get many chunks from a small database.
+	ChunkSize int64
+	Log       *logrus.Entry
 }
 
 // Engine runs backups and restores. It is safe for concurrent use.
@@ -76,6 +84,7 @@ type Engine struct {
 	counts   bool
 	signer   *Signer
 	enc      *Encryption
+	chunk    int64
 	// cache is shared by the views of other servers (see on).
 	cache *manifestCache
 	log   *logrus.Entry
@@ -106,6 +115,12 @@ func New(o Options) (*Engine, error) {
 	if o.Jobs < 1 {
 		o.Jobs = 1
 	}
+	if o.ChunkSize == 0 {
+		o.ChunkSize = DefaultChunkSize
+	}
+	if o.ChunkSize < minChunkSize || o.ChunkSize > maxChunkSize {
+		return nil, fmt.Errorf("engine: chunk size %d is outside %d to %d", o.ChunkSize, minChunkSize, maxChunkSize)
+	}
 	if o.Log == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
@@ -113,7 +128,7 @@ func New(o Options) (*Engine, error) {
 	}
 	return &Engine{conn: o.Conn, stores: o.Stores, finder: o.Finder, workDir: o.WorkDir,
 		jobs: o.Jobs, compress: o.Compress, codec: o.Codec, counts: o.RowCounts, signer: o.Signer, enc: o.Encryption,
-		cache: &manifestCache{}, log: o.Log}, nil
+		chunk: o.ChunkSize, cache: &manifestCache{}, log: o.Log}, nil
 }
 
 // on returns a view of the engine that dumps from and restores into

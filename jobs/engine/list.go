@@ -52,7 +52,9 @@ func (e *Engine) List(ctx context.Context, from []string) ([]Entry, error) {
 			if ok {
 				ent.Locations = append(ent.Locations, s.Name())
 			} else {
-				ent = &Entry{Manifest: *lm.m, Locations: []string{s.Name()}, Verified: e.signer.Enabled()}
+				// Without the chunk sums: a listing never restores (Find
+				// returns the whole manifest), and they grow with the archive.
+				ent = &Entry{Manifest: *lm.m.Summary(), Locations: []string{s.Name()}, Verified: e.signer.Enabled()}
 				byName[lm.m.Name] = ent
 			}
 			if lm.sigErr != nil && ent.Unverified == "" {

@@ -61,6 +61,10 @@ type Manifest struct {
 	// in the snapshot pg_dump dumped, so a restore can be checked against
 	// the data as it was. Absent when counting was off.
 	RowCounts map[string]int64 `json:"row_counts,omitempty"`
+	// ChunkSums are the archive's per-chunk checksums and raw size
+	// (absent from manifests written before them, and from a whole-server
+	// manifest, whose Databases hold their own).
+	ChunkSums
 	// Signature is the HMAC-SHA256 (hex) of the rest of the manifest, when
 	// manifests are signed (see Signer).
 	Signature string `json:"signature,omitempty"`
@@ -90,6 +94,7 @@ type DatabaseArchive struct {
 	SizeBytes  int64            `json:"size_bytes"`
 	SHA256     string           `json:"sha256"`
 	RowCounts  map[string]int64 `json:"row_counts,omitempty"`
+	ChunkSums
 }
 
 // Companion is an archive stored beside a backup's main archive: the
@@ -101,6 +106,7 @@ type Companion struct {
 	// NoRolePasswords: dumped by a role that is not a superuser, which
 	// cannot read passwords (pg_dumpall --no-role-passwords).
 	NoRolePasswords bool `json:"no_role_passwords,omitempty"`
+	ChunkSums
 }
 
 func (m *Manifest) encode() ([]byte, error) {
@@ -206,6 +212,28 @@ func (m *Manifest) DatabaseNames() []string {
 // for the restore and verify code that reads one archive.
 func (m *Manifest) part(d DatabaseArchive) *Manifest {
 	return &Manifest{Name: m.Name, Database: d.Database, Format: m.Format, ArchiveKey: d.ArchiveKey,
-		SizeBytes: d.SizeBytes, SHA256: d.SHA256, RowCounts: d.RowCounts, Codec: m.Codec,
+		SizeBytes: d.SizeBytes, SHA256: d.SHA256, ChunkSums: d.ChunkSums, RowCounts: d.RowCounts, Codec: m.Codec,
 		Encrypted: m.Encrypted, Recipients: m.Recipients}
+}
+
+// Summary is a copy of the manifest without its chunk sums, for task
+// results and other answers: only a restore or verify needs the sums, and
+// reads them from the stored manifest; elsewhere they would make every
+// result grow with the archive (about 8 KiB per GiB stored).
+func (m *Manifest) Summary() *Manifest {
+	c := *m
+	c.ChunkSHA256 = nil
+	if m.Databases != nil {
+		c.Databases = make([]DatabaseArchive, len(m.Databases))
+		for i, d := range m.Databases {
+			d.ChunkSHA256 = nil
+			c.Databases[i] = d
+		}
+	}
+	if m.Globals != nil {
+		g := *m.Globals
+		g.ChunkSHA256 = nil
+		c.Globals = &g
+	}
+	return &c
 }

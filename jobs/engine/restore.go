@@ -121,7 +121,7 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 	s, _ := e.pick(where[:1])
 	log := e.log.WithFields(logrus.Fields{"backup_name": req.Name, "database": target, "format": m.Format, "store": where[0]})
 	started := time.Now()
-	res := &RestoreResult{Manifest: m, TargetDatabase: target, Clean: req.Clean, Replace: req.Replace}
+	res := &RestoreResult{Manifest: m.Summary(), TargetDatabase: target, Clean: req.Clean, Replace: req.Replace}
 	if req.RestoreGlobals {
 		if err := e.applyGlobals(ctx, s[0], m, log); err != nil {
 			return nil, fmt.Errorf("restore %s: %w", req.Name, err)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -60,12 +61,18 @@ func (e *Engine) materialize(ctx context.Context, s store.Store, m *Manifest, tm
 	}
 	// Without sparse entries (refused) a tar's contents are never larger
 	// than the tar itself: that is the cap, so a hostile archive cannot
-	// fill WORK_DIR.
-	var limit int64 = -1
-	if fi, err := af.Stat(); err == nil {
-		limit = fi.Size()
+	// fill WORK_DIR; the room for it was checked before the download
+	// (diskBudget), and is checked again here for older manifests, which
+	// record no raw size.
+	fi, err := af.Stat()
+	if err == nil {
+		err = e.checkFree(fi.Size(), "extract "+m.ArchiveKey)
 	}
-	err = extractTar(af, dir, limit)
+	if err != nil {
+		_ = af.Close()
+		return "", err
+	}
+	err = extractTar(af, dir, fi.Size())
 	_ = af.Close()
 	if err != nil {
 		return "", fmt.Errorf("extract %s: %w", m.ArchiveKey, err)
@@ -74,15 +81,27 @@ func (e *Engine) materialize(ctx context.Context, s store.Store, m *Manifest, tm
 	return dir, nil
 }
 
-// fetchVerified copies the archive to path while hashing it and fails with
-// ErrChecksumMismatch unless size and SHA-256 match the manifest. The hash
-// covers the stored bytes; decode then undoes the stream stage.
+// fetchVerified writes the archive, decoded, to path and fails with
+// ErrChecksumMismatch unless the stored bytes match the manifest: chunk
+// by chunk before they are decoded when the manifest has chunk sums,
+// else size and SHA-256 of the whole (the file is not used before that
+// is known). What decoding writes is bounded by the raw size the
+// manifest records, checked against WORK_DIR's free space first (twice
+// that for a directory archive, extracted beside its tar), or by the free
+// space for older manifests: a forged archive cannot fill the disk.
 func (e *Engine) fetchVerified(ctx context.Context, s store.Store, m *Manifest, path string, progress ProgressFunc) (err error) {
-	rc, err := s.Get(ctx, m.ArchiveKey)
+	codec, err := parseManifestCodec(m.Codec)
 	if err != nil {
-		return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
+		return fmt.Errorf("%w: %s: %w", ErrInvalidArchive, m.Name, err)
 	}
-	defer rc.Close()
+	copies := int64(1)
+	if m.Content != ContentBucket && m.Format.spec().toDir {
+		copies = 2
+	}
+	limit, err := e.diskBudget(m, copies)
+	if err != nil {
+		return err
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", m.ArchiveKey, err)
@@ -93,10 +112,14 @@ func (e *Engine) fetchVerified(ctx context.Context, s store.Store, m *Manifest, 
 		}
 	}()
 	report(progress, Progress{Phase: "downloading"})
-	codec, err := parseManifestCodec(m.Codec)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrInvalidArchive, m.Name, err)
+	if m.chunked() {
+		return e.fetchChunked(ctx, s, m, codec, f, limit, progress)
 	}
+	rc, err := s.Get(ctx, m.ArchiveKey)
+	if err != nil {
+		return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
+	}
+	defer rc.Close()
 	// The hash covers the stored bytes; the decoder writes the archive as
 	// pg_dump wrote it. Both run in the one pass, so the file on disk is
 	// ready the moment the checksum is known.
@@ -109,17 +132,56 @@ func (e *Engine) fetchVerified(ctx context.Context, s store.Store, m *Manifest, 
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w: %w", m.ArchiveKey, errCorrupt, err)
 	}
-	_, copyErr := io.Copy(f, dec)
+	limit.r = dec
+	_, copyErr := io.Copy(f, limit)
 	_ = dec.Close()
 	if err := checkStored(ctx, s, m, d, copyErr); err != nil {
 		return err
 	}
-	if copyErr != nil {
-		// The stored bytes are the ones the manifest names, yet they do not
-		// decompress: the archive was bad before it was stored.
-		return fmt.Errorf("fetch %s: %w: %w: %w", m.ArchiveKey, ErrUnreadable, errCorrupt, copyErr)
+	return decodeOutcome(m, copyErr)
+}
+
+// fetchChunked is fetchVerified for a manifest with chunk sums: only
+// verified chunks reach the decoder.
+func (e *Engine) fetchChunked(ctx context.Context, s store.Store, m *Manifest, codec Codec, f io.Writer, limit *decodedLimit, progress ProgressFunc) error {
+	stored, err := e.openVerified(ctx, s, m, "downloading", progress)
+	if err != nil {
+		return err
 	}
-	return nil
+	defer stored.Close()
+	plain, err := e.enc.decrypt(m, stored)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", m.ArchiveKey, explain(stored, err))
+	}
+	dec, err := codec.decoder(plain)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", m.ArchiveKey, explain(stored, fmt.Errorf("%w: %w", errCorrupt, err)))
+	}
+	limit.r = dec
+	_, copyErr := io.Copy(f, limit)
+	_ = dec.Close()
+	if copyErr == nil {
+		// A decoder may stop at the end of its format: the rest of the
+		// object must match too.
+		_, copyErr = io.Copy(io.Discard, stored)
+	}
+	if verr := stored.failure(); verr != nil {
+		return verr
+	}
+	return decodeOutcome(m, copyErr)
+}
+
+// decodeOutcome names a decode that failed on bytes that matched the
+// manifest: refused for its size, or an archive that was bad before it
+// was stored.
+func decodeOutcome(m *Manifest, copyErr error) error {
+	switch {
+	case copyErr == nil:
+		return nil
+	case errors.Is(copyErr, ErrInvalidArchive) || errors.Is(copyErr, ErrNoSpace):
+		return fmt.Errorf("fetch %s: %w", m.ArchiveKey, copyErr)
+	}
+	return fmt.Errorf("fetch %s: %w: %w: %w", m.ArchiveKey, ErrUnreadable, errCorrupt, copyErr)
 }
 
 // checkFile runs check over the file at path.

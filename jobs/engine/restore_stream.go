@@ -13,64 +13,46 @@ import (
 	"github.com/autograph/pgbackup/store"
 )
 
-// holdBack is how much of the end of the archive a streaming restore keeps
-// from pg_restore until the checksum of the whole stored archive is known.
-// Without the end of its input pg_restore cannot finish, so it cannot
-// commit: a mismatch kills it and its single transaction rolls back.
-const holdBack = 64 << 10
+// toolInput is a restore tool's standard input; a failed write is marked
+// errToolInput, so that the tool's own error is the one reported.
+type toolInput struct{ w io.Writer }
 
-// tailWriter forwards everything written to it except the last n bytes,
-// which it keeps until Release.
-type tailWriter struct {
-	w   io.Writer
-	n   int
-	buf []byte
-}
-
-func (t *tailWriter) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.n; over > 0 {
-		if _, err := t.w.Write(t.buf[:over]); err != nil {
-			return 0, fmt.Errorf("%w: %w", errToolInput, err)
-		}
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-// release writes the kept tail.
-func (t *tailWriter) release() error {
-	_, err := t.w.Write(t.buf)
-	t.buf = nil
+func (t toolInput) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
 	if err != nil {
-		return fmt.Errorf("%w: %w", errToolInput, err)
+		return n, fmt.Errorf("%w: %w", errToolInput, err)
 	}
-	return nil
+	return n, nil
 }
 
 // streamRestore restores a custom or tar archive by streaming it from the
-// store through the checksum and the codec's decoder straight into
-// pg_restore --single-transaction: no disk, and the download overlaps the
-// restore. The target is still never changed by an archive whose checksum
-// does not match: pg_restore gets the last bytes of its input, without
-// which it cannot commit, only once the whole stored archive has been
-// hashed; a mismatch kills it, and its transaction rolls back.
+// store through verification and the codec's decoder straight into
+// pg_restore --single-transaction: no disk (for manifests with chunk
+// sums), and the download overlaps the restore. Every byte pg_restore
+// reads has been checked first (see openVerified): a chunk that does not
+// match the manifest is never handed on, pg_restore is killed, and its
+// transaction rolls back. Holding back only the end of the stream would
+// not do: pg_restore ignores what follows its last block, and runs each
+// statement as it reads it.
 func (e *Engine) streamRestore(ctx context.Context, tools pgtool.Tools, s store.Store, m *Manifest, target string, clean bool, progress ProgressFunc, log *logrus.Entry) (err error) {
 	codec, err := parseManifestCodec(m.Codec)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInvalidArchive, m.Name, err)
 	}
-	rc, err := s.Get(ctx, m.ArchiveKey)
+	stored, err := e.openVerified(ctx, s, m, "restoring", progress)
 	if err != nil {
-		return fmt.Errorf("fetch %s from %s: %w", m.ArchiveKey, s.Name(), err)
+		return err
 	}
-	defer rc.Close()
-	// Decryption reads the archive's header now: a worker without the
-	// identity fails here, before the target is touched.
-	d := newDigestReader(rc, "restoring", progress)
-	plain, err := e.enc.decrypt(m, d)
+	defer stored.Close()
+	// The first chunk is checked (and decryption reads the archive's
+	// header) before the target is touched: a forged archive, or a worker
+	// without the identity, fails here.
+	if err := stored.prime(); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	plain, err := e.enc.decrypt(m, stored)
 	if err != nil {
-		return fmt.Errorf("fetch %s: %w", m.ArchiveKey, err)
+		return fmt.Errorf("fetch %s: %w", m.ArchiveKey, explain(stored, err))
 	}
 	created, err := e.ensureDatabase(ctx, target, log)
 	if err != nil {
@@ -99,24 +81,36 @@ func (e *Engine) streamRestore(ctx context.Context, tools pgtool.Tools, s store.
 		return fmt.Errorf("pg_restore: %w", err)
 	}
 	child := awaitExit(cmd)
-
 	dec, err := codec.decoder(plain)
 	if err == nil {
-		tail := &tailWriter{w: stdin, n: holdBack}
-		_, err = io.Copy(tail, dec)
+		limit := streamBudget(m)
+		limit.r = dec
+		_, err = io.Copy(toolInput{stdin}, limit)
 		_ = dec.Close()
-		if err == nil {
-			err = e.verifyStreamed(ctx, s, m, d, nil)
-			if err == nil {
-				err = tail.release()
-			}
-		} else {
-			err = e.verifyStreamed(ctx, s, m, d, err)
-		}
-	} else {
-		err = e.verifyStreamed(ctx, s, m, d, err)
 	}
-	return finishStream(ctx, err, child, kill, stdin, m.ArchiveKey)
+	return finishStream(ctx, streamOutcome(stored, err), child, kill, stdin, m.ArchiveKey)
+}
+
+// streamOutcome decides what feeding a restore tool came to, with copyErr
+// the copy's error: a failed verification (checksum mismatch, or the
+// store failing, which a retry may cure) wins over what the decoder made
+// of it; a decoder failing on verified bytes means the archive does not
+// decompress. After a clean copy the rest of the object is read and
+// checked too, since a decoder may stop at the end of its format.
+func streamOutcome(stored verifiedStream, copyErr error) error {
+	if copyErr == nil {
+		if _, err := io.Copy(io.Discard, stored); err != nil {
+			return err
+		}
+		return nil
+	}
+	if verr := stored.failure(); verr != nil {
+		return verr
+	}
+	if errors.Is(copyErr, errToolInput) || errors.Is(copyErr, ErrInvalidArchive) || errors.Is(copyErr, ErrNoSpace) {
+		return copyErr
+	}
+	return fmt.Errorf("%w: %w", errStreamBroken, copyErr)
 }
 
 // finishStream ends a streaming restore once its input is decided: err is
@@ -196,20 +190,6 @@ func (w *exitWaiter) failedWithin(d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// verifyStreamed decides a streaming restore's fate once its input is
-// read: a copy error may be the store failing (retry), the archive being
-// damaged (checksum mismatch) or an archive that matched its checksum yet
-// does not decompress; with no copy error, the checksum must match.
-func (e *Engine) verifyStreamed(ctx context.Context, s store.Store, m *Manifest, d *digestReader, copyErr error) error {
-	if err := checkStored(ctx, s, m, d, copyErr); err != nil {
-		return err
-	}
-	if copyErr != nil {
-		return fmt.Errorf("%w: %w", errStreamBroken, copyErr)
-	}
-	return nil
 }
 
 // checkStored tells a damaged archive from a failing store once a read of

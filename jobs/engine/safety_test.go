@@ -329,7 +329,7 @@ func TestPlantedMetaCommandIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	editManifest(t, mem, "planted", func(m map[string]any) {
-		m["size_bytes"], m["sha256"] = len(evil), sha(evil)
+		setAllSums(m, evil, int64(len(evil)))
 	})
 	target := testbench.UniqueName("planted_target")
 	b.env.DropDBOnCleanup(t, target)

@@ -153,7 +153,8 @@ func TestSignedManifests(t *testing.T) {
 	oldKey, newKey := []byte("old-key-0123456789abcdef0123456789"), []byte("new-key-0123456789abcdef0123456789")
 	m := &Manifest{Name: MustParseName("n"), Database: "db", Format: FormatCustom, ArchiveKey: ArchiveKey(MustParseName("n"), FormatCustom, Codec{}),
 		SizeBytes: 1 << 40, SHA256: strings.Repeat("a", 64), StartedAt: time.Now(), FinishedAt: time.Now(),
-		RowCounts: map[string]int64{"public.t": 9007199254740993}}
+		RowCounts: map[string]int64{"public.t": 9007199254740993},
+		ChunkSums: ChunkSums{ChunkSize: DefaultChunkSize, ChunkSHA256: []string{strings.Repeat("c", 64)}, RawSizeBytes: 1 << 41}}
 	if err := NewSigner(oldKey).sign(m); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,8 @@ func TestSignedManifests(t *testing.T) {
 	}
 	var obj map[string]any
 	_ = json.Unmarshal(raw, &obj)
-	for field, value := range map[string]any{"database": "other", "sha256": strings.Repeat("b", 64), "extra": true} {
+	for field, value := range map[string]any{"database": "other", "sha256": strings.Repeat("b", 64), "extra": true,
+		"chunk_sha256": []string{strings.Repeat("d", 64)}, "chunk_size": 1 << 20, "raw_size_bytes": 1} {
 		tampered := map[string]any{}
 		for k, v := range obj {
 			tampered[k] = v

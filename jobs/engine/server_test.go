@@ -41,6 +41,16 @@ func TestWholeServerBackup(t *testing.T) {
 	if m.Content != engine.ContentServer || m.Globals == nil || !slices.Equal(dbs, []string{"audit", env.PGDatabase, "postgres", "shop"}) {
 		t.Fatalf("manifest kind %q globals %v databases %v", m.Content, m.Globals, dbs)
 	}
+	// Each archive is restored chunk by chunk, checked before pg_restore or
+	// psql reads it: each needs its own chunk sums and raw size.
+	for _, d := range m.Databases {
+		if len(d.ChunkSHA256) == 0 || d.RawSizeBytes == 0 {
+			t.Fatalf("database %s's archive has %d chunk sums and raw size %d", d.Database, len(d.ChunkSHA256), d.RawSizeBytes)
+		}
+	}
+	if len(m.Globals.ChunkSHA256) == 0 || m.Globals.RawSizeBytes == 0 {
+		t.Fatalf("globals have %d chunk sums and raw size %d", len(m.Globals.ChunkSHA256), m.Globals.RawSizeBytes)
+	}
 	if list, err := e.List(ctx, nil); err != nil || len(list) != 1 || list[0].Content != engine.ContentServer {
 		t.Fatalf("list = %+v, %v; want one whole-server backup", list, err)
 	}

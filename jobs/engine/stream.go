@@ -28,6 +28,10 @@ type digestReader struct {
 	h     hash.Hash
 	n     atomic.Int64
 	phase string
+	// chunks and raw, when set (the encode stage), record the chunk sums
+	// and the size of the stream before encoding (see ChunkSums).
+	chunks *chunkHasher
+	raw    *countReader
 
 	mu       sync.Mutex
 	report   ProgressFunc
@@ -42,6 +46,9 @@ func (d *digestReader) Read(p []byte) (int, error) {
 	n, err := d.r.Read(p)
 	if n > 0 {
 		d.h.Write(p[:n])
+		if d.chunks != nil {
+			d.chunks.write(p[:n])
+		}
 		total := d.n.Add(int64(n))
 		d.maybeReport(total)
 	}
@@ -62,6 +69,28 @@ func (d *digestReader) maybeReport(total int64) {
 
 func (d *digestReader) Sum() string { return hex.EncodeToString(d.h.Sum(nil)) }
 func (d *digestReader) Size() int64 { return d.n.Load() }
+
+// Sums are the chunk sums and raw size of a stream read to its end
+// through the encode stage; empty for other digests.
+func (d *digestReader) Sums() ChunkSums {
+	if d.chunks == nil {
+		return ChunkSums{}
+	}
+	return ChunkSums{ChunkSize: d.chunks.size, ChunkSHA256: d.chunks.finish(), RawSizeBytes: d.raw.n.Load()}
+}
+
+// countReader counts what is read through it; the count may be read by
+// another goroutine.
+type countReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
 
 // exitReader turns a child process's stdout into a reader whose EOF is only
 // reported if the process also exited cleanly. Otherwise the store would see

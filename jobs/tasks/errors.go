@@ -53,6 +53,9 @@ var errorClasses = []errorClass{
 	{engine.ErrInvalid, "invalid request", true},
 	{pgtool.ErrNoMatchingClient, "no matching pg_dump", true},
 	{engine.ErrNotEmpty, "target database not empty", true},
+	// Permanent: a retry minutes later rarely finds the disk emptier, and
+	// a forged size must not be retried in a loop.
+	{engine.ErrNoSpace, "work dir full", true},
 	// What a failed pg_restore, psql or pg_dump printed (pgtool.Classify):
 	// the same archive against the same database fails the same way.
 	{pgtool.ErrObjectExists, "object already exists", true},

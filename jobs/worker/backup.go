@@ -71,5 +71,7 @@ func (w *BackupWorker) Work(ctx context.Context, p tasks.BackupPayload) (*engine
 	w.Ledger.backupDone(bg, p.Target, m.Name.String(), m.FinishedAt, time.Since(start), m.SizeBytes)
 	w.Alerts.Emit(bg, alert.Event{Event: alert.EventBackupSucceeded, Target: p.Target, BackupName: m.Name.String(), TaskID: taskID})
 	w.Ledger.pruneAfter(bg, w.Targets, p.Target, p.Scheduled)
-	return m, nil
+	// The result is kept in Redis and shown by the API: without the chunk
+	// sums, which grow with the archive.
+	return m.Summary(), nil
 }

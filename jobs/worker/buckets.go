@@ -97,7 +97,7 @@ func (w *BucketBackupWorker) Work(ctx context.Context, p tasks.BucketBackupPaylo
 	}
 	w.Ledger.backupDone(bg, p.Target, m.Name.String(), m.FinishedAt, time.Since(start), m.SizeBytes)
 	w.Ledger.pruneAfter(bg, w.Targets, p.Target, p.Scheduled)
-	return m, nil
+	return m.Summary(), nil // without chunk sums, as a backup's result
 }
 
 // BucketRestoreWorker runs tasks.TypeBucketRestore: it writes a bucket
