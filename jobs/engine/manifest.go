@@ -61,6 +61,11 @@ type Manifest struct {
 	// in the snapshot pg_dump dumped, so a restore can be checked against
 	// the data as it was. Absent when counting was off.
 	RowCounts map[string]int64 `json:"row_counts,omitempty"`
+	// Adopted marks a backup the old manager made and this service took
+	// over (see Adopt): its archive lies where the old manager left it,
+	// which may be outside Prefix, and retention keeps it unless the
+	// operator opts in (ADOPTED_RETENTION).
+	Adopted bool `json:"adopted,omitempty"`
 	// Signature is the HMAC-SHA256 (hex) of the rest of the manifest, when
 	// manifests are signed (see Signer).
 	Signature string `json:"signature,omitempty"`
@@ -154,7 +159,10 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	if m.Globals != nil && m.Globals.ArchiveKey != globalsKey(m.Name, codec, m.Encrypted) {
 		return nil, fmt.Errorf("decode manifest %s: globals key %q does not match name and codec", m.Name, m.Globals.ArchiveKey)
 	}
-	if m.ArchiveKey != archiveKey(m.Name, m.Format, codec, m.Encrypted) {
+	if m.Adopted && !adoptedKeyOK(&m) {
+		return nil, fmt.Errorf("decode manifest %s: archive key %q is not one adoption writes", m.Name, m.ArchiveKey)
+	}
+	if !m.Adopted && m.ArchiveKey != archiveKey(m.Name, m.Format, codec, m.Encrypted) {
 		return nil, fmt.Errorf("decode manifest %s: archive key %q does not match name and format", m.Name, m.ArchiveKey)
 	}
 	return &m, nil
