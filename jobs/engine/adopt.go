@@ -46,10 +46,6 @@ const (
 	SkipAmbiguous   = "several archives of this name"
 )
 
-// adoptQuiet is how long an archive must be left alone before it is
-// adopted: the old manager may still be writing it.
-const adoptQuiet = time.Minute
-
 // oldScheduledPrefix starts the names the old manager's scheduler gave
 // (policy.ScheduledPrefix, which this package cannot import).
 const oldScheduledPrefix = "autograph_scheduled_"
@@ -233,8 +229,9 @@ func (e *Engine) adoptCandidates(ctx context.Context) ([][]*adoptCandidate, erro
 		case deleted[name]:
 			skipGroup(g, SkipDeleted, "a deletion record of this name is kept under "+Prefix+deletedDir)
 		}
+		// SkipRecent's words say a minute, the default ADOPT_MIN_AGE.
 		for _, c := range g {
-			if c.item.Reason == "" && now.Sub(c.modTime) < adoptQuiet {
+			if c.item.Reason == "" && now.Sub(c.modTime) < e.adoptAge {
 				skipGroup(g, SkipRecent, fmt.Sprintf("%s in %s changed at %s", c.key, c.store.Name(), c.modTime.UTC().Format(time.RFC3339)))
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -61,7 +62,12 @@ type Options struct {
 	// Signer signs manifests and checks them before restore and verify;
 	// nil or keyless means manifests are neither signed nor checked.
 	Signer *Signer
-	Log    *logrus.Entry
+	// AdoptMinAge is how long an archive of the old manager must have been
+	// left unchanged before Adopt takes it (it may still be writing);
+	// zero takes it at once. The service's default is one minute
+	// (ADOPT_MIN_AGE).
+	AdoptMinAge time.Duration
+	Log         *logrus.Entry
 }
 
 // Engine runs backups and restores. It is safe for concurrent use.
@@ -76,6 +82,7 @@ type Engine struct {
 	counts   bool
 	signer   *Signer
 	enc      *Encryption
+	adoptAge time.Duration
 	// cache is shared by the views of other servers (see on).
 	cache *manifestCache
 	log   *logrus.Entry
@@ -109,7 +116,7 @@ func New(o Options) (*Engine, error) {
 	}
 	return &Engine{conn: o.Conn, stores: o.Stores, finder: o.Finder, workDir: o.WorkDir,
 		jobs: o.Jobs, compress: o.Compress, codec: o.Codec, counts: o.RowCounts, signer: o.Signer, enc: o.Encryption,
-		cache: &manifestCache{}, log: o.Log}, nil
+		adoptAge: o.AdoptMinAge, cache: &manifestCache{}, log: o.Log}, nil
 }
 
 // on returns a view of the engine that dumps from and restores into
