@@ -306,7 +306,7 @@ func checkAdoptedList(t *testing.T, list []engine.Entry, db string) {
 		t.Fatalf("listed %d backups, want 7: %v", len(byName), byName)
 	}
 	sched := byName["autograph_scheduled_20240101_020000"]
-	if !slices.Equal(sched.Locations, []string{"local", "minio"}) || sched.Target != "app" || !sched.Scheduled ||
+	if !slices.Equal(sched.Locations, []string{store.LocalName, store.MinIOName}) || sched.Target != "app" || !sched.Scheduled ||
 		!sched.StartedAt.Equal(time.Date(2024, 1, 1, 2, 0, 0, 0, time.UTC)) || sched.ArchiveKey != "autograph_scheduled_20240101_020000.dump" {
 		t.Errorf("scheduled: %+v; want in both stores, target app, scheduled, 2024-01-01T02:00Z, the root file", sched)
 	}
