@@ -167,7 +167,13 @@ func TestAdoptOldManagerArchives(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(old.work, "corrupt"), corrupt, 0o600))
 	old.toLocal(filepath.Join(old.work, "corrupt"), "corrupt_20240107_000000.dump")
 	must(t, os.WriteFile(filepath.Join(old.work, "random"), bytes.Repeat([]byte("not a dump \x00\x01"), 500), 0o600))
-	old.toLocal(filepath.Join(old.work, "random"), "random.sql")
+	// SQL without pg_dump's header, and a real plain dump with a shell
+	// command appended (which every plain restore refuses).
+	must(t, os.WriteFile(filepath.Join(old.work, "notdump"), bytes.Repeat([]byte("SELECT 1;\n"), 50), 0o600))
+	old.toLocal(filepath.Join(old.work, "notdump"), "notes_20240110_000000.sql")
+	plain, _ := os.ReadFile(old.dump("p", "evil.sql"))
+	must(t, os.WriteFile(filepath.Join(old.work, "evil"), append(plain, "\\! touch /tmp/pwned\n"...), 0o600))
+	old.toLocal(filepath.Join(old.work, "evil"), "evil_20240109_000000.sql")
 	old.toBucket(filepath.Join(old.work, "random"), "random.tar")
 
 	// A backup this service made without compression, then deleted, whose
@@ -208,7 +214,8 @@ func TestAdoptOldManagerArchives(t *testing.T) {
 		"local:differs_20240106_000000.dump":          engine.SkipDiffers,
 		"minio:postgres/differs_20240106_000000.dump": engine.SkipDiffers,
 		"local:corrupt_20240107_000000.dump":          engine.SkipNotADump,
-		"local:random.sql":                            engine.SkipNotADump,
+		"local:notes_20240110_000000.sql":             engine.SkipNotADump,
+		"local:evil_20240109_000000.sql":              engine.SkipNotADump,
 		"minio:postgres/random.tar":                   engine.SkipNotADump,
 		"minio:postgres/svc_orphan.dump":              engine.SkipDeleted,
 	}
