@@ -261,6 +261,13 @@ func TestAdoptOldManagerArchives(t *testing.T) {
 		}
 	})
 
+	t.Run("drill", func(t *testing.T) {
+		scratch := testbench.UniqueName("adopted_drill")
+		b.env.DropDBOnCleanup(t, scratch)
+		if _, err := e.Drill(ctx, engine.MustParseName("backup_20240103_040000"), pgtool.MustParseIdent(scratch), nil, nil); err != nil {
+			t.Fatalf("drill of an adopted directory dump: %v", err)
+		}
+	})
 	t.Run("twice", func(t *testing.T) {
 		again, err := e.Adopt(ctx, engine.AdoptRequest{DryRun: true})
 		must(t, err)
