@@ -245,6 +245,13 @@ const deletedDir = ".deleted/"
 // deletionKey is the key of a backup name's deletion record.
 func deletionKey(name Name) string { return Prefix + deletedDir + name.s + ".json" }
 
+// IsDeletionRecord reports whether key is a deletion record (see
+// recordDeletion): the one object a deleted backup leaves on purpose.
+func IsDeletionRecord(key string) bool {
+	_, ok := deletionName(key)
+	return ok
+}
+
 // deletionName reads the backup name out of a deletion record's key.
 func deletionName(key string) (string, bool) {
 	rest, ok := strings.CutPrefix(key, Prefix+deletedDir)

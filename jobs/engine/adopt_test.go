@@ -338,3 +338,9 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// withoutDeletionRecords drops the deletion records (which a delete leaves
+// on purpose) from a listing.
+func withoutDeletionRecords(objs []store.ObjectInfo, _ error) []store.ObjectInfo {
+	return slices.DeleteFunc(objs, func(o store.ObjectInfo) bool { return engine.IsDeletionRecord(o.Key) })
+}
