@@ -95,7 +95,11 @@ func TestAdoptTheOldManagersBackups(t *testing.T) {
 	if _, err := c.admin().AdoptBackups(t.Context(), client.AdoptRequest{}); err == nil || !strings.Contains(err.Error(), "plan") {
 		t.Fatalf("adopt without a plan: %v, want a 400 asking for the dry run's plan", err)
 	}
-	dry := c.adoptCLI("--dry-run")
+	acc := must(c.admin().AdoptBackups(t.Context(), client.AdoptRequest{DryRun: true}))(t)
+	var dry client.AdoptResult
+	if err := json.Unmarshal(c.waitTask(acc.TaskID, 2*time.Minute).Result, &dry); err != nil {
+		t.Fatal(err)
+	}
 	wantNames := []string{"autograph_scheduled_20240301_020000", "backup_20240302_020000", "backup_20240303_020000",
 		"backup_20240304_020000", "backup_20240305_020000"}
 	if got := itemNames(dry.Adopted); !slices.Equal(got, wantNames) {
@@ -109,10 +113,10 @@ func TestAdoptTheOldManagersBackups(t *testing.T) {
 		t.Fatalf("skipped %v; want corrupt and random as not a dump, svc_gone as deleted by this service", reasons)
 	}
 
-	acc := must(c.admin().AdoptBackups(t.Context(), client.AdoptRequest{Plan: dry.Plan}))(t)
-	var done client.AdoptResult
-	if err := json.Unmarshal(c.waitTask(acc.TaskID, 2*time.Minute).Result, &done); err != nil || !slices.Equal(itemNames(done.Adopted), wantNames) {
-		t.Fatalf("adopt with the plan: %v, adopted %v", err, itemNames(done.Adopted))
+	// The command a person runs after reading the dry run.
+	code, stdout, stderr := c.cli(nil, "adopt", "--plan", dry.Plan)
+	if code != 0 || !strings.Contains(stdout, "adopted 5:") || !strings.Contains(stdout, "backup_20240303_020000") {
+		t.Fatalf("pgbackup adopt --plan = %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 	listed := c.listBackups()
 	if len(listed) != len(wantNames) {
@@ -134,6 +138,11 @@ func TestAdoptTheOldManagersBackups(t *testing.T) {
 		t.Errorf("the old scheduler's backup is not listed as scheduled: %+v", listed["autograph_scheduled_20240301_020000"])
 	}
 
+	// The same plan again: what it listed is adopted now, so the list
+	// differs and nothing is applied.
+	if code, _, stderr := c.cli(nil, "adopt", "--plan", dry.Plan); code != 1 || !strings.Contains(stderr, "adoption plan changed") {
+		t.Fatalf("a stale plan = %d, stderr %s; want exit 1 and \"adoption plan changed\"", code, stderr)
+	}
 	if again := c.adoptCLI("--dry-run"); len(again.Adopted) != 0 {
 		t.Fatalf("a second adoption would adopt %v", itemNames(again.Adopted))
 	}
