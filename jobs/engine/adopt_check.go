@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -134,18 +136,24 @@ func (e *Engine) checkOldDirectory(ctx context.Context, tools pgtool.Tools, c *a
 	if err != nil {
 		return nil, SkipUnreadable, err
 	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeTar(pw, dump)) }()
-	d := newDigestReader(pr, "", nil)
-	_, err = io.Copy(out, d)
+	h, n := sha256.New(), &countWriter{}
+	err = writeTar(io.MultiWriter(out, h, n), dump)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return nil, SkipUnreadable, err
 	}
-	chk.size, chk.sha = d.Size(), d.Sum()
+	chk.size, chk.sha = n.n, hex.EncodeToString(h.Sum(nil))
 	return chk, "", nil
+}
+
+// countWriter counts the bytes written through it.
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
 }
 
 // download copies key to file, returning the stored size and SHA-256.
