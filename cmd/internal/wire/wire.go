@@ -136,18 +136,19 @@ func Engine(ctx context.Context, setup *Setup, log *logrus.Entry) (*engine.Engin
 func engineOver(setup *Setup, stores []store.Store, log *logrus.Entry) (*engine.Engine, error) {
 	cfg := setup.Config
 	return engine.New(engine.Options{
-		Conn:        Conn(cfg),
-		Stores:      stores,
-		Finder:      &pgtool.Finder{Forced: cfg.PGBinDir, ForcedSetting: "PG_BIN_DIR"},
-		WorkDir:     cfg.WorkDir,
-		Jobs:        cfg.DumpJobs,
-		Compress:    cfg.DumpCompress,
-		Codec:       setup.Codec,
-		Encryption:  setup.Encryption,
-		RowCounts:   cfg.BackupRowCounts,
-		Signer:      setup.Signer,
+		Conn:       Conn(cfg),
+		Stores:     stores,
+		Finder:     &pgtool.Finder{Forced: cfg.PGBinDir, ForcedSetting: "PG_BIN_DIR"},
+		WorkDir:    cfg.WorkDir,
+		Jobs:       cfg.DumpJobs,
+		Compress:   cfg.DumpCompress,
+		Codec:      setup.Codec,
+		Encryption: setup.Encryption,
+		RowCounts:  cfg.BackupRowCounts,
+		Signer:     setup.Signer,
+		Log:        log,
+
 		AdoptMinAge: cfg.AdoptMinAge,
-		Log:         log,
 	})
 }
 
