@@ -64,6 +64,12 @@ type Config struct {
 	// BackupRowCounts records each table's row count in the manifest,
 	// taken in the dump's snapshot; verify and replace check against them.
 	BackupRowCounts bool `env:"BACKUP_ROW_COUNTS" yaml:"backup_row_counts"`
+	// AdoptedRetention lets retention prune backups adopted from the old
+	// manager; off, they are never pruned. AdoptMinAge is how long one of
+	// the old manager's archives must be left unchanged before adoption
+	// takes it.
+	AdoptedRetention bool          `env:"ADOPTED_RETENTION" yaml:"adopted_retention"`
+	AdoptMinAge      time.Duration `env:"ADOPT_MIN_AGE" yaml:"adopt_min_age"`
 	// EncryptionRecipients are age public keys (comma-separated, or one
 	// per line in the file): every new archive is encrypted to them.
 	// EncryptionIdentityFile holds the age identities that restores and
@@ -216,6 +222,7 @@ func Defaults() Config {
 		RestoreTimeout:     6 * time.Hour,
 		DumpJobs:           2,
 		BackupRowCounts:    true,
+		AdoptMinAge:        time.Minute,
 		WorkDir:            os.TempDir(),
 		MinIOBucket:        "backups",
 		MinIOPartSizeMB:    16,
@@ -340,6 +347,9 @@ func (c Config) checkBackups(bad reporter) {
 	}
 	if c.DumpJobs < 1 || c.DumpJobs > 64 {
 		bad("PG_JOBS", "%d must be between 1 and 64", c.DumpJobs)
+	}
+	if c.AdoptMinAge < 0 {
+		bad("ADOPT_MIN_AGE", "%s must not be negative", c.AdoptMinAge)
 	}
 }
 

@@ -333,6 +333,8 @@ type backupJSON struct {
 	// Signed: the manifest's signature verified with the API's key (never
 	// true without one: a signature field alone proves nothing).
 	Signed bool `json:"signed,omitempty"`
+	// Adopted: taken over from the old manager (see engine.Adopt).
+	Adopted bool `json:"adopted,omitempty"`
 	// Kind is "bucket" for bucket backups (with the bucket and the number
 	// of objects), empty for databases.
 	Kind         string `json:"kind,omitempty"`
@@ -418,7 +420,7 @@ func (a *API) listBackups(c echo.Context) error {
 			BackupName: e.Name.String(), Format: e.Format.String(), Database: e.Database,
 			SizeBytes: e.SizeBytes, SizeMB: float64(e.SizeBytes*100/(1<<20)) / 100,
 			SHA256: e.SHA256, CreatedAt: e.FinishedAt, Locations: e.Locations,
-			ArchiveKey: e.ArchiveKey, Codec: e.Codec, Target: e.Target, Scheduled: e.Scheduled, Signed: e.Verified,
+			ArchiveKey: e.ArchiveKey, Codec: e.Codec, Target: e.Target, Scheduled: e.Scheduled, Signed: e.Verified, Adopted: e.Adopted,
 			Kind: e.Content, SourceBucket: e.SourceBucket, Objects: e.Objects, Databases: e.DatabaseNames(),
 		})
 	}

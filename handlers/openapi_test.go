@@ -269,6 +269,8 @@ func TestTaskSchemasMatchTypes(t *testing.T) {
 		"BucketBackupPayload":  reflect.TypeFor[tasks.BucketBackupPayload](),
 		"BucketRestorePayload": reflect.TypeFor[tasks.BucketRestorePayload](),
 		"AlertPayload":         reflect.TypeFor[alert.Payload](),
+		"AdoptResult":          reflect.TypeFor[tasks.AdoptOutcome](),
+		"AdoptPayload":         reflect.TypeFor[tasks.AdoptPayload](),
 	} {
 		s, ok := schemas[name].(map[string]any)
 		if !ok {

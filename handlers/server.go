@@ -166,6 +166,7 @@ func New(d Deps) *echo.Echo {
 	admin.POST("/admin/backup/create", a.createBackup, a.idempotent)
 	admin.POST("/admin/backup/restore", a.restoreBackup, a.idempotent)
 	admin.DELETE("/admin/backup/:name", a.deleteBackup, a.idempotent)
+	admin.POST("/admin/backup/adopt", a.adoptBackups, a.idempotent)
 	view.GET("/admin/backup/list", a.listBackups)
 	view.GET("/whoami", a.whoami)
 	admin.POST("/admin/backup/:name/verify", a.verifyBackup, a.idempotent)

@@ -79,6 +79,10 @@ func runLocal(ctx context.Context, args []string, o remote.IO) error {
 			fmt.Fprintf(o.Stderr, "%s %s %d bytes\n", time.Now().Format(time.TimeOnly), p.Phase, p.Bytes)
 		}
 	}
+	if f.Command == "adopt" {
+		// The targets name whose scheduled backups the old scheduler's are.
+		return printJSON(o, eng.Adopt)(ctx, engine.AdoptRequest{DryRun: f.DryRun, Plan: f.Plan, ScheduledTarget: setup.Targets.OfDatabase})
+	}
 	out, err := runEngine(ctx, eng, f, report)
 	if err != nil {
 		return err
@@ -126,6 +130,20 @@ func runEngine(ctx context.Context, eng *engine.Engine, f *cli.Flags, report eng
 		return summary(eng.Verify(ctx, name, f.From, f.AllowUnsigned))
 	}
 	return nil, fmt.Errorf("%s runs only on the service: give --url or set PGBACKUP_URL", f.Command)
+}
+
+// printJSON runs an engine call and prints its outcome as JSON, as every
+// local command does.
+func printJSON[R, O any](o remote.IO, call func(context.Context, R) (O, error)) func(context.Context, R) error {
+	return func(ctx context.Context, req R) error {
+		out, err := call(ctx, req)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(o.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
 }
 
 // localBackupRequest parses the backup flags (database or "*", format)

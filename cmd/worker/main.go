@@ -87,6 +87,7 @@ func run(ctx context.Context) error {
 		&worker.AlertWorker{Webhooks: alerter.Webhooks(), Secret: alerter.Secret, Client: alerter.Client},
 		&worker.BucketBackupWorker{Engine: eng, Buckets: buckets, Targets: targets, Ledger: ledger},
 		&worker.BucketRestoreWorker{Engine: eng, Buckets: buckets},
+		&worker.AdoptWorker{Engine: eng, Targets: targets, Queue: inspector, Ledger: ledger},
 	)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)

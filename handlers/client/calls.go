@@ -67,6 +67,13 @@ func (c *Client) VerifyBackup(ctx context.Context, name string, req VerifyBackup
 	return c.enqueue(ctx, http.MethodPost, "/api/admin/backup/"+url.PathEscape(name)+"/verify", req, opts)
 }
 
+// AdoptBackups enqueues an adoption of the old manager's archives (POST
+// /api/admin/backup/adopt): a dry run first, whose result (AdoptResult,
+// from the task) gives the plan an adoption must name.
+func (c *Client) AdoptBackups(ctx context.Context, req AdoptRequest, opts ...CallOption) (*TaskAccepted, error) {
+	return c.enqueue(ctx, http.MethodPost, "/api/admin/backup/adopt", req, opts)
+}
+
 // BackupBucket enqueues a backup of a bucket (POST /api/admin/buckets/backup).
 func (c *Client) BackupBucket(ctx context.Context, req BucketBackupRequest, opts ...CallOption) (*TaskAccepted, error) {
 	return c.enqueue(ctx, http.MethodPost, "/api/admin/buckets/backup", req, opts)

@@ -177,6 +177,9 @@ var every = []struct {
 	{"VerifyBackup", func(ctx context.Context, c *Client) (any, error) {
 		return c.VerifyBackup(ctx, "nightly", VerifyBackupRequest{From: "primary", AllowUnsigned: true}, WithIdempotencyKey("k-4"))
 	}},
+	{"AdoptBackups", func(ctx context.Context, c *Client) (any, error) {
+		return c.AdoptBackups(ctx, AdoptRequest{DryRun: true, Plan: strings.Repeat("ab", 32)}, WithIdempotencyKey("k-5"))
+	}},
 	{"BackupBucket", func(ctx context.Context, c *Client) (any, error) {
 		return c.BackupBucket(ctx, BucketBackupRequest{Bucket: "photos", BackupName: "b1", Prefix: "2025/", Stores: []string{"primary"}})
 	}},

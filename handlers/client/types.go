@@ -61,6 +61,39 @@ type VerifyBackupRequest struct {
 	AllowUnsigned bool   `json:"allow_unsigned,omitempty"`
 }
 
+// AdoptRequest is POST /api/admin/backup/adopt's body (AdoptRequest):
+// DryRun lists, or Plan (a dry run's) applies that list.
+type AdoptRequest struct {
+	DryRun bool   `json:"dry_run,omitempty"`
+	Plan   string `json:"plan,omitempty"`
+}
+
+// AdoptResult is an adopt task's result (AdoptResult).
+type AdoptResult struct {
+	DryRun  bool        `json:"dry_run"`
+	Plan    string      `json:"plan"`
+	Adopted []AdoptItem `json:"adopted"`
+	Skipped []AdoptItem `json:"skipped"`
+	// PruneWouldDelete (dry run, ADOPTED_RETENTION on) is what each
+	// target's next prune would delete.
+	PruneWouldDelete map[string][]string `json:"prune_would_delete,omitempty"`
+}
+
+// AdoptItem is one archive an adoption found.
+type AdoptItem struct {
+	BackupName string    `json:"backup_name"`
+	Store      string    `json:"store"`
+	Key        string    `json:"key"`
+	Format     string    `json:"format,omitempty"`
+	Database   string    `json:"database,omitempty"`
+	SizeBytes  int64     `json:"size_bytes,omitempty"`
+	SHA256     string    `json:"sha256,omitempty"`
+	CreatedAt  time.Time `json:"created_at,omitzero"`
+	ArchiveKey string    `json:"archive_key,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+}
+
 // BucketBackupRequest is POST /api/admin/buckets/backup's body.
 type BucketBackupRequest struct {
 	Bucket     string   `json:"bucket"`
@@ -132,6 +165,7 @@ type Backup struct {
 	Target       string    `json:"target"`
 	Scheduled    bool      `json:"scheduled"`
 	Signed       bool      `json:"signed"`
+	Adopted      bool      `json:"adopted"`
 	Kind         string    `json:"kind"`
 	SourceBucket string    `json:"source_bucket"`
 	Objects      int       `json:"objects"`

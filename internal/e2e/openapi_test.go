@@ -183,6 +183,7 @@ func TestEveryJSONOperationMatchesOpenAPI(t *testing.T) {
 	wait(enqueue("POST /api/admin/buckets/backup", must(admin.BackupBucket(ctx, client.BucketBackupRequest{Bucket: srcBucket, BackupName: "oa-files"}, client.WithResponse(&r)))(t), nil))
 	dst := strings.ReplaceAll(testbench.UniqueName("oarestored"), "_", "-")
 	wait(enqueue("POST /api/admin/buckets/restore", must(admin.RestoreBucket(ctx, client.BucketRestoreRequest{BackupName: "oa-files", TargetBucket: dst}, client.WithResponse(&r)))(t), nil))
+	wait(enqueue("POST /api/admin/backup/adopt", must(admin.AdoptBackups(ctx, client.AdoptRequest{DryRun: true}, client.WithResponse(&r)))(t), nil))
 	wait(enqueue("DELETE /api/admin/backup/{name}", must(admin.DeleteBackup(ctx, "oa-files", client.DeleteBackupRequest{}, client.WithResponse(&r)))(t), nil))
 
 	// The readers, now that there is something to read: every task's

@@ -13,7 +13,11 @@ import (
 // Delete removes a backup's manifest and archive from the named stores (all
 // when empty) and returns where it was deleted. The manifest goes first, so
 // a failure half way leaves an unlisted archive, never a listed backup with
-// no archive.
+// no archive; before it, a deletion record (see recordDeletion), so that
+// adoption never takes such an archive for one of the old manager's. An
+// adopted backup's archive is deleted where it lies (for a file of the
+// old manager at the root of BACKUP_DIR, that file); a directory dump's
+// folder is not part of the backup and stays.
 func (e *Engine) Delete(ctx context.Context, name Name, from []string) ([]string, error) {
 	return e.deleteWhere(ctx, name, from, nil)
 }
@@ -62,6 +66,9 @@ func (e *Engine) deleteWhere(ctx context.Context, name Name, from []string, chec
 					Warn("not deleting: the backup's own manifest does not allow it")
 				continue
 			}
+		}
+		if err := e.recordDeletion(ctx, s, m); err != nil {
+			return deleted, fmt.Errorf("delete %s: %w", name, err)
 		}
 		if err := s.Delete(ctx, ManifestKey(name)); err != nil {
 			return deleted, fmt.Errorf("delete %s from %s: %w", name, s.Name(), err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -69,7 +70,12 @@ type Options struct {
 	// (see ChunkSums); 0 means DefaultChunkSize. Tests set a small one to
 	// get many chunks from a small database.
 	ChunkSize int64
-	Log       *logrus.Entry
+	// AdoptMinAge is how long an archive of the old manager must have been
+	// left unchanged before Adopt takes it (it may still be writing);
+	// zero takes it at once. The service's default is one minute
+	// (ADOPT_MIN_AGE).
+	AdoptMinAge time.Duration
+	Log         *logrus.Entry
 }
 
 // Engine runs backups and restores. It is safe for concurrent use.
@@ -85,6 +91,7 @@ type Engine struct {
 	signer   *Signer
 	enc      *Encryption
 	chunk    int64
+	adoptAge time.Duration
 	// cache is shared by the views of other servers (see on).
 	cache *manifestCache
 	log   *logrus.Entry
@@ -128,7 +135,7 @@ func New(o Options) (*Engine, error) {
 	}
 	return &Engine{conn: o.Conn, stores: o.Stores, finder: o.Finder, workDir: o.WorkDir,
 		jobs: o.Jobs, compress: o.Compress, codec: o.Codec, counts: o.RowCounts, signer: o.Signer, enc: o.Encryption,
-		chunk: o.ChunkSize, cache: &manifestCache{}, log: o.Log}, nil
+		chunk: o.ChunkSize, adoptAge: o.AdoptMinAge, cache: &manifestCache{}, log: o.Log}, nil
 }
 
 // on returns a view of the engine that dumps from and restores into

@@ -49,16 +49,19 @@ func (e *Engine) readManifest(ctx context.Context, s store.Store, name Name) (*M
 	if err != nil {
 		return nil, err
 	}
-	return e.matchArchive(m, s, func(key string) (int64, error) {
-		info, err := s.Stat(ctx, key)
-		if errors.Is(err, store.ErrNotFound) {
-			return -1, nil
-		}
-		if err != nil {
-			return 0, fmt.Errorf("stat archive %s in %s: %w", key, s.Name(), err)
-		}
-		return info.Size, nil
-	})
+	return e.matchArchive(m, s, func(key string) (int64, error) { return statSize(ctx, s, key) })
+}
+
+// statSize is an archive's size, -1 when it is missing.
+func statSize(ctx context.Context, s store.Store, key string) (int64, error) {
+	info, err := s.Stat(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stat archive %s in %s: %w", key, s.Name(), err)
+	}
+	return info.Size, nil
 }
 
 // fetchManifest reads and decodes a manifest without looking at the archive.

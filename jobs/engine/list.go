@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -134,6 +135,11 @@ func (e *Engine) listStore(ctx context.Context, s store.Store) ([]listedManifest
 			m, err = e.matchArchive(m, s, func(key string) (int64, error) {
 				if size, ok := sizes[key]; ok {
 					return size, nil
+				}
+				if !strings.HasPrefix(key, Prefix) {
+					// An adopted archive where the old manager left it
+					// (root of BACKUP_DIR): the listing does not cover it.
+					return statSize(gctx, s, key)
 				}
 				return -1, nil
 			})

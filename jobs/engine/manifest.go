@@ -65,6 +65,11 @@ type Manifest struct {
 	// (absent from manifests written before them, and from a whole-server
 	// manifest, whose Databases hold their own).
 	ChunkSums
+	// Adopted marks a backup the old manager made and this service took
+	// over (see Adopt): its archive lies where the old manager left it,
+	// which may be outside Prefix, and retention keeps it unless the
+	// operator opts in (ADOPTED_RETENTION).
+	Adopted bool `json:"adopted,omitempty"`
 	// Signature is the HMAC-SHA256 (hex) of the rest of the manifest, when
 	// manifests are signed (see Signer).
 	Signature string `json:"signature,omitempty"`
@@ -160,7 +165,10 @@ func decodeManifest(b []byte) (*Manifest, error) {
 	if m.Globals != nil && m.Globals.ArchiveKey != globalsKey(m.Name, codec, m.Encrypted) {
 		return nil, fmt.Errorf("decode manifest %s: globals key %q does not match name and codec", m.Name, m.Globals.ArchiveKey)
 	}
-	if m.ArchiveKey != archiveKey(m.Name, m.Format, codec, m.Encrypted) {
+	if m.Adopted && !adoptedKeyOK(&m) {
+		return nil, fmt.Errorf("decode manifest %s: archive key %q is not one adoption writes", m.Name, m.ArchiveKey)
+	}
+	if !m.Adopted && m.ArchiveKey != archiveKey(m.Name, m.Format, codec, m.Encrypted) {
 		return nil, fmt.Errorf("decode manifest %s: archive key %q does not match name and format", m.Name, m.ArchiveKey)
 	}
 	return &m, nil

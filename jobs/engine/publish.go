@@ -39,13 +39,7 @@ func (e *Engine) manifestFor(name Name, targets []store.Store, taskID, target st
 // archives already written, so nothing is left half-published.
 func (e *Engine) publish(ctx context.Context, targets []store.Store, m *Manifest) error {
 	keys := m.objectKeys()
-	if e.signer.Enabled() {
-		if err := e.signer.sign(m); err != nil {
-			e.removeQuietly(targets, keys...)
-			return err
-		}
-	}
-	body, err := m.encode()
+	body, err := e.encodeManifest(m)
 	if err != nil {
 		e.removeQuietly(targets, keys...)
 		return err
@@ -57,4 +51,16 @@ func (e *Engine) publish(ctx context.Context, targets []store.Store, m *Manifest
 		}
 	}
 	return nil
+}
+
+// encodeManifest signs m (when signing is on) and encodes it: every
+// manifest the engine writes, a backup's or an adopted one's, goes
+// through here.
+func (e *Engine) encodeManifest(m *Manifest) ([]byte, error) {
+	if e.signer.Enabled() {
+		if err := e.signer.sign(m); err != nil {
+			return nil, err
+		}
+	}
+	return m.encode()
 }

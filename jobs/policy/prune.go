@@ -13,7 +13,8 @@ type Lister interface {
 }
 
 // PlanPrune decides which of target's scheduled backups its retention
-// keeps; nothing is deleted. inUse names the backups queued or running
+// keeps; nothing is deleted. Adopted backups are not its to decide unless
+// the target's AdoptedRetention is on. inUse names the backups queued or running
 // tasks read (see tasks.BackupsInUse): they are kept.
 func PlanPrune(ctx context.Context, l Lister, inUse map[string]bool, t Target) ([]PruneDecision, error) {
 	entries, err := l.List(ctx, nil)
@@ -22,6 +23,9 @@ func PlanPrune(ctx context.Context, l Lister, inUse map[string]bool, t Target) (
 	}
 	var cands []PruneCandidate
 	for _, e := range entries {
+		if e.Adopted && !t.AdoptedRetention {
+			continue // months of the old manager's history: kept unless the operator opts in
+		}
 		if _, scheduled := t.Owns(&e.Manifest); scheduled {
 			cands = append(cands, PruneCandidate{Name: e.Name.String(), At: e.StartedAt, InUse: inUse[e.Name.String()], Unverified: e.Unverified})
 		}

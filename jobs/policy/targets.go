@@ -38,6 +38,9 @@ type Target struct {
 	Source string
 	Bucket string
 	Prefix string
+	// AdoptedRetention lets retention prune the target's adopted backups
+	// (ADOPTED_RETENTION); without it they are never pruned.
+	AdoptedRetention bool
 	// Server is the PostgreSQL server of a target that names its own
 	// (host, port, user, password_file, sslmode); nil means the
 	// configured POSTGRES_* server.
@@ -152,4 +155,15 @@ func (s *TargetSet) Get(name string) (Target, bool) {
 		}
 	}
 	return Target{}, false
+}
+
+// OfDatabase is the first database target (in configuration order) that
+// backs up db, "" when none does.
+func (s *TargetSet) OfDatabase(db string) string {
+	for _, t := range s.All() {
+		if t.Source == SourceDatabase && t.Database == db {
+			return t.Name
+		}
+	}
+	return ""
 }

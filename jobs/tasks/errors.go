@@ -47,6 +47,7 @@ var errorClasses = []errorClass{
 	{engine.ErrRowCountMismatch, "row count mismatch", true},
 	{engine.ErrInvalidArchive, "invalid archive", true},
 	{engine.ErrUnreadable, "invalid archive", true},
+	{engine.ErrPlanChanged, "adoption plan changed", true},
 	{engine.ErrNotFound, "backup not found", true},
 	{engine.ErrExists, "backup already exists", true},
 	{engine.ErrBucketRefused, "bucket not allowed", true},

@@ -128,3 +128,15 @@ type BucketRestorePayload struct {
 
 // TaskType implements Payload.
 func (BucketRestorePayload) TaskType() string { return TypeBucketRestore }
+
+// AdoptPayload is the payload of TypeBackupAdopt.
+type AdoptPayload struct {
+	// DryRun lists what would be adopted and skipped, and changes nothing.
+	DryRun bool `json:"dry_run,omitempty"`
+	// Plan is the dry run's plan digest: the adoption applies exactly the
+	// list that dry run showed, or fails (required unless DryRun).
+	Plan string `json:"plan,omitempty"`
+}
+
+// TaskType implements Payload.
+func (AdoptPayload) TaskType() string { return TypeBackupAdopt }

@@ -1,6 +1,10 @@
 package tasks
 
-import "time"
+import (
+	"time"
+
+	"github.com/autograph/pgbackup/jobs/engine"
+)
 
 // Result is what a task writes through asynq's ResultWriter: progress while
 // it runs, and at the end the outcome. The API returns it as the task's
@@ -54,4 +58,13 @@ type DrillResult struct {
 	BackupAgeSeconds float64 `json:"backup_age_seconds"`
 	Tables           int     `json:"tables_checked"`
 	Error            string  `json:"error,omitempty"`
+}
+
+// AdoptOutcome is the result of an adopt task: what was (or, dry, would
+// be) adopted and what was skipped, with why.
+type AdoptOutcome struct {
+	engine.AdoptResult
+	// PruneWouldDelete, in a dry run with ADOPTED_RETENTION on, is what
+	// the next prune of each target would delete once these are adopted.
+	PruneWouldDelete map[string][]string `json:"prune_would_delete,omitempty"`
 }

@@ -53,6 +53,9 @@ var specs = map[string]spec{
 	TypeAlertDeliver:  {QueueAlerts, alertTimeout},
 	TypeBucketBackup:  {QueueBackup, backupTimeout},
 	TypeBucketRestore: {QueueRestore, restoreTimeout},
+	// An adoption reads every old archive in full (checksum, pg_restore
+	// --list), so it gets the backup timeout.
+	TypeBackupAdopt: {QueueMaintenance, backupTimeout},
 }
 
 // Types lists every task type, sorted.

@@ -13,6 +13,7 @@ const (
 	TypeAlertDeliver  = "alert:deliver"
 	TypeBucketBackup  = "bucket:backup"
 	TypeBucketRestore = "bucket:restore"
+	TypeBackupAdopt   = "backup:adopt"
 )
 
 // Queues. Restores outrank backups: a restore is usually someone waiting

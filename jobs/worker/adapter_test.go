@@ -56,6 +56,10 @@ func (f *fakeEngine) DeleteIf(ctx context.Context, name engine.Name, from []stri
 
 func (f *fakeEngine) List(context.Context, []string) ([]engine.Entry, error) { return nil, f.err }
 
+func (f *fakeEngine) Adopt(_ context.Context, r engine.AdoptRequest) (*engine.AdoptResult, error) {
+	return &engine.AdoptResult{DryRun: r.DryRun}, f.err
+}
+
 func (f *fakeEngine) Drill(_ context.Context, name engine.Name, _ pgtool.Ident, _ *pgtool.Conn, _ engine.ProgressFunc) (*engine.DrillReport, error) {
 	return &engine.DrillReport{Manifest: &engine.Manifest{Name: name}}, f.err
 }
@@ -69,7 +73,7 @@ func (f *fakeEngine) Verify(_ context.Context, name engine.Name, _ string, _ boo
 func kinds(eng *fakeEngine) []Kind {
 	return []Kind{&BackupWorker{Engine: eng}, &RestoreWorker{Engine: eng}, &DeleteWorker{Engine: eng},
 		&VerifyWorker{Engine: eng}, &PruneWorker{Engine: eng}, &DrillWorker{Engine: eng}, &AlertWorker{},
-		&BucketBackupWorker{}, &BucketRestoreWorker{}}
+		&BucketBackupWorker{}, &BucketRestoreWorker{}, &AdoptWorker{Engine: eng}}
 }
 
 func newTestWorker(eng *fakeEngine) (*Runtime, *asynq.ServeMux) {

@@ -31,7 +31,7 @@ func boolean(field func(*Flags) *bool) func(*flag.FlagSet, *Flags, string, strin
 func cmds(s string) []string { return strings.Fields(s) }
 
 // tasks are the commands that make (or follow) a task.
-const tasks = "backup restore verify delete status"
+const tasks = "backup restore verify delete adopt status"
 
 // defs are every command's flags, in the order help lists them. A flag of
 // one mode only is still listed for both, with its mode.
@@ -70,6 +70,10 @@ var defs = []def{
 		bind: boolean(func(f *Flags) *bool { return &f.RestoreGlobals })},
 	{name: "allow-unsigned", cmds: cmds("restore verify"), mode: both, usage: "accept a manifest whose signature is missing or wrong",
 		bind: boolean(func(f *Flags) *bool { return &f.AllowUnsigned })},
+	{name: "dry-run", cmds: cmds("adopt"), mode: both, usage: "list what would be adopted and skipped, and the plan to adopt exactly that; change nothing",
+		bind: boolean(func(f *Flags) *bool { return &f.DryRun })},
+	{name: "plan", cmds: cmds("adopt"), mode: both, arg: "DIGEST", usage: "adopt exactly what the dry run with this plan listed (refused if the archives changed since)",
+		bind: str(func(f *Flags) *string { return &f.Plan })},
 	{name: "limit", cmds: cmds("list"), mode: Remote, arg: "N", usage: "at most this many (newest first)",
 		bind: func(fs *flag.FlagSet, f *Flags, name, usage string) { fs.IntVar(&f.Limit, name, 0, usage) }},
 	{name: "progress", cmds: cmds("backup restore"), mode: Local, usage: "print progress lines to stderr (on the service, --wait shows progress)",

@@ -31,7 +31,7 @@ func (m Mode) String() string {
 }
 
 // Commands are pgbackup's commands, in the order usage lists them.
-var Commands = []string{"backup", "restore", "verify", "delete", "list", "status", "cancel", "targets"}
+var Commands = []string{"backup", "restore", "verify", "delete", "list", "adopt", "status", "cancel", "targets"}
 
 // serviceOnly are the commands only the service can run.
 var serviceOnly = []string{"status", "cancel", "targets"}
@@ -67,6 +67,9 @@ type Flags struct {
 	Name, Format, Database, Stores, Target, TargetDatabase, From, Databases string
 	Clean, Replace, IncludeGlobals, RestoreGlobals, AllowUnsigned, Progress bool
 	Limit                                                                   int
+	// DryRun and Plan are adopt's: list, or apply a dry run's list.
+	DryRun bool
+	Plan   string
 
 	URL, Token, TokenFile string
 	JSON, Wait            bool

@@ -14,6 +14,7 @@ var summaries = map[string]struct{ args, text string }{
 	"verify":  {"NAME", "read a backup back in full and check it"},
 	"delete":  {"NAME", "delete a backup"},
 	"list":    {"", "list complete backups, newest first"},
+	"adopt":   {"", "take over the old manager's archives that have no manifest (--dry-run, then --plan)"},
 	"status":  {"TASK_ID", "a task's state, progress and result (service only)"},
 	"cancel":  {"TASK_ID", "stop a task for good (service only)"},
 	"targets": {"", "the configured targets: schedule, newest backup, RPO (service only)"},

@@ -52,6 +52,10 @@ func checkArgs(f *cli.Flags) error {
 		if f.Arg == "" {
 			return fail(ExitUsage, "%s: give a task ID", f.Command)
 		}
+	case "adopt":
+		if f.DryRun == (f.Plan != "") {
+			return fail(ExitUsage, "adopt: give --dry-run, or --plan with the plan a dry run printed")
+		}
 	}
 	return nil
 }
@@ -84,6 +88,10 @@ func dispatch(ctx context.Context, cl *client.Client, f *cli.Flags, o IO) error 
 	if err != nil {
 		return err
 	}
+	if f.Command == "adopt" {
+		// Its answer is the list (and the plan): nothing to do without it.
+		f.Wait = true
+	}
 	if !f.Wait {
 		line := "task " + acc.TaskID + " enqueued"
 		if acc.BackupName != "" {
@@ -115,6 +123,8 @@ func enqueue(ctx context.Context, cl *client.Client, f *cli.Flags) (*client.Task
 		return cl.VerifyBackup(ctx, f.BackupName(), client.VerifyBackupRequest{From: f.From, AllowUnsigned: f.AllowUnsigned})
 	case "delete":
 		return cl.DeleteBackup(ctx, f.BackupName(), client.DeleteBackupRequest{Stores: SplitList(f.Stores)})
+	case "adopt":
+		return cl.AdoptBackups(ctx, client.AdoptRequest{DryRun: f.DryRun, Plan: f.Plan})
 	}
 	return nil, fail(ExitUsage, "unknown command %q", f.Command)
 }

@@ -50,6 +50,13 @@ func follow(ctx context.Context, cl *client.Client, id string, f *cli.Flags, o I
 		if f.JSON {
 			return print(o.Stdout, true, json.RawMessage(raw.Body), "")
 		}
+		if f.Command == "adopt" {
+			var res client.AdoptResult
+			if err := json.Unmarshal(t.Result, &res); err != nil {
+				return fmt.Errorf("adopt: read the result: %w", err)
+			}
+			return WriteAdoptResult(o.Stdout, res)
+		}
 		return nil
 	}
 	msg := first(t.Error, "failed")

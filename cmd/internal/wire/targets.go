@@ -48,6 +48,9 @@ func (s *Setup) buildTargets() error {
 }
 
 func (s *Setup) setTargets(list []policy.Target) error {
+	for i := range list {
+		list[i].AdoptedRetention = s.Config.AdoptedRetention
+	}
 	set, err := policy.NewTargetSet(list)
 	if err != nil {
 		return configs.Bad("BACKUP_TARGETS", "%w", err)

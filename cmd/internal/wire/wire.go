@@ -158,6 +158,8 @@ func engineOver(setup *Setup, stores []store.Store, log *logrus.Entry) (*engine.
 		RowCounts:  cfg.BackupRowCounts,
 		Signer:     setup.Signer,
 		Log:        log,
+
+		AdoptMinAge: cfg.AdoptMinAge,
 	})
 }
 
