@@ -83,7 +83,7 @@ func forgePlain(t *testing.T, mem *store.Memory, name string, body []byte) {
 		t.Fatal(err)
 	}
 	editManifest(t, mem, name, func(m map[string]any) {
-		m["size_bytes"], m["sha256"] = len(body), sha(body)
+		matchArchive(m, body)
 	})
 }
 
@@ -190,7 +190,9 @@ func TestForgedServerArchiveIsRefused(t *testing.T) {
 			}
 			editManifest(t, mem, "server", func(m map[string]any) {
 				m["kind"], m["archive_key"] = engine.ContentServer, ""
-				m["databases"] = []map[string]any{{"database": target, "archive_key": key, "size_bytes": len(body), "sha256": sha(body)}}
+				db := map[string]any{"database": target, "archive_key": key}
+				matchArchive(db, body)
+				m["databases"] = []map[string]any{db}
 			})
 			_, err := e.Restore(ctx, engine.RestoreRequest{Name: name, Databases: []pgtool.Ident{pgtool.MustParseIdent(target)}})
 			var none atomic.Int64
@@ -216,7 +218,7 @@ func TestForgedGlobalsAreCheckedAsPsqlReadsThem(t *testing.T) {
 		editManifest(t, mem, "globals", func(m map[string]any) {
 			g := m["globals"].(map[string]any)
 			key = g["archive_key"].(string)
-			g["size_bytes"], g["sha256"] = len(body), sha([]byte(body))
+			matchArchive(g, []byte(body))
 		})
 		if err := mem.Put(context.Background(), key, strings.NewReader(body), nil); err != nil {
 			t.Fatal(err)
