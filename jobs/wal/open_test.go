@@ -1,0 +1,145 @@
+package wal_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/autograph/pgbackup/jobs/wal"
+	"github.com/autograph/pgbackup/store"
+)
+
+// history is a timeline history file naming parent and switch point.
+func history(parent uint32, at wal.LSN) []byte {
+	return fmt.Appendf(nil, "%d\t%s\tno recovery target specified\n", parent, at)
+}
+
+func TestTimelines(t *testing.T) {
+	t.Parallel()
+	switchAt := seg(2) + 1000
+	build := func(t *testing.T, oldTail bool) *fixture {
+		f := newFixture(t)
+		mustPutSegment(t, f.a, 1, 1)
+		if oldTail {
+			// The old timeline up to the switch, and past it (WAL the
+			// old primary wrote that is not on the new timeline's path).
+			mustPutPartial(t, f.a, 1, seg(2), switchAt+500)
+		}
+		if err := f.a.PutHistory(ctx, 2, history(1, switchAt)); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	t.Run("resume on the new timeline at the switch point", func(t *testing.T) {
+		t.Parallel()
+		f := build(t, true)
+		if got, want := mustEnd(t, f.a), (wal.Position{Timeline: 2, LSN: switchAt}); got != want {
+			t.Fatalf("End = %+v, want %+v", got, want)
+		}
+	})
+	t.Run("the new timeline continues the chain", func(t *testing.T) {
+		t.Parallel()
+		f := build(t, true)
+		mustPutPartial(t, f.a, 2, switchAt, seg(3))
+		mustPutSegment(t, f.a, 2, 3)
+		if got, want := mustEnd(t, f.a), (wal.Position{Timeline: 2, LSN: seg(4)}); got != want {
+			t.Fatalf("End = %+v, want %+v", got, want)
+		}
+		c := mustVerify(t, f.a)[0]
+		if len(c.Gaps) > 0 || c.Histories != 1 || c.End != (wal.Position{Timeline: 2, LSN: seg(4)}) {
+			t.Fatalf("chain = %+v, want no gap to 2/%s", c, seg(4))
+		}
+	})
+	t.Run("old timeline missing before the switch", func(t *testing.T) {
+		t.Parallel()
+		f := build(t, false)
+		mustPutPartial(t, f.a, 2, switchAt, seg(3))
+		mustPutSegment(t, f.a, 2, 3)
+		expectGap(t, mustVerify(t, f.a), wal.Gap{Store: "m1", Timeline: 1, Start: seg(2), End: switchAt}, "not archived")
+	})
+	t.Run("new timeline missing after the switch", func(t *testing.T) {
+		t.Parallel()
+		f := build(t, true)
+		mustPutSegment(t, f.a, 2, 3)
+		expectGap(t, mustVerify(t, f.a), wal.Gap{Store: "m1", Timeline: 2, Start: switchAt, End: seg(3)}, "not archived")
+	})
+}
+
+func TestOpen(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	whole := mustPutSegment(t, f.a, 1, 1)
+	got, err := f.a.Open(ctx, 1, 1)
+	if err != nil || !got.Complete || !bytes.Equal(got.Data, whole) {
+		t.Fatalf("Open complete segment: complete %v, equal %v, err %v", got.Complete, bytes.Equal(got.Data, whole), err)
+	}
+	a := mustPutPartial(t, f.a, 1, seg(2), seg(2)+100)
+	b := mustPutPartial(t, f.a, 1, seg(2)+100, seg(2)+300)
+	// An archiver resumed inside b: its chunk overlaps b, same bytes.
+	c := append(bytes.Clone(b[150:]), randomBytes(t, 100)...)
+	if err := f.a.PutPartial(ctx, 1, seg(2)+250, c); err != nil {
+		t.Fatal(err)
+	}
+	got, err = f.a.Open(ctx, 1, 2)
+	if err != nil {
+		t.Fatalf("Open open segment: %v", err)
+	}
+	want := make([]byte, segSize)
+	copy(want, a)
+	copy(want[100:], b)
+	copy(want[300:], c[50:])
+	if got.Complete || got.Start != seg(2) || got.End != seg(2)+400 || !bytes.Equal(got.Data, want) {
+		t.Fatalf("Open open segment: complete %v, %s-%s, equal %v; want open, %s-%s, zero padded",
+			got.Complete, got.Start, got.End, bytes.Equal(got.Data, want), seg(2), seg(2)+400)
+	}
+	// Overlapping chunks that disagree are not trusted.
+	d := randomBytes(t, 100)
+	mustPutPartial(t, f.a, 1, seg(4), seg(4)+100)
+	if err := f.a.PutPartial(ctx, 1, seg(4)+50, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.a.Open(ctx, 1, 4); !errors.Is(err, wal.ErrCorrupt) {
+		t.Fatalf("Open disagreeing chunks: err = %v, want ErrCorrupt", err)
+	}
+	if _, err := f.a.Open(ctx, 1, 9); !errors.Is(err, wal.ErrNotArchived) {
+		t.Fatalf("Open missing: err = %v, want ErrNotArchived", err)
+	}
+	mustPutPartial(t, f.a, 1, seg(3), seg(3)+10)
+	mustPutPartial(t, f.a, 1, seg(3)+20, seg(3)+30)
+	if _, err := f.a.Open(ctx, 1, 3); !errors.Is(err, wal.ErrGap) || errors.Is(err, wal.ErrNotArchived) {
+		t.Fatalf("Open with a chunk hole: err = %v, want ErrGap", err)
+	}
+	tamper(t, f.stores[0], "wal/db1/00000001/000000010000000000000001.zst.age", func(b []byte) { b[len(b)-1] ^= 1 })
+	if _, err := f.a.Open(ctx, 1, 1); !errors.Is(err, wal.ErrCorrupt) || errors.Is(err, wal.ErrNotArchived) {
+		t.Fatalf("Open tampered: err = %v, want ErrCorrupt", err)
+	}
+}
+
+// TestOpenFallsBackToAnotherStore: a copy that does not verify is passed
+// over for one that does.
+func TestOpenFallsBackToAnotherStore(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, store.NewMemory("m1"), store.NewMemory("m2"))
+	whole := mustPutSegment(t, f.a, 1, 1)
+	tamper(t, f.stores[0], "wal/db1/00000001/000000010000000000000001.zst.age", func(b []byte) { b[len(b)-1] ^= 1 })
+	got, err := f.a.Open(ctx, 1, 1)
+	if err != nil || !bytes.Equal(got.Data, whole) {
+		t.Fatalf("Open: equal %v, err %v; want m2's copy", bytes.Equal(got.Data, whole), err)
+	}
+}
+
+// TestUnsignedObjectsRefusedWithKeys: an archive with keys does not trust
+// objects written without them (as manifests).
+func TestUnsignedObjectsRefusedWithKeys(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	unsigned := f.opts
+	unsigned.Signer = nil
+	mustPutSegment(t, mustNew(t, unsigned), 1, 1)
+	expectGap(t, mustVerify(t, f.a), wal.Gap{Store: "m1", Timeline: 1, Start: seg(1), End: seg(2),
+		Key: "wal/db1/00000001/000000010000000000000001.zst.age"}, "not signed")
+	if _, err := f.a.Open(ctx, 1, 1); !errors.Is(err, wal.ErrCorrupt) {
+		t.Fatalf("Open unsigned: err = %v, want ErrCorrupt", err)
+	}
+}
