@@ -188,7 +188,9 @@ func (s *Signer) signCanonical(what string, canon []byte) (string, error) {
 }
 
 // check verifies the signature of the manifest as it was stored (raw).
-func (s *Signer) check(name Name, raw []byte) error { return s.checkDoc("manifest "+name.String(), raw) }
+func (s *Signer) check(name Name, raw []byte) error {
+	return s.checkDoc("manifest "+name.String(), raw)
+}
 
 // checkDoc verifies the signature of the document what as it was stored.
 func (s *Signer) checkDoc(what string, raw []byte) error {

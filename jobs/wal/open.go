@@ -20,7 +20,7 @@ type Segment struct {
 	// after the segment's beginning when the archive began inside it
 	// (those bytes are zero), End before its end while it is open.
 	Start, End LSN
-	Complete bool
+	Complete   bool
 }
 
 // Open returns segment segno of timeline tli, verified: the complete
