@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/store"
@@ -178,25 +179,25 @@ func (a *StoreArchive) put(ctx context.Context, pk parsedKey, h header, raw []by
 	if pk.kind != kindHistory {
 		h.Start, h.End = lsnHex(pk.start), lsnHex(pk.end)
 	}
-	var obj []byte
+	obj, err := a.encodeObject(h, raw)
+	if err != nil {
+		return err
+	}
+	// Every store at once: in sync mode the server waits for the slowest.
+	g, gctx := errgroup.WithContext(ctx)
 	for _, st := range a.stores {
-		same, err := a.existing(ctx, st, pk, raw)
-		if err != nil {
-			return err
-		}
-		if same {
-			continue
-		}
-		if obj == nil {
-			if obj, err = a.encodeObject(h, raw); err != nil {
+		g.Go(func() error {
+			same, err := a.existing(gctx, st, pk, raw)
+			if err != nil || same {
 				return err
 			}
-		}
-		if err := st.Put(ctx, a.key(pk.base), bytes.NewReader(obj), nil); err != nil {
-			return fmt.Errorf("wal put %s to %s: %w", pk.base, st.Name(), err)
-		}
+			if err := st.Put(gctx, a.key(pk.base), bytes.NewReader(obj), nil); err != nil {
+				return fmt.Errorf("wal put %s to %s: %w", pk.base, st.Name(), err)
+			}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 // existing reports whether st already holds pk with raw as its WAL.

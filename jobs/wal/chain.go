@@ -78,7 +78,12 @@ func (a *StoreArchive) inventory(ctx context.Context, st store.Store, content bo
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	// Headers are small; whole objects are up to a segment each, decoded
+	// in memory, so fewer of them at a time.
 	g.SetLimit(8)
+	if content {
+		g.SetLimit(2)
+	}
 	for i := range out {
 		g.Go(func() error {
 			e := &out[i]
@@ -223,6 +228,10 @@ func (a *StoreArchive) End(ctx context.Context) (Position, error) {
 			continue
 		}
 		p := c.Contiguous()
+		if len(c.Gaps) > 0 {
+			a.log.WithField("store", st.Name()).WithField("gap", c.Gaps[0].String()).
+				Warn("the WAL archive has a gap: it ends at the gap's start; `pgbackup wal verify` lists every gap")
+		}
 		if !found || comparePositions(p, end) < 0 {
 			end, found = p, true
 		}

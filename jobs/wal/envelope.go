@@ -38,8 +38,11 @@ type header struct {
 	Key      string     `json:"key"` // without extensions
 	Kind     objectKind `json:"kind"`
 	Timeline uint32     `json:"timeline"`
-	Start    string     `json:"start,omitempty"`
-	End      string     `json:"end,omitempty"`
+	// SegmentSize is the archive's wal_segment_size: a reader set up
+	// with another one is told so rather than seeing every key as wrong.
+	SegmentSize uint64 `json:"segment_size"`
+	Start       string `json:"start,omitempty"`
+	End         string `json:"end,omitempty"`
 	// ParentTimeline and SwitchLSN are read from a history file, so that
 	// walking the chain never needs to decrypt one.
 	ParentTimeline uint32    `json:"parent_timeline,omitempty"`
@@ -73,7 +76,7 @@ func sha256Hex(b []byte) string {
 // encodeObject builds an object: the payload from raw, then the signed
 // header describing both.
 func (a *StoreArchive) encodeObject(h header, raw []byte) ([]byte, error) {
-	h.Format, h.Target, h.Created = headerFormat, a.target, time.Now().UTC()
+	h.Format, h.Target, h.Created, h.SegmentSize = headerFormat, a.target, time.Now().UTC(), a.segSize
 	h.RawSize, h.RawSHA256 = int64(len(raw)), sha256Hex(raw)
 	h.Codec = a.codec.String()
 	var payload bytes.Buffer
@@ -140,6 +143,9 @@ func (a *StoreArchive) readHeader(r *bufio.Reader, pk parsedKey) (header, error)
 		if err := a.signer.CheckJSON("wal object "+pk.base, line); err != nil {
 			return header{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
+	}
+	if h.SegmentSize != a.segSize {
+		return header{}, fmt.Errorf("%w: %s: written with segment size %d, this archive is set up for %d", ErrCorrupt, pk.base, h.SegmentSize, a.segSize)
 	}
 	want := header{Format: headerFormat, Target: a.target, Key: pk.base, Kind: pk.kind, Timeline: pk.tli}
 	if pk.kind != kindHistory {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/autograph/pgbackup/jobs/wal"
@@ -141,5 +142,19 @@ func TestUnsignedObjectsRefusedWithKeys(t *testing.T) {
 		Key: "wal/db1/00000001/000000010000000000000001.zst.age"}, "not signed")
 	if _, err := f.a.Open(ctx, 1, 1); !errors.Is(err, wal.ErrCorrupt) {
 		t.Fatalf("Open unsigned: err = %v, want ErrCorrupt", err)
+	}
+}
+
+// TestSegmentSizeMismatchIsNamed: a reader set up with another segment
+// size is told so, not shown every object as moved.
+func TestSegmentSizeMismatchIsNamed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	mustPutSegment(t, f.a, 1, 1)
+	other := f.opts
+	other.SegmentSize = 2 * segSize
+	chains := mustVerify(t, mustNew(t, other))
+	if len(chains[0].Gaps) != 1 || !strings.Contains(chains[0].Gaps[0].Reason, "segment size 1048576") {
+		t.Fatalf("gaps = %v, want one naming the segment size", chains[0].Gaps)
 	}
 }
