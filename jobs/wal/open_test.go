@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/wal"
 	"github.com/autograph/pgbackup/store"
 )
@@ -156,5 +157,56 @@ func TestSegmentSizeMismatchIsNamed(t *testing.T) {
 	chains := mustVerify(t, mustNew(t, other))
 	if len(chains[0].Gaps) != 1 || !strings.Contains(chains[0].Gaps[0].Reason, "segment size 1048576") {
 		t.Fatalf("gaps = %v, want one naming the segment size", chains[0].Gaps)
+	}
+}
+
+// TestResumeFillsOnlyTheStoreThatLacks: after a put that reached one
+// store only, the retry leaves the first store's object as it was and
+// writes the other; an empty store does not pull End back to zero.
+func TestResumeFillsOnlyTheStoreThatLacks(t *testing.T) {
+	t.Parallel()
+	m1, m2, empty := store.NewMemory("m1"), store.NewMemory("m2"), store.NewMemory("m3")
+	f := newFixture(t, m1, m2)
+	mustPutSegment(t, f.a, 1, 1)
+	only1 := f.opts
+	only1.Stores = []store.Store{m1}
+	chunk := mustPutPartial(t, mustNew(t, only1), 1, seg(2), seg(2)+100)
+	before, _ := m1.List(ctx, "")
+	if err := f.a.PutPartial(ctx, 1, seg(2), chunk); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if after, _ := m1.List(ctx, ""); fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Fatalf("m1 was written again:\nbefore %v\n after %v", before, after)
+	}
+	if got, want := keys(t, m2), keys(t, m1); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("m2 holds %v, want %v", got, want)
+	}
+	three := f.opts
+	three.Stores = []store.Store{m1, m2, empty}
+	if got, want := mustEnd(t, mustNew(t, three)), (wal.Position{Timeline: 1, LSN: seg(2) + 100}); got != want {
+		t.Fatalf("End with an empty store = %+v, want %+v", got, want)
+	}
+}
+
+// TestPlainUnsignedArchive: without codec, encryption or keys the payload
+// after the header line is the WAL itself (what the documented
+// `tail -n +2` relies on), and everything reads back.
+func TestPlainUnsignedArchive(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	plain := f.opts
+	plain.Codec, plain.Encryption, plain.Signer = engine.Codec{}, nil, nil
+	a := mustNew(t, plain)
+	data := mustPutSegment(t, a, 1, 1)
+	obj := get(t, f.stores[0], "wal/db1/00000001/000000010000000000000001")
+	if _, payload, _ := bytes.Cut(obj, []byte("\n")); !bytes.Equal(payload, data) {
+		t.Fatalf("payload after the header line is not the WAL (%d bytes)", len(payload))
+	}
+	got, err := a.Open(ctx, 1, 1)
+	if err != nil || !bytes.Equal(got.Data, data) {
+		t.Fatalf("Open: equal %v, err %v", bytes.Equal(got.Data, data), err)
+	}
+	if c := mustVerify(t, a)[0]; len(c.Gaps) > 0 || c.Segments != 1 {
+		t.Fatalf("chain %+v, want one segment, no gap", c)
 	}
 }
