@@ -47,7 +47,7 @@ func newFixture(t *testing.T, stores ...store.Store) *fixture {
 	o := wal.Options{
 		Target: "db1", Stores: stores, Codec: engine.DefaultCodec, Encryption: enc,
 		Signer: engine.NewSigner([]byte("test signing key")), SegmentSize: segSize,
-		Log: logrus.NewEntry(logrus.New()),
+		Log: quietLog(),
 	}
 	return &fixture{stores: stores, a: mustNew(t, o), opts: o}
 }
@@ -388,4 +388,11 @@ func get(t *testing.T, s store.Store, key string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// quietLog is a logger that keeps the test output to failures.
+func quietLog() *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
 }

@@ -49,8 +49,12 @@ type Chain struct {
 // Contiguous is where the chain ends counting from its start: the first
 // gap's start, or End.
 func (c Chain) Contiguous() Position {
-	if len(c.Gaps) > 0 {
-		return Position{Timeline: c.Gaps[0].Timeline, LSN: c.Gaps[0].Start}
+	for _, g := range c.Gaps {
+		// A history file that does not verify has no range of its own:
+		// the walk then stays on the parent, where its gaps show.
+		if g.End > g.Start {
+			return Position{Timeline: g.Timeline, LSN: g.Start}
+		}
 	}
 	return c.End
 }

@@ -155,6 +155,13 @@ func (a *StoreArchive) readHeader(r *bufio.Reader, pk parsedKey) (header, error)
 		h.Timeline != want.Timeline || h.Start != want.Start || h.End != want.End {
 		return header{}, fmt.Errorf("%w: %s: header describes %s %s of %s (%s-%s), not this key", ErrCorrupt, pk.base, h.Kind, h.Key, h.Target, h.Start, h.End)
 	}
+	if pk.kind == kindHistory {
+		// The walk follows parent to child: a parent not before its child
+		// (possible only unsigned) would make it loop.
+		if _, err := parseLSNHex(h.SwitchLSN); err != nil || h.ParentTimeline >= h.Timeline {
+			return header{}, fmt.Errorf("%w: %s: history names parent %d at %q", ErrCorrupt, pk.base, h.ParentTimeline, h.SwitchLSN)
+		}
+	}
 	if pk.kind != kindHistory && h.RawSize != int64(pk.end-pk.start) {
 		return header{}, fmt.Errorf("%w: %s: header says %d bytes for a range of %d", ErrCorrupt, pk.base, h.RawSize, pk.end-pk.start)
 	}

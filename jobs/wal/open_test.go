@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/wal"
@@ -208,5 +209,48 @@ func TestPlainUnsignedArchive(t *testing.T) {
 	}
 	if c := mustVerify(t, a)[0]; len(c.Gaps) > 0 || c.Segments != 1 {
 		t.Fatalf("chain %+v, want one segment, no gap", c)
+	}
+}
+
+// TestHistoryLoopRefused: a history header naming its own timeline as
+// parent (only possible unsigned) is a gap, not an endless walk.
+func TestHistoryLoopRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	plain := f.opts
+	plain.Codec, plain.Encryption, plain.Signer = engine.Codec{}, nil, nil
+	a := mustNew(t, plain)
+	mustPutSegment(t, a, 2, 1)
+	forged := `{"format":"pgbackup-wal/1","target":"db1","key":"wal/db1/00000002.history","kind":"history","timeline":2,` +
+		`"segment_size":1048576,"parent_timeline":2,"switch_lsn":"0000000000100000","raw_size":0,"payload_size":0,` +
+		`"raw_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","payload_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}` + "\n"
+	if err := f.stores[0].Put(ctx, "wal/db1/00000002.history", strings.NewReader(forged), nil); err != nil {
+		t.Fatal(err)
+	}
+	// Bounded, so that a walk that loops fails the test instead of
+	// hanging the suite.
+	done := make(chan []wal.Chain, 1)
+	go func() {
+		chains, err := a.Verify(ctx)
+		if err != nil {
+			chains = nil
+		}
+		done <- chains
+	}()
+	var c wal.Chain
+	select {
+	case chains := <-done:
+		if len(chains) != 1 {
+			t.Fatalf("Verify: %d chains, want 1 (an error?)", len(chains))
+		}
+		c = chains[0]
+	case <-time.After(30 * time.Second):
+		t.Fatal("Verify did not return: the walk loops")
+	}
+	if len(c.Gaps) != 1 || !strings.Contains(c.Gaps[0].Reason, "history names parent 2") {
+		t.Fatalf("gaps = %v, want the forged history refused", c.Gaps)
+	}
+	if got, want := mustEnd(t, a), (wal.Position{Timeline: 2, LSN: seg(2)}); got != want {
+		t.Fatalf("End = %+v, want %+v", got, want)
 	}
 }
