@@ -64,6 +64,9 @@ func (a *StoreArchive) openIn(ctx context.Context, st store.Store, tli uint32, s
 		whole = err
 	}
 	seg, err := a.assemble(ctx, st, tli, segno)
+	if err == nil && seg.Start > LSN(segno*a.segSize) {
+		err = a.branchPrefix(ctx, st, tli, segno, &seg)
+	}
 	switch {
 	case errors.Is(err, ErrNotArchived) && whole != nil:
 		return Segment{}, whole
@@ -118,4 +121,45 @@ func (a *StoreArchive) assemble(ctx context.Context, st store.Store, tli uint32,
 		pos = pk.end
 	}
 	return Segment{Data: data, Start: chunks[0].start, End: pos, Complete: chunks[0].start == segStart && pos == segStart+LSN(a.segSize)}, nil
+}
+
+// branchPrefix fills the beginning of a new timeline's first segment from
+// its parent when the archiver streamed the new timeline from the switch
+// point: recovery reads that segment under the new timeline's name, and
+// the WAL before the switch point in it is the parent's. Without a
+// history file, or with the parent's WAL missing, seg is left as it is
+// (its Start says what it holds; Verify reports the gap).
+func (a *StoreArchive) branchPrefix(ctx context.Context, st store.Store, tli uint32, segno uint64, seg *Segment) error {
+	base := historyBase(a.target, tli)
+	objs, err := st.List(ctx, base)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", st.Name(), err)
+	}
+	for _, o := range objs {
+		pk, ok := parseKey(a.target, o.Key, a.segSize)
+		if !ok || pk.base != base {
+			continue
+		}
+		h, err := a.header(ctx, st, o, pk)
+		if err != nil {
+			return err
+		}
+		switchAt, _ := parseLSNHex(h.SwitchLSN) // checked by readHeader
+		if switchAt != seg.Start {
+			return nil
+		}
+		parent, err := a.openIn(ctx, st, h.ParentTimeline, segno)
+		if errors.Is(err, ErrNotArchived) || (err == nil && parent.End < switchAt) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		segStart := LSN(segno * a.segSize)
+		copy(seg.Data[:switchAt-segStart], parent.Data)
+		seg.Start = parent.Start
+		seg.Complete = seg.Start == segStart && seg.End == segStart+LSN(a.segSize)
+		return nil
+	}
+	return nil
 }

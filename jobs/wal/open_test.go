@@ -254,3 +254,24 @@ func TestHistoryLoopRefused(t *testing.T) {
 		t.Fatalf("End = %+v, want %+v", got, want)
 	}
 }
+
+// TestOpenNewTimelineTakesThePrefixFromItsParent: a new timeline streamed
+// from its switch point opens with the parent's WAL before the switch.
+func TestOpenNewTimelineTakesThePrefixFromItsParent(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	switchAt := seg(2) + 1000
+	old := mustPutPartial(t, f.a, 1, seg(2), switchAt+200) // the old primary wrote past the switch
+	if err := f.a.PutHistory(ctx, 2, history(1, switchAt)); err != nil {
+		t.Fatal(err)
+	}
+	newer := mustPutPartial(t, f.a, 2, switchAt, seg(3))
+	got, err := f.a.Open(ctx, 2, 2)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	want := append(bytes.Clone(old[:1000]), newer...)
+	if !got.Complete || got.Start != seg(2) || !bytes.Equal(got.Data, want) {
+		t.Fatalf("Open: complete %v, start %s, equal %v; want the parent's 1000 bytes then the new timeline's", got.Complete, got.Start, bytes.Equal(got.Data, want))
+	}
+}
