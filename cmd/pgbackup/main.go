@@ -69,6 +69,9 @@ func runLocal(ctx context.Context, args []string, o remote.IO) error {
 	}
 	cfg := setup.Config
 	log := configs.NewLogger(cfg, "pgbackup", o.Stderr)
+	if f.Command == "wal" {
+		return runWAL(ctx, setup, f, log, o)
+	}
 	eng, err := wire.Engine(ctx, setup, log)
 	if err != nil {
 		return err

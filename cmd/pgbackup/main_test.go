@@ -31,12 +31,19 @@ func TestHelpIsOneFace(t *testing.T) {
 			if localCode != 0 || remoteCode != 0 {
 				t.Fatalf("%s --help exit %d without a URL, %d with one; want 0 and 0\n%s\n%s", cmd, localCode, remoteCode, local, remote)
 			}
-			if !strings.Contains(remote, "This run: remote, on the service at http://backup:8080") {
+			wantRemote := "This run: remote, on the service at http://backup:8080"
+			if cmd == "wal" {
+				wantRemote = "This run: local (wal reads the stores directly"
+			}
+			if !strings.Contains(remote, wantRemote) {
 				t.Errorf("with PGBACKUP_URL the help does not say the service runs it:\n%s", remote)
 			}
 			wantLocal := "This run: local"
-			if cmd == "status" || cmd == "cancel" || cmd == "targets" {
+			switch cmd {
+			case "status", "cancel", "targets":
 				wantLocal = "This run: remote (" + cmd + " is a service command"
+			case "wal":
+				wantLocal = "This run: local (wal reads the stores directly"
 			}
 			if !strings.Contains(local, wantLocal) {
 				t.Errorf("without a URL the help does not say %q:\n%s", wantLocal, local)

@@ -166,3 +166,12 @@ func (c Codec) encodeStream(src io.Reader) (io.Reader, func()) {
 // errCorrupt wraps decoder failures: the stored bytes matched the checksum
 // but do not decompress, so the archive was bad before it was stored.
 var errCorrupt = errors.New("archive does not decompress")
+
+// NewEncoder returns a writer that compresses into w with c, for callers
+// outside the engine that store objects the same way (the WAL archive).
+// Close flushes it.
+func (c Codec) NewEncoder(w io.Writer) (io.WriteCloser, error) { return c.encoder(w) }
+
+// NewDecoder undoes NewEncoder, with the same memory bounds as a restore;
+// the caller bounds how much it reads.
+func (c Codec) NewDecoder(r io.Reader) (io.ReadCloser, error) { return c.decoder(r) }

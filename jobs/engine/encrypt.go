@@ -124,3 +124,41 @@ func pipeStage(src io.Reader, wrap func(io.Writer) (io.WriteCloser, error)) (io.
 		<-done
 	}
 }
+
+// Encrypts reports whether new objects are encrypted (some recipient is
+// configured).
+func (e *Encryption) Encrypts() bool { return e.encrypts() }
+
+// Fingerprints names the recipients new objects are encrypted to.
+func (e *Encryption) Fingerprints() []string {
+	if e == nil {
+		return nil
+	}
+	return append([]string(nil), e.fingerprints...)
+}
+
+// NewEncrypter returns a writer that encrypts into w to every recipient;
+// Close finishes the stream. It fails when there is no recipient.
+func (e *Encryption) NewEncrypter(w io.Writer) (io.WriteCloser, error) {
+	if !e.encrypts() {
+		return nil, fmt.Errorf("encrypt: no recipient configured")
+	}
+	return age.Encrypt(w, e.recipients...)
+}
+
+// Decrypt returns the plaintext of an encrypted object named what, like a
+// restore does for an archive: ErrNoIdentity without a matching identity.
+func (e *Encryption) Decrypt(what string, stored io.Reader) (io.Reader, error) {
+	if e == nil || len(e.identities) == 0 {
+		return nil, fmt.Errorf("%w: %s is encrypted and this program has no ENCRYPTION_IDENTITY_FILE", ErrNoIdentity, what)
+	}
+	r, err := age.Decrypt(stored, e.identities...)
+	if err != nil {
+		var noMatch *age.NoIdentityMatchError
+		if errors.As(err, &noMatch) {
+			return nil, fmt.Errorf("%w: %s", ErrNoIdentity, what)
+		}
+		return nil, fmt.Errorf("%w: %s: %w", errCorrupt, what, err)
+	}
+	return r, nil
+}

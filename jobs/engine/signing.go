@@ -157,50 +157,74 @@ func (s *Signer) sign(m *Manifest) error {
 	if err != nil {
 		return err
 	}
+	m.Signature, err = s.signCanonical("manifest "+m.Name.String(), canon)
+	return err
+}
+
+// SignJSON returns the signature of doc, a JSON object, made the way a
+// manifest's is: over its canonical form without its "signature" field.
+// Other signed documents (the WAL archive's object headers) use it; what
+// names the document in errors.
+func (s *Signer) SignJSON(what string, doc []byte) (string, error) {
+	canon, err := canonicalJSON(doc)
+	if err != nil {
+		return "", fmt.Errorf("sign %s: %w", what, err)
+	}
+	return s.signCanonical(what, canon)
+}
+
+// CheckJSON verifies the "signature" field of doc, a JSON object as it
+// was stored, as a manifest's is checked; the error wraps ErrSignature.
+func (s *Signer) CheckJSON(what string, doc []byte) error { return s.checkDoc(what, doc) }
+
+func (s *Signer) signCanonical(what string, canon []byte) (string, error) {
 	switch {
 	case s.private != nil:
-		m.Signature = ed25519Prefix + base64.RawStdEncoding.EncodeToString(ed25519.Sign(s.private, canon))
+		return ed25519Prefix + base64.RawStdEncoding.EncodeToString(ed25519.Sign(s.private, canon)), nil
 	case len(s.current) > 0:
-		m.Signature = mac(s.current, canon)
-	default:
-		return fmt.Errorf("sign manifest %s: %w: this program has only public keys (BACKUP_SIGNING_PUBLIC_KEYS_FILE) and cannot sign; set BACKUP_SIGNING_PRIVATE_KEY_FILE", m.Name, ErrSignature)
+		return mac(s.current, canon), nil
 	}
-	return nil
+	return "", fmt.Errorf("sign %s: %w: this program has only public keys (BACKUP_SIGNING_PUBLIC_KEYS_FILE) and cannot sign; set BACKUP_SIGNING_PRIVATE_KEY_FILE", what, ErrSignature)
 }
 
 // check verifies the signature of the manifest as it was stored (raw).
 func (s *Signer) check(name Name, raw []byte) error {
+	return s.checkDoc("manifest "+name.String(), raw)
+}
+
+// checkDoc verifies the signature of the document what as it was stored.
+func (s *Signer) checkDoc(what string, raw []byte) error {
 	var probe struct {
 		Signature string `json:"signature"`
 	}
 	if err := json.Unmarshal(raw, &probe); err != nil {
-		return fmt.Errorf("%w: manifest %s: %w", ErrSignature, name, err)
+		return fmt.Errorf("%w: %s: %w", ErrSignature, what, err)
 	}
 	if probe.Signature == "" {
-		return fmt.Errorf("%w: manifest %s is not signed", ErrSignature, name)
+		return fmt.Errorf("%w: %s is not signed", ErrSignature, what)
 	}
 	canon, err := canonicalJSON(raw)
 	if err != nil {
-		return fmt.Errorf("%w: manifest %s: %w", ErrSignature, name, err)
+		return fmt.Errorf("%w: %s: %w", ErrSignature, what, err)
 	}
 	if b64, ok := strings.CutPrefix(probe.Signature, ed25519Prefix); ok {
 		sig, err := base64.RawStdEncoding.DecodeString(b64)
 		if err != nil {
-			return fmt.Errorf("%w: manifest %s: ed25519 signature: %w", ErrSignature, name, err)
+			return fmt.Errorf("%w: %s: ed25519 signature: %w", ErrSignature, what, err)
 		}
 		for _, k := range s.public {
 			if ed25519.Verify(k, canon, sig) {
 				return nil
 			}
 		}
-		return fmt.Errorf("%w: manifest %s has an ed25519 signature no configured public key verifies", ErrSignature, name)
+		return fmt.Errorf("%w: %s has an ed25519 signature no configured public key verifies", ErrSignature, what)
 	}
 	for _, k := range s.accept {
 		if hmac.Equal([]byte(mac(k, canon)), []byte(probe.Signature)) {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: manifest %s has a signature no configured key made", ErrSignature, name)
+	return fmt.Errorf("%w: %s has a signature no configured key made", ErrSignature, what)
 }
 
 func mac(key, data []byte) string {

@@ -52,6 +52,8 @@ var defs = []def{
 		bind: str(func(f *Flags) *string { return &f.Target })},
 	{name: "target", cmds: cmds("list"), mode: Remote, arg: "T", usage: "only this target's backups",
 		bind: str(func(f *Flags) *string { return &f.Target })},
+	{name: "target", cmds: cmds("wal"), mode: Local, arg: "T", usage: "the target whose WAL archive (wal/T/ in its stores) to walk",
+		bind: str(func(f *Flags) *string { return &f.Target })},
 	{name: "include-globals", cmds: cmds("backup"), mode: both, usage: "also store the server's roles (pg_dumpall --globals-only)",
 		bind: boolean(func(f *Flags) *bool { return &f.IncludeGlobals })},
 	{name: "from", cmds: cmds("restore verify"), mode: both, arg: "S", usage: "store to read (default the first holding the backup)",

@@ -31,10 +31,15 @@ func (m Mode) String() string {
 }
 
 // Commands are pgbackup's commands, in the order usage lists them.
-var Commands = []string{"backup", "restore", "verify", "delete", "list", "adopt", "status", "cancel", "targets"}
+var Commands = []string{"backup", "restore", "verify", "delete", "list", "adopt", "status", "cancel", "targets", "wal"}
 
 // serviceOnly are the commands only the service can run.
 var serviceOnly = []string{"status", "cancel", "targets"}
+
+// localOnly are the commands that read the stores directly and always run
+// here: `wal verify` walks an archive "from the store alone", which is
+// what it is for when the service is in doubt.
+var localOnly = []string{"wal"}
 
 // ModeOf says where args (a command and its flags) run: remotely for a
 // command only the service has, with --url among the flags, or with
@@ -45,6 +50,9 @@ func ModeOf(args []string, getenv func(string) string) Mode {
 	}
 	if slices.Contains(serviceOnly, args[0]) {
 		return Remote
+	}
+	if slices.Contains(localOnly, args[0]) {
+		return Local
 	}
 	for _, a := range args[1:] {
 		if a == "--url" || a == "-url" || strings.HasPrefix(a, "--url=") || strings.HasPrefix(a, "-url=") {
@@ -61,7 +69,8 @@ func ModeOf(args []string, getenv func(string) string) Mode {
 // was not given (or does not belong to the command).
 type Flags struct {
 	Command string
-	// Arg is the one positional argument: a backup name or a task ID.
+	// Arg is the one positional argument: a backup name, a task ID, or
+	// wal's subcommand.
 	Arg string
 
 	Name, Format, Database, Stores, Target, TargetDatabase, From, Databases string

@@ -18,6 +18,7 @@ var summaries = map[string]struct{ args, text string }{
 	"status":  {"TASK_ID", "a task's state, progress and result (service only)"},
 	"cancel":  {"TASK_ID", "stop a task for good (service only)"},
 	"targets": {"", "the configured targets: schedule, newest backup, RPO (service only)"},
+	"wal":     {"verify", "walk a target's WAL archive in its stores (--target T); exit 1 on a gap (local only)"},
 }
 
 // Usage is pgbackup's usage text.
@@ -69,6 +70,8 @@ func writeHelp(w io.Writer, cmd string, mode Mode, getenv func(string) string) {
 // environment.
 func thisRun(cmd string, mode Mode, getenv func(string) string) string {
 	switch {
+	case slices.Contains(localOnly, cmd):
+		return "local (" + cmd + " reads the stores directly, whatever --url or PGBACKUP_URL say)"
 	case mode == Local:
 		return "local (no --url, PGBACKUP_URL unset)"
 	case getenv("PGBACKUP_URL") != "":
