@@ -97,7 +97,7 @@ func Start(ctx context.Context, dir string, opts Options) (_ *Bench, err error) 
 	}()
 
 	g, gctx := errgroup.WithContext(ctx)
-	for _, s := range Services() {
+	for _, s := range opts.services() {
 		srv, err := b.server(s)
 		if err != nil {
 			return nil, err
