@@ -2,6 +2,7 @@ package archiver_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -164,5 +165,48 @@ func TestLeasedArchiversHandOver(t *testing.T) {
 		if string(data) != string(p.walFile(t, 1, segno)) {
 			t.Errorf("segment %d differs from the server's", segno)
 		}
+	}
+}
+
+// TestFencedArchiveRefusesOnceTheTokenMovedOn: the fence asks Redis on
+// every write, so a holder whose lease another archiver took writes
+// nothing more, even before its own renewal notices.
+func TestFencedArchiveRefusesOnceTheTokenMovedOn(t *testing.T) {
+	t.Parallel()
+	env := testbench.Require(t)
+	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr, DB: 11})
+	t.Cleanup(func() { rdb.Close() })
+	target := testbench.UniqueName("fence")
+	ctx := t.Context()
+	// Renewals far apart: only the fence's own check can notice.
+	old, err := coord.NewArchiverLease(rdb, target, "old", time.Minute, 30*time.Second).Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Release(context.Background())
+	mem := &archivertest.Memory{SegmentSize: 16 << 20}
+	a := archiver.Fenced(mem, old.Check)
+	if err := a.PutPartial(ctx, 1, 0x1000000, []byte("first")); err != nil {
+		t.Fatalf("holder's write: %v", err)
+	}
+	if err := rdb.Del(ctx, "pgbackup:archiver-lease:{"+target+"}").Err(); err != nil {
+		t.Fatal(err)
+	}
+	next, err := coord.NewArchiverLease(rdb, target, "next", time.Minute, 30*time.Second).Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Release(context.Background())
+	for name, put := range map[string]func() error{
+		"chunk":   func() error { return a.PutPartial(ctx, 1, 0x1000005, []byte("second")) },
+		"segment": func() error { return a.PutSegment(ctx, 1, 1, make([]byte, 16<<20)) },
+		"history": func() error { return a.PutHistory(ctx, 2, []byte("1\t0/2000000\tno recovery target specified\n")) },
+	} {
+		if err := put(); !errors.Is(err, coord.ErrLeaseLost) {
+			t.Errorf("%s after the token moved on: %v, want ErrLeaseLost", name, err)
+		}
+	}
+	if n := len(mem.Chunks()); n != 1 {
+		t.Errorf("%d chunks stored, want only the holder's first", n)
 	}
 }
