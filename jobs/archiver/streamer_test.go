@@ -310,3 +310,57 @@ func TestStreamerRefusesAnUnlimitedSlot(t *testing.T) {
 		t.Fatalf("allowed streamer: %v", err)
 	}
 }
+
+// TestSyncStreamerReleasesSynchronousCommits: with sync on, the archiver
+// (application_name = its slot) can be the server's synchronous standby.
+// Chunks are due only every hour here, so each commit returns only
+// because the archiver stored its WAL and confirmed it at once; after it
+// returns, the archive holds WAL past the commit's start.
+func TestSyncStreamerReleasesSynchronousCommits(t *testing.T) {
+	t.Parallel()
+	p := startPITR(t)
+	mem := &archivertest.Memory{SegmentSize: p.segSize}
+	st := run(t, archiver.Config{Conn: p.conn, Slot: "pitr_sync", Archive: mem, Sync: true,
+		PartialInterval: time.Hour, StatusInterval: time.Hour, Log: testLog(t)})
+	p.exec(t, "CREATE TABLE sync_marks (id int)")
+	p.exec(t, "ALTER SYSTEM SET synchronous_standby_names = 'pitr_sync'")
+	p.exec(t, "SELECT pg_reload_conf()")
+	waitFor(t, 30*time.Second, "the archiver to be the synchronous standby", func() bool {
+		st.alive(t)
+		var state string
+		err := p.su.QueryRow(t.Context(), "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'pitr_sync'").Scan(&state)
+		return err == nil && state == "sync"
+	})
+	for i := range 20 {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		tx, err := p.su.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before string
+		if _, err := tx.Exec(ctx, "INSERT INTO sync_marks VALUES ($1)", i); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&before); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatalf("commit %d not released by the archiver: %v", i, err)
+		}
+		cancel()
+		b, _ := wal.ParseLSN(before)
+		if end, _ := mem.End(t.Context()); end.LSN <= b {
+			t.Fatalf("commit %d returned with the archive ending at %s, before the commit record at %s", i, end.LSN, b)
+		}
+	}
+	// Without the archiver a commit must wait: the server really is
+	// waiting for it (not an asynchronous standby).
+	if err := st.stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := p.su.Exec(ctx, "INSERT INTO sync_marks VALUES (-1)"); err == nil {
+		t.Fatal("a commit returned with the synchronous archiver stopped")
+	}
+}
