@@ -280,6 +280,8 @@ func TestStreamerArchivesTheServersWALExactly(t *testing.T) {
 
 // TestStreamerRefusesAnUnlimitedSlot: max_slot_wal_keep_size = -1 stops
 // the start with ErrUnlimitedSlot, unless allowed; no slot is created.
+// Allowed, the streamer stays connected by answering the server's
+// keepalives.
 func TestStreamerRefusesAnUnlimitedSlot(t *testing.T) {
 	t.Parallel()
 	p := startPITR(t)
@@ -299,12 +301,34 @@ func TestStreamerRefusesAnUnlimitedSlot(t *testing.T) {
 		t.Fatalf("%d slots after a refused start (err %v), want none", n, err)
 	}
 
+	// The server drops a receiver that does not answer its keepalives
+	// within wal_sender_timeout; status updates of its own are an hour
+	// apart here, so only the replies keep it connected.
+	p.exec(t, "ALTER SYSTEM SET wal_sender_timeout = '500ms'")
+	p.exec(t, "SELECT pg_reload_conf()")
 	st := run(t, archiver.Config{Conn: p.conn, Slot: "unlimited", Archive: mem, AllowUnlimitedSlot: true,
-		PartialInterval: 100 * time.Millisecond})
+		PartialInterval: 100 * time.Millisecond, StatusInterval: time.Hour})
 	waitFor(t, 30*time.Second, "the allowed streamer to archive", func() bool {
 		st.alive(t)
 		end, _ := mem.End(ctx)
 		return end != (wal.Position{})
+	})
+	var pid int
+	replies := map[string]bool{}
+	waitFor(t, 30*time.Second, "replies to 6 keepalives on one connection", func() bool {
+		st.alive(t)
+		var p2 int
+		var reply *string
+		err := p.su.QueryRow(ctx, "SELECT pid, reply_time::text FROM pg_stat_replication WHERE application_name = 'unlimited'").Scan(&p2, &reply)
+		if err != nil || reply == nil {
+			return false
+		}
+		if pid != 0 && p2 != pid {
+			t.Fatalf("walsender %d replaced by %d: the server dropped the streamer", pid, p2)
+		}
+		pid = p2
+		replies[*reply] = true
+		return len(replies) >= 6
 	})
 	if err := st.stop(); err != nil {
 		t.Fatalf("allowed streamer: %v", err)
