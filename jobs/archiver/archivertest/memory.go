@@ -149,3 +149,10 @@ func (m *Memory) Chunks() []Chunk {
 	defer m.mu.Unlock()
 	return slices.Clone(m.chunks)
 }
+
+// History returns the stored history file of tli, nil if none.
+func (m *Memory) History(tli uint32) []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.histories[tli])
+}
