@@ -25,7 +25,11 @@ type writers struct {
 }
 
 func (w *writers) add(name string) { w.mu.Lock(); w.who = append(w.who, name); w.mu.Unlock() }
-func (w *writers) list() []string  { w.mu.Lock(); defer w.mu.Unlock(); return append([]string(nil), w.who...) }
+func (w *writers) list() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.who...)
+}
 
 // tagged is the shared archive as one archiver writes to it.
 type tagged struct {

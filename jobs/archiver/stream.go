@@ -116,6 +116,7 @@ func (s *Streamer) handle(ctx context.Context, conn *pgconn.PgConn, st *state, m
 			if err != nil {
 				return false, fmt.Errorf("archiver: %w", err)
 			}
+			archived := st.archived
 			if err := s.receive(ctx, st, wal.LSN(xld.WALStart), xld.WALData); err != nil {
 				return false, err
 			}
@@ -127,7 +128,8 @@ func (s *Streamer) handle(ctx context.Context, conn *pgconn.PgConn, st *state, m
 				}
 				return true, nil
 			}
-			return false, nil
+			// A segment was stored: the slot may move on now.
+			return st.archived != archived, nil
 		}
 		return false, nil
 	case *pgproto3.CopyDone:
