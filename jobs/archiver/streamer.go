@@ -29,6 +29,11 @@ var (
 	// ErrStreamGap: the server sent WAL that does not follow what was
 	// received; never archived.
 	ErrStreamGap = errors.New("WAL stream is not contiguous")
+	// ErrSlotLost: the server invalidated the slot (it kept more than
+	// max_slot_wal_keep_size of WAL for it) and removed WAL the archive
+	// may lack. The archive has a gap from its end on: drop the slot, let
+	// the archiver create it again, and take a new base backup.
+	ErrSlotLost = errors.New("replication slot invalidated by the server (max_slot_wal_keep_size exceeded): WAL was removed before it was archived; drop the slot and take a new base backup")
 	// ErrStreamEnded: the server ended the stream without a next timeline
 	// (it is shutting down, or was promoted away from us).
 	ErrStreamEnded = errors.New("server ended the WAL stream")
@@ -256,7 +261,7 @@ func (s *Streamer) ensureSlot(ctx context.Context, conn *pgconn.PgConn) (wal.LSN
 			return 0, 0, fmt.Errorf("archiver: slot %s is %s, not physical", s.cfg.Slot, row[0])
 		}
 		if row[1] == nil { // invalidated: max_slot_wal_keep_size was exceeded
-			return 0, 0, fmt.Errorf("archiver: slot %s has no restart_lsn (invalidated?): WAL was lost; drop the slot and take a new base backup", s.cfg.Slot)
+			return 0, 0, fmt.Errorf("archiver: slot %s: %w", s.cfg.Slot, ErrSlotLost)
 		}
 		lsn, err := wal.ParseLSN(string(row[1]))
 		if err != nil {

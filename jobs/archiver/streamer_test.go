@@ -388,3 +388,41 @@ func TestSyncStreamerReleasesSynchronousCommits(t *testing.T) {
 		t.Fatal("a commit returned with the synchronous archiver stopped")
 	}
 }
+
+// TestStreamerReportsALostSlot: with the archiver stopped, the server
+// invalidates its slot once it holds more than max_slot_wal_keep_size; the
+// next start says so (ErrSlotLost) instead of streaming over the gap.
+func TestStreamerReportsALostSlot(t *testing.T) {
+	t.Parallel()
+	p := startPITR(t)
+	mem := &archivertest.Memory{SegmentSize: p.segSize}
+	cfg := archiver.Config{Conn: p.conn, Slot: "lost", Archive: mem, PartialInterval: 100 * time.Millisecond}
+	st := run(t, cfg)
+	waitFor(t, 30*time.Second, "the streamer to archive", func() bool {
+		st.alive(t)
+		end, _ := mem.End(t.Context())
+		return end != (wal.Position{})
+	})
+	if err := st.stop(); err != nil {
+		t.Fatal(err)
+	}
+	p.setKeepSize(t, "1MB")
+	p.exec(t, "CREATE TABLE filler (pad text)")
+	waitFor(t, 60*time.Second, "the server to invalidate the slot", func() bool {
+		p.exec(t, "INSERT INTO filler SELECT repeat('x', 500) FROM generate_series(1, 5000)")
+		p.exec(t, "SELECT pg_switch_wal()")
+		p.exec(t, "CHECKPOINT")
+		var status string
+		err := p.su.QueryRow(t.Context(), "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lost'").Scan(&status)
+		return err == nil && status == "lost"
+	})
+	s, err := archiver.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := s.Run(ctx); !errors.Is(err, archiver.ErrSlotLost) {
+		t.Fatalf("Run = %v, want ErrSlotLost", err)
+	}
+}
