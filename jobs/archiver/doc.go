@@ -18,4 +18,9 @@
 //
 // Speaking the protocol ourselves does all three with one connection and
 // no local disk.
+//
+// It needs PostgreSQL 15 or later (READ_REPLICATION_SLOT finds where an
+// existing slot's WAL starts), a role with REPLICATION, a `replication`
+// line in pg_hba.conf, max_wal_senders > 0 and a finite
+// max_slot_wal_keep_size.
 package archiver

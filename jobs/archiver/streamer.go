@@ -67,7 +67,10 @@ type Config struct {
 	// Sync stores every batch the server sends as soon as the stream has
 	// caught up with the server's end, so that the flush position the
 	// server sees (and waits for, through synchronous_standby_names)
-	// moves as soon as the bytes are durable in the store.
+	// moves as soon as the bytes are durable in the store. The streamer
+	// connects with application_name = Slot: that is the name to list in
+	// synchronous_standby_names. Each commit then waits for a store
+	// write (the latency cost of RPO 0).
 	Sync bool
 	// AllowUnlimitedSlot accepts max_slot_wal_keep_size = -1.
 	AllowUnlimitedSlot bool
