@@ -119,6 +119,24 @@ func UniqueName(prefix string) string {
 // services.OptionsFromEnv).
 func (e Env) StartPrivate(t testing.TB, extraEnv ...string) Env {
 	t.Helper()
+	return startPrivate(t, func(*services.Options) {}, extraEnv...)
+}
+
+// StartPITRPostgres starts a private PostgreSQL alone (no Redis, no MinIO
+// in the returned Env) set up for WAL archiving: fsync on, wal_level
+// replica, max_wal_senders 4, max_slot_wal_keep_size 256MB (ALTER SYSTEM,
+// so a test may change it and reload), and PGUser with REPLICATION.
+// PGSocket reaches it as the superuser postgres without a password.
+func (e Env) StartPITRPostgres(t testing.TB) Env {
+	t.Helper()
+	return startPrivate(t, func(o *services.Options) {
+		o.PostgresOnly = true
+		o.PITR = true
+	})
+}
+
+func startPrivate(t testing.TB, configure func(*services.Options), extraEnv ...string) Env {
+	t.Helper()
 	extra := map[string]string{}
 	for _, kv := range extraEnv {
 		k, v, _ := strings.Cut(kv, "=")
@@ -131,6 +149,7 @@ func (e Env) StartPrivate(t testing.TB, extraEnv ...string) Env {
 		return os.LookupEnv(k)
 	})
 	opts.Log = t.Output()
+	configure(&opts)
 	dir := filepath.Join(t.TempDir(), "bench")
 	// Stop it even when the start fails half way: PostgreSQL's files may
 	// live outside the test's temporary directory.

@@ -11,7 +11,9 @@ package coord
 // Only the name marks need a tag: NameIndex.Taken reads both marks of a
 // name with one MGET, and MarkCreated/MarkDeleted set one and delete the
 // other in one transaction; without the shared {name} every create failed
-// on a cluster. Every other key is used alone, or in a pipeline whose
+// on a cluster. The archiver's lease and fence of a target
+// share {target}: taking the lease draws the next fencing token in the
+// same script. Every other key is used alone, or in a pipeline whose
 // commands need not be atomic together (go-redis's cluster client splits
 // a pipeline per slot).
 
@@ -53,3 +55,10 @@ func deletedKey(name string) string { return "pgbackup:deleted:{" + name + "}" }
 // idempotencyKey holds the first response to a request made with this
 // Idempotency-Key (already scoped by the API to the caller).
 func idempotencyKey(key string) string { return "pgbackup:idem:" + key }
+
+// archiverLeaseKey holds "<token> <owner>" of the archiver streaming a
+// target's server's WAL, with the lease's TTL; archiverFenceKey is the
+// target's fencing-token counter (never expires, only grows). The {target}
+// hash tag puts both in one slot (see above).
+func archiverLeaseKey(target string) string { return "pgbackup:archiver-lease:{" + target + "}" }
+func archiverFenceKey(target string) string { return "pgbackup:archiver-fence:{" + target + "}" }

@@ -97,7 +97,7 @@ func Start(ctx context.Context, dir string, opts Options) (_ *Bench, err error) 
 	}()
 
 	g, gctx := errgroup.WithContext(ctx)
-	for _, s := range Services() {
+	for _, s := range opts.services() {
 		srv, err := b.server(s)
 		if err != nil {
 			return nil, err
@@ -189,15 +189,21 @@ func (b *Bench) env() Env {
 		// The real path: the link through DIR/pg may be too long for a socket.
 		sock = filepath.Join(d, "sock")
 	}
-	return Env{
+	e := Env{
 		Dir: b.dir, PGHost: loopback, PGPort: b.get(keyPGPort),
 		PGUser: pgUser, PGPassword: b.get(keyPGPassword), PGDatabase: pgDB,
 		PGSocket: sock, PGBin: b.get(keyPGBin),
-		RedisAddr:     net.JoinHostPort(loopback, b.get(keyRedisPort)),
-		MinIOEndpoint: "http://" + net.JoinHostPort(loopback, b.get(keyMinIOPort)),
-		MinIOUser:     minioUser, MinIOPassword: b.get(keyMinIOPassword),
 		Tool: b.opts.Tool,
 	}
+	// A PostgreSQL-only bench (Options.PostgresOnly) names no other server.
+	if p := b.get(keyRedisPort); p != "" {
+		e.RedisAddr = net.JoinHostPort(loopback, p)
+	}
+	if p := b.get(keyMinIOPort); p != "" {
+		e.MinIOEndpoint = "http://" + net.JoinHostPort(loopback, p)
+		e.MinIOUser, e.MinIOPassword = minioUser, b.get(keyMinIOPassword)
+	}
+	return e
 }
 
 // Stop stops every server of the bench, then removes its directory (and

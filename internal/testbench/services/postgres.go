@@ -166,8 +166,12 @@ func (p *postgres) serve(ctx context.Context) error {
 	}
 	defer errLog.Close()
 	// pg_ctl runs -o through /bin/sh: quote the socket path.
-	serverOpts := fmt.Sprintf("-c listen_addresses=%s -p %s -k %s -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=100",
-		loopback, p.port(), ShellQuote(p.file("sock")))
+	durability := "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+	if p.b.opts.PITR {
+		durability = "-c fsync=on -c wal_level=replica -c max_wal_senders=4"
+	}
+	serverOpts := fmt.Sprintf("-c listen_addresses=%s -p %s -k %s %s -c max_connections=100",
+		loopback, p.port(), ShellQuote(p.file("sock")), durability)
 	cmd := asPostgres(ctx, filepath.Join(p.b.get(keyPGBin), "pg_ctl"), "-D", p.file("data"), "-w", "-t", "60",
 		"-l", p.file("log"), "-o", serverOpts, "start")
 	cmd.Stderr = errLog
@@ -200,10 +204,16 @@ func (p *postgres) createRole(ctx context.Context) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	role := pgx.Identifier{pgUser}.Sanitize()
-	for _, sql := range []string{
-		"CREATE ROLE " + role + " LOGIN CREATEDB CREATEROLE PASSWORD '" + strings.ReplaceAll(password, "'", "''") + "'",
-		"CREATE DATABASE " + pgx.Identifier{pgDB}.Sanitize() + " OWNER " + role,
-	} {
+	attrs := "LOGIN CREATEDB CREATEROLE"
+	stmts := []string{}
+	if p.b.opts.PITR {
+		attrs += " REPLICATION"
+		stmts = append(stmts, "ALTER SYSTEM SET max_slot_wal_keep_size = '256MB'", "SELECT pg_reload_conf()")
+	}
+	stmts = append(stmts,
+		"CREATE ROLE "+role+" "+attrs+" PASSWORD '"+strings.ReplaceAll(password, "'", "''")+"'",
+		"CREATE DATABASE "+pgx.Identifier{pgDB}.Sanitize()+" OWNER "+role)
+	for _, sql := range stmts {
 		if _, err := conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("create role and database %s: %w", pgUser, err)
 		}

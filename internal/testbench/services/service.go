@@ -79,6 +79,23 @@ type Options struct {
 	// Tool is recorded in the env file as PGBACKUP_TEST_TESTBENCH: a
 	// command that manages the bench.
 	Tool string
+	// PostgresOnly starts PostgreSQL alone: a test that needs a private
+	// PostgreSQL only does not pay for Redis and MinIO.
+	PostgresOnly bool
+	// PITR makes PostgreSQL a server for WAL archiving tests: fsync on
+	// (a kill test is meaningless without it), wal_level=replica,
+	// max_wal_senders=4, max_slot_wal_keep_size=256MB (set with ALTER
+	// SYSTEM so that a test can change it and reload) and a test role
+	// with REPLICATION; initdb's pg_hba.conf already has replication lines.
+	PITR bool
+}
+
+// services is what this bench starts.
+func (o Options) services() []Service {
+	if o.PostgresOnly {
+		return []Service{Postgres}
+	}
+	return Services()
 }
 
 // OptionsFromEnv reads the bench's settings through lookup (os.LookupEnv

@@ -1,0 +1,377 @@
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/jobs/wal"
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrUnlimitedSlot: the server's max_slot_wal_keep_size is -1, so a
+	// stopped archiver's slot would keep WAL until the primary's disk is
+	// full. Refused unless the target allows it (allow_unlimited_slot).
+	ErrUnlimitedSlot = errors.New("max_slot_wal_keep_size is unlimited (-1): a stopped archiver would fill the server's disk; set it, or allow_unlimited_slot")
+	// ErrBadSlotName: replication slot names are [a-z0-9_]{1,63}.
+	ErrBadSlotName = errors.New("invalid replication slot name")
+	// ErrStreamGap: the server sent WAL that does not follow what was
+	// received; never archived.
+	ErrStreamGap = errors.New("WAL stream is not contiguous")
+	// ErrSlotLost: the server invalidated the slot (it kept more than
+	// max_slot_wal_keep_size of WAL for it) and removed WAL the archive
+	// may lack. The archive has a gap from its end on: drop the slot, let
+	// the archiver create it again, and take a new base backup.
+	ErrSlotLost = errors.New("replication slot invalidated by the server (max_slot_wal_keep_size exceeded): WAL was removed before it was archived; drop the slot and take a new base backup")
+	// ErrStreamEnded: the server ended the stream without a next timeline
+	// (it is shutting down, or was promoted away from us).
+	ErrStreamEnded = errors.New("server ended the WAL stream")
+)
+
+// Defaults of Config.
+const (
+	DefaultPartialInterval = 5 * time.Second
+	// DefaultStatusInterval is below the server's wal_sender_timeout
+	// (60 s) with room to spare, like wal_receiver_status_interval.
+	DefaultStatusInterval = 10 * time.Second
+)
+
+var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// Config is what a Streamer needs.
+type Config struct {
+	// Conn is the server; its user needs the REPLICATION attribute and a
+	// `replication` line in pg_hba.conf. Database is ignored (WAL belongs
+	// to the server).
+	Conn pgtool.Conn
+	// Slot is the physical replication slot, created if missing.
+	Slot    string
+	Archive wal.Archive
+	// PartialInterval is how often the open segment's new bytes are
+	// stored as a chunk (0: DefaultPartialInterval).
+	PartialInterval time.Duration
+	// StatusInterval is how often a standby status update is sent when
+	// nothing else prompts one (0: DefaultStatusInterval).
+	StatusInterval time.Duration
+	// Sync stores every batch the server sends as soon as the stream has
+	// caught up with the server's end, so that the flush position the
+	// server sees (and waits for, through synchronous_standby_names)
+	// moves as soon as the bytes are durable in the store. The streamer
+	// connects with application_name = Slot: that is the name to list in
+	// synchronous_standby_names. Each commit then waits for a store
+	// write (the latency cost of RPO 0).
+	Sync bool
+	// AllowUnlimitedSlot accepts max_slot_wal_keep_size = -1.
+	AllowUnlimitedSlot bool
+	Log                *logrus.Entry
+}
+
+// Streamer streams one server's WAL into an Archive.
+type Streamer struct {
+	cfg Config
+}
+
+// New checks cfg and returns a Streamer.
+func New(cfg Config) (*Streamer, error) {
+	if !slotName.MatchString(cfg.Slot) {
+		return nil, fmt.Errorf("archiver: slot %q: %w", cfg.Slot, ErrBadSlotName)
+	}
+	if cfg.Archive == nil {
+		return nil, errors.New("archiver: no archive")
+	}
+	if cfg.PartialInterval <= 0 {
+		cfg.PartialInterval = DefaultPartialInterval
+	}
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = DefaultStatusInterval
+	}
+	if cfg.Log == nil {
+		l := logrus.New()
+		l.SetOutput(discard{})
+		cfg.Log = logrus.NewEntry(l)
+	}
+	return &Streamer{cfg: cfg}, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Run streams until ctx is cancelled or an error occurs. On cancel it
+// stores what it received since the last chunk, then returns nil. Any
+// Archive error stops it at once (a fenced archive refusing a write
+// included): nothing is confirmed to the server that is not stored.
+func (s *Streamer) Run(ctx context.Context) error {
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	st, err := s.prepare(ctx, conn)
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	s.cfg.Log.WithFields(logrus.Fields{"slot": s.cfg.Slot, "timeline": st.tli, "start": wal.LSN(st.segStart).String(),
+		"archived": st.archived.String()}).Info("archiver: streaming WAL")
+	for {
+		err := s.stream(ctx, conn, st)
+		if err == nil || ctx.Err() != nil {
+			// A store error caused by the cancel leaves archived where
+			// it was; finish stores those bytes again.
+			return s.finish(ctx, conn, st)
+		}
+		next, ok := nextTimeline(err)
+		if !ok {
+			return err
+		}
+		if err := s.switchTimeline(ctx, conn, st, next); err != nil {
+			return err
+		}
+	}
+}
+
+// stopped is nil when err only reflects ctx's end: a stop, not a failure.
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// connect opens a physical replication connection (replication=true; a
+// logical one, replication=database, cannot stream physical WAL).
+func (s *Streamer) connect(ctx context.Context) (*pgconn.PgConn, error) {
+	c := s.cfg.Conn
+	kv := map[string]string{"host": c.Host, "port": strconv.Itoa(c.Port), "user": c.User,
+		"password": c.Password, "sslmode": c.SSLMode, "sslrootcert": c.SSLRootCert,
+		"replication": "true", "application_name": s.cfg.Slot}
+	var b strings.Builder
+	for _, k := range []string{"host", "port", "user", "password", "sslmode", "sslrootcert", "replication", "application_name"} {
+		if kv[k] != "" {
+			fmt.Fprintf(&b, "%s='%s' ", k, strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(kv[k]))
+		}
+	}
+	cfg, err := pgconn.ParseConfig(b.String())
+	if err != nil {
+		return nil, fmt.Errorf("archiver: connect %s: %w", c.Addr(), err)
+	}
+	// A deadline, never a cancel request: the receive loop times out on
+	// purpose to send status updates, and a cancel request would reach
+	// the walsender.
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: pc.Conn()}
+	}
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("archiver: connect %s: %w", c.Addr(), err)
+	}
+	return conn, nil
+}
+
+// state is the stream's position. The open segment is buffered whole from
+// its start (bounded: one segment), so that PutSegment gets exactly
+// wal_segment_size bytes even when the stream resumed in its middle.
+type state struct {
+	tli     uint32
+	segSize uint64
+	// segStart is the start of the open segment; buf holds its bytes
+	// [segStart, segStart+len(buf)), received is their end.
+	segStart wal.LSN
+	buf      []byte
+	// archived: every byte before it is durable in the archive.
+	archived  wal.LSN
+	lastChunk time.Time
+}
+
+func (st *state) received() wal.LSN { return st.segStart + wal.LSN(len(st.buf)) }
+
+// prepare checks the server, makes the slot and finds where to start.
+func (s *Streamer) prepare(ctx context.Context, conn *pgconn.PgConn) (*state, error) {
+	sys, err := pglogrepl.IdentifySystem(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("archiver: IDENTIFY_SYSTEM: %w", err)
+	}
+	if err := s.checkKeepSize(ctx, conn); err != nil {
+		return nil, err
+	}
+	segSize, err := showSize(ctx, conn, "wal_segment_size")
+	if err != nil {
+		return nil, err
+	}
+	if segSize <= 0 {
+		return nil, fmt.Errorf("archiver: wal_segment_size %d", segSize)
+	}
+	slotLSN, slotTLI, err := s.ensureSlot(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	end, err := s.cfg.Archive.End(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("archiver: archive end: %w", err)
+	}
+	st := &state{segSize: uint64(segSize), buf: make([]byte, 0, segSize), lastChunk: time.Now()}
+	switch {
+	case end != (wal.Position{}):
+		st.tli, st.archived = end.Timeline, end.LSN
+	case slotLSN != 0:
+		st.tli, st.archived = slotTLI, slotLSN-slotLSN%wal.LSN(segSize)
+	default:
+		st.tli, st.archived = uint32(sys.Timeline), wal.LSN(sys.XLogPos)-wal.LSN(sys.XLogPos)%wal.LSN(segSize)
+	}
+	if st.tli == 0 {
+		st.tli = uint32(sys.Timeline)
+	}
+	// Stream from the segment's start: the bytes before archived are
+	// stored already but PutSegment needs them; the slot keeps the whole
+	// segment that holds its restart_lsn.
+	st.segStart = st.archived - st.archived%wal.LSN(segSize)
+	return st, nil
+}
+
+func (s *Streamer) checkKeepSize(ctx context.Context, conn *pgconn.PgConn) error {
+	v, err := show(ctx, conn, "max_slot_wal_keep_size")
+	if err != nil {
+		return err
+	}
+	if v == "-1" && !s.cfg.AllowUnlimitedSlot {
+		return fmt.Errorf("archiver: %s: %w", s.cfg.Conn.Addr(), ErrUnlimitedSlot)
+	}
+	return nil
+}
+
+// ensureSlot reads the slot (READ_REPLICATION_SLOT, PostgreSQL 15+) and
+// creates it with RESERVE_WAL when missing, so that the server keeps WAL
+// from now on even before the first START_REPLICATION.
+func (s *Streamer) ensureSlot(ctx context.Context, conn *pgconn.PgConn) (wal.LSN, uint32, error) {
+	res, err := conn.Exec(ctx, "READ_REPLICATION_SLOT "+s.cfg.Slot).ReadAll()
+	if err != nil {
+		return 0, 0, fmt.Errorf("archiver: read slot %s: %w", s.cfg.Slot, err)
+	}
+	if len(res) == 1 && len(res[0].Rows) == 1 && len(res[0].Rows[0]) == 3 && res[0].Rows[0][0] != nil {
+		row := res[0].Rows[0]
+		if string(row[0]) != "physical" {
+			return 0, 0, fmt.Errorf("archiver: slot %s is %s, not physical", s.cfg.Slot, row[0])
+		}
+		if row[1] == nil { // invalidated: max_slot_wal_keep_size was exceeded
+			return 0, 0, fmt.Errorf("archiver: slot %s: %w", s.cfg.Slot, ErrSlotLost)
+		}
+		lsn, err := wal.ParseLSN(string(row[1]))
+		if err != nil {
+			return 0, 0, fmt.Errorf("archiver: slot %s: %w", s.cfg.Slot, err)
+		}
+		tli, _ := strconv.ParseUint(string(row[2]), 10, 32)
+		return lsn, uint32(tli), nil
+	}
+	res, err = conn.Exec(ctx, "CREATE_REPLICATION_SLOT "+s.cfg.Slot+" PHYSICAL RESERVE_WAL").ReadAll()
+	if err != nil {
+		return 0, 0, fmt.Errorf("archiver: create slot %s: %w", s.cfg.Slot, err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) < 2 {
+		return 0, 0, fmt.Errorf("archiver: create slot %s: unexpected answer", s.cfg.Slot)
+	}
+	lsn, err := wal.ParseLSN(string(res[0].Rows[0][1]))
+	if err != nil {
+		return 0, 0, fmt.Errorf("archiver: create slot %s: %w", s.cfg.Slot, err)
+	}
+	s.cfg.Log.WithField("slot", s.cfg.Slot).Info("archiver: created replication slot")
+	return lsn, 0, nil
+}
+
+func show(ctx context.Context, conn *pgconn.PgConn, name string) (string, error) {
+	res, err := conn.Exec(ctx, "SHOW "+name).ReadAll()
+	if err != nil {
+		return "", fmt.Errorf("archiver: SHOW %s: %w", name, err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 {
+		return "", fmt.Errorf("archiver: SHOW %s: unexpected answer", name)
+	}
+	return string(res[0].Rows[0][0]), nil
+}
+
+// showSize reads a setting in bytes ("16MB").
+func showSize(ctx context.Context, conn *pgconn.PgConn, name string) (int64, error) {
+	v, err := show(ctx, conn, name)
+	if err != nil {
+		return 0, err
+	}
+	n, err := parseSize(v)
+	if err != nil {
+		return 0, fmt.Errorf("archiver: SHOW %s: %w", name, err)
+	}
+	return n, nil
+}
+
+// parseSize reads PostgreSQL's memory units (B, kB, MB, GB, TB).
+func parseSize(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"kB", 1 << 10}, {"B", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(v, u.suffix); ok {
+			n, err := strconv.ParseInt(num, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("size %q: %w", v, err)
+			}
+			return n * u.mult, nil
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("size %q: %w", v, err)
+	}
+	return n, nil
+}
+
+// endOfTimeline carries the server's next timeline when it ends the
+// current one (after a promotion).
+type endOfTimeline struct {
+	tli   uint32
+	start wal.LSN
+}
+
+func (e *endOfTimeline) Error() string {
+	return fmt.Sprintf("end of timeline; next %d at %s", e.tli, e.start)
+}
+
+func nextTimeline(err error) (*endOfTimeline, bool) {
+	var e *endOfTimeline
+	if errors.As(err, &e) {
+		return e, true
+	}
+	if tli, lsn, ok := pglogrepl.IsErrEndTimeline(err); ok {
+		return &endOfTimeline{tli: uint32(tli), start: wal.LSN(lsn)}, true
+	}
+	return nil, false
+}
+
+// switchTimeline stores the bytes of the old timeline, archives the next
+// timeline's history file and carries on there. The open segment's buffer
+// stays: the new timeline's segment begins with the same bytes up to the
+// switch point (PostgreSQL copies them at promotion).
+func (s *Streamer) switchTimeline(ctx context.Context, conn *pgconn.PgConn, st *state, next *endOfTimeline) error {
+	if err := s.putChunk(ctx, st); err != nil {
+		return err
+	}
+	h, err := pglogrepl.TimelineHistory(ctx, conn, int32(next.tli))
+	if err != nil {
+		return fmt.Errorf("archiver: TIMELINE_HISTORY %d: %w", next.tli, err)
+	}
+	if err := s.cfg.Archive.PutHistory(ctx, next.tli, h.Content); err != nil {
+		return fmt.Errorf("archiver: store history of timeline %d: %w", next.tli, err)
+	}
+	s.cfg.Log.WithFields(logrus.Fields{"timeline": next.tli, "at": next.start.String()}).Info("archiver: timeline switch")
+	st.tli = next.tli
+	return nil
+}
