@@ -23,6 +23,7 @@ func (e *Engine) Find(ctx context.Context, name Name, from []string) (*Manifest,
 	}
 	var found *Manifest
 	var where []string
+	trusted, at := false, 0
 	for _, s := range stores {
 		m, err := e.readManifest(ctx, s, name)
 		if errors.Is(err, ErrNotFound) {
@@ -31,10 +32,20 @@ func (e *Engine) Find(ctx context.Context, name Name, from []string) (*Manifest,
 		if err != nil {
 			return nil, nil, err
 		}
-		if found == nil {
-			found = m
+		// With a key, the first copy whose signature verifies is the one
+		// used: a forged manifest in the first store must not stand in
+		// for a good copy in another (it would be refused, or, with
+		// allow_unsigned, restored).
+		ok := e.signer.Enabled() && e.signer.check(m.Name, m.raw) == nil
+		if found == nil || (ok && !trusted) {
+			found, trusted, at = m, ok, len(where)
 		}
 		where = append(where, s.Name())
+	}
+	// The store the manifest came from comes first: restores read the
+	// archive from where[0].
+	if at > 0 {
+		where[0], where[at] = where[at], where[0]
 	}
 	if found == nil {
 		return nil, nil, fmt.Errorf("%w: %s in %v", ErrNotFound, name, names(stores))

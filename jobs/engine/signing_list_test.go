@@ -155,3 +155,31 @@ func TestRefuseUnsignedRefusesAllowUnsigned(t *testing.T) {
 		t.Error("a signer without a key refuses unsigned manifests: it can check none")
 	}
 }
+
+// TestFindPrefersTheCopyThatVerifies: with a key, a manifest forged in the
+// first store does not stand in for the good copy in the second, and the
+// store it came from comes first (restores read the archive there).
+func TestFindPrefersTheCopyThatVerifies(t *testing.T) {
+	t.Parallel()
+	signer := NewSigner([]byte(strings.Repeat("k", 32)))
+	first, second := store.NewMemory("first"), store.NewMemory("second")
+	putListed(t, first, "b", signer, func(m map[string]any) { m["database"] = "elsewhere" })
+	putListed(t, second, "b", signer, nil)
+	e, err := New(Options{Stores: []store.Store{first, second}, Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, where, err := e.Find(context.Background(), MustParseName("b"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Database != "db" || len(where) != 2 || where[0] != "second" {
+		t.Fatalf("Find chose database %q from %v, want the verified copy (db) from second first", m.Database, where)
+	}
+	// Without a verified copy anywhere, the first one is returned (and a
+	// restore refuses it by its signature).
+	putListed(t, second, "b", nil, func(m map[string]any) { m["signature"] = strings.Repeat("ab", 32) })
+	if m, where, err = e.Find(context.Background(), MustParseName("b"), nil); err != nil || where[0] != "first" || m.Database != "elsewhere" {
+		t.Fatalf("no verified copy: %v from %v (%v), want the first store's", m, where, err)
+	}
+}
