@@ -178,3 +178,43 @@ func TestArchiverProgram(t *testing.T) {
 		t.Fatalf("LSNs went backwards: %s then %s", lsn, lsn2)
 	}
 }
+
+// TestArchiverHotStandby runs two archivers on one target: one streams,
+// the other waits; killed, the holder is replaced within 15 s, and the
+// archive has no gap across the change.
+func TestArchiverHotStandby(t *testing.T) {
+	t.Parallel()
+	p := newPITRCluster(t)
+	a := p.start("archiver-a", harness.Archiver)
+	b := p.start("archiver-b", harness.Archiver)
+	var holder, standby *harness.Proc
+	err := harness.Poll(t.Context(), 30*time.Second, 100*time.Millisecond, func() (bool, error) {
+		for _, x := range [][2]*harness.Proc{{a, b}, {b, a}} {
+			if x[0].WaitLog(t.Context(), "lease taken", time.Millisecond) == nil {
+				holder, standby = x[0], x[1]
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("no archiver took the lease: %v", err)
+	}
+	lsn, seg := p.writeAndSwitch(t, 1000)
+	p.waitArchived(t, lsn, seg)
+	if standby.WaitLog(t.Context(), "lease taken", time.Millisecond) == nil {
+		t.Fatalf("both archivers took the lease")
+	}
+
+	if err := holder.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	lsn, seg = p.writeAndSwitch(t, 2000)
+	if err := standby.WaitLog(t.Context(), "lease taken", 15*time.Second); err != nil {
+		t.Fatalf("the standby did not take over within 15 s of the holder's death: %v", err)
+	}
+	t.Logf("standby took over %s after the kill", time.Since(killed).Round(100*time.Millisecond))
+	p.waitArchived(t, lsn, seg)
+	p.checkNoGap(t, lsn)
+}
