@@ -47,6 +47,9 @@ func run(ctx context.Context) error {
 		// only verify would write nothing.
 		return configs.Bad("BACKUP_SIGNING_PRIVATE_KEY_FILE", "the archiver signs every WAL object and needs a key to sign: set BACKUP_SIGNING_PRIVATE_KEY_FILE (or BACKUP_SIGNING_KEY), not only public keys")
 	}
+	if !setup.Signer.Enabled() {
+		log.Warn("BACKUP_SIGNING_KEY is not set: WAL objects are not signed, so anyone who can write the store can change the WAL a recovery replays")
+	}
 	if len(setup.WALArchives) == 0 {
 		// Waiting rather than exiting keeps a deployment that runs the
 		// archiver everywhere from restarting it in a loop.
