@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,13 +170,51 @@ func TestArchiverProgram(t *testing.T) {
 	if seg2 == seg {
 		t.Fatalf("pg_switch_wal did not move to a new segment (%s)", seg)
 	}
-	if _, err := arch.Restart(); err != nil {
+	arch, err := arch.Restart()
+	if err != nil {
 		t.Fatal(err)
 	}
 	p.waitArchived(t, lsn2, seg2)
 	p.checkNoGap(t, lsn2)
 	if lsn >= lsn2 {
 		t.Fatalf("LSNs went backwards: %s then %s", lsn, lsn2)
+	}
+	stopCleanly(t, arch)
+}
+
+// stopCleanly sends SIGTERM and wants the archiver to exit 0 at once,
+// saying so.
+func stopCleanly(t *testing.T, arch *harness.Proc) {
+	t.Helper()
+	if err := arch.Stop(syscall.SIGTERM, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := arch.Err(); err != nil {
+		t.Fatalf("archiver on SIGTERM: %v", err)
+	}
+	if err := arch.WaitLog(t.Context(), "archiver stopped", time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestArchiverWithoutPITRTarget: with no pitr target the archiver says so
+// and waits for a stop signal instead of exiting (a deployment that runs
+// it everywhere would otherwise restart it in a loop).
+func TestArchiverWithoutPITRTarget(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, `BACKUP_TARGETS=[{"name":"plain"}]`)
+	arch := c.start("archiver", harness.Archiver)
+	if err := arch.WaitLog(t.Context(), "no target has pitr", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if arch.Exited() {
+		t.Fatalf("archiver exited: %v", arch.ExitError())
+	}
+	if err := arch.Stop(syscall.SIGTERM, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := arch.Err(); err != nil {
+		t.Fatalf("archiver on SIGTERM: %v", err)
 	}
 }
 
