@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -67,7 +68,7 @@ func (s *Setup) buildWALArchives() error {
 	var errs []error
 	byServer := map[string]int{}
 	for _, tc := range s.Config.BackupTargets {
-		t, ok := s.Targets.Get(tc.Name)
+		t, ok := s.Targets.Get(strings.TrimSpace(tc.Name))
 		if !ok {
 			continue
 		}
