@@ -5,6 +5,7 @@
 #   docker run pgbackup api          (the default)
 #   docker run pgbackup worker
 #   docker run pgbackup scheduler
+#   docker run pgbackup archiver     (continuous WAL archiving)
 #   docker run pgbackup pgbackup --help   (the one-shot CLI)
 # cmd/internal/deploy's test checks that every main package under cmd/
 # that is not a development tool is built and copied here.
@@ -25,7 +26,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ \
-	./cmd/api ./cmd/worker ./cmd/scheduler ./cmd/pgbackup
+	./cmd/api ./cmd/worker ./cmd/scheduler ./cmd/archiver ./cmd/pgbackup
 
 FROM debian:bookworm-slim
 # The majors the PostgreSQL project supports; add one here when a new

@@ -22,9 +22,10 @@ testbench-down:
 bench:
 	scripts/bench.sh $(BENCH_ARGS)
 
-# The four programs into bin/: api, worker, scheduler and the one-shot CLI.
+# The five programs into bin/: api, worker, scheduler, archiver and the
+# one-shot CLI.
 build:
-	CGO_ENABLED=0 go build -o bin/ ./cmd/api ./cmd/worker ./cmd/scheduler ./cmd/pgbackup
+	CGO_ENABLED=0 go build -o bin/ ./cmd/api ./cmd/worker ./cmd/scheduler ./cmd/archiver ./cmd/pgbackup
 
 # Runs everything locally (private PostgreSQL, Redis, MinIO; API, two
 # workers, scheduler), backs up and restores a sample database, then keeps

@@ -159,6 +159,10 @@ type Config struct {
 	// WorkerShutdownTimeout is how long a stopping worker lets running
 	// tasks finish before handing them back to the queue.
 	WorkerShutdownTimeout time.Duration `env:"WORKER_SHUTDOWN_TIMEOUT" yaml:"worker_shutdown_timeout"`
+	// WALPartialInterval is how often the archiver stores the open WAL
+	// segment's new bytes as a chunk: the RPO of a target with pitr (and
+	// without sync).
+	WALPartialInterval time.Duration `env:"WAL_PARTIAL_INTERVAL" yaml:"wal_partial_interval"`
 	// QueueWeights are "restore=6,backup=3,maintenance=1".
 	QueueWeights string `env:"QUEUE_WEIGHTS" yaml:"queue_weights"`
 
@@ -239,6 +243,7 @@ func Defaults() Config {
 		WorkerMemoryLimitMB:      64,
 		WorkerPollInterval:       200 * time.Millisecond,
 		WorkerShutdownTimeout:    60 * time.Second,
+		WALPartialInterval:       5 * time.Second,
 		QueueWeights:             "restore=6,backup=3,maintenance=1",
 		APIAddr:                  ":8080",
 		APIAuthFailuresPerMinute: 20,
@@ -466,6 +471,9 @@ func (c Config) checkWorkers(bad reporter) {
 	}
 	if c.WorkerMemoryLimitMB < 0 {
 		bad("WORKER_MEMORY_LIMIT_MB", "%d must not be negative", c.WorkerMemoryLimitMB)
+	}
+	if c.WALPartialInterval < 100*time.Millisecond || c.WALPartialInterval > time.Hour {
+		bad("WAL_PARTIAL_INTERVAL", "%s must be between 100ms and 1h", c.WALPartialInterval)
 	}
 	if c.WorkerShutdownTimeout < 0 {
 		bad("WORKER_SHUTDOWN_TIMEOUT", "%s must not be negative", c.WorkerShutdownTimeout)

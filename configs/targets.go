@@ -34,6 +34,18 @@ type TargetConfig struct {
 	PasswordFile string `json:"password_file" yaml:"password_file"`
 	SSLMode      string `json:"sslmode" yaml:"sslmode"`
 	SSLRootCert  string `json:"sslrootcert" yaml:"sslrootcert"`
+	// PITR archives the target's server's WAL continuously (the archiver
+	// program, issue #21). Targets on one server share one archive.
+	PITR bool `json:"pitr" yaml:"pitr"`
+	// PITRWindow is how far back point-in-time recovery must reach: days
+	// ("7d") or a Go duration.
+	PITRWindow string `json:"pitr_window" yaml:"pitr_window"`
+	// AllowUnlimitedSlot accepts a server whose max_slot_wal_keep_size is
+	// -1 (a dead archiver then fills the server's disk).
+	AllowUnlimitedSlot bool `json:"allow_unlimited_slot" yaml:"allow_unlimited_slot"`
+	// Sync confirms WAL to the server only once stored, for
+	// synchronous_standby_names (RPO 0).
+	Sync bool `json:"sync" yaml:"sync"`
 }
 
 // Retention is a target's "retention" object: how many scheduled backups

@@ -4,16 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/autograph/pgbackup/cmd/internal/cli"
 	"github.com/autograph/pgbackup/cmd/internal/remote"
 	"github.com/autograph/pgbackup/cmd/internal/wire"
-	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/wal"
-	"github.com/autograph/pgbackup/store"
 )
 
 // walReport is what `pgbackup wal verify` prints.
@@ -37,21 +34,9 @@ func runWAL(ctx context.Context, setup *wire.Setup, f *cli.Flags, log *logrus.En
 	if f.Target == "" || !ok {
 		return fmt.Errorf("wal verify: --target %q is not a configured target", f.Target)
 	}
-	all, err := wire.Stores(ctx, setup)
-	if err != nil {
-		return err
-	}
-	stores := all
-	if len(t.Stores) > 0 {
-		stores = slices.DeleteFunc(slices.Clone(all), func(s store.Store) bool { return !slices.Contains(t.Stores, s.Name()) })
-	}
-	// The codec only shapes what is written; every object names its own.
-	codec := setup.Codec
-	if codec.PgDump {
-		codec = engine.DefaultCodec
-	}
-	a, err := wal.New(wal.Options{Target: t.Name, Stores: stores, Codec: codec, Encryption: setup.Encryption,
-		Signer: setup.Signer, Log: log})
+	// A pitr target's server shares one archive with its other pitr
+	// targets: verify that one.
+	a, err := wire.OpenTargetWALArchive(ctx, setup, t.Name, t.Stores, log)
 	if err != nil {
 		return err
 	}

@@ -19,11 +19,12 @@ const (
 	Worker    = "worker"
 	Scheduler = "scheduler"
 	CLI       = "pgbackup"
+	Archiver  = "archiver"
 )
 
 // Programs are all of the service's programs, what Build builds when
 // given none.
-var Programs = []string{API, Worker, Scheduler, CLI}
+var Programs = []string{API, Worker, Scheduler, Archiver, CLI}
 
 // BuildOptions tune Build; the zero value builds with "go" from PATH,
 // output to this process's stderr.

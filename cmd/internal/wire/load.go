@@ -25,6 +25,9 @@ type Setup struct {
 	Codec      engine.Codec
 	Encryption *engine.Encryption
 	Signer     *engine.Signer
+	// WALArchives are the continuous WAL archives of the targets with
+	// pitr, one per server (pitr.go).
+	WALArchives []WALArchive
 	// Queues are QUEUE_WEIGHTS, asynq's queue priorities.
 	Queues map[string]int
 	// MinIOTLS and RedisTLS are nil when their settings ask for no TLS
@@ -57,11 +60,19 @@ const (
 	// unreadable on their hosts.
 	API
 	Scheduler
+	// Archiver streams the pitr targets' WAL into the stores: it reads
+	// the targets' password files (it connects to their servers) but not
+	// the identities: it only ever encrypts, to the recipients.
+	Archiver
 )
 
 // readsTaskSecrets reports whether the program reads the decryption
-// identities and the targets' database passwords.
+// identities.
 func (p Program) readsTaskSecrets() bool { return p == Worker }
+
+// readsTargetPasswords reports whether the program connects to the
+// targets' own servers and so reads their password_file.
+func (p Program) readsTargetPasswords() bool { return p == Worker || p == Archiver }
 
 // Load reads CONFIG_FILE and the environment, checks every setting and
 // builds the Setup for program p. Every error is reported at once, each a
@@ -95,7 +106,7 @@ func LoadAs(p Program, path string, environ []string) (*Setup, error) {
 	// steps do not stop at the first error, so the user fixes all at once.
 	errs := []error{cfg.Validate()}
 	for _, step := range []func() error{s.checkPostgres, s.buildCodec, s.buildTLS, s.buildSigner,
-		s.buildEncryption, s.buildQueues, s.checkWebhooks, s.buildTargets} {
+		s.buildEncryption, s.buildQueues, s.checkWebhooks, s.buildTargets, s.buildWALArchives} {
 		errs = append(errs, step())
 	}
 	if err := errors.Join(errs...); err != nil {

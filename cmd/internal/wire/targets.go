@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/jobs/engine"
@@ -30,7 +29,7 @@ func (s *Setup) buildTargets() error {
 	var list []policy.Target
 	errs := []error{schedErr}
 	for i, tc := range c.BackupTargets {
-		t, err := buildTarget(c, tc, s.program.readsTaskSecrets())
+		t, err := buildTarget(c, tc, s.program.readsTargetPasswords())
 		if err != nil {
 			label := tc.Name
 			if label == "" {
@@ -102,9 +101,9 @@ func buildTarget(c configs.Config, tc configs.TargetConfig, passwords bool) (pol
 		return t, err
 	}
 	if tc.RPO != "" {
-		d, err := time.ParseDuration(tc.RPO)
+		d, err := configs.ParseDuration(tc.RPO)
 		if err != nil || d <= 0 {
-			return t, fmt.Errorf("rpo %q: want a positive duration such as 26h", tc.RPO)
+			return t, fmt.Errorf("rpo %q: want a positive duration such as 26h or 2d", tc.RPO)
 		}
 		t.RPO = d
 	}
