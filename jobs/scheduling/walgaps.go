@@ -10,6 +10,7 @@ import (
 
 	"github.com/autograph/pgbackup/internal/loop"
 	"github.com/autograph/pgbackup/jobs/alert"
+	"github.com/autograph/pgbackup/jobs/pgtool"
 	"github.com/autograph/pgbackup/jobs/wal"
 )
 
@@ -163,4 +164,25 @@ func (w *WALWatcher) checkStall(ctx context.Context, chains []wal.Chain) error {
 		Error("the WAL archiver has stalled: " + msg)
 	w.Alerts.Emit(ctx, alert.Event{Event: alert.EventWALStalled, Target: w.Archive, Error: msg})
 	return nil
+}
+
+// ServerFlushLSN asks the server at conn how far it has flushed its WAL
+// (pg_current_wal_flush_lsn: what a walsender can send). It connects only
+// when called, which the watcher does only once the archive's end has
+// stood still for StallAfter, and gives up after 10 s.
+func ServerFlushLSN(conn pgtool.Conn) ServerLSN {
+	return func(ctx context.Context) (wal.LSN, error) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		c, err := pgtool.Connect(ctx, conn)
+		if err != nil {
+			return 0, fmt.Errorf("server wal position: %w", err)
+		}
+		defer c.Close(context.WithoutCancel(ctx))
+		var s string
+		if err := c.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&s); err != nil {
+			return 0, fmt.Errorf("server wal position: %w", err)
+		}
+		return wal.ParseLSN(s)
+	}
 }
