@@ -52,6 +52,10 @@ type WALWatcher struct {
 	movedAt   time.Time
 	stalled   bool
 	serverErr bool
+	// quietUntil: after the server failed to answer, it is not asked
+	// again before this, so that a scheduler without its password does
+	// not fill the server's log with failed logins every Interval.
+	quietUntil time.Time
 }
 
 // Start checks at once and then every Interval, until ctx ends or the
@@ -140,11 +144,12 @@ func (w *WALWatcher) checkStall(ctx context.Context, chains []wal.Chain) error {
 		w.end, w.endSeen, w.movedAt, w.stalled = end, true, now, false
 		return nil
 	}
-	if w.stalled || now.Sub(w.movedAt) < w.StallAfter {
+	if w.stalled || now.Sub(w.movedAt) < w.StallAfter || now.Before(w.quietUntil) {
 		return nil
 	}
 	server, err := w.Server(ctx)
 	if err != nil {
+		w.quietUntil = now.Add(w.StallAfter)
 		// Without the server an idle one cannot be told from a stalled
 		// archiver: no alert, and one warning until it answers again.
 		if !w.serverErr {

@@ -5,14 +5,17 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/autograph/pgbackup/internal/testbench"
 	"github.com/autograph/pgbackup/jobs/alert"
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/pgtool"
 	"github.com/autograph/pgbackup/jobs/wal"
 	"github.com/autograph/pgbackup/store"
 )
@@ -162,7 +165,11 @@ func TestWALWatcherStall(t *testing.T) {
 		t.Fatalf("alerts with the server unreachable: %+v", f.q.events)
 	}
 	serverErr = nil
-	step(time.Second)
+	step(time.Second) // not asked again so soon after a failure
+	if len(f.q.events) != 0 {
+		t.Fatalf("alerts right after the server failed: %+v", f.q.events)
+	}
+	step(time.Minute)
 	step(time.Second)
 	if s := f.events(alert.EventWALStalled); len(s) != 1 || !strings.Contains(s[0].Error, "0/400064") {
 		t.Fatalf("wal.stalled alerts %+v, want one naming the server's 0/400064", f.q.events)
@@ -172,5 +179,33 @@ func TestWALWatcherStall(t *testing.T) {
 	step(30 * time.Second) // less than StallAfter since
 	if n := len(f.events(alert.EventWALStalled)); n != 1 {
 		t.Fatalf("%d wal.stalled alerts after archiving resumed, want still one", n)
+	}
+}
+
+// TestServerFlushLSN asks the bench's real PostgreSQL: its flush position
+// is past the start of WAL and does not go backwards after a write; a
+// wrong password is an error (the watcher then raises no stall), not a
+// zero position.
+func TestServerFlushLSN(t *testing.T) {
+	t.Parallel()
+	env := testbench.Require(t)
+	port, err := strconv.Atoi(env.PGPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := pgtool.Conn{Host: env.PGHost, Port: port, User: env.PGUser, Password: env.PGPassword, SSLMode: "disable", Database: env.PGDatabase}
+	ask := ServerFlushLSN(conn)
+	first, err := ask(t.Context())
+	if err != nil || first == 0 {
+		t.Fatalf("ServerFlushLSN = %s, %v; want a position", first, err)
+	}
+	env.Exec(t, env.PGDatabase, "CREATE TEMP TABLE walpos AS SELECT g FROM generate_series(1, 1000) g")
+	second, err := ask(t.Context())
+	if err != nil || second < first {
+		t.Fatalf("after a write ServerFlushLSN = %s, %v; want at least %s", second, err, first)
+	}
+	conn.Password = "wrong"
+	if l, err := ServerFlushLSN(conn)(t.Context()); err == nil {
+		t.Fatalf("with a wrong password ServerFlushLSN = %s, want an error", l)
 	}
 }
