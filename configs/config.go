@@ -163,6 +163,12 @@ type Config struct {
 	// segment's new bytes as a chunk: the RPO of a target with pitr (and
 	// without sync).
 	WALPartialInterval time.Duration `env:"WAL_PARTIAL_INTERVAL" yaml:"wal_partial_interval"`
+	// WALCheckInterval is how often the scheduler scans each pitr
+	// archive for gaps and stalls.
+	WALCheckInterval time.Duration `env:"WAL_CHECK_INTERVAL" yaml:"wal_check_interval"`
+	// WALStallAfter is how long a pitr archive's end may stand still
+	// while its server writes WAL before wal.stalled is raised.
+	WALStallAfter time.Duration `env:"WAL_STALL_AFTER" yaml:"wal_stall_after"`
 	// QueueWeights are "restore=6,backup=3,maintenance=1".
 	QueueWeights string `env:"QUEUE_WEIGHTS" yaml:"queue_weights"`
 
@@ -244,6 +250,8 @@ func Defaults() Config {
 		WorkerPollInterval:       200 * time.Millisecond,
 		WorkerShutdownTimeout:    60 * time.Second,
 		WALPartialInterval:       5 * time.Second,
+		WALCheckInterval:         30 * time.Second,
+		WALStallAfter:            5 * time.Minute,
 		QueueWeights:             "restore=6,backup=3,maintenance=1",
 		APIAddr:                  ":8080",
 		APIAuthFailuresPerMinute: 20,
@@ -474,6 +482,12 @@ func (c Config) checkWorkers(bad reporter) {
 	}
 	if c.WALPartialInterval < 100*time.Millisecond || c.WALPartialInterval > time.Hour {
 		bad("WAL_PARTIAL_INTERVAL", "%s must be between 100ms and 1h", c.WALPartialInterval)
+	}
+	if c.WALCheckInterval < 100*time.Millisecond || c.WALCheckInterval > time.Hour {
+		bad("WAL_CHECK_INTERVAL", "%s must be between 100ms and 1h", c.WALCheckInterval)
+	}
+	if c.WALStallAfter < time.Second {
+		bad("WAL_STALL_AFTER", "%s must be at least 1s", c.WALStallAfter)
 	}
 	if c.WorkerShutdownTimeout < 0 {
 		bad("WORKER_SHUTDOWN_TIMEOUT", "%s must not be negative", c.WorkerShutdownTimeout)

@@ -12,10 +12,12 @@ import (
 	"syscall"
 
 	"github.com/hibiken/asynq"
+	"github.com/sirupsen/logrus"
 
 	"github.com/autograph/pgbackup/cmd/internal/wire"
 	"github.com/autograph/pgbackup/configs"
 	"github.com/autograph/pgbackup/internal/loop"
+	"github.com/autograph/pgbackup/jobs/alert"
 	"github.com/autograph/pgbackup/jobs/coord"
 	"github.com/autograph/pgbackup/jobs/scheduling"
 	"github.com/autograph/pgbackup/jobs/worker"
@@ -99,11 +101,50 @@ func run(ctx context.Context) error {
 	if setup.Signer.Enabled() {
 		checking = (&scheduling.ManifestWatcher{Backups: eng, Alerts: alerter, Interval: cfg.RPOCheckInterval, Log: log}).Start(ctx)
 	}
-	log.WithField("rpo_watched_targets", watched).Info("scheduler started")
+	walWatching, err := startWALWatchers(ctx, setup, alerter, log)
+	if err != nil {
+		s.Shutdown()
+		watching.Stop()
+		checking.Stop()
+		return err
+	}
+	log.WithFields(map[string]any{"rpo_watched_targets": watched, "wal_archives_watched": len(walWatching)}).Info("scheduler started")
 	<-ctx.Done()
 	s.Shutdown()
 	watching.Stop()
 	checking.Stop()
+	for _, w := range walWatching {
+		w.Stop()
+	}
 	log.Info("scheduler stopped")
 	return nil
+}
+
+// startWALWatchers starts one WAL watcher per pitr archive (one per
+// server). The scheduler reads no target password_file, so a server whose
+// target needs one cannot be asked how far its WAL is: the watcher then
+// still finds gaps but not stalls, and says so in its log.
+func startWALWatchers(ctx context.Context, setup *wire.Setup, alerter *alert.Alerter, log *logrus.Entry) ([]*loop.Service, error) {
+	if len(setup.WALArchives) == 0 {
+		return nil, nil
+	}
+	all, err := wire.Stores(ctx, setup)
+	if err != nil {
+		return nil, err
+	}
+	var out []*loop.Service
+	for _, a := range setup.WALArchives {
+		arch, err := wire.OpenWALArchive(setup, a, all, log)
+		if err != nil {
+			for _, s := range out {
+				s.Stop()
+			}
+			return nil, err
+		}
+		w := &scheduling.WALWatcher{Archive: a.Name, Targets: a.Targets, Scanner: arch,
+			Server: scheduling.ServerFlushLSN(a.Conn), StallAfter: setup.Config.WALStallAfter,
+			Alerts: alerter, Interval: setup.Config.WALCheckInterval, Log: log}
+		out = append(out, w.Start(ctx))
+	}
+	return out, nil
 }

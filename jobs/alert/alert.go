@@ -33,6 +33,14 @@ const (
 	// (a forged or altered backup, or one signed with a key no longer
 	// configured). The backup is kept and never used without a person.
 	EventManifestInvalid = "manifest.invalid"
+	// EventWALGap: a pitr archive misses WAL, or holds WAL that does not
+	// verify, between its oldest WAL and its end (Error: the store,
+	// timeline and LSN range). EventWALGapResolved: that gap is gone.
+	EventWALGap         = "wal.gap"
+	EventWALGapResolved = "wal.gap.resolved"
+	// EventWALStalled: a pitr archive's end has not moved although its
+	// server has written WAL past it.
+	EventWALStalled = "wal.stalled"
 )
 
 // Event is what a webhook receives, as JSON. Text is one human line, so
@@ -108,6 +116,8 @@ func eventText(e Event) string {
 		EventRPOBreached: "newest good backup is older than the RPO", EventRPORecovered: "RPO met again",
 		EventDrillFailed: "restore drill failed", EventPruneFailed: "pruning old backups failed",
 		EventManifestInvalid: "a backup's manifest signature does not verify",
+		EventWALGap:          "the WAL archive has a gap", EventWALGapResolved: "a WAL archive gap is gone",
+		EventWALStalled: "the WAL archiver has stalled",
 	}[e.Event]
 	s := fmt.Sprintf("pgbackup: %s", what)
 	if e.Target != "" {

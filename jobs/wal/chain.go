@@ -250,6 +250,25 @@ func comparePositions(x, y Position) int {
 	return cmp.Compare(x.LSN, y.LSN)
 }
 
+// Scan walks each store's chain like Verify but from the listing and the
+// objects' signed headers only, never reading a payload: headers are
+// cached by ETag (objects are never rewritten), so a scan of a large
+// archive lists each store and reads only the objects new since the last
+// scan. A missing object, or one replaced (new ETag) by one whose header
+// does not verify, shows as a gap; a payload altered under an intact
+// header needs Verify.
+func (a *StoreArchive) Scan(ctx context.Context) ([]Chain, error) {
+	var out []Chain
+	for _, st := range a.stores {
+		entries, err := a.inventory(ctx, st, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a.walk(st.Name(), entries))
+	}
+	return out, nil
+}
+
 // Verify walks each store's chain from its oldest WAL to its end, reading
 // every object whole and checking its signed checksums, and returns the
 // chains with their gaps (exact LSN ranges).

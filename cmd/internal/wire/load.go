@@ -55,9 +55,10 @@ const (
 	// targets' password_file included.
 	Worker Program = iota
 	// API serves HTTP; Scheduler enqueues and watches. Neither decrypts an
-	// archive nor connects to a target's own server, so neither reads the
-	// identities nor the targets' password files: those may be absent or
-	// unreadable on their hosts.
+	// archive nor logs into a target's own server with its password (the
+	// scheduler only asks a pitr server its WAL position, without
+	// password_file), so neither reads the identities nor the targets'
+	// password files: those may be absent or unreadable on their hosts.
 	API
 	Scheduler
 	// Archiver streams the pitr targets' WAL into the stores: it reads

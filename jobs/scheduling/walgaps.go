@@ -1,0 +1,193 @@
+package scheduling
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/internal/loop"
+	"github.com/autograph/pgbackup/jobs/alert"
+	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/jobs/wal"
+)
+
+// WALScanner is what the WAL watcher reads: each store's chain from the
+// listing and the signed headers (*wal.StoreArchive's Scan).
+type WALScanner interface {
+	Scan(ctx context.Context) ([]wal.Chain, error)
+}
+
+// ServerLSN returns how far the archived server has flushed its WAL.
+type ServerLSN func(ctx context.Context) (wal.LSN, error)
+
+// WALWatcher watches one pitr server's WAL archive: every Interval it
+// scans the archive's chains and raises one wal.gap alert per distinct gap
+// (store, timeline and LSN range) between the oldest archived WAL and the
+// end, and one wal.gap.resolved when that gap is no longer there; and,
+// when the server can be asked (Server), one wal.stalled alert when the
+// archive's end has not moved for StallAfter while the server has flushed
+// WAL past it. An idle server (flushed no further than the archive) is no
+// stall. What was reported lives in this process: a restarted scheduler
+// reports a persisting gap once more.
+type WALWatcher struct {
+	// Archive names the archive (its first target); Targets are the pitr
+	// targets it serves, for the log.
+	Archive    string
+	Targets    []string
+	Scanner    WALScanner
+	Server     ServerLSN
+	StallAfter time.Duration
+	Alerts     *alert.Alerter
+	Interval   time.Duration
+	Log        *logrus.Entry
+	// Now is the clock (time.Now when nil), for tests.
+	Now func() time.Time
+
+	gaps      map[string]wal.Gap
+	end       wal.Position
+	endSeen   bool
+	movedAt   time.Time
+	stalled   bool
+	serverErr bool
+	// quietUntil: after the server failed to answer, it is not asked
+	// again before this, so that a scheduler without its password does
+	// not fill the server's log with failed logins every Interval.
+	quietUntil time.Time
+}
+
+// Start checks at once and then every Interval, until ctx ends or the
+// returned service is stopped.
+func (w *WALWatcher) Start(ctx context.Context) *loop.Service {
+	return loop.Start(ctx, w.Interval, w.Log, "wal archive check failed", w.Check)
+}
+
+// Check scans the archive once, reports new and resolved gaps, and
+// checks for a stall. It is not safe for concurrent use (the loop calls it
+// from one goroutine).
+func (w *WALWatcher) Check(ctx context.Context) error {
+	chains, err := w.Scanner.Scan(ctx)
+	if err != nil {
+		return fmt.Errorf("wal watch %s: %w", w.Archive, err)
+	}
+	w.checkGaps(ctx, chains)
+	return w.checkStall(ctx, chains)
+}
+
+func gapKey(g wal.Gap) string {
+	return fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%s", g.Store, g.Timeline, g.Start, g.End, g.Key)
+}
+
+func (w *WALWatcher) checkGaps(ctx context.Context, chains []wal.Chain) {
+	if w.gaps == nil {
+		w.gaps = map[string]wal.Gap{}
+	}
+	now := map[string]wal.Gap{}
+	for _, c := range chains {
+		for _, g := range c.Gaps {
+			now[gapKey(g)] = g
+		}
+	}
+	for k, g := range now {
+		if _, ok := w.gaps[k]; ok {
+			continue
+		}
+		w.gaps[k] = g
+		w.log(g).Error("the WAL archive has a gap: a point-in-time restore cannot cross it; take a base backup after it, and find the cause")
+		w.Alerts.Emit(ctx, alert.Event{Event: alert.EventWALGap, Target: w.Archive, Error: g.String()})
+	}
+	for k, g := range w.gaps {
+		if _, ok := now[k]; ok {
+			continue
+		}
+		delete(w.gaps, k)
+		w.log(g).Info("a WAL archive gap is no longer there")
+		w.Alerts.Emit(ctx, alert.Event{Event: alert.EventWALGapResolved, Target: w.Archive, Error: g.String()})
+	}
+}
+
+func (w *WALWatcher) log(g wal.Gap) *logrus.Entry {
+	return w.Log.WithFields(logrus.Fields{"wal_archive": w.Archive, "targets": strings.Join(w.Targets, ","),
+		"store": g.Store, "timeline": g.Timeline, "start": g.Start.String(), "end": g.End.String(), "reason": g.Reason, "key": g.Key})
+}
+
+// archiveEnd is the furthest end over the stores: the archiver writes
+// every store, so a store behind the others has a gap, reported as such.
+func archiveEnd(chains []wal.Chain) wal.Position {
+	var end wal.Position
+	for _, c := range chains {
+		if c.End.Timeline > end.Timeline || (c.End.Timeline == end.Timeline && c.End.LSN > end.LSN) {
+			end = c.End
+		}
+	}
+	return end
+}
+
+// checkStall raises wal.stalled once when the archive's end has stood
+// still for StallAfter while the server flushed WAL past it, and notes
+// (log) when it moves again.
+func (w *WALWatcher) checkStall(ctx context.Context, chains []wal.Chain) error {
+	if w.Server == nil || w.StallAfter <= 0 {
+		return nil
+	}
+	now := time.Now()
+	if w.Now != nil {
+		now = w.Now()
+	}
+	end := archiveEnd(chains)
+	if !w.endSeen || end != w.end {
+		if w.stalled {
+			w.Log.WithFields(logrus.Fields{"wal_archive": w.Archive, "end": end.LSN.String()}).Info("the WAL archive's end moves again")
+		}
+		w.end, w.endSeen, w.movedAt, w.stalled = end, true, now, false
+		return nil
+	}
+	if w.stalled || now.Sub(w.movedAt) < w.StallAfter || now.Before(w.quietUntil) {
+		return nil
+	}
+	server, err := w.Server(ctx)
+	if err != nil {
+		w.quietUntil = now.Add(w.StallAfter)
+		// Without the server an idle one cannot be told from a stalled
+		// archiver: no alert, and one warning until it answers again.
+		if !w.serverErr {
+			w.serverErr = true
+			w.Log.WithError(err).WithField("wal_archive", w.Archive).
+				Warn("cannot ask the server how far its WAL is: stalls of this archive are not detected until it answers")
+		}
+		return nil
+	}
+	w.serverErr = false
+	if server <= end.LSN {
+		return nil // idle: nothing written that the archive lacks
+	}
+	w.stalled = true
+	msg := fmt.Sprintf("archive end %s has not moved for %s; the server has flushed to %s", end.LSN, now.Sub(w.movedAt).Round(time.Second), server)
+	w.Log.WithFields(logrus.Fields{"wal_archive": w.Archive, "end": end.LSN.String(), "server_lsn": server.String()}).
+		Error("the WAL archiver has stalled: " + msg)
+	w.Alerts.Emit(ctx, alert.Event{Event: alert.EventWALStalled, Target: w.Archive, Error: msg})
+	return nil
+}
+
+// ServerFlushLSN asks the server at conn how far it has flushed its WAL
+// (pg_current_wal_flush_lsn: what a walsender can send). It connects only
+// when called, which the watcher does only once the archive's end has
+// stood still for StallAfter, and gives up after 10 s.
+func ServerFlushLSN(conn pgtool.Conn) ServerLSN {
+	return func(ctx context.Context) (wal.LSN, error) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		c, err := pgtool.Connect(ctx, conn)
+		if err != nil {
+			return 0, fmt.Errorf("server wal position: %w", err)
+		}
+		defer c.Close(context.WithoutCancel(ctx))
+		var s string
+		if err := c.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&s); err != nil {
+			return 0, fmt.Errorf("server wal position: %w", err)
+		}
+		return wal.ParseLSN(s)
+	}
+}
