@@ -136,7 +136,7 @@ func (s *State) Status(ctx context.Context, target string) (TargetStatus, error)
 		LastDuration: time.Duration(num("last_duration_ms")) * time.Millisecond, LastSizeBytes: num("last_size_bytes"),
 		FirstSeen: ms("first_seen"), LastDrillSuccess: ms("last_drill_success"),
 		LastDrillSuccessRTO: time.Duration(num("last_drill_rto_ms")) * time.Millisecond,
-		WAL: walStatus(raw),
+		WAL:                 walStatus(raw),
 	}
 	if d := raw["last_drill"]; d != "" {
 		var r tasks.DrillResult
