@@ -80,7 +80,7 @@ type Config struct {
 	// the value to another goroutine for anything slow).
 	OnProgress       func(Progress)
 	ProgressInterval time.Duration
-	Log                *logrus.Entry
+	Log              *logrus.Entry
 }
 
 // Streamer streams one server's WAL into an Archive.
