@@ -19,7 +19,8 @@ type WALStatus struct {
 	ArchivedLSN string `json:"archived_lsn"`
 	// ArchivedThrough is the latest time at which the archive held
 	// everything the server had written: now while the archive keeps up
-	// (an idle server's included), frozen while it falls behind.
+	// (an idle server's included), frozen while it falls behind; zero
+	// until known.
 	ArchivedThrough time.Time `json:"archived_through"`
 	// ServerLSN is the server's end of WAL as the stream last reported it.
 	ServerLSN string `json:"server_lsn"`
@@ -50,11 +51,17 @@ func (s *State) RecordWAL(ctx context.Context, targets []string, w WALStatus) er
 	for _, t := range targets {
 		key := targetKey(t)
 		pipe.HSetNX(ctx, key, "wal_started", w.Updated.UnixMilli())
-		pipe.HSet(ctx, key, map[string]any{
+		fields := map[string]any{
 			"wal_archive": w.Archive, "wal_timeline": w.Timeline, "wal_archived_lsn": w.ArchivedLSN,
-			"wal_archived_through": w.ArchivedThrough.UnixMilli(), "wal_server_lsn": w.ServerLSN,
-			"wal_slot_lag_bytes": w.SlotLagBytes, "wal_last_segment": w.LastSegment, "wal_updated": w.Updated.UnixMilli(),
-		})
+			"wal_server_lsn": w.ServerLSN, "wal_slot_lag_bytes": w.SlotLagBytes, "wal_last_segment": w.LastSegment,
+			"wal_updated": w.Updated.UnixMilli(),
+		}
+		// Unknown (a streamer catching up after a start): the last
+		// known value stands.
+		if !w.ArchivedThrough.IsZero() {
+			fields["wal_archived_through"] = w.ArchivedThrough.UnixMilli()
+		}
+		pipe.HSet(ctx, key, fields)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("record wal state of %s: %w", w.Archive, err)
@@ -65,7 +72,7 @@ func (s *State) RecordWAL(ctx context.Context, targets []string, w WALStatus) er
 // walStatus reads the wal_ fields of a target's hash; nil when no archiver
 // ever published any.
 func walStatus(raw map[string]string) *WALStatus {
-	if raw["wal_archived_through"] == "" {
+	if raw["wal_updated"] == "" {
 		return nil
 	}
 	ms := func(k string) time.Time {
