@@ -208,6 +208,10 @@ type state struct {
 }
 
 // serverAt notes the server's end of WAL from a message received now.
+// XLogData carries the server's flush position; a keepalive carries what
+// the walsender has sent, which is the same while it has caught up (and
+// it sends new WAL as soon as it is flushed), so an idle server's end is
+// never understated for long.
 func (st *state) serverAt(end wal.LSN) {
 	st.serverEnd = max(st.serverEnd, end)
 	st.through.observe(end, time.Now())
