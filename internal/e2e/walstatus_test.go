@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/autograph/pgbackup/handlers/client"
 	"github.com/autograph/pgbackup/internal/harness"
@@ -15,7 +18,7 @@ import (
 // target: GET /api/admin/targets carries the target's pitr state in the
 // documented schema, archived_through is recent while the server is idle,
 // and it and the archived position advance past a write and a segment
-// switch; /metrics has the WAL gauges.
+// switch; /metrics has the WAL gauges, and the page shows the lag.
 func TestArchiverPublishesPITRState(t *testing.T) {
 	t.Parallel()
 	p := newPITRCluster(t)
@@ -83,4 +86,10 @@ func TestArchiverPublishesPITRState(t *testing.T) {
 			t.Errorf("/metrics lacks %s for %s", m, walTarget)
 		}
 	}
+
+	// The page's targets table shows the archive's lag and slot lag.
+	ctx := newBrowser(t)
+	do(t, ctx, "open the page as a viewer", 30*time.Second, chromedp.Navigate(p.apiURL+"/ui/#token="+viewerToken))
+	cell := fmt.Sprintf(`document.querySelector('#targets tr[data-name=%q] td[data-label="WAL archive"]')`, walTarget)
+	waitJS(t, ctx, "the WAL archive cell", cell+` !== null && / behind, slot \d/.test(`+cell+`.textContent)`, 20*time.Second)
 }
