@@ -51,6 +51,12 @@ var (
 		"When the target's last successful restore drill ran.", []string{"target"}, nil)
 	descDrillRTO = prometheus.NewDesc("pgbackup_last_drill_rto_seconds",
 		"Recovery time measured by the target's last successful drill.", []string{"target"}, nil)
+	descWALThrough = prometheus.NewDesc("pgbackup_wal_archived_through_timestamp_seconds",
+		"Latest time at which the target's WAL archive held everything its server had written (pitr targets).", []string{"target"}, nil)
+	descWALLag = prometheus.NewDesc("pgbackup_wal_lag_seconds",
+		"How far the target's WAL archive is behind now: now - archived_through (pitr targets).", []string{"target"}, nil)
+	descWALSlotLag = prometheus.NewDesc("pgbackup_wal_slot_lag_bytes",
+		"WAL the target's server keeps for the archiver's replication slot, as the archiver last published it (pitr targets).", []string{"target"}, nil)
 )
 
 type targetCollector struct {
@@ -61,7 +67,7 @@ type targetCollector struct {
 
 func (c *targetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLastSuccess, descLastDuration, descLastSize, descRPO, descRPOTarget,
-		descBackups, descDrillSuccess, descDrillRTO} {
+		descBackups, descDrillSuccess, descDrillRTO, descWALThrough, descWALLag, descWALSlotLag} {
 		ch <- d
 	}
 }
@@ -104,6 +110,13 @@ func (c *targetCollector) Collect(ch chan<- prometheus.Metric) {
 		if !st.LastDrillSuccess.IsZero() {
 			gauge(descDrillSuccess, float64(st.LastDrillSuccess.UnixMilli())/1000, t.Name)
 			gauge(descDrillRTO, st.LastDrillSuccessRTO.Seconds(), t.Name)
+		}
+		if w := st.WAL; w != nil {
+			if !w.ArchivedThrough.IsZero() {
+				gauge(descWALThrough, float64(w.ArchivedThrough.UnixMilli())/1000, t.Name)
+				gauge(descWALLag, w.LagSeconds(now), t.Name)
+			}
+			gauge(descWALSlotLag, float64(w.SlotLagBytes), t.Name)
 		}
 	}
 	for k, n := range counts {

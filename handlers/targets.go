@@ -41,6 +41,52 @@ type targetJSON struct {
 	AgeSeconds   *float64           `json:"age_seconds"`
 	RPOMet       *bool              `json:"rpo_met,omitempty"`
 	LastDrill    *tasks.DrillResult `json:"last_drill"`
+	// PITR is the continuous WAL archive's state, for a target whose
+	// archiver has published one.
+	PITR *pitrJSON `json:"pitr,omitempty"`
+}
+
+// pitrJSON is a pitr target's WAL archive as the archiver last
+// published it (coord.WALStatus). ArchivedThrough, LagSeconds and Window
+// are null until the archiver knows archived_through.
+type pitrJSON struct {
+	Archive         string      `json:"archive"`
+	ArchivedThrough *time.Time  `json:"archived_through"`
+	LagSeconds      *float64    `json:"lag_seconds"`
+	SlotLagBytes    int64       `json:"slot_lag_bytes"`
+	Window          *windowJSON `json:"window"`
+	Timeline        uint32      `json:"timeline"`
+	ArchivedLSN     string      `json:"archived_lsn"`
+	ServerLSN       string      `json:"server_lsn"`
+	LastSegment     string      `json:"last_segment"`
+	Updated         time.Time   `json:"updated"`
+}
+
+// windowJSON is the oldest and newest second a restore can reach. From is
+// when the archive started (its first published state) until base
+// backups bound it: WAL replays only onto a base backup.
+type windowJSON struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+}
+
+func newPITRJSON(w *coord.WALStatus, now time.Time) *pitrJSON {
+	if w == nil {
+		return nil
+	}
+	p := &pitrJSON{Archive: w.Archive, SlotLagBytes: w.SlotLagBytes, Timeline: w.Timeline, ArchivedLSN: w.ArchivedLSN,
+		ServerLSN: w.ServerLSN, LastSegment: w.LastSegment, Updated: w.Updated}
+	if !w.ArchivedThrough.IsZero() {
+		through := w.ArchivedThrough.UTC()
+		lag := w.LagSeconds(now)
+		p.ArchivedThrough, p.LagSeconds = &through, &lag
+		from := w.Started.UTC()
+		if from.IsZero() || from.After(through) {
+			from = through
+		}
+		p.Window = &windowJSON{From: from, To: through}
+	}
+	return p
 }
 
 type newestJSON struct {
@@ -89,16 +135,22 @@ func (a *API) listTargets(c echo.Context) error {
 			age := now.Sub(tj.NewestBackup.CreatedAt).Seconds()
 			tj.AgeSeconds = &age
 		}
-		if t.RPO > 0 {
-			met := tj.AgeSeconds != nil && *tj.AgeSeconds <= t.RPO.Seconds()
-			tj.RPOMet = &met
-		}
 		if a.d.State != nil {
 			st, err := a.d.State.Status(ctx, t.Name)
 			if err != nil {
 				return fmt.Errorf("%w: %w", errQueueUnavailable, err)
 			}
 			tj.LastDrill = st.LastDrill
+			tj.PITR = newPITRJSON(st.WAL, now)
+		}
+		if t.RPO > 0 {
+			met := tj.AgeSeconds != nil && *tj.AgeSeconds <= t.RPO.Seconds()
+			// A pitr target can recover to archived_through, which the
+			// RPO watcher counts from too.
+			if p := tj.PITR; p != nil && p.LagSeconds != nil && *p.LagSeconds <= t.RPO.Seconds() {
+				met = true
+			}
+			tj.RPOMet = &met
 		}
 		out = append(out, tj)
 	}

@@ -66,6 +66,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer rdb.Close()
+	state := coord.NewState(rdb)
 	var wg sync.WaitGroup
 	for _, a := range setup.WALArchives {
 		alog := log.WithFields(logrus.Fields{"wal_archive": a.Name, "slot": a.Slot, "server": fmt.Sprintf("%s:%d", a.Conn.Host, a.Conn.Port)})
@@ -73,8 +74,14 @@ func run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		pub := newWALPublisher(state, a.Name, a.Targets, alog)
+		acfg.OnProgress = pub.offer
 		lease := coord.NewArchiverLease(rdb, a.Name, id, 0, 0)
-		wg.Go(func() { keepArchiving(ctx, lease, acfg, alog) })
+		wg.Go(func() { pub.run(ctx) })
+		wg.Go(func() {
+			keepArchiving(ctx, lease, acfg, alog)
+			pub.flush(ctx)
+		})
 	}
 	log.WithField("config", cfg.String()).WithField("wal_archives", len(setup.WALArchives)).Info("archiver started")
 	wg.Wait()

@@ -265,6 +265,33 @@ type Target struct {
 	// RPOMet is nil for a target without an RPO.
 	RPOMet    *bool  `json:"rpo_met"`
 	LastDrill *Drill `json:"last_drill"`
+	// PITR is nil for a target without a continuous WAL archive (or
+	// before its archiver has published anything).
+	PITR *PITRStatus `json:"pitr"`
+}
+
+// PITRStatus is a pitr target's WAL archive as its archiver last
+// published it.
+type PITRStatus struct {
+	Archive string `json:"archive"`
+	// ArchivedThrough is the latest time at which the archive held
+	// everything the server had written; nil until known.
+	ArchivedThrough *time.Time `json:"archived_through"`
+	LagSeconds      *float64   `json:"lag_seconds"`
+	SlotLagBytes    int64      `json:"slot_lag_bytes"`
+	// Window is the oldest and newest second a restore can reach.
+	Window      *PITRWindow `json:"window"`
+	Timeline    uint32      `json:"timeline"`
+	ArchivedLSN string      `json:"archived_lsn"`
+	ServerLSN   string      `json:"server_lsn"`
+	LastSegment string      `json:"last_segment"`
+	Updated     time.Time   `json:"updated"`
+}
+
+// PITRWindow is a span of restorable time.
+type PITRWindow struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
 }
 
 // TargetList is GET /api/admin/targets's answer.

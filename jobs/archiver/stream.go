@@ -30,6 +30,7 @@ func (s *Streamer) stream(ctx context.Context, conn *pgconn.PgConn, st *state) e
 		return err
 	}
 	nextStatus := time.Now().Add(s.cfg.StatusInterval)
+	var nextProgress time.Time
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -47,7 +48,14 @@ func (s *Streamer) stream(ctx context.Context, conn *pgconn.PgConn, st *state) e
 			}
 			nextStatus = now.Add(s.cfg.StatusInterval)
 		}
+		if !now.Before(nextProgress) {
+			s.progress(st)
+			nextProgress = now.Add(s.cfg.ProgressInterval)
+		}
 		deadline := nextStatus
+		if nextProgress.Before(deadline) {
+			deadline = nextProgress
+		}
 		if chunkAt := st.lastChunk.Add(s.cfg.PartialInterval); st.received() > st.archived && chunkAt.Before(deadline) {
 			deadline = chunkAt
 		}
@@ -110,6 +118,7 @@ func (s *Streamer) handle(ctx context.Context, conn *pgconn.PgConn, st *state, m
 			if err != nil {
 				return false, fmt.Errorf("archiver: %w", err)
 			}
+			st.serverAt(wal.LSN(pkm.ServerWALEnd))
 			return pkm.ReplyRequested, nil
 		case pglogrepl.XLogDataByteID:
 			xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
@@ -120,6 +129,7 @@ func (s *Streamer) handle(ctx context.Context, conn *pgconn.PgConn, st *state, m
 			if err := s.receive(ctx, st, wal.LSN(xld.WALStart), xld.WALData); err != nil {
 				return false, err
 			}
+			st.serverAt(wal.LSN(xld.ServerWALEnd))
 			// Sync: store as soon as the stream has caught up with the
 			// server, so that a waiting commit is released promptly.
 			if s.cfg.Sync && st.received() >= wal.LSN(xld.ServerWALEnd) && st.received() > st.archived {
@@ -220,6 +230,7 @@ func (s *Streamer) finish(ctx context.Context, conn *pgconn.PgConn, st *state) e
 	}
 	// Best effort: the connection may be gone; the next run reports again.
 	_ = s.status(fctx, conn, st)
+	s.progress(st)
 	s.cfg.Log.WithField("archived", st.archived.String()).Info("archiver: stopped")
 	return nil
 }

@@ -74,7 +74,13 @@ type Config struct {
 	Sync bool
 	// AllowUnlimitedSlot accepts max_slot_wal_keep_size = -1.
 	AllowUnlimitedSlot bool
-	Log                *logrus.Entry
+	// OnProgress, when set, is called with the stream's position every
+	// ProgressInterval (0: DefaultProgressInterval) and when Run stops.
+	// It runs on the streaming goroutine: it must return at once (hand
+	// the value to another goroutine for anything slow).
+	OnProgress       func(Progress)
+	ProgressInterval time.Duration
+	Log              *logrus.Entry
 }
 
 // Streamer streams one server's WAL into an Archive.
@@ -95,6 +101,9 @@ func New(cfg Config) (*Streamer, error) {
 	}
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = DefaultStatusInterval
+	}
+	if cfg.ProgressInterval <= 0 {
+		cfg.ProgressInterval = DefaultProgressInterval
 	}
 	if cfg.Log == nil {
 		l := logrus.New()
@@ -192,6 +201,30 @@ type state struct {
 	// archived: every byte before it is durable in the archive.
 	archived  wal.LSN
 	lastChunk time.Time
+	// serverEnd is the server's end of WAL as last reported; through
+	// turns those reports into archived_through (see Progress).
+	serverEnd wal.LSN
+	through   throughTracker
+}
+
+// serverAt notes the server's end of WAL from a message received now.
+// XLogData carries the server's flush position; a keepalive carries what
+// the walsender has sent, which is the same while it has caught up (and
+// it sends new WAL as soon as it is flushed), so an idle server's end is
+// never understated for long.
+func (st *state) serverAt(end wal.LSN) {
+	st.serverEnd = max(st.serverEnd, end)
+	st.through.observe(end, time.Now())
+}
+
+// progress reports the position to OnProgress, if any.
+func (s *Streamer) progress(st *state) {
+	if s.cfg.OnProgress == nil {
+		return
+	}
+	now := time.Now()
+	s.cfg.OnProgress(Progress{Timeline: st.tli, Archived: st.archived, ServerEnd: max(st.serverEnd, st.archived),
+		ArchivedThrough: st.through.advance(st.archived, now), SegmentSize: st.segSize, At: now})
 }
 
 func (st *state) received() wal.LSN { return st.segStart + wal.LSN(len(st.buf)) }

@@ -33,7 +33,8 @@ const (
 )
 
 // targetKey is a hash of what is known of a configured target: its newest
-// good backup, its last drill, when it was first watched.
+// good backup, its last drill, when it was first watched, and the wal_*
+// fields the archiver publishes for a pitr target (WALStatus).
 func targetKey(target string) string { return "pgbackup:target:" + target }
 
 // rpoKey is a target's RPO state, "ok" or "breached".

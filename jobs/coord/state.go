@@ -46,11 +46,28 @@ type TargetStatus struct {
 	LastDrill           *tasks.DrillResult `json:"last_drill,omitempty"`
 	LastDrillSuccess    time.Time          `json:"last_drill_success,omitempty"`
 	LastDrillSuccessRTO time.Duration      `json:"-"`
+	// WAL is what the archiver last published of the target's continuous
+	// WAL archive; nil when the target has none (no pitr, or no archiver
+	// has streamed it yet).
+	WAL *WALStatus `json:"wal,omitempty"`
 }
 
-// Age is how far the target is from its RPO at now (see policy.Age).
+// RecoveryPoint is the newest moment a restore can recover to now: the
+// newest good backup's end, or the WAL archive's archived_through when
+// that is later (a pitr target). Both are recovery points, so the later
+// one bounds the loss; a stale WAL state (pitr turned off) cannot hide a
+// newer dump.
+func (st TargetStatus) RecoveryPoint() time.Time {
+	if st.WAL != nil && st.WAL.ArchivedThrough.After(st.LastSuccess) {
+		return st.WAL.ArchivedThrough
+	}
+	return st.LastSuccess
+}
+
+// Age is how far the target is from its RPO at now (see policy.Age): the
+// age of its RecoveryPoint.
 func (st TargetStatus) Age(now time.Time) time.Duration {
-	return policy.Age(st.LastSuccess, st.FirstSeen, now)
+	return policy.Age(st.RecoveryPoint(), st.FirstSeen, now)
 }
 
 // RecordBackup counts a finished backup task of target and, for a success,
@@ -119,6 +136,7 @@ func (s *State) Status(ctx context.Context, target string) (TargetStatus, error)
 		LastDuration: time.Duration(num("last_duration_ms")) * time.Millisecond, LastSizeBytes: num("last_size_bytes"),
 		FirstSeen: ms("first_seen"), LastDrillSuccess: ms("last_drill_success"),
 		LastDrillSuccessRTO: time.Duration(num("last_drill_rto_ms")) * time.Millisecond,
+		WAL:                 walStatus(raw),
 	}
 	if d := raw["last_drill"]; d != "" {
 		var r tasks.DrillResult

@@ -16,7 +16,9 @@ import (
 )
 
 // RPOWatcher checks, for every target with an RPO, that its newest good
-// backup is younger than the RPO, and alerts once when that stops being
+// backup is younger than the RPO (for a pitr target, that its WAL
+// archive's archived_through is, when that is later: see
+// coord.TargetStatus.RecoveryPoint), and alerts once when that stops being
 // true and once when it is true again. It runs in the scheduler, not the
 // workers, so that a dead worker fleet is noticed too (a dead-man switch).
 type RPOWatcher struct {
@@ -71,6 +73,10 @@ func (w *RPOWatcher) Check(ctx context.Context) error {
 		if breached {
 			e.Event = alert.EventRPOBreached
 			e.Error = fmt.Sprintf("newest good backup is %s old, the RPO is %s", age.Round(time.Second), t.RPO)
+			if st.WAL != nil && st.RecoveryPoint().Equal(st.WAL.ArchivedThrough) {
+				e.Error = fmt.Sprintf("WAL archived through %s, %s ago, the RPO is %s", st.WAL.ArchivedThrough.Format(time.RFC3339),
+					age.Round(time.Second), t.RPO)
+			}
 		}
 		w.Log.WithFields(logrus.Fields{"target": t.Name, "event": e.Event, "age_s": int(age.Seconds())}).Warn("rpo state changed")
 		w.Alerts.Emit(ctx, e)

@@ -136,6 +136,14 @@ async function loadBackups() {
   } catch (e) { say(e.message); }
 }
 
+// walText is a pitr target's WAL archive: how far archived_through is
+// behind now and the WAL the server keeps for the slot.
+function walText(p) {
+  if (!p) return "none";
+  if (!p.archived_through) return "catching up";
+  return humanAge(p.lag_seconds) + " behind, slot " + humanBytes(p.slot_lag_bytes);
+}
+
 function retentionText(r) {
   const parts = [];
   for (const [k, label] of [["keep_last", "last"], ["keep_daily", "daily"], ["keep_weekly", "weekly"], ["keep_monthly", "monthly"]]) {
@@ -160,6 +168,7 @@ async function loadTargets() {
       if (t.rpo_met === true) age.className = "ok";
       if (t.rpo_met === false) age.className = "bad";
       cell(tr, retentionText(t.retention));
+      cell(tr, walText(t.pitr));
       const d = t.last_drill;
       const drill = cell(tr, d ? (d.passed ? "passed" : "failed") + ", RTO " + d.rto_seconds.toFixed(1) + " s" : "never");
       if (d) drill.className = d.passed ? "ok" : "bad";
