@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$ROOT"
 log() { printf 'bench: %s\n' "$*" >&2; }
 
-build_cmd testbench pgbackup bench api worker
+build_cmd testbench pgbackup bench api worker archiver
 bin/testbench install
 # Starts the bench, or, after a reboot (the directory is there but the
 # servers are not), the servers that are down. PostgreSQL's files go under
