@@ -2,8 +2,7 @@
 # Body of `make bench`: makes sure the long-lived test bench in .testbench/
 # runs (the one `make testbench-up` starts), builds bin/pgbackup, the
 # service programs it starts and bin/bench, and runs the benchmark against
-# it. Extra arguments go to
-# bin/bench, e.g. scripts/bench.sh -keep.
+# it. Extra arguments go to bin/bench, e.g. scripts/bench.sh -keep.
 #
 # The bench is left running on purpose: its ~800 MB database takes a
 # minute to generate and is reused by the next run. `make testbench-down`
