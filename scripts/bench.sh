@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Body of `make bench`: makes sure the long-lived test bench in .testbench/
-# runs (the one `make testbench-up` starts), builds bin/pgbackup and
-# bin/bench, and runs the benchmark against it. Extra arguments go to
-# bin/bench, e.g. scripts/bench.sh -keep.
+# runs (the one `make testbench-up` starts), builds bin/pgbackup, the
+# service programs it starts and bin/bench, and runs the benchmark against
+# it. Extra arguments go to bin/bench, e.g. scripts/bench.sh -keep.
 #
 # The bench is left running on purpose: its ~800 MB database takes a
 # minute to generate and is reused by the next run. `make testbench-down`
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$ROOT"
 log() { printf 'bench: %s\n' "$*" >&2; }
 
-build_cmd testbench pgbackup bench api worker
+build_cmd testbench pgbackup bench api worker archiver
 bin/testbench install
 # Starts the bench, or, after a reboot (the directory is there but the
 # servers are not), the servers that are down. PostgreSQL's files go under

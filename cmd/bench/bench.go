@@ -154,6 +154,8 @@ func (b *bench) servicePart(ctx context.Context) error {
 		return err
 	case "soak":
 		return b.soakPart(ctx)
+	case "wal":
+		return b.walPart(ctx)
 	}
 	printServiceRows(rows)
 	if err != nil {

@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&o.workDir, "workdir", "", "directory for temporary files (default: the system temp dir)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the run's bucket and restored databases")
 	fs.IntVar(&o.repeat, "repeat", 1, "run each step this many times and report the fastest (other load only adds time)")
-	fs.StringVar(&o.only, "only", "", "with -cli=false: run only this part of the service bench: load, repeated or soak")
+	fs.StringVar(&o.only, "only", "", "with -cli=false: run only this part of the service bench: load, repeated, soak or wal")
 	fs.IntVar(&o.soakBackups, "soak-backups", 500, "backups the soak queues at once")
 	fs.BoolVar(&o.cli, "cli", true, "measure the one-shot CLI against pg_dump's compression levels")
 	fs.BoolVar(&o.service, "service", true, "also measure the service through its API (bin/api and bin/worker beside -pgbackup)")
