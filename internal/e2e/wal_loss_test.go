@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sirupsen/logrus"
+
+	"github.com/autograph/pgbackup/internal/harness"
+	"github.com/autograph/pgbackup/internal/testbench"
+	"github.com/autograph/pgbackup/jobs/wal"
+	"github.com/autograph/pgbackup/store"
+)
+
+// lossPartialInterval is the archiver's WAL_PARTIAL_INTERVAL in the loss
+// test: the bound it asserts is this plus lossSlack.
+const (
+	lossPartialInterval = time.Second
+	lossSlack           = 2 * time.Second
+)
+
+// marker is one row the writer committed: its text is unique, so its
+// bytes in the archived WAL show that its INSERT record was archived.
+type marker struct {
+	text  string
+	acked time.Time // when COMMIT returned to the client
+}
+
+// markerWriter commits one marker row every 100 ms, each in its own
+// transaction, until the connection fails (the server is killed) or ctx
+// ends; markers lists those whose COMMIT was acknowledged, in order.
+type markerWriter struct {
+	mu      sync.Mutex
+	markers []marker
+	done    chan struct{}
+	err     error
+}
+
+func startMarkerWriter(ctx context.Context, t *testing.T, conn *pgx.Conn, prefix string) *markerWriter {
+	t.Helper()
+	if _, err := conn.Exec(ctx, "CREATE TABLE loss_markers (id int PRIMARY KEY, m text NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	w := &markerWriter{done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			text := fmt.Sprintf("%s-%06d-end", prefix, i)
+			// Autocommit: Exec returns once the COMMIT is acknowledged.
+			if _, err := conn.Exec(ctx, "INSERT INTO loss_markers VALUES ($1, $2)", i, text); err != nil {
+				w.err = err
+				return
+			}
+			w.mu.Lock()
+			w.markers = append(w.markers, marker{text: text, acked: time.Now()})
+			w.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return w
+}
+
+func (w *markerWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.markers)
+}
+
+// killPostmaster SIGKILLs the PostgreSQL whose superuser connection is su,
+// found from postmaster.pid in its data directory, and returns when.
+func killPostmaster(t *testing.T, su *pgx.Conn) time.Time {
+	t.Helper()
+	var dataDir string
+	if err := su.QueryRow(t.Context(), "SHOW data_directory").Scan(&dataDir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		t.Fatalf("read postmaster.pid: %v", err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 1 {
+		t.Fatalf("postmaster.pid starts with %q", first)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 postmaster %d: %v", pid, err)
+	}
+	return time.Now()
+}
+
+// archivedWAL reads the target's archive in store st back through
+// jobs/wal, each segment verified, and returns its WAL bytes from its
+// start to its contiguous end.
+func archivedWAL(t *testing.T, st store.Store) []byte {
+	t.Helper()
+	a, err := wal.New(wal.Options{Target: walTarget, Stores: []store.Store{st}, Log: logrus.NewEntry(logrus.New())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chains, err := a.Scan(t.Context())
+	if err != nil || len(chains) != 1 {
+		t.Fatalf("scan the archive: %d chains, %v", len(chains), err)
+	}
+	c := chains[0]
+	end := c.Contiguous()
+	if end.Timeline != c.Start.Timeline || end.LSN <= c.Start.LSN {
+		t.Fatalf("archive from %+v to %+v: nothing on one timeline", c.Start, end)
+	}
+	segSize := a.SegmentSize()
+	var all []byte
+	for segno := uint64(c.Start.LSN) / segSize; segno*segSize < uint64(end.LSN); segno++ {
+		seg, err := a.Open(t.Context(), end.Timeline, segno)
+		if err != nil {
+			t.Fatalf("open archived segment %d: %v", segno, err)
+		}
+		data := seg.Data
+		if limit := uint64(end.LSN) - segno*segSize; limit < uint64(len(data)) {
+			data = data[:limit]
+		}
+		all = append(all, data...)
+	}
+	return all
+}
+
+// TestWALLossOnServerKill: a writer commits a marker row every 100 ms, the
+// server is SIGKILLed at a random moment, and every marker whose COMMIT
+// returned more than WAL_PARTIAL_INTERVAL + 2 s before the kill is in the
+// archive. It logs the measured loss: the kill time minus the
+// acknowledgement of the newest marker proven archived.
+//
+// A marker is proven archived when its unique text and the next marker's
+// are both in the archived WAL up to the archive's contiguous end: the
+// writer starts marker i+1 only after marker i's COMMIT returned, so the
+// INSERT record of i+1 follows the COMMIT record of i in the WAL, and the
+// archive holds every byte before its end. (A full-page image holding a
+// marker's text is written only after the marker's own INSERT record, so
+// it proves no more than the record itself would.)
+func TestWALLossOnServerKill(t *testing.T) {
+	t.Parallel()
+	p := newPITRCluster(t)
+	arch := p.start("archiver", harness.Archiver, "WAL_PARTIAL_INTERVAL="+lossPartialInterval.String())
+	if err := arch.WaitLog(t.Context(), "lease taken", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The writer uses a connection of its own: p.su reads postmaster.pid.
+	wconn, err := pgx.Connect(t.Context(), p.su.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wconn.Close(context.Background()) })
+	prefix := testbench.UniqueName("loss_marker")
+	w := startMarkerWriter(t.Context(), t, wconn, prefix)
+
+	// Kill at a random moment once enough markers lie before the bound.
+	want := 40 + rand.IntN(40) // 4 to 8 s of markers
+	if err := harness.Poll(t.Context(), 60*time.Second, 20*time.Millisecond, func() (bool, error) {
+		return w.count() >= want, nil
+	}); err != nil {
+		t.Fatalf("the writer committed %d markers, want %d (%v): %v", w.count(), want, w.err, err)
+	}
+	killed := killPostmaster(t, p.su)
+	<-w.done
+	if w.err == nil {
+		t.Fatal("the writer went on after the kill")
+	}
+	// Stopping cleanly lets the archiver upload what it received and had
+	// not yet uploaded; it cannot receive more from a dead server.
+	stopCleanly(t, arch)
+
+	archived := archivedWAL(t, p.minio())
+	in := func(m marker) bool { return bytes.Contains(archived, []byte(m.text)) }
+	bound := killed.Add(-(lossPartialInterval + lossSlack))
+	var newest *marker
+	required := 0
+	for i, m := range w.markers[:len(w.markers)-1] {
+		proven := in(m) && in(w.markers[i+1])
+		if proven {
+			newest = &w.markers[i]
+		}
+		if m.acked.Before(bound) {
+			required++
+			if !proven {
+				t.Errorf("marker %d (committed %s before the kill) is not in the archive",
+					i, killed.Sub(m.acked).Round(time.Millisecond))
+			}
+		}
+	}
+	if required == 0 {
+		t.Fatalf("no marker committed before %s: the test proves nothing", bound)
+	}
+	if newest == nil {
+		t.Fatal("no marker in the archive")
+	}
+	t.Logf("%d markers acknowledged, %d required; measured loss: %s (kill time minus the newest archived marker's commit), bound %s",
+		len(w.markers), required, killed.Sub(newest.acked).Round(10*time.Millisecond), lossPartialInterval+lossSlack)
+	if errors.Is(w.err, context.Canceled) {
+		t.Fatalf("the writer stopped on the test's end, not the kill: %v", w.err)
+	}
+}
