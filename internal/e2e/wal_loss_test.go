@@ -31,6 +31,8 @@ import (
 const (
 	lossPartialInterval = time.Second
 	lossSlack           = 2 * time.Second
+	// stmtTimeout bounds each statement of the marker writer.
+	stmtTimeout = 30 * time.Second
 )
 
 // marker is one row the writer committed: its text is unique, so its
@@ -53,8 +55,12 @@ type markerWriter struct {
 
 func startMarkerWriter(ctx context.Context, t *testing.T, conn *pgx.Conn, prefix string) *markerWriter {
 	t.Helper()
-	if _, err := conn.Exec(ctx, "CREATE TABLE loss_markers (id int PRIMARY KEY, m text NOT NULL)"); err != nil {
-		t.Fatal(err)
+	// Each statement is bounded: with sync, a commit the archiver never
+	// confirms would otherwise hang the test instead of failing it.
+	cctx, cancel := context.WithTimeout(ctx, stmtTimeout)
+	defer cancel()
+	if _, err := conn.Exec(cctx, "CREATE TABLE loss_markers (id int PRIMARY KEY, m text NOT NULL)"); err != nil {
+		t.Fatalf("create the marker table (its commit unconfirmed after %s?): %v", stmtTimeout, err)
 	}
 	w := &markerWriter{done: make(chan struct{})}
 	go func() {
@@ -65,7 +71,10 @@ func startMarkerWriter(ctx context.Context, t *testing.T, conn *pgx.Conn, prefix
 			text := fmt.Sprintf("%s-%06d-end", prefix, i)
 			// Autocommit: the row is read once the COMMIT is acknowledged.
 			var xid string
-			if err := conn.QueryRow(ctx, "INSERT INTO loss_markers VALUES ($1, $2) RETURNING pg_current_xact_id()::text", i, text).Scan(&xid); err != nil {
+			ictx, cancel := context.WithTimeout(ctx, stmtTimeout)
+			err := conn.QueryRow(ictx, "INSERT INTO loss_markers VALUES ($1, $2) RETURNING pg_current_xact_id()::text", i, text).Scan(&xid)
+			cancel()
+			if err != nil {
 				w.err = err
 				return
 			}
@@ -86,6 +95,23 @@ func (w *markerWriter) count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.markers)
+}
+
+// waitMarkers waits until the writer has committed n markers, failing the
+// test if it stops first.
+func (w *markerWriter) waitMarkers(t *testing.T, n int) {
+	t.Helper()
+	err := harness.Poll(t.Context(), 60*time.Second, 20*time.Millisecond, func() (bool, error) {
+		select {
+		case <-w.done:
+			return false, fmt.Errorf("the writer stopped: %w", w.err)
+		default:
+		}
+		return w.count() >= n, nil
+	})
+	if err != nil {
+		t.Fatalf("the writer committed %d markers, want %d: %v", w.count(), n, err)
+	}
 }
 
 // killPostmaster SIGKILLs the PostgreSQL whose superuser connection is su,
@@ -179,11 +205,7 @@ func TestWALLossOnServerKill(t *testing.T) {
 
 	// Kill at a random moment once enough markers lie before the bound.
 	want := 40 + rand.IntN(40) // 4 to 8 s of markers
-	if err := harness.Poll(t.Context(), 60*time.Second, 20*time.Millisecond, func() (bool, error) {
-		return w.count() >= want, nil
-	}); err != nil {
-		t.Fatalf("the writer committed %d markers, want %d (%v): %v", w.count(), want, w.err, err)
-	}
+	w.waitMarkers(t, want)
 	killed := killPostmaster(t, p.su)
 	<-w.done
 	if w.err == nil {
@@ -309,11 +331,7 @@ func TestWALNoLossWithSync(t *testing.T) {
 	t.Cleanup(func() { wconn.Close(context.Background()) })
 	w := startMarkerWriter(ctx, t, wconn, testbench.UniqueName("sync_marker"))
 	want := 20 + rand.IntN(30)
-	if err := harness.Poll(ctx, 60*time.Second, 20*time.Millisecond, func() (bool, error) {
-		return w.count() >= want, nil
-	}); err != nil {
-		t.Fatalf("the writer committed %d markers, want %d (%v): %v", w.count(), want, w.err, err)
-	}
+	w.waitMarkers(t, want)
 	killPostmaster(t, p.su)
 	<-w.done
 	if w.err == nil || errors.Is(w.err, context.Canceled) {
