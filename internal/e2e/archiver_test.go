@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -32,7 +33,8 @@ type pitrCluster struct {
 	su *pgx.Conn // superuser, over the socket: writes and pg_switch_wal
 }
 
-func newPITRCluster(t *testing.T) *pitrCluster {
+// targetJSON adds members to the target's JSON object (`,"sync":true`).
+func newPITRCluster(t *testing.T, targetJSON ...string) *pitrCluster {
 	t.Helper()
 	env := testbench.Require(t)
 	pg := env.StartPITRPostgres(t)
@@ -40,8 +42,8 @@ func newPITRCluster(t *testing.T) *pitrCluster {
 	if err := os.WriteFile(pwFile, []byte(pg.PGPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	target := fmt.Sprintf(`BACKUP_TARGETS=[{"name":%q,"host":%q,"port":%s,"user":%q,"password_file":%q,"sslmode":"disable","pitr":true,"pitr_window":"7d"}]`,
-		walTarget, pg.PGHost, pg.PGPort, pg.PGUser, pwFile)
+	target := fmt.Sprintf(`BACKUP_TARGETS=[{"name":%q,"host":%q,"port":%s,"user":%q,"password_file":%q,"sslmode":"disable","pitr":true,"pitr_window":"7d"%s}]`,
+		walTarget, pg.PGHost, pg.PGPort, pg.PGUser, pwFile, strings.Join(targetJSON, ""))
 	c := newClusterOn(t, env, target, "WAL_PARTIAL_INTERVAL=200ms")
 	su, err := pgx.Connect(t.Context(), fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable", pg.PGSocket, pg.PGPort))
 	if err != nil {
