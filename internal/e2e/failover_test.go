@@ -152,10 +152,14 @@ func startRedisHA(t *testing.T) *redisHA {
 		h.sentinels = append(h.sentinels, startRedisProc(t, dir, name, func(p int) []string {
 			conf := filepath.Join(dir, name+".conf")
 			// Quick detection so the test's failover takes seconds; a
-			// production sentinel would use its defaults (30 s).
+			// production sentinel would use its defaults (30 s). Not
+			// quicker than 3 s: /readyz tries Redis for up to 2 s (with
+			// go-redis's retries), and with a 1 s detection a promotion
+			// could land inside one /readyz call, which then answered 200
+			// and the outage was never seen.
 			os.WriteFile(conf, fmt.Appendf(nil, "port %d\nbind 127.0.0.1\ndir %s\n"+
 				"sentinel monitor %s 127.0.0.1 %d 2\n"+
-				"sentinel down-after-milliseconds %s 1000\n"+
+				"sentinel down-after-milliseconds %s 3000\n"+
 				"sentinel failover-timeout %s 10000\n"+
 				"sentinel parallel-syncs %s 1\n",
 				p, dir, h.name, h.master.port, h.name, h.name, h.name), 0o644)
