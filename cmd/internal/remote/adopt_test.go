@@ -16,7 +16,7 @@ func TestWriteAdoptResult(t *testing.T) {
 	err := WriteAdoptResult(&b, client.AdoptResult{DryRun: true, Plan: strings.Repeat("ab", 32),
 		Adopted: []client.AdoptItem{{BackupName: "backup_20240101_020000", Store: "local", Key: "backup_20240101_020000.dump",
 			Format: "custom", Database: "app", SizeBytes: 2048, CreatedAt: time.Date(2024, 1, 1, 2, 0, 0, 0, time.UTC)}},
-		Skipped: []client.AdoptItem{{BackupName: "junk", Store: "local", Key: "junk.dump", Reason: "not a dump", Detail: "pg_restore --list failed"}},
+		Skipped:          []client.AdoptItem{{BackupName: "junk", Store: "local", Key: "junk.dump", Reason: "not a dump", Detail: "pg_restore --list failed"}},
 		PruneWouldDelete: map[string][]string{"app": {"backup_20240101_020000"}}})
 	if err != nil {
 		t.Fatal(err)
