@@ -70,6 +70,8 @@ type Manifest struct {
 	// which may be outside Prefix, and retention keeps it unless the
 	// operator opts in (ADOPTED_RETENTION).
 	Adopted bool `json:"adopted,omitempty"`
+	// Base is set on base backups (Content ContentBase).
+	Base *BaseInfo `json:"base,omitempty"`
 	// Signature is the HMAC-SHA256 (hex) of the rest of the manifest, when
 	// manifests are signed (see Signer).
 	Signature string `json:"signature,omitempty"`

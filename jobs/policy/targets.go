@@ -109,7 +109,13 @@ func (t Target) DrillTaskID(at time.Time) string {
 // one of its scheduled backups. Manifests written before targets existed
 // name no target; the default target owns those whose names it would have
 // given them.
+//
+// Base backups are never a target's in this sense (see OwnsBase): the
+// dumps' retention, drills and RPO leave them to the pitr_window.
 func (t Target) Owns(m *engine.Manifest) (owned, scheduled bool) {
+	if m.Content == engine.ContentBase {
+		return false, false
+	}
 	if m.Target != "" {
 		return m.Target == t.Name, m.Target == t.Name && m.Scheduled
 	}
@@ -117,6 +123,17 @@ func (t Target) Owns(m *engine.Manifest) (owned, scheduled bool) {
 		return true, true
 	}
 	return false, false
+}
+
+// OwnsBase reports whether m is one of the target's base backups.
+func (t Target) OwnsBase(m *engine.Manifest) bool {
+	return m.Content == engine.ContentBase && m.Target == t.Name
+}
+
+// BaseBackupName names the target's base backup taken (or, scheduled, of
+// the slot starting) at at: <target>_base_YYYYMMDD_HHMMSS.
+func BaseBackupName(target string, at time.Time) string {
+	return target + "_base_" + at.UTC().Format("20060102_150405")
 }
 
 // TargetSet is the configured targets by name, in configuration order.

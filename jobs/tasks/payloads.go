@@ -140,3 +140,23 @@ type AdoptPayload struct {
 
 // TaskType implements Payload.
 func (AdoptPayload) TaskType() string { return TypeBackupAdopt }
+
+// BaseBackupPayload is the payload of TypeBaseBackup: a base backup of the
+// server of a target with pitr (its WAL archive's server), stored in that
+// archive's stores.
+type BaseBackupPayload struct {
+	Target string `json:"target"`
+	// BackupName is filled in by the worker when empty
+	// (policy.BaseBackupName of the task's start, or of the slot for
+	// scheduled ones, whose task ID is that name).
+	BackupName string `json:"backup_name,omitempty"`
+	Scheduled  bool   `json:"scheduled,omitempty"`
+}
+
+// TaskType implements Payload.
+func (BaseBackupPayload) TaskType() string { return TypeBaseBackup }
+
+// Reservations implements Reserver: the backup's name.
+func (p BaseBackupPayload) Reservations() []Reservation {
+	return []Reservation{{ScopeName, p.BackupName}}
+}

@@ -56,6 +56,8 @@ var specs = map[string]spec{
 	// An adoption reads every old archive in full (checksum, pg_restore
 	// --list), so it gets the backup timeout.
 	TypeBackupAdopt: {QueueMaintenance, backupTimeout},
+	// A base backup copies a whole server: a backup like any other.
+	TypeBaseBackup: {QueueBackup, backupTimeout},
 }
 
 // Types lists every task type, sorted.

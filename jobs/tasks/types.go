@@ -14,6 +14,9 @@ const (
 	TypeBucketBackup  = "bucket:backup"
 	TypeBucketRestore = "bucket:restore"
 	TypeBackupAdopt   = "backup:adopt"
+	// TypeBaseBackup copies a whole server (pg_basebackup) for
+	// point-in-time recovery: the start a restore replays archived WAL on.
+	TypeBaseBackup = "backup:base"
 )
 
 // Queues. Restores outrank backups: a restore is usually someone waiting
