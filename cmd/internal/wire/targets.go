@@ -85,7 +85,7 @@ func defaultSchedule(c configs.Config) (*policy.Schedule, error) {
 // entry's key, the caller adds the target and setting.
 func buildTarget(c configs.Config, tc configs.TargetConfig, passwords bool) (policy.Target, error) {
 	t := policy.Target{Name: strings.TrimSpace(tc.Name), Database: strings.TrimSpace(tc.Database), Stores: tc.Stores,
-		IncludeGlobals: tc.IncludeGlobals, Retention: policy.Retention(tc.KeepCounts())}
+		IncludeGlobals: tc.IncludeGlobals, Retention: policy.Retention(tc.KeepCounts()), PITR: tc.PITR}
 	if !policy.ValidTargetName(t.Name) {
 		return t, fmt.Errorf("name %q: use lower-case letters, digits and _, starting with a letter, at most 30", tc.Name)
 	}
@@ -152,6 +152,39 @@ func setSchedules(c configs.Config, tc configs.TargetConfig, t *policy.Target) e
 			return fmt.Errorf("drill_schedule: %w", err)
 		}
 		t.DrillSchedule = &s
+	}
+	return setBaseBackupSchedule(c, tc, t)
+}
+
+// DefaultBaseBackupSchedule is a pitr target's base_backup_schedule when
+// it sets none: daily, at midnight UTC.
+const DefaultBaseBackupSchedule = "@daily"
+
+// setBaseBackupSchedule sets a pitr target's base backup schedule:
+// base_backup_schedule, daily when unset, none when "off". Like backups,
+// base backups are scheduled only while BACKUP_ENABLED is true (the
+// setting is checked even then). A target without pitr has no WAL to
+// replay on a base backup, so the setting is refused there.
+func setBaseBackupSchedule(c configs.Config, tc configs.TargetConfig, t *policy.Target) error {
+	spec := strings.TrimSpace(tc.BaseBackupSchedule)
+	if !tc.PITR {
+		if spec != "" {
+			return errors.New("base_backup_schedule needs pitr: true")
+		}
+		return nil
+	}
+	switch spec {
+	case "off":
+		return nil
+	case "":
+		spec = DefaultBaseBackupSchedule
+	}
+	s, err := policy.ParseSchedule(spec)
+	if err != nil {
+		return fmt.Errorf("base_backup_schedule: %w", err)
+	}
+	if c.BackupEnabled {
+		t.BaseBackupSchedule = &s
 	}
 	return nil
 }
