@@ -266,6 +266,7 @@ func TestTaskSchemasMatchTypes(t *testing.T) {
 		"VerifyPayload":        reflect.TypeFor[tasks.VerifyPayload](),
 		"PrunePayload":         reflect.TypeFor[tasks.PrunePayload](),
 		"DrillPayload":         reflect.TypeFor[tasks.DrillPayload](),
+		"BaseBackupPayload":    reflect.TypeFor[tasks.BaseBackupPayload](),
 		"BucketBackupPayload":  reflect.TypeFor[tasks.BucketBackupPayload](),
 		"BucketRestorePayload": reflect.TypeFor[tasks.BucketRestorePayload](),
 		"AlertPayload":         reflect.TypeFor[alert.Payload](),
