@@ -1,15 +1,12 @@
 package handlers
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/policy"
@@ -115,16 +112,7 @@ func TestTargetsCarryBaseBackupSchedule(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+testViewer)
 	f.e.ServeHTTP(rec, req)
 	checkAgainstOpenAPI(t, compiledOpenAPI(t), loadOpenAPI(t), "targets with base backups", "GET", "/api/admin/targets", rec)
-	var out struct {
-		Targets []targetJSON `json:"targets"`
-	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]targetJSON{}
-	for _, tj := range out.Targets {
-		got[tj.Name] = tj
-	}
+	got := targetsByName(t, rec)
 	app := got["app"]
 	tomorrow := time.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
 	if app.BaseBackupSchedule != "@daily" || app.NextBaseBackup == nil || !app.NextBaseBackup.Equal(tomorrow) {
@@ -133,20 +121,6 @@ func TestTargetsCarryBaseBackupSchedule(t *testing.T) {
 	if p := got["plain"]; p.BaseBackupSchedule != "" || p.NextBaseBackup != nil {
 		t.Errorf("plain: base_backup_schedule %q next %v, want none", p.BaseBackupSchedule, p.NextBaseBackup)
 	}
-}
-
-func compiledOpenAPI(t *testing.T) *jsonschema.Compiler {
-	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	raw, err := jsonschema.UnmarshalJSON(bytes.NewReader(openAPIDocument))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.AddResource("openapi.json", raw); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 func checkBaseBackupSchema(t *testing.T, rec *httptest.ResponseRecorder) {

@@ -9,7 +9,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/autograph/pgbackup/jobs/coord"
-	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/policy"
 	"github.com/autograph/pgbackup/jobs/tasks"
 )
@@ -229,24 +228,7 @@ func (a *API) baseBackupTarget(c echo.Context) error {
 		return badRequest("target %s has no pitr: a base backup is only useful with the server's WAL archived (set pitr: true)", t.Name)
 	}
 	name := policy.BaseBackupName(t.Name, time.Now())
-	c.Set(auditBackup, name)
-	parsed, err := engine.ParseName(name)
-	if err != nil {
-		return err
-	}
-	taken, err := a.nameTaken(c.Request().Context(), parsed)
-	if err != nil {
-		return err
-	}
-	if taken {
-		return fmt.Errorf("%w: backup %s already exists", engine.ErrExists, name)
-	}
-	info, err := a.enqueuePayload(c, tasks.BaseBackupPayload{Target: t.Name, BackupName: name},
-		reservation{tasks.ScopeName, name, "a base backup named " + name + " is already being taken"})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusAccepted, createResponse{TaskID: info.ID, BackupName: name, StatusURL: statusURL(info.ID)})
+	return a.acceptedNamed(c, name, tasks.BaseBackupPayload{Target: t.Name, BackupName: name})
 }
 
 func (a *API) listDrills(c echo.Context) error {
