@@ -44,7 +44,16 @@ func TestBaseBackupsEnqueued(t *testing.T) {
 
 	var r client.Response
 	before := time.Now().UTC().Truncate(time.Second)
-	a := c.accepted("base backup of app", &r, must(c.admin().BaseBackupTarget(t.Context(), "app", client.WithResponse(&r)))(t), nil)
+	opts := []client.CallOption{client.WithResponse(&r), client.WithIdempotencyKey("base-1"), client.WithRequestID("req-base-1")}
+	a := c.accepted("base backup of app", &r, must(c.admin().BaseBackupTarget(t.Context(), "app", opts...))(t), nil)
+	// Repeated with its Idempotency-Key: the same answer, no second task.
+	again := c.accepted("base backup of app, repeated", &r, must(c.admin().BaseBackupTarget(t.Context(), "app", opts...))(t), nil)
+	if *again != *a || r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("repeated request answered %+v (replayed %q), want the first answer %+v replayed", again, r.Header.Get("Idempotent-Replayed"), a)
+	}
+	if st := must(c.admin().Task(t.Context(), a.TaskID))(t); st.RequestID != "req-base-1" {
+		t.Errorf("task request_id %q, want the request's req-base-1", st.RequestID)
+	}
 	at, err := time.Parse("20060102_150405", strings.TrimPrefix(a.BackupName, "app_base_"))
 	if err != nil || at.Before(before) {
 		t.Errorf("backup name %q, want app_base_ and the time of the request", a.BackupName)
