@@ -136,6 +136,11 @@ func (e *Engine) takeBase(ctx context.Context, req BaseBackupRequest, targets []
 	if err != nil {
 		return nil, err
 	}
+	if _, err := os.Stat(tools.Path("pg_basebackup")); err != nil {
+		// Some packagings put it apart from pg_dump (postgresql-client
+		// has both on Debian).
+		return nil, fmt.Errorf("%w: no pg_basebackup beside pg_dump %s in %s", pgtool.ErrNoMatchingClient, tools.Version, tools.Dir)
+	}
 	m := e.manifestFor(req.Name, targets, req.TaskID, req.Target, req.Scheduled)
 	m.Content, m.ServerVersion = ContentBase, versionString(serverNum)
 	m.ArchiveKey = baseArchiveKey(req.Name, e.codec, e.enc.encrypts())
