@@ -103,12 +103,16 @@ func TestBaseBackupSchedule(t *testing.T) {
 	t.Parallel()
 	targets := `BACKUP_TARGETS=[{"name":"plain"},{"name":"daily","database":"d","pitr":true},
 		{"name":"hourly","host":"db2","pitr":true,"base_backup_schedule":"@every 1h"},
-		{"name":"never","host":"db3","pitr":true,"base_backup_schedule":"off"}]`
+		{"name":"never","host":"db3","pitr":true,"base_backup_schedule":"off"},
+		{"name":"shared","database":"e","pitr":true}, {"name":"shared_own","database":"f","pitr":true,"base_backup_schedule":"@every 2h"}]`
 	s, err := LoadAs(Scheduler, "", []string{targets})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]string{"plain": "", "daily": DefaultBaseBackupSchedule, "hourly": "@every 1h", "never": ""} {
+	for name, want := range map[string]string{"plain": "", "daily": DefaultBaseBackupSchedule, "hourly": "@every 1h", "never": "",
+		// One server, one WAL archive: the default belongs to its first
+		// pitr target only; another has base backups when it asks.
+		"shared": "", "shared_own": "@every 2h"} {
 		tg, _ := s.Targets.Get(name)
 		got := ""
 		if tg.BaseBackupSchedule != nil {

@@ -3,7 +3,9 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/autograph/pgbackup/configs"
@@ -28,6 +30,11 @@ func (s *Setup) buildTargets() error {
 	}
 	var list []policy.Target
 	errs := []error{schedErr}
+	// A base backup copies the whole server, which every pitr target on it
+	// shares (one WAL archive per server), so only the first pitr target
+	// of each server takes the daily default; the others take base backups
+	// only when they ask for a schedule.
+	pitrServers := map[string]bool{}
 	for i, tc := range c.BackupTargets {
 		t, err := buildTarget(c, tc, s.program.readsTargetPasswords())
 		if err != nil {
@@ -37,6 +44,17 @@ func (s *Setup) buildTargets() error {
 			}
 			errs = append(errs, configs.Bad("BACKUP_TARGETS", "target %s: %w", label, err))
 			continue
+		}
+		if t.PITR {
+			conn := Conn(c)
+			if t.Server != nil {
+				conn = *t.Server
+			}
+			key := net.JoinHostPort(conn.Host, strconv.Itoa(conn.Port))
+			if pitrServers[key] && strings.TrimSpace(tc.BaseBackupSchedule) == "" {
+				t.BaseBackupSchedule = nil
+			}
+			pitrServers[key] = true
 		}
 		list = append(list, t)
 	}
