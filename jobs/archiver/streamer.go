@@ -137,8 +137,9 @@ func (s *Streamer) Run(ctx context.Context) error {
 		err := s.stream(ctx, conn, st)
 		if err == nil || ctx.Err() != nil {
 			// A store error caused by the cancel leaves archived where
-			// it was; finish stores those bytes again.
-			return s.finish(ctx, conn, st)
+			// it was; finish stores those bytes again. Only a stream
+			// that stopped between messages (nil) can be drained.
+			return s.finish(ctx, conn, st, err == nil)
 		}
 		next, ok := nextTimeline(err)
 		if !ok {
