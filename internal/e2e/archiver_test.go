@@ -36,8 +36,15 @@ type pitrCluster struct {
 // targetJSON adds members to the target's JSON object (`,"sync":true`).
 func newPITRCluster(t *testing.T, targetJSON ...string) *pitrCluster {
 	t.Helper()
+	return newPITRClusterWith(t, testbench.PITROptions{}, targetJSON...)
+}
+
+// newPITRClusterWith is newPITRCluster on a server started with po (1 MiB
+// WAL segments).
+func newPITRClusterWith(t *testing.T, po testbench.PITROptions, targetJSON ...string) *pitrCluster {
+	t.Helper()
 	env := testbench.Require(t)
-	pg := env.StartPITRPostgres(t)
+	pg := env.StartPITRPostgresWith(t, po)
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	if err := os.WriteFile(pwFile, []byte(pg.PGPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -246,6 +246,11 @@ func (s *Streamer) prepare(ctx context.Context, conn *pgconn.PgConn) (*state, er
 	if segSize <= 0 {
 		return nil, fmt.Errorf("archiver: wal_segment_size %d", segSize)
 	}
+	// The archive names segments by the server's size; one holding
+	// another size's WAL is another server's.
+	if err := s.cfg.Archive.SetSegmentSize(ctx, uint64(segSize)); err != nil {
+		return nil, fmt.Errorf("archiver: %w", err)
+	}
 	slotLSN, slotTLI, err := s.ensureSlot(ctx, conn)
 	if err != nil {
 		return nil, err
