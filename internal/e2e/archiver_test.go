@@ -259,7 +259,8 @@ func TestArchiverHotStandby(t *testing.T) {
 	}
 	killed := time.Now()
 	lsn, seg = p.writeAndSwitch(t, 2000)
-	if err := standby.WaitLog(t.Context(), "lease taken", 15*time.Second); err != nil {
+	// The bound counts from the kill, not from the end of the write.
+	if err := standby.WaitLog(t.Context(), "lease taken", time.Until(killed.Add(15*time.Second))); err != nil {
 		t.Fatalf("the standby did not take over within 15 s of the holder's death: %v", err)
 	}
 	t.Logf("standby took over %s after the kill", time.Since(killed).Round(100*time.Millisecond))
