@@ -50,6 +50,7 @@ func run(ctx context.Context) error {
 	if !setup.Signer.Enabled() {
 		log.Warn("BACKUP_SIGNING_KEY is not set: WAL objects are not signed, so anyone who can write the store can change the WAL a recovery replays")
 	}
+	dropStaleSlots(ctx, setup, log)
 	if len(setup.WALArchives) == 0 {
 		// Waiting rather than exiting keeps a deployment that runs the
 		// archiver everywhere from restarting it in a loop.
@@ -87,6 +88,22 @@ func run(ctx context.Context) error {
 	wg.Wait()
 	log.Info("archiver stopped")
 	return nil
+}
+
+// dropStaleSlots drops, on every server of the database targets, the
+// replication slots of targets that no longer have pitr (or are gone), so
+// that a slot nobody streams from does not hold WAL on the server. A
+// server that cannot be reached or refuses is logged and passed over: it
+// never stops the archiver.
+func dropStaleSlots(ctx context.Context, setup *wire.Setup, log *logrus.Entry) {
+	for _, conn := range setup.SlotServers() {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := archiver.DropStaleSlots(cctx, conn, setup.StaleSlot, log)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			log.WithError(err).WithField("server", conn.Addr()).Warn("archiver: cannot drop the replication slots of targets without pitr")
+		}
+	}
 }
 
 // streamerConfig is what archiver.RunLeased needs for server archive a.

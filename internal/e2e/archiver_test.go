@@ -31,26 +31,37 @@ const walTarget = "wal_e2e"
 type pitrCluster struct {
 	*cluster
 	su *pgx.Conn // superuser, over the socket: writes and pg_switch_wal
+	// server is the JSON members that point a target at the private
+	// server (host, port, user, password_file, sslmode).
+	server string
 }
 
 // targetJSON adds members to the target's JSON object (`,"sync":true`).
 func newPITRCluster(t *testing.T, targetJSON ...string) *pitrCluster {
 	t.Helper()
+	return newPITRClusterWith(t, testbench.PITROptions{}, targetJSON...)
+}
+
+// newPITRClusterWith is newPITRCluster on a server started with po (1 MiB
+// WAL segments).
+func newPITRClusterWith(t *testing.T, po testbench.PITROptions, targetJSON ...string) *pitrCluster {
+	t.Helper()
 	env := testbench.Require(t)
-	pg := env.StartPITRPostgres(t)
+	pg := env.StartPITRPostgresWith(t, po)
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	if err := os.WriteFile(pwFile, []byte(pg.PGPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	target := fmt.Sprintf(`BACKUP_TARGETS=[{"name":%q,"host":%q,"port":%s,"user":%q,"password_file":%q,"sslmode":"disable","pitr":true,"pitr_window":"7d"%s}]`,
-		walTarget, pg.PGHost, pg.PGPort, pg.PGUser, pwFile, strings.Join(targetJSON, ""))
+	server := fmt.Sprintf(`"host":%q,"port":%s,"user":%q,"password_file":%q,"sslmode":"disable"`, pg.PGHost, pg.PGPort, pg.PGUser, pwFile)
+	target := fmt.Sprintf(`BACKUP_TARGETS=[{"name":%q,%s,"pitr":true,"pitr_window":"7d"%s}]`,
+		walTarget, server, strings.Join(targetJSON, ""))
 	c := newClusterOn(t, env, target, "WAL_PARTIAL_INTERVAL=200ms")
 	su, err := pgx.Connect(t.Context(), fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres sslmode=disable", pg.PGSocket, pg.PGPort))
 	if err != nil {
 		t.Fatalf("connect as postgres: %v", err)
 	}
 	t.Cleanup(func() { su.Close(context.Background()) })
-	return &pitrCluster{cluster: c, su: su}
+	return &pitrCluster{cluster: c, su: su, server: server}
 }
 
 // writeAndSwitch inserts rows, switches to a new WAL segment and returns
@@ -252,7 +263,8 @@ func TestArchiverHotStandby(t *testing.T) {
 	}
 	killed := time.Now()
 	lsn, seg = p.writeAndSwitch(t, 2000)
-	if err := standby.WaitLog(t.Context(), "lease taken", 15*time.Second); err != nil {
+	// The bound counts from the kill, not from the end of the write.
+	if err := standby.WaitLog(t.Context(), "lease taken", time.Until(killed.Add(15*time.Second))); err != nil {
 		t.Fatalf("the standby did not take over within 15 s of the holder's death: %v", err)
 	}
 	t.Logf("standby took over %s after the kill", time.Since(killed).Round(100*time.Millisecond))

@@ -129,9 +129,23 @@ func (e Env) StartPrivate(t testing.TB, extraEnv ...string) Env {
 // PGSocket reaches it as the superuser postgres without a password.
 func (e Env) StartPITRPostgres(t testing.TB) Env {
 	t.Helper()
+	return e.StartPITRPostgresWith(t, PITROptions{})
+}
+
+// PITROptions change the server StartPITRPostgresWith starts.
+type PITROptions struct {
+	// WALSegSizeMB is initdb's --wal-segsize (MiB; 0: PostgreSQL's 16).
+	WALSegSizeMB int
+}
+
+// StartPITRPostgresWith is StartPITRPostgres with options: 1 MiB WAL
+// segments, so that a test's load crosses segments in seconds.
+func (e Env) StartPITRPostgresWith(t testing.TB, po PITROptions) Env {
+	t.Helper()
 	return startPrivate(t, func(o *services.Options) {
 		o.PostgresOnly = true
 		o.PITR = true
+		o.WALSegSizeMB = po.WALSegSizeMB
 	})
 }
 

@@ -219,12 +219,32 @@ func (s *Streamer) status(ctx context.Context, conn *pgconn.PgConn, st *state) e
 	return nil
 }
 
-// finish stores what was received as a last chunk when ctx ended, and
-// tells the server. A store error (a fenced archive's refusal included)
-// is returned.
-func (s *Streamer) finish(ctx context.Context, conn *pgconn.PgConn, st *state) error {
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+// What a stop may take (see finish): stopStoreTimeout bounds the last
+// store, below the 10 s a container runtime waits after SIGTERM by default
+// (docker stop, compose's stop_grace_period) before it kills; the drain
+// reads what the server had sent before the stop, until it is quiet for
+// drainIdle, for drainFor at most (a busy server never goes quiet).
+const (
+	stopStoreTimeout = 8 * time.Second
+	drainIdle        = 200 * time.Millisecond
+	drainFor         = 2 * time.Second
+)
+
+// finish runs when ctx ended: it stores what was received as a last
+// chunk, first taking in what the server had already sent (drained, when
+// the connection is still good), and tells the server, so the slot moves
+// past exactly what is stored. ctx is cancelled by then (SIGTERM cancels
+// the program's context), so the stores are written on a context without
+// its cancel, bounded by stopStoreTimeout. A store error (a fenced
+// archive's refusal included) is returned.
+func (s *Streamer) finish(ctx context.Context, conn *pgconn.PgConn, st *state, drain bool) error {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopStoreTimeout)
 	defer cancel()
+	if drain {
+		if err := s.drain(fctx, conn, st); err != nil {
+			return err
+		}
+	}
 	if err := s.putChunk(fctx, st); err != nil {
 		return err
 	}
@@ -232,5 +252,50 @@ func (s *Streamer) finish(ctx context.Context, conn *pgconn.PgConn, st *state) e
 	_ = s.status(fctx, conn, st)
 	s.progress(st)
 	s.cfg.Log.WithField("archived", st.archived.String()).Info("archiver: stopped")
+	return nil
+}
+
+// drain receives the WAL the server sent before the stop and is still in
+// the connection: it was sent to us, so it is ours to store. It returns
+// when nothing more comes for drainIdle, after drainFor, or on a
+// connection error (then there is nothing more to read); only a store
+// error (a segment completed while draining) is returned.
+func (s *Streamer) drain(ctx context.Context, conn *pgconn.PgConn, st *state) error {
+	until := time.Now().Add(drainFor)
+	for time.Now().Before(until) {
+		deadline := time.Now().Add(drainIdle)
+		if deadline.After(until) {
+			deadline = until
+		}
+		rctx, cancel := context.WithDeadline(ctx, deadline)
+		msg, err := conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			return nil
+		}
+		cd, ok := msg.(*pgproto3.CopyData)
+		if !ok || len(cd.Data) == 0 {
+			return nil // end of stream or an error: nothing more to take
+		}
+		switch cd.Data[0] {
+		case pglogrepl.XLogDataByteID:
+			xld, err := pglogrepl.ParseXLogData(cd.Data[1:])
+			if err != nil {
+				return nil
+			}
+			err = s.receive(ctx, st, wal.LSN(xld.WALStart), xld.WALData)
+			if errors.Is(err, ErrStreamGap) {
+				return nil // stored nothing; what came before is kept
+			}
+			if err != nil {
+				return err
+			}
+			st.serverAt(wal.LSN(xld.ServerWALEnd))
+		case pglogrepl.PrimaryKeepaliveMessageByteID:
+			if pkm, err := pglogrepl.ParsePrimaryKeepaliveMessage(cd.Data[1:]); err == nil {
+				st.serverAt(wal.LSN(pkm.ServerWALEnd))
+			}
+		}
+	}
 	return nil
 }

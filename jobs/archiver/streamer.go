@@ -137,8 +137,9 @@ func (s *Streamer) Run(ctx context.Context) error {
 		err := s.stream(ctx, conn, st)
 		if err == nil || ctx.Err() != nil {
 			// A store error caused by the cancel leaves archived where
-			// it was; finish stores those bytes again.
-			return s.finish(ctx, conn, st)
+			// it was; finish stores those bytes again. Only a stream
+			// that stopped between messages (nil) can be drained.
+			return s.finish(ctx, conn, st, err == nil)
 		}
 		next, ok := nextTimeline(err)
 		if !ok {
@@ -244,6 +245,11 @@ func (s *Streamer) prepare(ctx context.Context, conn *pgconn.PgConn) (*state, er
 	}
 	if segSize <= 0 {
 		return nil, fmt.Errorf("archiver: wal_segment_size %d", segSize)
+	}
+	// The archive names segments by the server's size; one holding
+	// another size's WAL is another server's.
+	if err := s.cfg.Archive.SetSegmentSize(ctx, uint64(segSize)); err != nil {
+		return nil, fmt.Errorf("archiver: %w", err)
 	}
 	slotLSN, slotTLI, err := s.ensureSlot(ctx, conn)
 	if err != nil {

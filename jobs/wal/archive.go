@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
@@ -48,7 +48,10 @@ type Options struct {
 	Encryption *engine.Encryption
 	// Signer signs headers and verifies them; nil or without keys: unsigned.
 	Signer *engine.Signer
-	// SegmentSize is the server's wal_segment_size (0: 16 MiB).
+	// SegmentSize is the server's wal_segment_size. 0: learnt, from the
+	// signed header of the archive's objects (each records the size it
+	// was written with), or from the writer (SetSegmentSize); an archive
+	// that holds nothing yet and is told nothing writes 16 MiB segments.
 	SegmentSize uint64
 	Log         *logrus.Entry
 }
@@ -56,13 +59,15 @@ type Options struct {
 // StoreArchive is an Archive kept in object stores, in the layout of
 // layout.go, each object carrying its signed header (envelope.go).
 type StoreArchive struct {
-	target  string
-	stores  []store.Store
-	codec   engine.Codec
-	enc     *engine.Encryption
-	signer  *engine.Signer
-	segSize uint64
-	log     *logrus.Entry
+	target string
+	stores []store.Store
+	codec  engine.Codec
+	enc    *engine.Encryption
+	signer *engine.Signer
+	// size is the archive's wal_segment_size; 0 until it is known (see
+	// segsize.go).
+	size atomic.Uint64
+	log  *logrus.Entry
 
 	// headers caches verified headers by store, key and ETag: objects are
 	// never rewritten, so a listing checks only what is new since.
@@ -79,59 +84,64 @@ var _ Archive = (*StoreArchive)(nil)
 
 // New checks o and returns the archive.
 func New(o Options) (*StoreArchive, error) {
-	if o.SegmentSize == 0 {
-		o.SegmentSize = DefaultSegmentSize
-	}
 	switch {
 	case o.Target == "" || strings.ContainsAny(o.Target, "/\\") || store.ValidateKey(Root(o.Target)+"x") != nil:
 		return nil, fmt.Errorf("wal archive: invalid target name %q", o.Target)
 	case len(o.Stores) == 0:
 		return nil, fmt.Errorf("wal archive %s: no store", o.Target)
-	case bits.OnesCount64(o.SegmentSize) != 1 || o.SegmentSize < 1<<20 || o.SegmentSize > 1<<30:
-		return nil, fmt.Errorf("wal archive %s: segment size %d is not a power of two from 1 MiB to 1 GiB", o.Target, o.SegmentSize)
+	case o.SegmentSize != 0 && !validSegmentSize(o.SegmentSize):
+		return nil, fmt.Errorf("wal archive %s: %w: %d", o.Target, ErrSegmentSize, o.SegmentSize)
 	case o.Codec.PgDump:
 		return nil, fmt.Errorf("wal archive %s: compression pg_dump does not apply to WAL", o.Target)
 	case o.Log == nil:
 		return nil, fmt.Errorf("wal archive %s: no logger", o.Target)
 	}
-	return &StoreArchive{
+	a := &StoreArchive{
 		target: o.Target, stores: o.Stores, codec: o.Codec, enc: o.Encryption, signer: o.Signer,
-		segSize: o.SegmentSize, log: o.Log.WithField("wal_target", o.Target), headers: map[string]cachedHeader{},
-	}, nil
+		log: o.Log.WithField("wal_target", o.Target), headers: map[string]cachedHeader{},
+	}
+	a.size.Store(o.SegmentSize)
+	return a, nil
 }
-
-// SegmentSize is the archive's wal_segment_size.
-func (a *StoreArchive) SegmentSize() uint64 { return a.segSize }
 
 // PutPartial implements Archive.
 func (a *StoreArchive) PutPartial(ctx context.Context, tli uint32, start LSN, data []byte) error {
+	if err := a.writerSize(ctx); err != nil {
+		return err
+	}
 	end := start + LSN(len(data))
-	if len(data) == 0 || uint64(start)/a.segSize != uint64(end-1)/a.segSize {
+	if len(data) == 0 || uint64(start)/a.seg() != uint64(end-1)/a.seg() {
 		return fmt.Errorf("wal put partial %d %s+%d: want 1 or more bytes within one segment", tli, start, len(data))
 	}
-	segno := uint64(start) / a.segSize
-	pk := parsedKey{base: chunkBase(a.target, tli, segno, a.segSize, start, end), kind: kindPartial, tli: tli, segno: segno, start: start, end: end}
+	segno := uint64(start) / a.seg()
+	pk := parsedKey{base: chunkBase(a.target, tli, segno, a.seg(), start, end), kind: kindPartial, tli: tli, segno: segno, start: start, end: end}
 	return a.put(ctx, pk, header{}, data)
 }
 
 // PutSegment implements Archive.
 func (a *StoreArchive) PutSegment(ctx context.Context, tli uint32, segno uint64, data []byte) error {
-	if uint64(len(data)) != a.segSize {
-		return fmt.Errorf("wal put segment %s: %d bytes, want the segment size %d", SegmentName(tli, segno, a.segSize), len(data), a.segSize)
+	if err := a.writerSize(ctx); err != nil {
+		return err
 	}
-	start := LSN(segno * a.segSize)
-	pk := parsedKey{base: segmentBase(a.target, tli, segno, a.segSize), kind: kindSegment, tli: tli, segno: segno, start: start, end: start + LSN(a.segSize)}
+	if uint64(len(data)) != a.seg() {
+		return fmt.Errorf("wal put segment %s: %d bytes, want the segment size %d", SegmentName(tli, segno, a.seg()), len(data), a.seg())
+	}
+	start := LSN(segno * a.seg())
+	pk := parsedKey{base: segmentBase(a.target, tli, segno, a.seg()), kind: kindSegment, tli: tli, segno: segno, start: start, end: start + LSN(a.seg())}
 	return a.put(ctx, pk, header{}, data)
 }
 
 // PutHistory implements Archive. Its parent timeline and switch point go
 // into the signed header, so the chain is walked without decrypting it.
 func (a *StoreArchive) PutHistory(ctx context.Context, tli uint32, content []byte) error {
+	if err := a.writerSize(ctx); err != nil {
+		return err
+	}
 	parent, switchAt, err := parseHistory(content)
 	if err != nil {
 		return fmt.Errorf("wal put history %s: %w", HistoryFileName(tli), err)
 	}
-	if parent >= tli || uint64(len(content)) > a.segSize {
+	if parent >= tli || uint64(len(content)) > a.seg() {
 		return fmt.Errorf("wal put history %s: parent timeline %d is not before it, or the file is too large", HistoryFileName(tli), parent)
 	}
 	pk := parsedKey{base: historyBase(a.target, tli), kind: kindHistory, tli: tli}
@@ -207,7 +217,7 @@ func (a *StoreArchive) existing(ctx context.Context, st store.Store, pk parsedKe
 		return false, fmt.Errorf("wal put %s: list %s: %w", pk.base, st.Name(), err)
 	}
 	for _, o := range objs {
-		if other, ok := parseKey(a.target, o.Key, a.segSize); !ok || other.base != pk.base {
+		if other, ok := parseKey(a.target, o.Key, a.seg()); !ok || other.base != pk.base {
 			continue
 		}
 		h, err := a.header(ctx, st, o, pk)

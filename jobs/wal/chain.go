@@ -77,7 +77,7 @@ func (a *StoreArchive) inventory(ctx context.Context, st store.Store, content bo
 	}
 	var out []entry
 	for _, o := range objs {
-		if pk, ok := parseKey(a.target, o.Key, a.segSize); ok {
+		if pk, ok := parseKey(a.target, o.Key, a.seg()); ok {
 			out = append(out, entry{info: o, pk: pk})
 		}
 	}
@@ -220,6 +220,9 @@ func isCorrupt(err error) bool { return err != nil && errors.Is(err, ErrCorrupt)
 // hold any WAL, so that an archiver resuming there leaves no store with a
 // gap (a store added later starts where it is first written).
 func (a *StoreArchive) End(ctx context.Context) (Position, error) {
+	if err := a.learn(ctx); err != nil {
+		return Position{}, err
+	}
 	var end Position
 	found := false
 	for _, st := range a.stores {
@@ -258,6 +261,9 @@ func comparePositions(x, y Position) int {
 // does not verify, shows as a gap; a payload altered under an intact
 // header needs Verify.
 func (a *StoreArchive) Scan(ctx context.Context) ([]Chain, error) {
+	if err := a.learn(ctx); err != nil {
+		return nil, err
+	}
 	var out []Chain
 	for _, st := range a.stores {
 		entries, err := a.inventory(ctx, st, false)
@@ -273,6 +279,9 @@ func (a *StoreArchive) Scan(ctx context.Context) ([]Chain, error) {
 // every object whole and checking its signed checksums, and returns the
 // chains with their gaps (exact LSN ranges).
 func (a *StoreArchive) Verify(ctx context.Context) ([]Chain, error) {
+	if err := a.learn(ctx); err != nil {
+		return nil, err
+	}
 	var out []Chain
 	for _, st := range a.stores {
 		entries, err := a.inventory(ctx, st, true)

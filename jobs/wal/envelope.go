@@ -76,7 +76,7 @@ func sha256Hex(b []byte) string {
 // encodeObject builds an object: the payload from raw, then the signed
 // header describing both.
 func (a *StoreArchive) encodeObject(h header, raw []byte) ([]byte, error) {
-	h.Format, h.Target, h.Created, h.SegmentSize = headerFormat, a.target, time.Now().UTC(), a.segSize
+	h.Format, h.Target, h.Created, h.SegmentSize = headerFormat, a.target, time.Now().UTC(), a.seg()
 	h.RawSize, h.RawSHA256 = int64(len(raw)), sha256Hex(raw)
 	h.Codec = a.codec.String()
 	var payload bytes.Buffer
@@ -134,7 +134,12 @@ func (a *StoreArchive) readHeader(r *bufio.Reader, pk parsedKey) (header, error)
 	if err != nil {
 		return header{}, fmt.Errorf("%w: %s: header: %w", ErrCorrupt, pk.base, err)
 	}
-	line = line[:len(line)-1]
+	return a.checkHeader(line[:len(line)-1], pk, a.seg())
+}
+
+// checkHeader parses and checks header line (without its newline) of the
+// object stored under pk in an archive of segment size segSize.
+func (a *StoreArchive) checkHeader(line []byte, pk parsedKey, segSize uint64) (header, error) {
 	var h header
 	if err := json.Unmarshal(line, &h); err != nil {
 		return header{}, fmt.Errorf("%w: %s: header: %w", ErrCorrupt, pk.base, err)
@@ -144,8 +149,8 @@ func (a *StoreArchive) readHeader(r *bufio.Reader, pk parsedKey) (header, error)
 			return header{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 	}
-	if h.SegmentSize != a.segSize {
-		return header{}, fmt.Errorf("%w: %s: written with segment size %d, this archive is set up for %d", ErrCorrupt, pk.base, h.SegmentSize, a.segSize)
+	if h.SegmentSize != segSize {
+		return header{}, fmt.Errorf("%w: %s: written with segment size %d, this archive's is %d", ErrCorrupt, pk.base, h.SegmentSize, segSize)
 	}
 	want := header{Format: headerFormat, Target: a.target, Key: pk.base, Kind: pk.kind, Timeline: pk.tli}
 	if pk.kind != kindHistory {
@@ -176,7 +181,7 @@ func (a *StoreArchive) decodePayload(h header, payload []byte) ([]byte, error) {
 	}
 	// Unsigned archives trust the header as written: bound what decoding
 	// may yield by what such an object can hold at most.
-	if h.RawSize < 0 || uint64(h.RawSize) > a.segSize {
+	if h.RawSize < 0 || uint64(h.RawSize) > a.seg() {
 		return nil, fmt.Errorf("%w: %s: raw size %d is more than a segment", ErrCorrupt, h.Key, h.RawSize)
 	}
 	var r io.Reader = bytes.NewReader(payload)

@@ -29,6 +29,9 @@ type Segment struct {
 // store whose copy does not verify is passed over. ErrNotArchived (only)
 // means no store holds any of it; a hole between chunks is ErrGap.
 func (a *StoreArchive) Open(ctx context.Context, tli uint32, segno uint64) (Segment, error) {
+	if err := a.learn(ctx); err != nil {
+		return Segment{}, err
+	}
 	var errs []error
 	for _, st := range a.stores {
 		seg, err := a.openIn(ctx, st, tli, segno)
@@ -39,21 +42,21 @@ func (a *StoreArchive) Open(ctx context.Context, tli uint32, segno uint64) (Segm
 	}
 	for _, err := range errs {
 		if !errors.Is(err, ErrNotArchived) {
-			return Segment{}, fmt.Errorf("wal open %s: %w", SegmentName(tli, segno, a.segSize), errors.Join(errs...))
+			return Segment{}, fmt.Errorf("wal open %s: %w", SegmentName(tli, segno, a.seg()), errors.Join(errs...))
 		}
 	}
-	return Segment{}, fmt.Errorf("wal open %s: %w", SegmentName(tli, segno, a.segSize), ErrNotArchived)
+	return Segment{}, fmt.Errorf("wal open %s: %w", SegmentName(tli, segno, a.seg()), ErrNotArchived)
 }
 
 func (a *StoreArchive) openIn(ctx context.Context, st store.Store, tli uint32, segno uint64) (Segment, error) {
-	base := segmentBase(a.target, tli, segno, a.segSize)
+	base := segmentBase(a.target, tli, segno, a.seg())
 	objs, err := st.List(ctx, base)
 	if err != nil {
 		return Segment{}, fmt.Errorf("list %s: %w", st.Name(), err)
 	}
 	var whole error
 	for _, o := range objs {
-		pk, ok := parseKey(a.target, o.Key, a.segSize)
+		pk, ok := parseKey(a.target, o.Key, a.seg())
 		if !ok || pk.base != base {
 			continue
 		}
@@ -64,7 +67,7 @@ func (a *StoreArchive) openIn(ctx context.Context, st store.Store, tli uint32, s
 		whole = err
 	}
 	seg, err := a.assemble(ctx, st, tli, segno)
-	if err == nil && seg.Start > LSN(segno*a.segSize) {
+	if err == nil && seg.Start > LSN(segno*a.seg()) {
 		err = a.branchPrefix(ctx, st, tli, segno, &seg)
 	}
 	switch {
@@ -80,7 +83,7 @@ func (a *StoreArchive) openIn(ctx context.Context, st store.Store, tli uint32, s
 // overlap (an archiver resumed inside one); the overlapping bytes must
 // agree.
 func (a *StoreArchive) assemble(ctx context.Context, st store.Store, tli uint32, segno uint64) (Segment, error) {
-	dir := tliDir(a.target, tli) + "partial/" + SegmentName(tli, segno, a.segSize) + "/"
+	dir := tliDir(a.target, tli) + "partial/" + SegmentName(tli, segno, a.seg()) + "/"
 	objs, err := st.List(ctx, dir)
 	if err != nil {
 		return Segment{}, fmt.Errorf("list %s: %w", st.Name(), err)
@@ -88,17 +91,17 @@ func (a *StoreArchive) assemble(ctx context.Context, st store.Store, tli uint32,
 	var chunks []parsedKey
 	keys := map[string]string{}
 	for _, o := range objs {
-		if pk, ok := parseKey(a.target, o.Key, a.segSize); ok && pk.kind == kindPartial && pk.tli == tli && pk.segno == segno {
+		if pk, ok := parseKey(a.target, o.Key, a.seg()); ok && pk.kind == kindPartial && pk.tli == tli && pk.segno == segno {
 			chunks = append(chunks, pk)
 			keys[pk.base] = o.Key
 		}
 	}
 	if len(chunks) == 0 {
-		return Segment{}, fmt.Errorf("%s in %s: %w", SegmentName(tli, segno, a.segSize), st.Name(), ErrNotArchived)
+		return Segment{}, fmt.Errorf("%s in %s: %w", SegmentName(tli, segno, a.seg()), st.Name(), ErrNotArchived)
 	}
 	slices.SortFunc(chunks, func(x, y parsedKey) int { return cmp.Compare(x.start, y.start) })
-	segStart := LSN(segno * a.segSize)
-	data := make([]byte, a.segSize)
+	segStart := LSN(segno * a.seg())
+	data := make([]byte, a.seg())
 	// The archive may begin inside its first segment; only holes after
 	// the first chunk are gaps.
 	pos := chunks[0].start
@@ -107,7 +110,7 @@ func (a *StoreArchive) assemble(ctx context.Context, st store.Store, tli uint32,
 			continue
 		}
 		if pk.start > pos {
-			return Segment{}, fmt.Errorf("%s in %s: %w: %s-%s not archived", SegmentName(tli, segno, a.segSize), st.Name(), ErrGap, pos, pk.start)
+			return Segment{}, fmt.Errorf("%s in %s: %w: %s-%s not archived", SegmentName(tli, segno, a.seg()), st.Name(), ErrGap, pos, pk.start)
 		}
 		raw, err := a.readObject(ctx, st, keys[pk.base], pk)
 		if err != nil {
@@ -120,7 +123,7 @@ func (a *StoreArchive) assemble(ctx context.Context, st store.Store, tli uint32,
 		copy(data[off:], raw)
 		pos = pk.end
 	}
-	return Segment{Data: data, Start: chunks[0].start, End: pos, Complete: chunks[0].start == segStart && pos == segStart+LSN(a.segSize)}, nil
+	return Segment{Data: data, Start: chunks[0].start, End: pos, Complete: chunks[0].start == segStart && pos == segStart+LSN(a.seg())}, nil
 }
 
 // branchPrefix fills the beginning of a new timeline's first segment from
@@ -136,7 +139,7 @@ func (a *StoreArchive) branchPrefix(ctx context.Context, st store.Store, tli uin
 		return fmt.Errorf("list %s: %w", st.Name(), err)
 	}
 	for _, o := range objs {
-		pk, ok := parseKey(a.target, o.Key, a.segSize)
+		pk, ok := parseKey(a.target, o.Key, a.seg())
 		if !ok || pk.base != base {
 			continue
 		}
@@ -155,10 +158,10 @@ func (a *StoreArchive) branchPrefix(ctx context.Context, st store.Store, tli uin
 		if err != nil {
 			return err
 		}
-		segStart := LSN(segno * a.segSize)
+		segStart := LSN(segno * a.seg())
 		copy(seg.Data[:switchAt-segStart], parent.Data)
 		seg.Start = parent.Start
-		seg.Complete = seg.Start == segStart && seg.End == segStart+LSN(a.segSize)
+		seg.Complete = seg.Start == segStart && seg.End == segStart+LSN(a.seg())
 		return nil
 	}
 	return nil

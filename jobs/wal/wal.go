@@ -46,6 +46,10 @@ type Archive interface {
 	// here (never from the server's current position: that would leave a
 	// silent gap).
 	End(ctx context.Context) (Position, error)
+	// SetSegmentSize tells the archive its server's wal_segment_size
+	// before the first write: it decides the segments' names. An archive
+	// holding WAL of another size refuses (ErrSegmentSize).
+	SetSegmentSize(ctx context.Context, size uint64) error
 	// PutPartial stores WAL bytes [start, start+len(data)) of timeline tli,
 	// all within one segment, as a chunk. It returns once the chunk is
 	// durable in every store: only then may the archiver confirm the

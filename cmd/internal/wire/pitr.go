@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/autograph/pgbackup/configs"
+	"github.com/autograph/pgbackup/jobs/archiver"
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
 	"github.com/autograph/pgbackup/jobs/wal"
@@ -93,7 +94,7 @@ func (s *Setup) buildWALArchives() error {
 		if !seen {
 			byServer[key] = len(s.WALArchives)
 			s.WALArchives = append(s.WALArchives, WALArchive{Name: t.Name, Targets: []string{t.Name}, Conn: conn,
-				Slot: "pgbackup_" + t.Name, Stores: t.Stores, Window: window, Sync: tc.Sync, AllowUnlimitedSlot: tc.AllowUnlimitedSlot})
+				Slot: archiver.SlotPrefix + t.Name, Stores: t.Stores, Window: window, Sync: tc.Sync, AllowUnlimitedSlot: tc.AllowUnlimitedSlot})
 			continue
 		}
 		a := &s.WALArchives[i]
@@ -164,4 +165,64 @@ func OpenTargetWALArchive(ctx context.Context, setup *Setup, target string, stor
 		return nil, err
 	}
 	return OpenWALArchive(setup, setup.walArchiveFor(target, stores), all, log)
+}
+
+// StaleSlot reports whether slot is an archiver's slot (archiver.SlotPrefix
+// + name) that no configured archive uses because target name lost pitr.
+// The slot of every configured WAL archive, and of every pitr target, is
+// never stale; nor is one named after no configured target.
+func (s *Setup) StaleSlot(slot string) bool {
+	name, ok := strings.CutPrefix(slot, archiver.SlotPrefix)
+	if !ok {
+		return false
+	}
+	for _, a := range s.WALArchives {
+		if a.Slot == slot || slices.Contains(a.Targets, name) {
+			return false
+		}
+	}
+	// Only a configured target that lost pitr: a slot named after no
+	// target at all may be another deployment's on the same server, and
+	// dropping it would open a gap in that deployment's archive.
+	for _, tc := range s.Config.BackupTargets {
+		if strings.TrimSpace(tc.Name) == name {
+			return !tc.PITR
+		}
+	}
+	return false
+}
+
+// SlotServers lists each server of the database targets once, to look
+// for stale slots on: reached with the credentials of a pitr target on it
+// when there is one (its role has REPLICATION, which dropping a slot
+// needs), else the first target's, in the database postgres.
+func (s *Setup) SlotServers() []pgtool.Conn {
+	if s.Targets == nil {
+		return nil
+	}
+	var out []pgtool.Conn
+	byServer := map[string]int{}
+	withPITR := map[string]bool{}
+	for _, tc := range s.Config.BackupTargets {
+		t, ok := s.Targets.Get(strings.TrimSpace(tc.Name))
+		if !ok || t.Source != "" {
+			continue
+		}
+		conn := Conn(s.Config)
+		if t.Server != nil {
+			conn = *t.Server
+		}
+		conn = conn.WithDatabase("postgres")
+		key := conn.Addr()
+		i, seen := byServer[key]
+		switch {
+		case !seen:
+			byServer[key] = len(out)
+			out = append(out, conn)
+		case tc.PITR && !withPITR[key]:
+			out[i] = conn
+		}
+		withPITR[key] = withPITR[key] || tc.PITR
+	}
+	return out
 }

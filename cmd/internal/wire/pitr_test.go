@@ -142,3 +142,36 @@ func TestBaseBackupSchedule(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleSlots: the slots an archiver drops at start are ours
+// (pgbackup_) and belong to no pitr target nor configured archive; each
+// server of the database targets is looked at once, with a pitr target's
+// credentials when it has one.
+func TestStaleSlots(t *testing.T) {
+	t.Parallel()
+	env := []string{"POSTGRES_HOST=db1", "POSTGRES_USER=backup", `BACKUP_TARGETS=[
+		{"name":"plain"},
+		{"name":"app","pitr":true},
+		{"name":"app2","database":"other","pitr":true},
+		{"name":"far","host":"db2","user":"dumper"},
+		{"name":"farpitr","host":"db2","user":"rep","pitr":true},
+		{"name":"files","kind":"bucket","bucket":"files","host":"db3"}]`}
+	s, err := LoadAs(Archiver, "", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for slot, want := range map[string]bool{
+		"pgbackup_plain": true, "pgbackup_gone": false, "pgbackup_far": true,
+		"pgbackup_app": false, "pgbackup_app2": false, "pgbackup_farpitr": false,
+		"other": false, "plain": false, "pgbackupx_plain": false,
+	} {
+		if got := s.StaleSlot(slot); got != want {
+			t.Errorf("StaleSlot(%q) = %t, want %t", slot, got, want)
+		}
+	}
+	servers := s.SlotServers()
+	if len(servers) != 2 || servers[0].Host != "db1" || servers[0].User != "backup" ||
+		servers[1].Host != "db2" || servers[1].User != "rep" || servers[1].Database != "postgres" {
+		t.Errorf("SlotServers = %+v, want db1 as backup and db2 as rep (the pitr target's role), in database postgres", servers)
+	}
+}

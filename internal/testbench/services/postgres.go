@@ -136,9 +136,13 @@ func (p *postgres) initdb(ctx context.Context, bin string) error {
 		if err != nil {
 			return fmt.Errorf("initdb: %w", err)
 		}
-		cmd := asPostgres(ctx, filepath.Join(bin, "initdb"), "-D", p.file("data"),
+		args := []string{"-D", p.file("data"),
 			"--auth-local=trust", "--auth-host=scram-sha-256", "-U", "postgres", "-E", "UTF8",
-			"--locale="+locale, "--no-sync")
+			"--locale=" + locale, "--no-sync"}
+		if n := p.b.opts.WALSegSizeMB; n != 0 {
+			args = append(args, fmt.Sprintf("--wal-segsize=%d", n))
+		}
+		cmd := asPostgres(ctx, filepath.Join(bin, "initdb"), args...)
 		cmd.Stdout, cmd.Stderr = log, log
 		err = cmd.Run()
 		log.Close()

@@ -88,6 +88,10 @@ type Options struct {
 	// SYSTEM so that a test can change it and reload) and a test role
 	// with REPLICATION; initdb's pg_hba.conf already has replication lines.
 	PITR bool
+	// WALSegSizeMB, when set, is initdb's --wal-segsize: the server's
+	// wal_segment_size in MiB (a power of two from 1 to 1024). 1 makes a
+	// test's load cross many segments in seconds.
+	WALSegSizeMB int
 }
 
 // services is what this bench starts.

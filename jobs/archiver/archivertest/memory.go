@@ -20,7 +20,8 @@ type Chunk struct {
 	Data     []byte
 }
 
-// Memory is a wal.Archive in memory. SegmentSize must be set.
+// Memory is a wal.Archive in memory. SegmentSize is set by the streamer
+// (SetSegmentSize) when left 0.
 type Memory struct {
 	SegmentSize uint64
 
@@ -41,6 +42,20 @@ func (m *Memory) End(context.Context) (wal.Position, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.end, nil
+}
+
+// SetSegmentSize implements wal.Archive: it sets SegmentSize when unset
+// and refuses another size.
+func (m *Memory) SetSegmentSize(_ context.Context, n uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.SegmentSize == 0 {
+		m.SegmentSize = n
+	}
+	if m.SegmentSize != n {
+		return fmt.Errorf("memory archive: %w: %d, the archive's is %d", wal.ErrSegmentSize, n, m.SegmentSize)
+	}
+	return nil
 }
 
 func (m *Memory) failed() error {
