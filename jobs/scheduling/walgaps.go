@@ -30,8 +30,11 @@ type ServerLSN func(ctx context.Context) (wal.LSN, error)
 // when the server can be asked (Server), one wal.stalled alert when the
 // archive's end has not moved for StallAfter while the server has flushed
 // WAL past it. An idle server (flushed no further than the archive) is no
-// stall. What was reported lives in this process: a restarted scheduler
-// reports a persisting gap once more.
+// stall. When it can read the archive's replication slot (Slot), it
+// raises wal.slot_lag and wal.slot_lost (see checkSlot): that needs the
+// server only, so it works while the archiver is dead. What was reported
+// lives in this process: a restarted scheduler reports a persisting gap
+// (or lag, or lost slot) once more.
 type WALWatcher struct {
 	// Archive names the archive (its first target); Targets are the pitr
 	// targets it serves, for the log.
@@ -40,9 +43,16 @@ type WALWatcher struct {
 	Scanner    WALScanner
 	Server     ServerLSN
 	StallAfter time.Duration
-	Alerts     *alert.Alerter
-	Interval   time.Duration
-	Log        *logrus.Entry
+	// Slot reads the archive's replication slot SlotName on the server
+	// (nil: not watched); SlotLag is when wal.slot_lag fires; Record, when
+	// set, publishes the lag read.
+	Slot     SlotReader
+	SlotName string
+	SlotLag  SlotLagAlert
+	Record   SlotRecorder
+	Alerts   *alert.Alerter
+	Interval time.Duration
+	Log      *logrus.Entry
 	// Now is the clock (time.Now when nil), for tests.
 	Now func() time.Time
 
@@ -56,6 +66,7 @@ type WALWatcher struct {
 	// again before this, so that a scheduler without its password does
 	// not fill the server's log with failed logins every Interval.
 	quietUntil time.Time
+	slot       slotWatch
 }
 
 // Start checks at once and then every Interval, until ctx ends or the
@@ -70,10 +81,37 @@ func (w *WALWatcher) Start(ctx context.Context) *loop.Service {
 func (w *WALWatcher) Check(ctx context.Context) error {
 	chains, err := w.Scanner.Scan(ctx)
 	if err != nil {
+		// The slot is on the server: a store that cannot be listed does
+		// not stop watching it (with the last end seen).
+		w.checkSlot(ctx, w.end)
 		return fmt.Errorf("wal watch %s: %w", w.Archive, err)
 	}
 	w.checkGaps(ctx, chains)
+	w.checkSlot(ctx, archiveEnd(chains))
 	return w.checkStall(ctx, chains)
+}
+
+func (w *WALWatcher) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
+}
+
+// serverFailed notes that the server could not be asked: it is not asked
+// again for StallAfter (so that a scheduler without its password does not
+// fill the server's log with failed logins), and the first failure in a
+// row is logged.
+func (w *WALWatcher) serverFailed(now time.Time, err error) {
+	w.quietUntil = now.Add(max(w.StallAfter, w.Interval))
+	// Without the server an idle one cannot be told from a stalled
+	// archiver, nor a slot read: no alert, and one warning until it
+	// answers again.
+	if !w.serverErr {
+		w.serverErr = true
+		w.Log.WithError(err).WithField("wal_archive", w.Archive).
+			Warn("cannot ask the server how far its WAL is, nor read its replication slot: stalls and slot alerts of this archive are not raised until it answers")
+	}
 }
 
 func gapKey(g wal.Gap) string {
@@ -132,10 +170,7 @@ func (w *WALWatcher) checkStall(ctx context.Context, chains []wal.Chain) error {
 	if w.Server == nil || w.StallAfter <= 0 {
 		return nil
 	}
-	now := time.Now()
-	if w.Now != nil {
-		now = w.Now()
-	}
+	now := w.now()
 	end := archiveEnd(chains)
 	if !w.endSeen || end != w.end {
 		if w.stalled {
@@ -149,14 +184,7 @@ func (w *WALWatcher) checkStall(ctx context.Context, chains []wal.Chain) error {
 	}
 	server, err := w.Server(ctx)
 	if err != nil {
-		w.quietUntil = now.Add(w.StallAfter)
-		// Without the server an idle one cannot be told from a stalled
-		// archiver: no alert, and one warning until it answers again.
-		if !w.serverErr {
-			w.serverErr = true
-			w.Log.WithError(err).WithField("wal_archive", w.Archive).
-				Warn("cannot ask the server how far its WAL is: stalls of this archive are not detected until it answers")
-		}
+		w.serverFailed(now, err)
 		return nil
 	}
 	w.serverErr = false

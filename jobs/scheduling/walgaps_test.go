@@ -189,11 +189,7 @@ func TestWALWatcherStall(t *testing.T) {
 func TestServerFlushLSN(t *testing.T) {
 	t.Parallel()
 	env := testbench.Require(t)
-	port, err := strconv.Atoi(env.PGPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := pgtool.Conn{Host: env.PGHost, Port: port, User: env.PGUser, Password: env.PGPassword, SSLMode: "disable", Database: env.PGDatabase}
+	conn := benchConn(t)
 	ask := ServerFlushLSN(conn)
 	first, err := ask(t.Context())
 	if err != nil || first == 0 {
@@ -208,4 +204,15 @@ func TestServerFlushLSN(t *testing.T) {
 	if l, err := ServerFlushLSN(conn)(t.Context()); err == nil {
 		t.Fatalf("with a wrong password ServerFlushLSN = %s, want an error", l)
 	}
+}
+
+// benchConn is the bench's PostgreSQL as its test role.
+func benchConn(t *testing.T) pgtool.Conn {
+	t.Helper()
+	env := testbench.Require(t)
+	port, err := strconv.Atoi(env.PGPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pgtool.Conn{Host: env.PGHost, Port: port, User: env.PGUser, Password: env.PGPassword, SSLMode: "disable", Database: env.PGDatabase}
 }
