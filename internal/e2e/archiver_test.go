@@ -30,7 +30,8 @@ const walTarget = "wal_e2e"
 // its password from a file, as a user would configure it.
 type pitrCluster struct {
 	*cluster
-	su *pgx.Conn // superuser, over the socket: writes and pg_switch_wal
+	su *pgx.Conn     // superuser, over the socket: writes and pg_switch_wal
+	pg testbench.Env // the private PITR server
 }
 
 // targetJSON adds members to the target's JSON object (`,"sync":true`).
@@ -50,7 +51,7 @@ func newPITRCluster(t *testing.T, targetJSON ...string) *pitrCluster {
 		t.Fatalf("connect as postgres: %v", err)
 	}
 	t.Cleanup(func() { su.Close(context.Background()) })
-	return &pitrCluster{cluster: c, su: su}
+	return &pitrCluster{cluster: c, su: su, pg: pg}
 }
 
 // writeAndSwitch inserts rows, switches to a new WAL segment and returns
