@@ -188,14 +188,17 @@ func TestWALStallAlert(t *testing.T) {
 }
 
 // walSender is the archiver's walsender on the server: its pid and when
-// its connection started.
+// its connection started, once there is exactly one.
 func (p *pitrCluster) walSender(t *testing.T) (int, time.Time) {
 	t.Helper()
 	var pid, n int
 	var started time.Time
-	err := p.su.QueryRow(t.Context(), "SELECT count(*) OVER (), pid, backend_start FROM pg_stat_replication").Scan(&n, &pid, &started)
-	if err != nil || n != 1 {
-		t.Fatalf("pg_stat_replication: %d walsenders, %v; want the archiver's one", n, err)
+	err := harness.Poll(t.Context(), 15*time.Second, 100*time.Millisecond, func() (bool, error) {
+		err := p.su.QueryRow(t.Context(), "SELECT count(*) OVER (), pid, backend_start FROM pg_stat_replication").Scan(&n, &pid, &started)
+		return err == nil && n == 1, nil
+	})
+	if err != nil {
+		t.Fatalf("pg_stat_replication: %d walsenders, want the archiver's one: %v", n, err)
 	}
 	return pid, started
 }

@@ -116,8 +116,12 @@ func (w *WALWatcher) checkSlot(ctx context.Context, end wal.Position) {
 		switch {
 		case !w.slot.lagging && s.LagBytes > thr:
 			w.slot.lagging = true
-			msg := fmt.Sprintf("slot %s keeps %s of WAL on the server, more than %s (wal_status %s, max_slot_wal_keep_size %s, safe_wal_size %s): the archiver is behind or not running; once the slot keeps max_slot_wal_keep_size the server invalidates it and the archive gets a gap",
-				w.SlotName, bytesText(s.LagBytes), bytesText(thr), s.WALStatus, bytesText(s.KeepSize), bytesText(s.SafeWALSize))
+			then := "once the slot keeps max_slot_wal_keep_size the server invalidates it and the archive gets a gap"
+			if s.KeepSize < 0 {
+				then = "max_slot_wal_keep_size is unlimited: the server keeps this WAL until its disk is full"
+			}
+			msg := fmt.Sprintf("slot %s keeps %s of WAL on the server, more than %s (wal_status %s, max_slot_wal_keep_size %s, safe_wal_size %s): the archiver is behind or not running; %s",
+				w.SlotName, bytesText(s.LagBytes), bytesText(thr), s.WALStatus, bytesText(s.KeepSize), bytesText(s.SafeWALSize), then)
 			log.Warn(msg)
 			w.Alerts.Emit(ctx, alert.Event{Event: alert.EventWALSlotLag, Target: w.Archive, Error: msg})
 		case w.slot.lagging && s.LagBytes < thr-thr/10:
