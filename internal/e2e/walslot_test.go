@@ -107,21 +107,14 @@ func TestWALSlotBoundsPgWal(t *testing.T) {
 		t.Fatal(err)
 	}
 	bound := max(keep, walKeep) + maxWAL + 3*segSize
-	hook, url := webhook(t)
 	p.startAPI()
-
-	arch := p.start("archiver", harness.Archiver)
-	if err := arch.WaitLog(t.Context(), "lease taken", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	lsn, seg := p.writeAndSwitch(t, 200)
-	p.waitArchived(t, lsn, seg)
+	arch := p.startArchiving(t)
 	if err := arch.Stop(syscall.SIGTERM, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	// Half the cap: between it and the cap lies more than a segment, so
 	// the writer below stops inside that window whatever the segment size.
-	sched := p.startWatcher(t, hook, url, "WAL_SLOT_LAG_ALERT=50%")
+	hook, sched := p.startWatcher(t, "WAL_SLOT_LAG_ALERT=50%")
 	threshold := keep / 2
 	if keep-threshold <= segSize {
 		t.Fatalf("max_slot_wal_keep_size %d leaves no segment (%d) between the threshold %d and itself", keep, segSize, threshold)

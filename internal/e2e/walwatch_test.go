@@ -93,21 +93,29 @@ const (
 	watchStallAfter = 3 * time.Second
 )
 
-// webhook is a signed webhook receiver for one test.
-func webhook(t *testing.T) (*receiver, string) {
+// startArchiving starts the archiver and waits until it has archived a
+// first write.
+func (p *pitrCluster) startArchiving(t *testing.T) *harness.Proc {
+	t.Helper()
+	arch := p.start("archiver", harness.Archiver)
+	if err := arch.WaitLog(t.Context(), "lease taken", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	lsn, seg := p.writeAndSwitch(t, 200)
+	p.waitArchived(t, lsn, seg)
+	return arch
+}
+
+// startWatcher starts a scheduler watching the archive with the shrunk
+// intervals, alerting a signed webhook receiver of its own. It reads no
+// password_file (see docs/security.md): it logs into the server through
+// a .pgpass file, the way docs/operations.md tells a user to.
+func (p *pitrCluster) startWatcher(t *testing.T, extra ...string) (*receiver, *harness.Proc) {
 	t.Helper()
 	hook := &receiver{t: t, secret: "webhook-secret-for-the-wal-watch-tests"}
 	hs := httptest.NewServer(hook)
 	t.Cleanup(hs.Close)
-	return hook, hs.URL
-}
-
-// startWatcher starts a scheduler watching the archive with the shrunk
-// intervals, alerting hook. It reads no password_file (see
-// docs/security.md): it logs into the server through a .pgpass file, the
-// way docs/operations.md tells a user to.
-func (p *pitrCluster) startWatcher(t *testing.T, hook *receiver, url string, extra ...string) *harness.Proc {
-	t.Helper()
+	url := hs.URL
 	pass := filepath.Join(t.TempDir(), "pgpass")
 	line := fmt.Sprintf("%s:%s:*:%s:%s\n", p.pg.PGHost, p.pg.PGPort, p.pg.PGUser, p.pg.PGPassword)
 	if err := os.WriteFile(pass, []byte(line), 0o600); err != nil {
@@ -119,7 +127,7 @@ func (p *pitrCluster) startWatcher(t *testing.T, hook *receiver, url string, ext
 	if err := sched.WaitLog(t.Context(), "scheduler started", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	return sched
+	return hook, sched
 }
 
 // connect opens another superuser connection to the PITR server (a pgx
@@ -142,14 +150,8 @@ func (p *pitrCluster) connect(t *testing.T) *pgx.Conn {
 func TestWALStallAlert(t *testing.T) {
 	t.Parallel()
 	p := newPITRCluster(t)
-	hook, url := webhook(t)
-	arch := p.start("archiver", harness.Archiver)
-	if err := arch.WaitLog(t.Context(), "lease taken", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	lsn, seg := p.writeAndSwitch(t, 200)
-	p.waitArchived(t, lsn, seg)
-	sched := p.startWatcher(t, hook, url)
+	arch := p.startArchiving(t)
+	hook, sched := p.startWatcher(t)
 	wctx, stopWriter := context.WithCancel(t.Context())
 	w := startMarkerWriter(wctx, t, p.connect(t), "stall")
 	t.Cleanup(func() { stopWriter(); <-w.done }) // before its connection closes
@@ -173,7 +175,7 @@ func TestWALStallAlert(t *testing.T) {
 	if err := arch.WaitLog(t.Context(), "lease taken", 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	lsn, seg = p.writeAndSwitch(t, 200)
+	lsn, seg := p.writeAndSwitch(t, 200)
 	p.waitArchived(t, lsn, seg)
 	if err := sched.WaitLog(t.Context(), "the WAL archive's end moves again", 30*time.Second); err != nil {
 		t.Fatal(err)
@@ -211,19 +213,15 @@ func (p *pitrCluster) walSender(t *testing.T) (int, time.Time) {
 func TestWALIdleThenBurst(t *testing.T) {
 	t.Parallel()
 	p := newPITRCluster(t)
-	hook, url := webhook(t)
-	arch := p.start("archiver", harness.Archiver)
-	if err := arch.WaitLog(t.Context(), "lease taken", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	lsn, seg := p.writeAndSwitch(t, 200)
-	p.waitArchived(t, lsn, seg)
-	sched := p.startWatcher(t, hook, url)
+	arch := p.startArchiving(t)
+	hook, sched := p.startWatcher(t)
 	pid, started := p.walSender(t)
 
 	// The idle period is the scenario, not a wait for a condition: the
 	// watcher checks every 500 ms through it.
 	time.Sleep(3 * watchStallAfter)
+	var lsn wal.LSN
+	var seg string
 	for range 3 {
 		lsn, seg = p.writeAndSwitch(t, 100000)
 	}
