@@ -169,6 +169,10 @@ type Config struct {
 	// WALStallAfter is how long a pitr archive's end may stand still
 	// while its server writes WAL before wal.stalled is raised.
 	WALStallAfter time.Duration `env:"WAL_STALL_AFTER" yaml:"wal_stall_after"`
+	// WALSlotLagAlert is the slot lag above which wal.slot_lag is
+	// raised: "80%" of the server's max_slot_wal_keep_size, a size such
+	// as "1GB", or "off" (see ParseSlotLagAlert).
+	WALSlotLagAlert string `env:"WAL_SLOT_LAG_ALERT" yaml:"wal_slot_lag_alert"`
 	// QueueWeights are "restore=6,backup=3,maintenance=1".
 	QueueWeights string `env:"QUEUE_WEIGHTS" yaml:"queue_weights"`
 
@@ -252,6 +256,7 @@ func Defaults() Config {
 		WALPartialInterval:       5 * time.Second,
 		WALCheckInterval:         30 * time.Second,
 		WALStallAfter:            5 * time.Minute,
+		WALSlotLagAlert:          "80%",
 		QueueWeights:             "restore=6,backup=3,maintenance=1",
 		APIAddr:                  ":8080",
 		APIAuthFailuresPerMinute: 20,
@@ -488,6 +493,9 @@ func (c Config) checkWorkers(bad reporter) {
 	}
 	if c.WALStallAfter < time.Second {
 		bad("WAL_STALL_AFTER", "%s must be at least 1s", c.WALStallAfter)
+	}
+	if _, err := ParseSlotLagAlert(c.WALSlotLagAlert); err != nil {
+		bad("WAL_SLOT_LAG_ALERT", "%w", err)
 	}
 	if c.WorkerShutdownTimeout < 0 {
 		bad("WORKER_SHUTDOWN_TIMEOUT", "%s must not be negative", c.WorkerShutdownTimeout)

@@ -56,7 +56,7 @@ var (
 	descWALLag = prometheus.NewDesc("pgbackup_wal_lag_seconds",
 		"How far the target's WAL archive is behind now: now - archived_through (pitr targets).", []string{"target"}, nil)
 	descWALSlotLag = prometheus.NewDesc("pgbackup_wal_slot_lag_bytes",
-		"WAL the target's server keeps for the archiver's replication slot, as the archiver last published it (pitr targets).", []string{"target"}, nil)
+		"WAL the target's server keeps for the archiver's replication slot: the newer of the archiver's report and the scheduler's reading of the slot on the server (pitr targets).", []string{"target"}, nil)
 )
 
 type targetCollector struct {

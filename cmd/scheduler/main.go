@@ -94,7 +94,8 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("start alert delivery: %w", err)
 	}
 	defer alertSrv.Shutdown()
-	watcher := &scheduling.RPOWatcher{Targets: targets, State: coord.NewState(rdb), Backups: eng,
+	state := coord.NewState(rdb)
+	watcher := &scheduling.RPOWatcher{Targets: targets, State: state, Backups: eng,
 		Alerts: alerter, Interval: cfg.RPOCheckInterval, Log: log}
 	var watching *loop.Service
 	if watched > 0 {
@@ -104,7 +105,7 @@ func run(ctx context.Context) error {
 	if setup.Signer.Enabled() {
 		checking = (&scheduling.ManifestWatcher{Backups: eng, Alerts: alerter, Interval: cfg.RPOCheckInterval, Log: log}).Start(ctx)
 	}
-	walWatching, err := startWALWatchers(ctx, setup, alerter, log)
+	walWatching, err := startWALWatchers(ctx, setup, alerter, state, log)
 	if err != nil {
 		s.Shutdown()
 		watching.Stop()
@@ -125,11 +126,17 @@ func run(ctx context.Context) error {
 
 // startWALWatchers starts one WAL watcher per pitr archive (one per
 // server). The scheduler reads no target password_file, so a server whose
-// target needs one cannot be asked how far its WAL is: the watcher then
-// still finds gaps but not stalls, and says so in its log.
-func startWALWatchers(ctx context.Context, setup *wire.Setup, alerter *alert.Alerter, log *logrus.Entry) ([]*loop.Service, error) {
+// target needs one can be asked how far its WAL is, and about its slot,
+// only when libpq's other ways give the scheduler a password (a .pgpass
+// file, PGPASSFILE): else the watcher still finds gaps but neither stalls
+// nor slot lag, and says so in its log.
+func startWALWatchers(ctx context.Context, setup *wire.Setup, alerter *alert.Alerter, state *coord.State, log *logrus.Entry) ([]*loop.Service, error) {
 	if len(setup.WALArchives) == 0 {
 		return nil, nil
+	}
+	lag, err := configs.ParseSlotLagAlert(setup.Config.WALSlotLagAlert)
+	if err != nil { // Validate checked it
+		return nil, configs.Bad("WAL_SLOT_LAG_ALERT", "%w", err)
 	}
 	all, err := wire.Stores(ctx, setup)
 	if err != nil {
@@ -146,7 +153,9 @@ func startWALWatchers(ctx context.Context, setup *wire.Setup, alerter *alert.Ale
 		}
 		w := &scheduling.WALWatcher{Archive: a.Name, Targets: a.Targets, Scanner: arch,
 			Server: scheduling.ServerFlushLSN(a.Conn), StallAfter: setup.Config.WALStallAfter,
-			Alerts: alerter, Interval: setup.Config.WALCheckInterval, Log: log}
+			Slot: scheduling.ServerSlot(a.Conn, a.Slot), SlotName: a.Slot, Record: state,
+			SlotLag: scheduling.SlotLagAlert{Percent: lag.Percent, Bytes: lag.Bytes},
+			Alerts:  alerter, Interval: setup.Config.WALCheckInterval, Log: log}
 		out = append(out, w.Start(ctx))
 	}
 	return out, nil

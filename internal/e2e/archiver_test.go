@@ -30,7 +30,8 @@ const walTarget = "wal_e2e"
 // its password from a file, as a user would configure it.
 type pitrCluster struct {
 	*cluster
-	su *pgx.Conn // superuser, over the socket: writes and pg_switch_wal
+	su *pgx.Conn     // superuser, over the socket: writes and pg_switch_wal
+	pg testbench.Env // the private PITR server
 	// server is the JSON members that point a target at the private
 	// server (host, port, user, password_file, sslmode).
 	server string
@@ -61,7 +62,7 @@ func newPITRClusterWith(t *testing.T, po testbench.PITROptions, targetJSON ...st
 		t.Fatalf("connect as postgres: %v", err)
 	}
 	t.Cleanup(func() { su.Close(context.Background()) })
-	return &pitrCluster{cluster: c, su: su, server: server}
+	return &pitrCluster{cluster: c, su: su, pg: pg, server: server}
 }
 
 // writeAndSwitch inserts rows, switches to a new WAL segment and returns

@@ -41,6 +41,17 @@ const (
 	// EventWALStalled: a pitr archive's end has not moved although its
 	// server has written WAL past it.
 	EventWALStalled = "wal.stalled"
+	// EventWALSlotLag: the server keeps more WAL for the archive's
+	// replication slot than WAL_SLOT_LAG_ALERT (Error: the lag, the
+	// threshold and the slot's wal_status), before the server invalidates
+	// it. EventWALSlotLagResolved: the lag is back under the threshold.
+	EventWALSlotLag         = "wal.slot_lag"
+	EventWALSlotLagResolved = "wal.slot_lag.resolved"
+	// EventWALSlotLost: the server invalidated the archive's slot
+	// (wal_status lost: it kept more than max_slot_wal_keep_size), or the
+	// slot is gone although the archive holds WAL. The archive has a gap
+	// from its end; Error says what to do.
+	EventWALSlotLost = "wal.slot_lost"
 )
 
 // Event is what a webhook receives, as JSON. Text is one human line, so
@@ -118,6 +129,8 @@ func eventText(e Event) string {
 		EventManifestInvalid: "a backup's manifest signature does not verify",
 		EventWALGap:          "the WAL archive has a gap", EventWALGapResolved: "a WAL archive gap is gone",
 		EventWALStalled: "the WAL archiver has stalled",
+		EventWALSlotLag: "the server keeps a lot of WAL for the archive's replication slot", EventWALSlotLagResolved: "the replication slot's lag is back under the threshold",
+		EventWALSlotLost: "the archive's replication slot is lost",
 	}[e.Event]
 	s := fmt.Sprintf("pgbackup: %s", what)
 	if e.Target != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -24,9 +25,17 @@ type WALStatus struct {
 	ArchivedThrough time.Time `json:"archived_through"`
 	// ServerLSN is the server's end of WAL as the stream last reported it.
 	ServerLSN string `json:"server_lsn"`
-	// SlotLagBytes is ServerLSN - ArchivedLSN: the WAL the server keeps
-	// for the slot only (its restart_lsn follows the archived position).
+	// SlotLagBytes is the WAL the server keeps for the slot only: the
+	// newer of the archiver's ServerLSN - ArchivedLSN (its restart_lsn
+	// follows the archived position) and the scheduler's reading of the
+	// slot on the server (RecordSlot), so that a dead archiver's last
+	// value does not hide the lag growing.
 	SlotLagBytes int64 `json:"slot_lag_bytes"`
+	// SlotStatus is the slot's wal_status as the scheduler last read it
+	// ("reserved", "extended", "unreserved", "lost", or "missing"), and
+	// SlotChecked when; empty and zero until a scheduler read it.
+	SlotStatus  string    `json:"slot_status,omitempty"`
+	SlotChecked time.Time `json:"slot_checked,omitzero"`
 	// LastSegment is the WAL file name holding the archived end.
 	LastSegment string `json:"last_segment"`
 	// Updated is when the archiver published this.
@@ -69,6 +78,34 @@ func (s *State) RecordWAL(ctx context.Context, targets []string, w WALStatus) er
 	return nil
 }
 
+// SlotReading is what the scheduler's WAL watcher read of an archive's
+// replication slot on the server.
+type SlotReading struct {
+	// LagBytes is the WAL the server keeps for the slot; for a lost or
+	// missing slot, the WAL the server wrote past the archive's end.
+	LagBytes int64
+	// Status is the slot's wal_status, or "missing".
+	Status string
+	At     time.Time
+}
+
+// RecordSlot publishes r for every target of the archive, next to what
+// the archiver publishes (RecordWAL): the reader takes the newer lag, so
+// a dead archiver's last report does not stand for ever. Until an
+// archiver has published (RecordWAL), a target's status shows no WAL
+// state all the same.
+func (s *State) RecordSlot(ctx context.Context, targets []string, r SlotReading) error {
+	pipe := s.rdb.Pipeline()
+	for _, t := range targets {
+		pipe.HSet(ctx, targetKey(t), map[string]any{"wal_slot_server_lag_bytes": r.LagBytes,
+			"wal_slot_status": r.Status, "wal_slot_checked": r.At.UnixMilli()})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("record slot state of %s: %w", strings.Join(targets, ","), err)
+	}
+	return nil
+}
+
 // walStatus reads the wal_ fields of a target's hash; nil when no archiver
 // ever published any.
 func walStatus(raw map[string]string) *WALStatus {
@@ -84,9 +121,14 @@ func walStatus(raw map[string]string) *WALStatus {
 	}
 	tli, _ := strconv.ParseUint(raw["wal_timeline"], 10, 32)
 	lag, _ := strconv.ParseInt(raw["wal_slot_lag_bytes"], 10, 64)
-	return &WALStatus{
+	w := &WALStatus{
 		Archive: raw["wal_archive"], Timeline: uint32(tli), ArchivedLSN: raw["wal_archived_lsn"],
 		ArchivedThrough: ms("wal_archived_through"), ServerLSN: raw["wal_server_lsn"], SlotLagBytes: lag,
 		LastSegment: raw["wal_last_segment"], Updated: ms("wal_updated"), Started: ms("wal_started"),
+		SlotStatus: raw["wal_slot_status"], SlotChecked: ms("wal_slot_checked"),
 	}
+	if w.SlotChecked.After(w.Updated) {
+		w.SlotLagBytes, _ = strconv.ParseInt(raw["wal_slot_server_lag_bytes"], 10, 64)
+	}
+	return w
 }

@@ -82,3 +82,44 @@ func TestWALStatusJSON(t *testing.T) {
 		t.Fatalf("JSON\n got %s\nwant %s", b, want)
 	}
 }
+
+// TestRecordSlotNewerLagWins: the slot lag a target shows is the newer of
+// the archiver's report and the scheduler's reading of the slot, so a dead
+// archiver's last (small) value does not hide the lag growing.
+func TestRecordSlotNewerLagWins(t *testing.T) {
+	env := testbench.Require(t)
+	rdb := redis.NewClient(&redis.Options{Addr: env.RedisAddr, DB: 15})
+	defer rdb.Close()
+	s := NewState(rdb)
+	ctx := context.Background()
+	a := testbench.UniqueName("walslot")
+	first := time.Now().Add(-time.Minute).Truncate(time.Millisecond).UTC()
+	w := WALStatus{Archive: a, Timeline: 1, ArchivedLSN: "0/3000000", ServerLSN: "0/3000100", SlotLagBytes: 256, Updated: first}
+	if err := s.RecordWAL(ctx, []string{a}, w); err != nil {
+		t.Fatal(err)
+	}
+	lag := func() (int64, string) {
+		t.Helper()
+		st, err := s.Status(ctx, a)
+		if err != nil || st.WAL == nil {
+			t.Fatalf("Status = %+v, %v", st, err)
+		}
+		return st.WAL.SlotLagBytes, st.WAL.SlotStatus
+	}
+	if got, _ := lag(); got != 256 {
+		t.Fatalf("slot lag %d, want the archiver's 256", got)
+	}
+	if err := s.RecordSlot(ctx, []string{a}, SlotReading{LagBytes: 64 << 20, Status: "extended", At: first.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, status := lag(); got != 64<<20 || status != "extended" {
+		t.Fatalf("after the scheduler's newer reading: lag %d (%s), want %d (extended)", got, status, 64<<20)
+	}
+	w.Updated, w.SlotLagBytes = first.Add(2*time.Minute), 512
+	if err := s.RecordWAL(ctx, []string{a}, w); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := lag(); got != 512 {
+		t.Fatalf("after the archiver's newer report: lag %d, want 512", got)
+	}
+}

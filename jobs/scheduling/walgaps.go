@@ -28,10 +28,13 @@ type ServerLSN func(ctx context.Context) (wal.LSN, error)
 // (store, timeline and LSN range) between the oldest archived WAL and the
 // end, and one wal.gap.resolved when that gap is no longer there; and,
 // when the server can be asked (Server), one wal.stalled alert when the
-// archive's end has not moved for StallAfter while the server has flushed
-// WAL past it. An idle server (flushed no further than the archive) is no
-// stall. What was reported lives in this process: a restarted scheduler
-// reports a persisting gap once more.
+// server has been past the archive's end for StallAfter while that end
+// did not move. An idle server (flushed no further than the archive) is no
+// stall. When it can read the archive's replication slot (Slot), it
+// raises wal.slot_lag and wal.slot_lost (see checkSlot): that needs the
+// server only, so it works while the archiver is dead. What was reported
+// lives in this process: a restarted scheduler reports a persisting gap
+// (or lag, or lost slot) once more.
 type WALWatcher struct {
 	// Archive names the archive (its first target); Targets are the pitr
 	// targets it serves, for the log.
@@ -40,22 +43,33 @@ type WALWatcher struct {
 	Scanner    WALScanner
 	Server     ServerLSN
 	StallAfter time.Duration
-	Alerts     *alert.Alerter
-	Interval   time.Duration
-	Log        *logrus.Entry
+	// Slot reads the archive's replication slot SlotName on the server
+	// (nil: not watched); SlotLag is when wal.slot_lag fires; Record, when
+	// set, publishes the lag read.
+	Slot     SlotReader
+	SlotName string
+	SlotLag  SlotLagAlert
+	Record   SlotRecorder
+	Alerts   *alert.Alerter
+	Interval time.Duration
+	Log      *logrus.Entry
 	// Now is the clock (time.Now when nil), for tests.
 	Now func() time.Time
 
-	gaps      map[string]wal.Gap
-	end       wal.Position
-	endSeen   bool
-	movedAt   time.Time
-	stalled   bool
-	serverErr bool
+	gaps    map[string]wal.Gap
+	end     wal.Position
+	endSeen bool
+	movedAt time.Time
+	// behindSince is when the server was first seen past the end since
+	// it last moved (zero: not seen).
+	behindSince time.Time
+	stalled     bool
+	serverErr   bool
 	// quietUntil: after the server failed to answer, it is not asked
 	// again before this, so that a scheduler without its password does
 	// not fill the server's log with failed logins every Interval.
 	quietUntil time.Time
+	slot       slotWatch
 }
 
 // Start checks at once and then every Interval, until ctx ends or the
@@ -70,10 +84,37 @@ func (w *WALWatcher) Start(ctx context.Context) *loop.Service {
 func (w *WALWatcher) Check(ctx context.Context) error {
 	chains, err := w.Scanner.Scan(ctx)
 	if err != nil {
+		// The slot is on the server: a store that cannot be listed does
+		// not stop watching it (with the last end seen).
+		w.checkSlot(ctx, w.end)
 		return fmt.Errorf("wal watch %s: %w", w.Archive, err)
 	}
 	w.checkGaps(ctx, chains)
+	w.checkSlot(ctx, archiveEnd(chains))
 	return w.checkStall(ctx, chains)
+}
+
+func (w *WALWatcher) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
+}
+
+// serverFailed notes that the server could not be asked: it is not asked
+// again for StallAfter (so that a scheduler without its password does not
+// fill the server's log with failed logins), and the first failure in a
+// row is logged.
+func (w *WALWatcher) serverFailed(now time.Time, err error) {
+	w.quietUntil = now.Add(max(w.StallAfter, w.Interval))
+	// Without the server an idle one cannot be told from a stalled
+	// archiver, nor a slot read: no alert, and one warning until it
+	// answers again.
+	if !w.serverErr {
+		w.serverErr = true
+		w.Log.WithError(err).WithField("wal_archive", w.Archive).
+			Warn("cannot ask the server how far its WAL is, nor read its replication slot: stalls and slot alerts of this archive are not raised until it answers")
+	}
 }
 
 func gapKey(g wal.Gap) string {
@@ -125,46 +166,49 @@ func archiveEnd(chains []wal.Chain) wal.Position {
 	return end
 }
 
-// checkStall raises wal.stalled once when the archive's end has stood
-// still for StallAfter while the server flushed WAL past it, and notes
-// (log) when it moves again.
+// checkStall raises wal.stalled once when the server has been past the
+// archive's end for StallAfter while that end stood still, and notes
+// (log) when it moves again. The clock starts when the server is first
+// seen past the end, not when the end last moved: after a long idle
+// period (the end still, the server no further) the first writes are not
+// a stall, only an end that then does not follow them is.
 func (w *WALWatcher) checkStall(ctx context.Context, chains []wal.Chain) error {
 	if w.Server == nil || w.StallAfter <= 0 {
 		return nil
 	}
-	now := time.Now()
-	if w.Now != nil {
-		now = w.Now()
-	}
+	now := w.now()
 	end := archiveEnd(chains)
 	if !w.endSeen || end != w.end {
 		if w.stalled {
 			w.Log.WithFields(logrus.Fields{"wal_archive": w.Archive, "end": end.LSN.String()}).Info("the WAL archive's end moves again")
 		}
-		w.end, w.endSeen, w.movedAt, w.stalled = end, true, now, false
+		w.end, w.endSeen, w.movedAt, w.behindSince, w.stalled = end, true, now, time.Time{}, false
 		return nil
 	}
-	if w.stalled || now.Sub(w.movedAt) < w.StallAfter || now.Before(w.quietUntil) {
+	// The end stood still since the last check: ask the server whether
+	// it has written past it (an idle server has not).
+	if w.stalled || now.Before(w.quietUntil) {
 		return nil
 	}
 	server, err := w.Server(ctx)
 	if err != nil {
-		w.quietUntil = now.Add(w.StallAfter)
-		// Without the server an idle one cannot be told from a stalled
-		// archiver: no alert, and one warning until it answers again.
-		if !w.serverErr {
-			w.serverErr = true
-			w.Log.WithError(err).WithField("wal_archive", w.Archive).
-				Warn("cannot ask the server how far its WAL is: stalls of this archive are not detected until it answers")
-		}
+		w.serverFailed(now, err)
 		return nil
 	}
 	w.serverErr = false
 	if server <= end.LSN {
+		w.behindSince = time.Time{}
 		return nil // idle: nothing written that the archive lacks
 	}
+	if w.behindSince.IsZero() {
+		w.behindSince = now
+	}
+	if now.Sub(w.behindSince) < w.StallAfter {
+		return nil
+	}
 	w.stalled = true
-	msg := fmt.Sprintf("archive end %s has not moved for %s; the server has flushed to %s", end.LSN, now.Sub(w.movedAt).Round(time.Second), server)
+	msg := fmt.Sprintf("archive end %s has not moved for %s, and the server has been past it for %s (flushed to %s)",
+		end.LSN, now.Sub(w.movedAt).Round(time.Second), now.Sub(w.behindSince).Round(time.Second), server)
 	w.Log.WithFields(logrus.Fields{"wal_archive": w.Archive, "end": end.LSN.String(), "server_lsn": server.String()}).
 		Error("the WAL archiver has stalled: " + msg)
 	w.Alerts.Emit(ctx, alert.Event{Event: alert.EventWALStalled, Target: w.Archive, Error: msg})
@@ -173,8 +217,8 @@ func (w *WALWatcher) checkStall(ctx context.Context, chains []wal.Chain) error {
 
 // ServerFlushLSN asks the server at conn how far it has flushed its WAL
 // (pg_current_wal_flush_lsn: what a walsender can send). It connects only
-// when called, which the watcher does only once the archive's end has
-// stood still for StallAfter, and gives up after 10 s.
+// when called, which the watcher does at each check that finds the
+// archive's end where it was at the last, and gives up after 10 s.
 func ServerFlushLSN(conn pgtool.Conn) ServerLSN {
 	return func(ctx context.Context) (wal.LSN, error) {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -169,8 +169,12 @@ func TestWALWatcherStall(t *testing.T) {
 	if len(f.q.events) != 0 {
 		t.Fatalf("alerts right after the server failed: %+v", f.q.events)
 	}
-	step(time.Minute)
+	step(time.Minute) // the server is seen past the end: the clock starts
 	step(time.Second)
+	if len(f.q.events) != 0 {
+		t.Fatalf("alerts a second after the server was first seen past the end: %+v", f.q.events)
+	}
+	step(time.Minute)
 	if s := f.events(alert.EventWALStalled); len(s) != 1 || !strings.Contains(s[0].Error, "0/400064") {
 		t.Fatalf("wal.stalled alerts %+v, want one naming the server's 0/400064", f.q.events)
 	}
@@ -182,6 +186,41 @@ func TestWALWatcherStall(t *testing.T) {
 	}
 }
 
+// TestWALWatcherIdleThenBurst: after an idle period longer than
+// StallAfter (the end still, the server no further), the first writes are
+// no stall: the clock starts when the server is first seen past the end,
+// and an end that follows resets it; an end that then stands still for
+// StallAfter behind the server is one.
+func TestWALWatcherIdleThenBurst(t *testing.T) {
+	t.Parallel()
+	f := newWALFixture(t)
+	server := wal.LSN(4 * testSegSize) // the archive's end: idle
+	f.w.Server = func(context.Context) (wal.LSN, error) { return server, nil }
+	step := func(d time.Duration) { f.now = f.now.Add(d); f.check(t) }
+	step(0)
+	step(10 * time.Minute)
+	server += testSegSize / 2 // a burst
+	step(time.Second)
+	if len(f.q.events) != 0 {
+		t.Fatalf("alerts at the first check of a burst after a long idle period: %+v", f.q.events)
+	}
+	f.put(t, 4) // the archiver follows
+	step(50 * time.Second)
+	server += testSegSize
+	step(50 * time.Second)
+	f.put(t, 5)
+	step(50 * time.Second)
+	if len(f.q.events) != 0 {
+		t.Fatalf("alerts while the archive's end follows the server: %+v", f.q.events)
+	}
+	server += testSegSize
+	step(time.Second)
+	step(f.w.StallAfter)
+	if n := len(f.events(alert.EventWALStalled)); n != 1 {
+		t.Fatalf("%d wal.stalled once the end stood still behind the server for StallAfter, want 1: %+v", n, f.q.events)
+	}
+}
+
 // TestServerFlushLSN asks the bench's real PostgreSQL: its flush position
 // is past the start of WAL and does not go backwards after a write; a
 // wrong password is an error (the watcher then raises no stall), not a
@@ -189,11 +228,7 @@ func TestWALWatcherStall(t *testing.T) {
 func TestServerFlushLSN(t *testing.T) {
 	t.Parallel()
 	env := testbench.Require(t)
-	port, err := strconv.Atoi(env.PGPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := pgtool.Conn{Host: env.PGHost, Port: port, User: env.PGUser, Password: env.PGPassword, SSLMode: "disable", Database: env.PGDatabase}
+	conn := benchConn(t)
 	ask := ServerFlushLSN(conn)
 	first, err := ask(t.Context())
 	if err != nil || first == 0 {
@@ -208,4 +243,15 @@ func TestServerFlushLSN(t *testing.T) {
 	if l, err := ServerFlushLSN(conn)(t.Context()); err == nil {
 		t.Fatalf("with a wrong password ServerFlushLSN = %s, want an error", l)
 	}
+}
+
+// benchConn is the bench's PostgreSQL as its test role.
+func benchConn(t *testing.T) pgtool.Conn {
+	t.Helper()
+	env := testbench.Require(t)
+	port, err := strconv.Atoi(env.PGPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pgtool.Conn{Host: env.PGHost, Port: port, User: env.PGUser, Password: env.PGPassword, SSLMode: "disable", Database: env.PGDatabase}
 }
