@@ -279,13 +279,26 @@ type PITRStatus struct {
 	ArchivedThrough *time.Time `json:"archived_through"`
 	LagSeconds      *float64   `json:"lag_seconds"`
 	SlotLagBytes    int64      `json:"slot_lag_bytes"`
-	// Window is the oldest and newest second a restore can reach.
-	Window      *PITRWindow `json:"window"`
-	Timeline    uint32      `json:"timeline"`
-	ArchivedLSN string      `json:"archived_lsn"`
-	ServerLSN   string      `json:"server_lsn"`
-	LastSegment string      `json:"last_segment"`
-	Updated     time.Time   `json:"updated"`
+	// Window is the oldest and newest second a restore can reach: from
+	// the end of the oldest base backup whose WAL the archive holds; nil
+	// without one.
+	Window *PITRWindow `json:"window"`
+	// BaseBackup is the archive's newest trusted base backup; nil when
+	// there is none.
+	BaseBackup  *PITRBaseBackup `json:"base_backup"`
+	Timeline    uint32          `json:"timeline"`
+	ArchivedLSN string          `json:"archived_lsn"`
+	ServerLSN   string          `json:"server_lsn"`
+	LastSegment string          `json:"last_segment"`
+	Updated     time.Time       `json:"updated"`
+}
+
+// PITRBaseBackup is a base backup of a WAL archive.
+type PITRBaseBackup struct {
+	Name       string    `json:"backup_name"`
+	FinishedAt time.Time `json:"finished_at"`
+	AgeSeconds float64   `json:"age_seconds"`
+	StopLSN    string    `json:"stop_lsn"`
 }
 
 // PITRWindow is a span of restorable time.
