@@ -19,6 +19,7 @@ import (
 	"github.com/autograph/pgbackup/internal/loop"
 	"github.com/autograph/pgbackup/jobs/alert"
 	"github.com/autograph/pgbackup/jobs/coord"
+	"github.com/autograph/pgbackup/jobs/policy"
 	"github.com/autograph/pgbackup/jobs/scheduling"
 	"github.com/autograph/pgbackup/jobs/worker"
 )
@@ -101,7 +102,7 @@ func run(ctx context.Context) error {
 	if setup.Signer.Enabled() {
 		checking = (&scheduling.ManifestWatcher{Backups: eng, Alerts: alerter, Interval: cfg.RPOCheckInterval, Log: log}).Start(ctx)
 	}
-	walWatching, err := startWALWatchers(ctx, setup, alerter, log)
+	walWatching, err := startWALWatchers(ctx, setup, eng, coord.NewState(rdb), alerter, log)
 	if err != nil {
 		s.Shutdown()
 		watching.Stop()
@@ -121,10 +122,12 @@ func run(ctx context.Context) error {
 }
 
 // startWALWatchers starts one WAL watcher per pitr archive (one per
-// server). The scheduler reads no target password_file, so a server whose
-// target needs one cannot be asked how far its WAL is: the watcher then
-// still finds gaps but not stalls, and says so in its log.
-func startWALWatchers(ctx context.Context, setup *wire.Setup, alerter *alert.Alerter, log *logrus.Entry) ([]*loop.Service, error) {
+// server), watching the WAL from the oldest base backup (listed by
+// backups) on and publishing its gap count into state. The scheduler reads
+// no target password_file, so a server whose target needs one cannot be
+// asked how far its WAL is: the watcher then still finds gaps but not
+// stalls, and says so in its log.
+func startWALWatchers(ctx context.Context, setup *wire.Setup, backups policy.Lister, state scheduling.WALGapRecorder, alerter *alert.Alerter, log *logrus.Entry) ([]*loop.Service, error) {
 	if len(setup.WALArchives) == 0 {
 		return nil, nil
 	}
@@ -141,7 +144,7 @@ func startWALWatchers(ctx context.Context, setup *wire.Setup, alerter *alert.Ale
 			}
 			return nil, err
 		}
-		w := &scheduling.WALWatcher{Archive: a.Name, Targets: a.Targets, Scanner: arch,
+		w := &scheduling.WALWatcher{Archive: a.Name, Targets: a.Targets, Scanner: arch, Backups: backups, State: state,
 			Server: scheduling.ServerFlushLSN(a.Conn), StallAfter: setup.Config.WALStallAfter,
 			Alerts: alerter, Interval: setup.Config.WALCheckInterval, Log: log}
 		out = append(out, w.Start(ctx))
