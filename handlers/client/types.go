@@ -347,6 +347,30 @@ type PrunePreview struct {
 	Retention   Retention       `json:"retention"`
 	WouldDelete []string        `json:"would_delete"`
 	Decisions   []PruneDecision `json:"decisions"`
+	// PITR is a pitr target's part: the base backups its WAL archive's
+	// pitr_window keeps and the WAL that would go; nil for other targets.
+	PITR *PrunePITR `json:"pitr,omitempty"`
+}
+
+// PrunePITR is what a prune would delete of a pitr target's WAL archive.
+type PrunePITR struct {
+	WALArchive    string          `json:"wal_archive"`
+	WindowSeconds float64         `json:"window_seconds"`
+	BaseBackups   []PruneDecision `json:"base_backups"`
+	// WAL is nil when no WAL would go (no trusted base backup).
+	WAL *WALPruneReport `json:"wal"`
+}
+
+// WALPruneReport counts the WAL objects a prune deletes, over every
+// store, before the cut (BeforeLSN on Timeline and earlier timelines).
+type WALPruneReport struct {
+	Timeline  uint32 `json:"timeline"`
+	BeforeLSN string `json:"before_lsn"`
+	Objects   int    `json:"objects"`
+	Segments  int    `json:"segments"`
+	Chunks    int    `json:"chunks"`
+	Bytes     int64  `json:"bytes"`
+	DryRun    bool   `json:"dry_run"`
 }
 
 // AuditEntry is one recorded admin action.

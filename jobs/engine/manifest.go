@@ -141,6 +141,12 @@ func decodeManifest(b []byte) (*Manifest, error) {
 		}
 		return &m, nil
 	}
+	if m.Content == ContentBase {
+		if err := m.checkBase(); err != nil {
+			return nil, fmt.Errorf("decode manifest %s: %w", m.Name, err)
+		}
+		return &m, nil
+	}
 	// Format's UnmarshalText parsed the format too.
 	if m.Content == ContentServer {
 		codec, err := parseManifestCodec(m.Codec)
