@@ -81,6 +81,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ledger.PITR = pitr
 	w.Register(mux,
 		&worker.BackupWorker{Engine: eng, Targets: targets, Ledger: ledger, Alerts: alerter},
 		&worker.RestoreWorker{Engine: eng, Targets: targets},

@@ -23,17 +23,17 @@ import (
 // pruneTarget is the pitr target of TestPITRPruneKeepsTheWindow.
 const pruneTarget = "walprune"
 
-// putBaseManifest publishes a base backup of pruneTarget's archive in st,
-// as the engine lists it: a manifest and an archive of the size it names
+// putBaseBackup publishes a base backup of target's archive in st, as
+// the engine lists it: a manifest and the objects of the sizes it names
 // (the cluster signs no manifest, so it is trusted).
-func putBaseManifest(t *testing.T, st store.Store, finished time.Time, start, stop wal.LSN) string {
+func putBaseBackup(t *testing.T, st store.Store, target string, finished time.Time, start, stop wal.LSN) string {
 	t.Helper()
-	name := engine.MustParseName(policy.BaseBackupName(pruneTarget, finished))
+	name := engine.MustParseName(policy.BaseBackupName(target, finished))
 	archive := []byte("not a real tar")
 	m := engine.Manifest{Name: name, Database: "postgres", Format: engine.FormatCustom, Content: engine.ContentBase,
 		ArchiveKey: engine.Prefix + name.String() + "+base.tar", SizeBytes: int64(len(archive)), StartedAt: finished.Add(-time.Minute),
-		FinishedAt: finished, Stores: []string{st.Name()}, Target: pruneTarget,
-		Base: &engine.BaseInfo{WALArchive: pruneTarget, Timeline: 1, StartLSN: start.String(), StopLSN: stop.String(),
+		FinishedAt: finished, Stores: []string{st.Name()}, Target: target,
+		Base: &engine.BaseInfo{WALArchive: target, Timeline: 1, StartLSN: start.String(), StopLSN: stop.String(),
 			BackupManifest: &engine.Companion{ArchiveKey: engine.Prefix + name.String() + "+backup_manifest.json", SizeBytes: int64(len(archive))}}}
 	doc, err := json.Marshal(&m)
 	if err != nil {
@@ -84,9 +84,9 @@ func TestPITRPruneKeepsTheWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Truncate(time.Second)
-	old := putBaseManifest(t, st, now.Add(-3*time.Hour), seg(1)+0x28, seg(1)+0x1000)
-	anchor := putBaseManifest(t, st, now.Add(-2*time.Hour), seg(3)+0x28, seg(3)+0x1000)
-	inside := putBaseManifest(t, st, now.Add(-30*time.Minute), seg(5)+0x28, seg(5)+0x1000)
+	old := putBaseBackup(t, st, pruneTarget, now.Add(-3*time.Hour), seg(1)+0x28, seg(1)+0x1000)
+	anchor := putBaseBackup(t, st, pruneTarget, now.Add(-2*time.Hour), seg(3)+0x28, seg(3)+0x1000)
+	inside := putBaseBackup(t, st, pruneTarget, now.Add(-30*time.Minute), seg(5)+0x28, seg(5)+0x1000)
 
 	walKeys := func() []string {
 		objs, err := st.List(t.Context(), wal.Root(pruneTarget))
