@@ -2,6 +2,8 @@ package wal_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -103,5 +105,42 @@ func TestPruneKeepsChunksOfAnUnverifiableSegment(t *testing.T) {
 	}
 	if r, err := f.a.Prune(ctx, wal.Position{}, false); err != nil || r.Objects != 0 {
 		t.Fatalf("prune: %+v, %v; want the chunk kept", r, err)
+	}
+}
+
+// failingDeletes is a store whose Delete fails after n successes.
+type failingDeletes struct {
+	store.Store
+	n int
+}
+
+func (s *failingDeletes) Delete(ctx context.Context, key string) error {
+	if s.n == 0 {
+		return errors.New("store went away")
+	}
+	s.n--
+	return s.Store.Delete(ctx, key)
+}
+
+// TestPruneInterruptedLeavesNoHole: a prune that fails part way has
+// deleted the oldest objects only, so the archive starts later and has no
+// gap in the middle.
+func TestPruneInterruptedLeavesNoHole(t *testing.T) {
+	t.Parallel()
+	st := &failingDeletes{Store: store.NewMemory("m1")}
+	f := newFixture(t, st)
+	for n := uint64(1); n <= 5; n++ {
+		mustPutSegment(t, f.a, 1, n)
+	}
+	for done := range 4 {
+		st.n = 1
+		_, err := f.a.Prune(ctx, wal.Position{Timeline: 1, LSN: seg(5)}, false)
+		if err == nil && done < 3 {
+			t.Fatalf("prune %d: no error with the store failing after one delete", done)
+		}
+		c := mustVerify(t, f.a)[0]
+		if len(c.Gaps) > 0 || c.Start.LSN != seg(uint64(done)+2) {
+			t.Fatalf("after prune %d deleted one object: chain %+v, want whole from %s", done, c, seg(uint64(done)+2))
+		}
 	}
 }
