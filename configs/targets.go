@@ -46,6 +46,9 @@ type TargetConfig struct {
 	// Sync confirms WAL to the server only once stored, for
 	// synchronous_standby_names (RPO 0).
 	Sync bool `json:"sync" yaml:"sync"`
+	// BaseBackupSchedule is when a pitr target's base backups run (a
+	// schedule as for Schedule, or "off"); empty: daily.
+	BaseBackupSchedule string `json:"base_backup_schedule" yaml:"base_backup_schedule"`
 }
 
 // Retention is a target's "retention" object: how many scheduled backups

@@ -1,8 +1,6 @@
 package handlers
 
 import (
-	"fmt"
-	"net/http"
 	"regexp"
 	"time"
 
@@ -49,24 +47,7 @@ func (a *API) bucketBackup(c echo.Context) error {
 	if name == "" {
 		name = "bucket_" + bucket + "_" + time.Now().UTC().Format("20060102_150405")
 	}
-	c.Set(auditBackup, name)
-	backupName, err := engine.ParseName(name)
-	if err != nil {
-		return err
-	}
-	taken, err := a.nameTaken(c.Request().Context(), backupName)
-	if err != nil {
-		return err
-	}
-	if taken {
-		return fmt.Errorf("%w: backup %s already exists", engine.ErrExists, name)
-	}
-	info, err := a.enqueuePayload(c, tasks.BucketBackupPayload{BackupName: name, Bucket: bucket, Prefix: deref(req.Prefix), Stores: stores},
-		reservation{tasks.ScopeName, name, "a backup named " + name + " is already being created"})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusAccepted, createResponse{TaskID: info.ID, BackupName: name, StatusURL: statusURL(info.ID)})
+	return a.acceptedNamed(c, name, tasks.BucketBackupPayload{BackupName: name, Bucket: bucket, Prefix: deref(req.Prefix), Stores: stores})
 }
 
 type bucketRestoreRequest struct {

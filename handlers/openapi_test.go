@@ -84,8 +84,9 @@ func TestOpenAPIRoutes(t *testing.T) {
 	}
 }
 
-// openAPICompiler compiles response schemas out of openapi.json.
-func openAPICompiler(t *testing.T) *jsonschema.Compiler {
+// compiledOpenAPI is the document ready to validate against, by JSON
+// pointer from "openapi.json".
+func compiledOpenAPI(t *testing.T) *jsonschema.Compiler {
 	t.Helper()
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
@@ -105,7 +106,7 @@ func openAPICompiler(t *testing.T) *jsonschema.Compiler {
 func TestResponsesMatchOpenAPI(t *testing.T) {
 	t.Parallel()
 	doc := loadOpenAPI(t)
-	c := openAPICompiler(t)
+	c := compiledOpenAPI(t)
 	f := newFixture(t)
 	j := func(s string) *strings.Reader { return strings.NewReader(s) }
 	cases := []struct {
@@ -273,6 +274,7 @@ func TestTaskSchemasMatchTypes(t *testing.T) {
 		"VerifyPayload":        reflect.TypeFor[tasks.VerifyPayload](),
 		"PrunePayload":         reflect.TypeFor[tasks.PrunePayload](),
 		"DrillPayload":         reflect.TypeFor[tasks.DrillPayload](),
+		"BaseBackupPayload":    reflect.TypeFor[tasks.BaseBackupPayload](),
 		"BucketBackupPayload":  reflect.TypeFor[tasks.BucketBackupPayload](),
 		"BucketRestorePayload": reflect.TypeFor[tasks.BucketRestorePayload](),
 		"AlertPayload":         reflect.TypeFor[alert.Payload](),

@@ -82,19 +82,8 @@ func TestTargetsCarryPITR(t *testing.T) {
 	rec := httptest.NewRecorder()
 	f.e.ServeHTTP(rec, req)
 
-	c := openAPICompiler(t)
-	checkAgainstOpenAPI(t, c, loadOpenAPI(t), "targets with pitr", "GET", "/api/admin/targets", rec)
-
-	var out struct {
-		Targets []targetJSON `json:"targets"`
-	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]targetJSON{}
-	for _, tj := range out.Targets {
-		got[tj.Name] = tj
-	}
+	checkAgainstOpenAPI(t, compiledOpenAPI(t), loadOpenAPI(t), "targets with pitr", "GET", "/api/admin/targets", rec)
+	got := targetsByName(t, rec)
 	if got["db"].PITR != nil {
 		t.Errorf("db: pitr = %+v, want none (no archiver)", got["db"].PITR)
 	}
@@ -194,7 +183,7 @@ func TestPrunePreviewOfAPITRTarget(t *testing.T) {
 	if rec.Code != 200 {
 		t.Fatalf("dry run: %d %s", rec.Code, rec.Body)
 	}
-	c := openAPICompiler(t)
+	c := compiledOpenAPI(t)
 	checkAgainstOpenAPI(t, c, loadOpenAPI(t), "pitr prune dry run", "GET", "/api/admin/targets/{name}/prune", rec)
 	var out struct {
 		WouldDelete []string        `json:"would_delete"`
@@ -211,4 +200,20 @@ func TestPrunePreviewOfAPITRTarget(t *testing.T) {
 		out.PITR.WAL.BeforeLSN != "0/3000028" || out.PITR.WAL.Objects != 3 {
 		t.Errorf("WAL asked %v, answered %+v: want one dry run cut at b_before's start 0/3000028", pruner.calls, out.PITR.WAL)
 	}
+}
+
+// targetsByName is GET /api/admin/targets's answer by target name.
+func targetsByName(t *testing.T, rec *httptest.ResponseRecorder) map[string]targetJSON {
+	t.Helper()
+	var out struct {
+		Targets []targetJSON `json:"targets"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]targetJSON{}
+	for _, tj := range out.Targets {
+		got[tj.Name] = tj
+	}
+	return got
 }

@@ -185,6 +185,7 @@ func New(d Deps) *echo.Echo {
 	view.GET("/admin/targets/:name/prune", a.prunePreview)
 	admin.POST("/admin/targets/:name/prune", a.pruneTarget)
 	admin.POST("/admin/targets/:name/drill", a.drillTarget)
+	admin.POST("/admin/targets/:name/basebackup", a.baseBackupTarget, a.idempotent)
 	view.GET("/admin/drills", a.listDrills)
 	admin.POST("/admin/buckets/backup", a.bucketBackup)
 	admin.POST("/admin/buckets/restore", a.bucketRestore)

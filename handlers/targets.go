@@ -29,15 +29,19 @@ type targetJSON struct {
 	Bucket   string `json:"bucket,omitempty"`
 	Database string `json:"database"`
 	// Server is host:port of a target on a server of its own.
-	Server        string           `json:"server,omitempty"`
-	Format        string           `json:"format"`
-	Stores        []string         `json:"stores"`
-	Schedule      string           `json:"schedule,omitempty"`
-	NextRun       *time.Time       `json:"next_run,omitempty"`
-	DrillSchedule string           `json:"drill_schedule,omitempty"`
-	NextDrill     *time.Time       `json:"next_drill,omitempty"`
-	Retention     policy.Retention `json:"retention"`
-	RPOSeconds    float64          `json:"rpo_seconds,omitempty"`
+	Server        string     `json:"server,omitempty"`
+	Format        string     `json:"format"`
+	Stores        []string   `json:"stores"`
+	Schedule      string     `json:"schedule,omitempty"`
+	NextRun       *time.Time `json:"next_run,omitempty"`
+	DrillSchedule string     `json:"drill_schedule,omitempty"`
+	NextDrill     *time.Time `json:"next_drill,omitempty"`
+	// BaseBackupSchedule is a pitr target's, when base backups are
+	// scheduled.
+	BaseBackupSchedule string           `json:"base_backup_schedule,omitempty"`
+	NextBaseBackup     *time.Time       `json:"next_base_backup,omitempty"`
+	Retention          policy.Retention `json:"retention"`
+	RPOSeconds         float64          `json:"rpo_seconds,omitempty"`
 	// NewestBackup is the newest good backup as the stores list it.
 	NewestBackup *newestJSON        `json:"newest_backup"`
 	AgeSeconds   *float64           `json:"age_seconds"`
@@ -159,6 +163,9 @@ func (a *API) listTargets(c echo.Context) error {
 		}
 		if t.DrillSchedule != nil {
 			tj.DrillSchedule, tj.NextDrill = t.DrillSchedule.Spec, timePtr(t.DrillSchedule.Next(now))
+		}
+		if t.BaseBackupSchedule != nil {
+			tj.BaseBackupSchedule, tj.NextBaseBackup = t.BaseBackupSchedule.Spec, timePtr(t.BaseBackupSchedule.Next(now))
 		}
 		if m := policy.NewestOf(entries, t); m != nil {
 			tj.NewestBackup = &newestJSON{Name: m.Name.String(), CreatedAt: m.FinishedAt, SizeBytes: m.SizeBytes}
@@ -286,6 +293,22 @@ func (a *API) drillTarget(c echo.Context) error {
 		return err
 	}
 	return a.accepted(c, tasks.DrillPayload{Target: t.Name})
+}
+
+// baseBackupTarget enqueues a base backup of a pitr target's server. Its
+// name is chosen and reserved here, as create's are, so that the 202
+// answer names the backup and two requests in one second cannot both
+// take it.
+func (a *API) baseBackupTarget(c echo.Context) error {
+	t, err := a.target(c)
+	if err != nil {
+		return err
+	}
+	if !t.PITR {
+		return badRequest("target %s has no pitr: a base backup is only useful with the server's WAL archived (set pitr: true)", t.Name)
+	}
+	name := policy.BaseBackupName(t.Name, time.Now())
+	return a.acceptedNamed(c, name, tasks.BaseBackupPayload{Target: t.Name, BackupName: name})
 }
 
 func (a *API) listDrills(c echo.Context) error {

@@ -69,6 +69,29 @@ func (a *API) enqueuePayload(c echo.Context, p tasks.Payload, res ...reservation
 	return a.enqueue(c, task, res...)
 }
 
+// acceptedNamed enqueues p, which makes the backup name, once no backup
+// has that name, reserving the name for its task; it answers 202 with
+// the name and where to follow the task.
+func (a *API) acceptedNamed(c echo.Context, name string, p tasks.Payload) error {
+	c.Set(auditBackup, name)
+	parsed, err := engine.ParseName(name)
+	if err != nil {
+		return err
+	}
+	taken, err := a.nameTaken(c.Request().Context(), parsed)
+	if err != nil {
+		return err
+	}
+	if taken {
+		return fmt.Errorf("%w: backup %s already exists", engine.ErrExists, name)
+	}
+	info, err := a.enqueuePayload(c, p, reservation{tasks.ScopeName, name, "a backup named " + name + " is already being created"})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, createResponse{TaskID: info.ID, BackupName: name, StatusURL: statusURL(info.ID)})
+}
+
 // accepted enqueues p and answers 202 with where to follow the task.
 func (a *API) accepted(c echo.Context, p tasks.Payload, res ...reservation) error {
 	info, err := a.enqueuePayload(c, p, res...)

@@ -40,7 +40,7 @@ func TestHelpIsOneFace(t *testing.T) {
 			}
 			wantLocal := "This run: local"
 			switch cmd {
-			case "status", "cancel", "targets":
+			case "basebackup", "status", "cancel", "targets":
 				wantLocal = "This run: remote (" + cmd + " is a service command"
 			case "wal":
 				wantLocal = "This run: local (wal reads the stores directly"
@@ -97,6 +97,8 @@ func TestExitCodesWithoutAService(t *testing.T) {
 		{"remote-only flag locally", nil, []string{"backup", "--timeout", "5s"}, 1},
 		{"restore without a name", url, []string{"restore"}, 2},
 		{"status without an ID", url, []string{"status"}, 2},
+		{"basebackup without a target", url, []string{"basebackup"}, 2},
+		{"basebackup without a URL", nil, []string{"basebackup", "--target", "app"}, 2},
 		{"service unreachable", url, []string{"list"}, 5},
 		{"service command without a URL", nil, []string{"targets"}, 2},
 	} {

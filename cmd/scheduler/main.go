@@ -70,6 +70,9 @@ func run(ctx context.Context) error {
 		if t.DrillSchedule != nil {
 			fields["drill_schedule"] = t.DrillSchedule.Spec
 		}
+		if t.BaseBackupSchedule != nil {
+			fields["base_backup_schedule"] = t.BaseBackupSchedule.Spec
+		}
 		log.WithFields(fields).Info("target")
 		if t.Schedule != nil && !t.Retention.Enabled() {
 			log.WithField("target", t.Name).Warn("no retention configured: this target's scheduled backups accumulate")

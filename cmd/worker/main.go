@@ -93,6 +93,10 @@ func run(ctx context.Context) error {
 		&worker.BucketBackupWorker{Engine: eng, Buckets: buckets, Targets: targets, Ledger: ledger},
 		&worker.BucketRestoreWorker{Engine: eng, Buckets: buckets},
 		&worker.AdoptWorker{Engine: eng, Targets: targets, Queue: inspector, Ledger: ledger},
+		&worker.BaseBackupWorker{Engine: eng, Targets: targets, Ledger: ledger, WALArchiveOf: func(t string) (worker.WALArchive, bool) {
+			a, ok := setup.WALArchiveOf(t)
+			return worker.WALArchive{Name: a.Name, Conn: a.Conn, Stores: a.Stores}, ok
+		}},
 	)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)

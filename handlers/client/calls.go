@@ -97,6 +97,13 @@ func (c *Client) DrillTarget(ctx context.Context, target string, opts ...CallOpt
 	return c.enqueue(ctx, http.MethodPost, "/api/admin/targets/"+url.PathEscape(target)+"/drill", nil, opts)
 }
 
+// BaseBackupTarget enqueues a base backup of a pitr target's server
+// (POST /api/admin/targets/{name}/basebackup); the answer names the
+// backup. A target without pitr is an *Error with status 400.
+func (c *Client) BaseBackupTarget(ctx context.Context, target string, opts ...CallOption) (*TaskAccepted, error) {
+	return c.enqueue(ctx, http.MethodPost, "/api/admin/targets/"+url.PathEscape(target)+"/basebackup", nil, opts)
+}
+
 // CancelTask stops a task for good (POST /api/admin/tasks/{id}/cancel);
 // the answer's State is the task's state after the cancel. A task that has
 // already finished is an *Error with status 409.

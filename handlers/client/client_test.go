@@ -188,6 +188,9 @@ var every = []struct {
 	}},
 	{"PruneTarget", func(ctx context.Context, c *Client) (any, error) { return c.PruneTarget(ctx, "app") }},
 	{"DrillTarget", func(ctx context.Context, c *Client) (any, error) { return c.DrillTarget(ctx, "app") }},
+	{"BaseBackupTarget", func(ctx context.Context, c *Client) (any, error) {
+		return c.BaseBackupTarget(ctx, "app", WithIdempotencyKey("k-6"))
+	}},
 	{"CancelTask", func(ctx context.Context, c *Client) (any, error) { return c.CancelTask(ctx, "t-1") }},
 	{"Task", func(ctx context.Context, c *Client) (any, error) { return c.Task(ctx, "t-1") }},
 	{"WaitTask", func(ctx context.Context, c *Client) (any, error) {

@@ -247,21 +247,25 @@ type NewestBackup struct {
 
 // Target is one configured target and what was observed of it.
 type Target struct {
-	Name          string        `json:"name"`
-	Kind          string        `json:"kind"`
-	Bucket        string        `json:"bucket"`
-	Database      string        `json:"database"`
-	Server        string        `json:"server"`
-	Format        string        `json:"format"`
-	Stores        []string      `json:"stores"`
-	Schedule      string        `json:"schedule"`
-	NextRun       *time.Time    `json:"next_run"`
-	DrillSchedule string        `json:"drill_schedule"`
-	NextDrill     *time.Time    `json:"next_drill"`
-	Retention     Retention     `json:"retention"`
-	RPOSeconds    float64       `json:"rpo_seconds"`
-	NewestBackup  *NewestBackup `json:"newest_backup"`
-	AgeSeconds    *float64      `json:"age_seconds"`
+	Name          string     `json:"name"`
+	Kind          string     `json:"kind"`
+	Bucket        string     `json:"bucket"`
+	Database      string     `json:"database"`
+	Server        string     `json:"server"`
+	Format        string     `json:"format"`
+	Stores        []string   `json:"stores"`
+	Schedule      string     `json:"schedule"`
+	NextRun       *time.Time `json:"next_run"`
+	DrillSchedule string     `json:"drill_schedule"`
+	NextDrill     *time.Time `json:"next_drill"`
+	// BaseBackupSchedule is a pitr target's, when base backups are
+	// scheduled.
+	BaseBackupSchedule string        `json:"base_backup_schedule"`
+	NextBaseBackup     *time.Time    `json:"next_base_backup"`
+	Retention          Retention     `json:"retention"`
+	RPOSeconds         float64       `json:"rpo_seconds"`
+	NewestBackup       *NewestBackup `json:"newest_backup"`
+	AgeSeconds         *float64      `json:"age_seconds"`
 	// RPOMet is nil for a target without an RPO.
 	RPOMet    *bool  `json:"rpo_met"`
 	LastDrill *Drill `json:"last_drill"`

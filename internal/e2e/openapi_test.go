@@ -130,8 +130,9 @@ func TestEveryJSONOperationMatchesOpenAPI(t *testing.T) {
 	c := newClusterOn(t, env, "TASK_MAX_RETRY=0")
 	c.env.CreateDB(t, c.source)
 	c.env.Exec(t, c.source, `CREATE TABLE t (v int)`, `INSERT INTO t SELECT generate_series(1, 10)`)
-	c.progs.Env = append(c.progs.Env, `BACKUP_TARGETS=[{"name":"main","database":"`+c.source+`","schedule":"@every 1s","retention":{"keep_last":2},"rpo":"1h","stores":["minio","local"]}]`)
-	c.startAPI()
+	c.progs.Env = append(c.progs.Env, `BACKUP_TARGETS=[{"name":"main","database":"`+c.source+`","schedule":"@every 1s","retention":{"keep_last":2},"rpo":"1h","stores":["minio","local"],"pitr":true,"base_backup_schedule":"@yearly"}]`)
+	// BACKUP_ENABLED, so that the targets answer their schedules too.
+	c.startAPI("BACKUP_ENABLED=true")
 
 	code, _, doc := c.raw(http.MethodGet, "/api/openapi.json", "", nil, nil) // the typed client has no call for it
 	ck := newOpenAPIChecker(t, doc)
@@ -146,6 +147,11 @@ func TestEveryJSONOperationMatchesOpenAPI(t *testing.T) {
 		ck.check(op, &r)
 	}
 	var started []string
+	enqueueOnly := func(op string, a *client.TaskAccepted) string {
+		t.Helper()
+		call(op, a, nil)
+		return a.TaskID
+	}
 	enqueue := func(op string, a *client.TaskAccepted, err error) string {
 		t.Helper()
 		call(op, a, err)
@@ -165,6 +171,17 @@ func TestEveryJSONOperationMatchesOpenAPI(t *testing.T) {
 	queued := enqueue("POST /api/admin/backup/create", must(admin.CreateBackup(ctx, client.CreateBackupRequest{BackupName: "oa-cancelled"}, client.WithResponse(&r)))(t), nil)
 	a, err := admin.CancelTask(ctx, queued, client.WithResponse(&r))
 	call("POST /api/admin/tasks/{id}/cancel", a, err)
+	// A base backup of main's server, cancelled before a worker runs it
+	// (the bench's server is not set up for pg_basebackup): its answer
+	// and payload are what is checked here.
+	base := enqueueOnly("POST /api/admin/targets/{name}/basebackup", must(admin.BaseBackupTarget(ctx, "main", client.WithResponse(&r)))(t))
+	a, err = admin.CancelTask(ctx, base, client.WithResponse(&r))
+	call("POST /api/admin/tasks/{id}/cancel", a, err)
+	bt, err := admin.Task(ctx, base, client.WithResponse(&r))
+	call("GET /api/admin/tasks/{id}", bt, err)
+	if bt.Type != "backup:base" || !strings.Contains(string(bt.Payload), `"target":"main"`) {
+		t.Errorf("base backup task %+v: want backup:base with its payload, so that its schema was checked", bt)
+	}
 
 	c.start("worker", "worker")
 	// The scheduler makes the scheduled backups a prune plan decides on;
@@ -199,8 +216,8 @@ func TestEveryJSONOperationMatchesOpenAPI(t *testing.T) {
 	}
 	tl, err := viewer.Targets(ctx, client.WithResponse(&r))
 	call("GET /api/admin/targets", tl, err)
-	if len(tl.Targets) != 1 || tl.Targets[0].NewestBackup == nil || tl.Targets[0].LastDrill == nil {
-		t.Errorf("targets %+v: want main with its newest backup and last drill, so that their schemas were checked", tl.Targets)
+	if len(tl.Targets) != 1 || tl.Targets[0].NewestBackup == nil || tl.Targets[0].LastDrill == nil || tl.Targets[0].NextBaseBackup == nil {
+		t.Errorf("targets %+v: want main with its newest backup, last drill and next base backup, so that their schemas were checked", tl.Targets)
 	}
 	dl, err := viewer.Drills(ctx, client.DrillsOptions{}, client.WithResponse(&r))
 	call("GET /api/admin/drills", dl, err)

@@ -40,6 +40,9 @@ func (e *Engine) Drill(ctx context.Context, name Name, scratchDB pgtool.Ident, s
 		return nil, fmt.Errorf("drill: %w", err)
 	}
 	rep := &DrillReport{Manifest: m.Summary()}
+	if m.Content == ContentBase {
+		return rep, errIsBase("drill", name)
+	}
 	if err := e.checkSignature(m, false); err != nil {
 		return rep, fmt.Errorf("drill %s: %w", name, err)
 	}

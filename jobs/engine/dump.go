@@ -108,21 +108,27 @@ func (e *Engine) dump(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn,
 	if spec.toDir {
 		return e.dumpDirectory(ctx, tools, conn, args)
 	}
+	return startTool(ctx, tools, conn, "pg_dump", args...)
+}
+
+// startTool starts one of the client tools and returns its standard
+// output as a stream whose EOF means the tool exited cleanly (see
+// exitReader). stop must be called once the stream is no longer read: if
+// the stores stopped reading early, it kills the tool and reaps it (the
+// reader may be reaping it at the same moment: reap is once).
+func startTool(ctx context.Context, tools pgtool.Tools, conn pgtool.Conn, name string, args ...string) (src io.Reader, stop func(), err error) {
 	ctx, cancel := context.WithCancel(ctx)
-	cmd := tools.Command(ctx, conn, "pg_dump", args...)
+	cmd := tools.Command(ctx, conn, name, args...)
 	stdout, err := cmd.StdoutPipe()
+	if err == nil {
+		err = cmd.Start()
+	}
 	if err != nil {
 		cancel()
-		return nil, nil, fmt.Errorf("pg_dump: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		return nil, nil, fmt.Errorf("pg_dump: %w", err)
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	r := &exitReader{r: stdout, wait: cmd.Wait}
 	return r, func() {
-		// If the stores stopped reading early, kill pg_dump and reap it
-		// (the reader may be reaping it at the same moment: reap is once).
 		cancel()
 		_ = r.reap()
 	}, nil

@@ -19,20 +19,9 @@ func (e *Engine) dumpGlobals(ctx context.Context, tools pgtool.Tools, conn pgtoo
 	if !super {
 		args = append(args, "--no-role-passwords")
 	}
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cmd := tools.Command(cctx, conn, "pg_dumpall", args...)
-	stdout, err := cmd.StdoutPipe()
+	src, stop, err := startTool(ctx, tools, conn, "pg_dumpall", args...)
 	if err != nil {
-		return nil, fmt.Errorf("pg_dumpall: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("pg_dumpall: %w", err)
-	}
-	src := &exitReader{r: stdout, wait: cmd.Wait}
-	stop := func() {
-		cancel()
-		_ = src.reap() // once, even if the reader is reaping it too
+		return nil, err
 	}
 	key := globalsKey(name, e.codec, e.enc.encrypts())
 	digest, err := e.putStream(ctx, targets, key, src, stop, "uploading globals", nil)

@@ -33,20 +33,32 @@ func serverArchiveKey(name Name, db string, f Format, c Codec, encrypted bool) s
 	return key
 }
 
-// globalsKey is the companion's key. '+' never appears in backup names,
-// so it cannot be another backup's key.
+// globalsKey is the companion's key.
 func globalsKey(name Name, c Codec, encrypted bool) string {
-	key := Prefix + name.s + "+globals.sql" + c.Extension()
-	if encrypted {
-		key += encryptedExtension
-	}
-	return key
+	return besideKey(name, "+globals.sql", c, encrypted)
 }
 
-// bucketArchiveKey is a bucket backup's key; '+' never appears in backup
-// names, so it cannot be a database backup's key.
+// bucketArchiveKey is a bucket backup's key.
 func bucketArchiveKey(name Name, c Codec, encrypted bool) string {
-	key := Prefix + name.s + "+bucket.tar" + c.Extension()
+	return besideKey(name, "+bucket.tar", c, encrypted)
+}
+
+// baseArchiveKey is a base backup's tar (pg_basebackup's base.tar).
+func baseArchiveKey(name Name, c Codec, encrypted bool) string {
+	return besideKey(name, "+base.tar", c, encrypted)
+}
+
+// backupManifestKey is the companion of a base backup holding
+// PostgreSQL's backup_manifest.
+func backupManifestKey(name Name, c Codec, encrypted bool) string {
+	return besideKey(name, "+backup_manifest.json", c, encrypted)
+}
+
+// besideKey is the key of an object named after a backup with a suffix
+// starting with '+', then the codec's and encryption's extensions. '+'
+// never appears in backup names, so it cannot be another backup's key.
+func besideKey(name Name, suffix string, c Codec, encrypted bool) string {
+	key := Prefix + name.s + suffix + c.Extension()
 	if encrypted {
 		key += encryptedExtension
 	}

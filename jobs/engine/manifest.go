@@ -194,12 +194,24 @@ func (m *Manifest) objectKeys() []string {
 	return append(keys, m.companionKeys()...)
 }
 
-// companionKeys are the keys of the archives stored beside the main one.
+// companionKeys are the keys of the archives stored beside the main one:
+// the globals, a base backup's backup_manifest.
 func (m *Manifest) companionKeys() []string {
-	if m.Globals == nil {
-		return nil
+	var keys []string
+	if m.Globals != nil {
+		keys = append(keys, m.Globals.ArchiveKey)
 	}
-	return []string{m.Globals.ArchiveKey}
+	if m.Base != nil && m.Base.BackupManifest != nil {
+		keys = append(keys, m.Base.BackupManifest.ArchiveKey)
+	}
+	return keys
+}
+
+// companion is a companion archive as a manifest of its own, for the code
+// that reads one archive (fetch, verify).
+func (m *Manifest) companion(c *Companion) *Manifest {
+	return &Manifest{Name: m.Name, ArchiveKey: c.ArchiveKey, SizeBytes: c.SizeBytes, SHA256: c.SHA256,
+		ChunkSums: c.ChunkSums, Codec: m.Codec, Encrypted: m.Encrypted, Recipients: m.Recipients}
 }
 
 // requiredSizes are the objects that must be present, with these sizes,
@@ -250,6 +262,15 @@ func (m *Manifest) Summary() *Manifest {
 		g := *m.Globals
 		g.ChunkSHA256 = nil
 		c.Globals = &g
+	}
+	if m.Base != nil {
+		b := *m.Base
+		if b.BackupManifest != nil {
+			bm := *b.BackupManifest
+			bm.ChunkSHA256 = nil
+			b.BackupManifest = &bm
+		}
+		c.Base = &b
 	}
 	return &c
 }

@@ -105,6 +105,9 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (*RestoreResul
 	if m.Content == ContentBucket {
 		return nil, fmt.Errorf("restore %s: %w: a bucket backup; restore it with POST /api/admin/buckets/restore", req.Name, ErrInvalid)
 	}
+	if m.Content == ContentBase {
+		return nil, errIsBase("restore", req.Name)
+	}
 	if err := e.checkSignature(m, req.AllowUnsigned); err != nil {
 		return nil, fmt.Errorf("restore %s: %w", req.Name, err)
 	}

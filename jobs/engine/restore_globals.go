@@ -36,8 +36,7 @@ func (e *Engine) restoreGlobals(ctx context.Context, tools pgtool.Tools, s store
 	if m.Globals == nil {
 		return fmt.Errorf("%w: backup %s was taken without globals (include_globals)", ErrInvalid, m.Name)
 	}
-	cm := &Manifest{Name: m.Name, ArchiveKey: m.Globals.ArchiveKey, SizeBytes: m.Globals.SizeBytes,
-		SHA256: m.Globals.SHA256, ChunkSums: m.Globals.ChunkSums, Codec: m.Codec, Encrypted: m.Encrypted, Recipients: m.Recipients}
+	cm := m.companion(m.Globals)
 	raw := filepath.Join(tmp, "globals.sql")
 	if err := e.fetchVerified(ctx, s, cm, raw, nil); err != nil {
 		return fmt.Errorf("globals: %w", err)

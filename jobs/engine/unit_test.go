@@ -133,14 +133,30 @@ func TestKeysNeverCollide(t *testing.T) {
 	t.Parallel()
 	// A name plus one format's extension must never equal another name plus
 	// another extension, nor a manifest key.
-	names := []string{"x", "x.dir", "x.tar", "x.dump", "x.sql", "x.manifest", "x.dirtar"}
+	// The objects stored beside a backup (globals, a bucket's or a base
+	// backup's tar, backup_manifest) never collide with any of those, nor
+	// with each other.
+	names := []string{"x", "x.dir", "x.tar", "x.dump", "x.sql", "x.manifest", "x.dirtar", "x.base", "x.json"}
 	seen := map[string]string{}
 	for _, n := range names {
-		keys := []string{ManifestKey(MustParseName(n))}
-		for _, f := range Formats {
-			keys = append(keys, ArchiveKey(MustParseName(n), f, Codec{}), ArchiveKey(MustParseName(n), f, DefaultCodec), ArchiveKey(MustParseName(n), f, Codec{Name: CodecGzip, Level: 6}))
+		name := MustParseName(n)
+		keys := map[string]string{ManifestKey(name): "manifest"}
+		for _, c := range []Codec{{}, DefaultCodec, {Name: CodecGzip, Level: 6}} {
+			for _, f := range Formats {
+				keys[ArchiveKey(name, f, c)] = f.String()
+			}
+			for _, enc := range []bool{false, true} {
+				for what, key := range map[string]func(Name, Codec, bool) string{"globals": globalsKey, "bucket": bucketArchiveKey,
+					"base": baseArchiveKey, "backup_manifest": backupManifestKey} {
+					k := key(name, c, enc)
+					if prev, ok := keys[k]; ok {
+						t.Fatalf("key %s is both %s's and %s's of %q", k, prev, what, n)
+					}
+					keys[k] = what
+				}
+			}
 		}
-		for _, k := range keys {
+		for k := range keys {
 			if prev, ok := seen[k]; ok && prev != n {
 				t.Fatalf("key %s produced by names %q and %q", k, prev, n)
 			}

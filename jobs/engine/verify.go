@@ -13,7 +13,8 @@ import (
 // is empty) and checks it against its manifest: signature (when manifests
 // are signed), size and checksum; that pg_restore can read its table of
 // contents; and, when the manifest has row counts, that the archive's data
-// holds exactly that many rows per table.
+// holds exactly that many rows per table. A base backup is read as a
+// stream instead (see verifyBase).
 func (e *Engine) Verify(ctx context.Context, name Name, from string, allowUnsigned bool) (*Manifest, error) {
 	var stores []string
 	if from != "" {
@@ -27,6 +28,12 @@ func (e *Engine) Verify(ctx context.Context, name Name, from string, allowUnsign
 		return m, fmt.Errorf("verify %s: %w", name, err)
 	}
 	s, _ := e.pick(where[:1])
+	if m.Content == ContentBase {
+		if err := e.verifyBase(ctx, s[0], m); err != nil {
+			return m, fmt.Errorf("verify %s: %w", name, err)
+		}
+		return m, nil
+	}
 	archives := []*Manifest{m}
 	if m.Content == ContentServer {
 		archives = archives[:0]

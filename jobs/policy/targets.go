@@ -28,6 +28,12 @@ type Target struct {
 	RPO time.Duration
 	// DrillSchedule is nil when no drills are scheduled.
 	DrillSchedule *Schedule
+	// PITR is set on a target whose server's WAL is archived
+	// continuously: only such a target takes base backups.
+	PITR bool
+	// BaseBackupSchedule is when the scheduler takes the target's base
+	// backups; nil when it takes none. Only a PITR target has one.
+	BaseBackupSchedule *Schedule
 	// Stores to write to; empty means every configured store.
 	Stores []string
 	// IncludeGlobals stores the server's roles with every backup.
@@ -80,6 +86,9 @@ func (t Target) Validate() error {
 	if t.Source == SourceBucket && (t.Bucket == "" || t.DrillSchedule != nil || t.IncludeGlobals) {
 		return fmt.Errorf("target %s: a bucket target needs a bucket, and has no drills or globals", t.Name)
 	}
+	if t.BaseBackupSchedule != nil && !t.PITR {
+		return fmt.Errorf("target %s: base_backup_schedule needs pitr: true", t.Name)
+	}
 	return nil
 }
 
@@ -103,6 +112,14 @@ func (t Target) SlotName(at time.Time) string {
 // schedulers enqueue it once.
 func (t Target) DrillTaskID(at time.Time) string {
 	return "drill_" + t.Name + "_" + t.DrillSchedule.SlotStart(at).UTC().Format("20060102_150405")
+}
+
+// BaseBackupTaskID names the scheduled base backup of the slot containing
+// at: its backup name (BaseBackupName of the slot's start), so that
+// several schedulers enqueue it once and the worker names the backup
+// after its task.
+func (t Target) BaseBackupTaskID(at time.Time) string {
+	return BaseBackupName(t.Name, t.BaseBackupSchedule.SlotStart(at))
 }
 
 // Owns reports whether a backup belongs to the target, and whether it is

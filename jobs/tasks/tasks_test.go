@@ -57,6 +57,7 @@ func TestTaskConstructorsSetExplicitOptions(t *testing.T) {
 		{func() (*asynq.Task, error) { return NewTask(RestorePayload{BackupName: "a"}, o) }, QueueRestore, 4 * time.Hour},
 		{func() (*asynq.Task, error) { return NewTask(DeletePayload{BackupName: "a"}, o) }, QueueMaintenance, time.Minute},
 		{func() (*asynq.Task, error) { return NewTask(VerifyPayload{BackupName: "a"}, o) }, QueueMaintenance, 5 * time.Hour},
+		{func() (*asynq.Task, error) { return NewTask(BaseBackupPayload{Target: "a"}, o) }, QueueBackup, 5 * time.Hour},
 	}
 	for _, c := range cases {
 		task, err := c.task()
@@ -81,13 +82,13 @@ func TestTaskConstructorsSetExplicitOptions(t *testing.T) {
 
 func TestEveryPayloadMakesATaskOfItsType(t *testing.T) {
 	t.Parallel()
-	want := []string{TypeAlertDeliver, TypeBackupAdopt, TypeBackupCreate, TypeBackupDelete, TypeBackupDrill, TypeBackupPrune, TypeBackupRestore, TypeBackupVerify,
+	want := []string{TypeAlertDeliver, TypeBackupAdopt, TypeBaseBackup, TypeBackupCreate, TypeBackupDelete, TypeBackupDrill, TypeBackupPrune, TypeBackupRestore, TypeBackupVerify,
 		TypeBucketBackup, TypeBucketRestore}
 	if got := Types(); !slices.Equal(got, want) {
 		t.Fatalf("Types() = %v, want %v", got, want)
 	}
 	for _, p := range []Payload{BackupPayload{}, RestorePayload{}, DeletePayload{}, VerifyPayload{}, PrunePayload{}, DrillPayload{},
-		BucketBackupPayload{}, BucketRestorePayload{}, AdoptPayload{}} {
+		BucketBackupPayload{}, BucketRestorePayload{}, AdoptPayload{}, BaseBackupPayload{}} {
 		task, err := NewTask(p, Options{})
 		if err != nil || task.Type() != p.TaskType() {
 			t.Errorf("NewTask(%T) = %v, %v", p, task, err)

@@ -27,6 +27,12 @@ type fakeEngine struct {
 	restores []engine.RestoreRequest
 	deletes  [][]string
 	verifies []string
+	bases    []engine.BaseBackupRequest
+}
+
+func (f *fakeEngine) BaseBackup(_ context.Context, r engine.BaseBackupRequest) (*engine.Manifest, error) {
+	f.bases = append(f.bases, r)
+	return &engine.Manifest{Name: r.Name, Content: engine.ContentBase}, f.err
 }
 
 func (f *fakeEngine) Backup(_ context.Context, r engine.BackupRequest) (*engine.Manifest, error) {
@@ -74,7 +80,7 @@ func (f *fakeEngine) Verify(_ context.Context, name engine.Name, _ string, _ boo
 func kinds(eng *fakeEngine) []Kind {
 	return []Kind{&BackupWorker{Engine: eng}, &RestoreWorker{Engine: eng}, &DeleteWorker{Engine: eng},
 		&VerifyWorker{Engine: eng}, &PruneWorker{Engine: eng}, &DrillWorker{Engine: eng}, &AlertWorker{},
-		&BucketBackupWorker{}, &BucketRestoreWorker{}, &AdoptWorker{Engine: eng}}
+		&BucketBackupWorker{}, &BucketRestoreWorker{}, &AdoptWorker{Engine: eng}, &BaseBackupWorker{Engine: eng}}
 }
 
 func newTestWorker(eng *fakeEngine) (*Runtime, *asynq.ServeMux) {

@@ -146,6 +146,13 @@ function walText(p) {
   return humanAge(p.lag_seconds) + " behind, slot " + humanBytes(p.slot_lag_bytes) + base;
 }
 
+// baseText is a pitr target's base backup schedule and next run, for the
+// WAL archive column: WAL replays only onto a base backup.
+function baseText(t) {
+  if (!t.base_backup_schedule) return "";
+  return "; base backup " + t.base_backup_schedule + (t.next_base_backup ? ", next " + new Date(t.next_base_backup).toLocaleString() : "");
+}
+
 function retentionText(r) {
   const parts = [];
   for (const [k, label] of [["keep_last", "last"], ["keep_daily", "daily"], ["keep_weekly", "weekly"], ["keep_monthly", "monthly"]]) {
@@ -170,7 +177,7 @@ async function loadTargets() {
       if (t.rpo_met === true) age.className = "ok";
       if (t.rpo_met === false) age.className = "bad";
       cell(tr, retentionText(t.retention));
-      cell(tr, walText(t.pitr));
+      cell(tr, walText(t.pitr) + baseText(t), "wal");
       const d = t.last_drill;
       const drill = cell(tr, d ? (d.passed ? "passed" : "failed") + ", RTO " + d.rto_seconds.toFixed(1) + " s" : "never");
       if (d) drill.className = d.passed ? "ok" : "bad";
@@ -185,6 +192,11 @@ async function loadTargets() {
         } catch (e) { say(e.message); }
       });
       button(act, "Drill", "drill", "", () => start("POST", "/api/admin/targets/" + encodeURIComponent(t.name) + "/drill", {}));
+      // Only a pitr target takes base backups: one whose archive the
+      // archiver published, or with base backups scheduled.
+      if (t.pitr || t.base_backup_schedule) {
+        button(act, "Base backup", "basebackup", "", () => start("POST", "/api/admin/targets/" + encodeURIComponent(t.name) + "/basebackup", {}));
+      }
     }
   } catch (e) { say(e.message); }
 }

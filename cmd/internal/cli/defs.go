@@ -31,7 +31,7 @@ func boolean(field func(*Flags) *bool) func(*flag.FlagSet, *Flags, string, strin
 func cmds(s string) []string { return strings.Fields(s) }
 
 // tasks are the commands that make (or follow) a task.
-const tasks = "backup restore verify delete adopt status"
+const tasks = "backup basebackup restore verify delete adopt status"
 
 // defs are every command's flags, in the order help lists them. A flag of
 // one mode only is still listed for both, with its mode.
@@ -49,6 +49,8 @@ var defs = []def{
 	{name: "stores", cmds: cmds("backup delete list"), mode: both, arg: "S1,S2", usage: "comma-separated stores (default every configured store)",
 		bind: str(func(f *Flags) *string { return &f.Stores })},
 	{name: "target", cmds: cmds("backup"), mode: Remote, arg: "T", usage: "configured target to back up (its database, format and stores)",
+		bind: str(func(f *Flags) *string { return &f.Target })},
+	{name: "target", cmds: cmds("basebackup"), mode: Remote, arg: "T", usage: "the target (with pitr: true) whose server to copy",
 		bind: str(func(f *Flags) *string { return &f.Target })},
 	{name: "target", cmds: cmds("list"), mode: Remote, arg: "T", usage: "only this target's backups",
 		bind: str(func(f *Flags) *string { return &f.Target })},

@@ -31,10 +31,13 @@ func (m Mode) String() string {
 }
 
 // Commands are pgbackup's commands, in the order usage lists them.
-var Commands = []string{"backup", "restore", "verify", "delete", "list", "adopt", "status", "cancel", "targets", "wal"}
+var Commands = []string{"backup", "basebackup", "restore", "verify", "delete", "list", "adopt", "status", "cancel", "targets", "wal"}
 
-// serviceOnly are the commands only the service can run.
-var serviceOnly = []string{"status", "cancel", "targets"}
+// serviceOnly are the commands only the service can run. A base backup
+// is one: it is the workers' (their pg_basebackup, replication role and
+// the target's WAL archive), and only the service knows which targets
+// have pitr.
+var serviceOnly = []string{"basebackup", "status", "cancel", "targets"}
 
 // localOnly are the commands that read the stores directly and always run
 // here: `wal verify` walks an archive "from the store alone", which is

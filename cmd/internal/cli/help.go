@@ -9,16 +9,17 @@ import (
 
 // summaries say what each command does, for usage and help.
 var summaries = map[string]struct{ args, text string }{
-	"backup":  {"[NAME]", "back up a database, or with --database '*' the whole server"},
-	"restore": {"NAME", "restore a backup"},
-	"verify":  {"NAME", "read a backup back in full and check it"},
-	"delete":  {"NAME", "delete a backup"},
-	"list":    {"", "list complete backups, newest first"},
-	"adopt":   {"", "take over the old manager's archives that have no manifest (--dry-run, then --plan)"},
-	"status":  {"TASK_ID", "a task's state, progress and result (service only)"},
-	"cancel":  {"TASK_ID", "stop a task for good (service only)"},
-	"targets": {"", "the configured targets: schedule, newest backup, RPO (service only)"},
-	"wal":     {"verify", "walk a target's WAL archive in its stores (--target T); exit 1 on a gap (local only)"},
+	"backup":     {"[NAME]", "back up a database, or with --database '*' the whole server"},
+	"basebackup": {"", "base backup of a pitr target's server (--target T) for point-in-time recovery (service only)"},
+	"restore":    {"NAME", "restore a backup"},
+	"verify":     {"NAME", "read a backup back in full and check it"},
+	"delete":     {"NAME", "delete a backup"},
+	"list":       {"", "list complete backups, newest first"},
+	"adopt":      {"", "take over the old manager's archives that have no manifest (--dry-run, then --plan)"},
+	"status":     {"TASK_ID", "a task's state, progress and result (service only)"},
+	"cancel":     {"TASK_ID", "stop a task for good (service only)"},
+	"targets":    {"", "the configured targets: schedule, newest backup, RPO (service only)"},
+	"wal":        {"verify", "walk a target's WAL archive in its stores (--target T); exit 1 on a gap (local only)"},
 }
 
 // Usage is pgbackup's usage text.
@@ -26,7 +27,7 @@ func Usage() string {
 	var b strings.Builder
 	b.WriteString("usage: pgbackup <command> [flags]\n\ncommands:\n")
 	for _, c := range Commands {
-		fmt.Fprintf(&b, "  %-8s %-8s %s\n", c, summaries[c].args, summaries[c].text)
+		fmt.Fprintf(&b, "  %-10s %-8s %s\n", c, summaries[c].args, summaries[c].text)
 	}
 	b.WriteString(`
 ` + modesText + `

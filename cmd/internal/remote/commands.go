@@ -48,6 +48,10 @@ func checkArgs(f *cli.Flags) error {
 		if f.BackupName() == "" {
 			return fail(ExitUsage, "%s: --name is required", f.Command)
 		}
+	case "basebackup":
+		if f.Target == "" {
+			return fail(ExitUsage, "basebackup: --target is required")
+		}
 	case "status", "cancel":
 		if f.Arg == "" {
 			return fail(ExitUsage, "%s: give a task ID", f.Command)
@@ -125,6 +129,8 @@ func enqueue(ctx context.Context, cl *client.Client, f *cli.Flags) (*client.Task
 		return cl.DeleteBackup(ctx, f.BackupName(), client.DeleteBackupRequest{Stores: SplitList(f.Stores)})
 	case "adopt":
 		return cl.AdoptBackups(ctx, client.AdoptRequest{DryRun: f.DryRun, Plan: f.Plan})
+	case "basebackup":
+		return cl.BaseBackupTarget(ctx, f.Target)
 	}
 	return nil, fail(ExitUsage, "unknown command %q", f.Command)
 }

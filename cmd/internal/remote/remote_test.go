@@ -20,6 +20,12 @@ func fakeService(t *testing.T, bodies *[]string) *httptest.Server {
 		case r.URL.Path == "/api/admin/backup/create":
 			w.WriteHeader(http.StatusAccepted)
 			_, _ = io.WriteString(w, `{"task_id":"t1","backup_name":"b1","status_url":"/api/admin/tasks/t1"}`)
+		case r.URL.Path == "/api/admin/targets/app/basebackup":
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = io.WriteString(w, `{"task_id":"t2","backup_name":"app_base_20261208_010203","status_url":"/api/admin/tasks/t2"}`)
+		case r.URL.Path == "/api/admin/targets/plain/basebackup":
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":"bad request: target plain has no pitr"}`)
 		case r.URL.Path == "/api/admin/tasks/t1":
 			_, _ = io.WriteString(w, `{"task_id":"t1","type":"backup","queue":"default","state":"completed","error":"","retried":0,"max_retry":3}`)
 		case r.URL.Path == "/api/admin/backup/b1/verify":
@@ -56,10 +62,19 @@ func TestRemoteCommands(t *testing.T) {
 	if bodies[0] != want {
 		t.Errorf("request %s\nwant    %s", bodies[0], want)
 	}
+	code, out, errs = run("basebackup", "--target", "app")
+	if code != 0 || strings.TrimSpace(out) != "task t2 enqueued (backup app_base_20261208_010203)" {
+		t.Errorf("basebackup = %d\n%s\n%s", code, out, errs)
+	}
+	if last := bodies[len(bodies)-1]; last != "POST /api/admin/targets/app/basebackup " {
+		t.Errorf("basebackup sent %q", last)
+	}
 	for _, tc := range []struct {
 		args []string
 		want int
 	}{
+		{[]string{"basebackup", "--target", "plain"}, ExitUsage},
+		{[]string{"basebackup"}, ExitUsage},
 		{[]string{"verify", "b1"}, ExitFailed},
 		{[]string{"status", "nope"}, ExitNotFound},
 		{[]string{"delete", "--help"}, ExitOK},

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -91,5 +92,53 @@ func TestArchiverReadsNoIdentities(t *testing.T) {
 	_, err := LoadAs(Archiver, "", []string{`BACKUP_TARGETS=[{"name":"a","host":"h","password_file":"` + missing + `","pitr":true}]`})
 	if err == nil || !strings.Contains(err.Error(), "password_file") {
 		t.Errorf("archiver with an unreadable password_file: %v", err)
+	}
+}
+
+// TestBaseBackupSchedule: a pitr target takes base backups daily unless
+// it says when, or "off"; a target without pitr has none, and none is
+// scheduled while BACKUP_ENABLED is false; base_backup_schedule without
+// pitr, or not a schedule, is refused naming BACKUP_TARGETS.
+func TestBaseBackupSchedule(t *testing.T) {
+	t.Parallel()
+	targets := `BACKUP_TARGETS=[{"name":"plain"},{"name":"daily","database":"d","pitr":true},
+		{"name":"hourly","host":"db2","pitr":true,"base_backup_schedule":"@every 1h"},
+		{"name":"never","host":"db3","pitr":true,"base_backup_schedule":"off"},
+		{"name":"shared","database":"e","pitr":true}, {"name":"shared_own","database":"f","pitr":true,"base_backup_schedule":"@every 2h"}]`
+	s, err := LoadAs(Scheduler, "", []string{targets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"plain": "", "daily": DefaultBaseBackupSchedule, "hourly": "@every 1h", "never": "",
+		// One server, one WAL archive: the default belongs to its first
+		// pitr target only; another has base backups when it asks.
+		"shared": "", "shared_own": "@every 2h"} {
+		tg, _ := s.Targets.Get(name)
+		got := ""
+		if tg.BaseBackupSchedule != nil {
+			got = tg.BaseBackupSchedule.Spec
+		}
+		if got != want || tg.PITR != (name != "plain") {
+			t.Errorf("%s: base backup schedule %q, pitr %v; want %q, pitr %v", name, got, tg.PITR, want, name != "plain")
+		}
+	}
+	if d, _ := s.Targets.Get("daily"); d.BaseBackupSchedule != nil && d.BaseBackupSchedule.Slot != 24*time.Hour {
+		t.Errorf("default slot = %s, want 24h", d.BaseBackupSchedule.Slot)
+	}
+	s, err = LoadAs(Scheduler, "", []string{targets, "BACKUP_ENABLED=false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := s.Targets.Get("daily"); d.BaseBackupSchedule != nil || !d.PITR {
+		t.Errorf("BACKUP_ENABLED=false: daily = %+v, want pitr and no base backup schedule", d)
+	}
+	for name, targets := range map[string]string{
+		"without pitr": `[{"name":"a","base_backup_schedule":"@daily"}]`,
+		"not a spec":   `[{"name":"a","pitr":true,"base_backup_schedule":"daily"}]`,
+	} {
+		_, err := LoadAs(Scheduler, "", []string{"BACKUP_TARGETS=" + targets})
+		if !slices.Contains(configs.Settings(err), "BACKUP_TARGETS") || !strings.Contains(fmt.Sprint(err), "base_backup_schedule") {
+			t.Errorf("%s: err = %v, want one naming BACKUP_TARGETS and base_backup_schedule", name, err)
+		}
 	}
 }

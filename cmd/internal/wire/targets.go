@@ -3,7 +3,9 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/autograph/pgbackup/configs"
@@ -28,6 +30,11 @@ func (s *Setup) buildTargets() error {
 	}
 	var list []policy.Target
 	errs := []error{schedErr}
+	// A base backup copies the whole server, which every pitr target on it
+	// shares (one WAL archive per server), so only the first pitr target
+	// of each server takes the daily default; the others take base backups
+	// only when they ask for a schedule.
+	pitrServers := map[string]bool{}
 	for i, tc := range c.BackupTargets {
 		t, err := buildTarget(c, tc, s.program.readsTargetPasswords())
 		if err != nil {
@@ -37,6 +44,17 @@ func (s *Setup) buildTargets() error {
 			}
 			errs = append(errs, configs.Bad("BACKUP_TARGETS", "target %s: %w", label, err))
 			continue
+		}
+		if t.PITR {
+			conn := Conn(c)
+			if t.Server != nil {
+				conn = *t.Server
+			}
+			key := net.JoinHostPort(conn.Host, strconv.Itoa(conn.Port))
+			if pitrServers[key] && strings.TrimSpace(tc.BaseBackupSchedule) == "" {
+				t.BaseBackupSchedule = nil
+			}
+			pitrServers[key] = true
 		}
 		list = append(list, t)
 	}
@@ -85,7 +103,7 @@ func defaultSchedule(c configs.Config) (*policy.Schedule, error) {
 // entry's key, the caller adds the target and setting.
 func buildTarget(c configs.Config, tc configs.TargetConfig, passwords bool) (policy.Target, error) {
 	t := policy.Target{Name: strings.TrimSpace(tc.Name), Database: strings.TrimSpace(tc.Database), Stores: tc.Stores,
-		IncludeGlobals: tc.IncludeGlobals, Retention: policy.Retention(tc.KeepCounts())}
+		IncludeGlobals: tc.IncludeGlobals, Retention: policy.Retention(tc.KeepCounts()), PITR: tc.PITR}
 	if !policy.ValidTargetName(t.Name) {
 		return t, fmt.Errorf("name %q: use lower-case letters, digits and _, starting with a letter, at most 30", tc.Name)
 	}
@@ -152,6 +170,39 @@ func setSchedules(c configs.Config, tc configs.TargetConfig, t *policy.Target) e
 			return fmt.Errorf("drill_schedule: %w", err)
 		}
 		t.DrillSchedule = &s
+	}
+	return setBaseBackupSchedule(c, tc, t)
+}
+
+// DefaultBaseBackupSchedule is a pitr target's base_backup_schedule when
+// it sets none: daily, at midnight UTC.
+const DefaultBaseBackupSchedule = "@daily"
+
+// setBaseBackupSchedule sets a pitr target's base backup schedule:
+// base_backup_schedule, daily when unset, none when "off". Like backups,
+// base backups are scheduled only while BACKUP_ENABLED is true (the
+// setting is checked even then). A target without pitr has no WAL to
+// replay on a base backup, so the setting is refused there.
+func setBaseBackupSchedule(c configs.Config, tc configs.TargetConfig, t *policy.Target) error {
+	spec := strings.TrimSpace(tc.BaseBackupSchedule)
+	if !tc.PITR {
+		if spec != "" {
+			return errors.New("base_backup_schedule needs pitr: true")
+		}
+		return nil
+	}
+	switch spec {
+	case "off":
+		return nil
+	case "":
+		spec = DefaultBaseBackupSchedule
+	}
+	s, err := policy.ParseSchedule(spec)
+	if err != nil {
+		return fmt.Errorf("base_backup_schedule: %w", err)
+	}
+	if c.BackupEnabled {
+		t.BaseBackupSchedule = &s
 	}
 	return nil
 }
