@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/autograph/pgbackup/jobs/coord"
+	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/policy"
 )
 
@@ -22,7 +23,7 @@ import (
 // reports whether manifests are signed, and how many do not verify.
 func NewMetrics(targets *policy.TargetSet, state StateReader, inspector *asynq.Inspector, version string, trust ManifestTrust, log *logrus.Entry) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&targetCollector{targets: targets, state: state, log: log})
+	reg.MustRegister(&targetCollector{targets: targets, state: state, backups: trust.Backups, log: log})
 	trust.log = log
 	reg.MustRegister(&trust)
 	if inspector != nil {
@@ -57,17 +58,24 @@ var (
 		"How far the target's WAL archive is behind now: now - archived_through (pitr targets).", []string{"target"}, nil)
 	descWALSlotLag = prometheus.NewDesc("pgbackup_wal_slot_lag_bytes",
 		"WAL the target's server keeps for the archiver's replication slot: the newer of the archiver's report and the scheduler's reading of the slot on the server (pitr targets).", []string{"target"}, nil)
+	descWALGaps = prometheus.NewDesc("pgbackup_wal_gaps",
+		"Gaps the WAL watcher found in its last check of the target's WAL archive, from the oldest base backup on (pitr targets).", []string{"target"}, nil)
+	descBaseAge = prometheus.NewDesc("pgbackup_base_backup_age_seconds",
+		"Age of the newest trusted base backup of the target's WAL archive: how much WAL a point-in-time restore to now replays (pitr targets).", []string{"target"}, nil)
 )
 
 type targetCollector struct {
 	targets *policy.TargetSet
 	state   StateReader
+	// backups lists the base backups of pitr targets; nil: no base backup
+	// age.
+	backups policy.Lister
 	log     *logrus.Entry
 }
 
 func (c *targetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLastSuccess, descLastDuration, descLastSize, descRPO, descRPOTarget,
-		descBackups, descDrillSuccess, descDrillRTO, descWALThrough, descWALLag, descWALSlotLag} {
+		descBackups, descDrillSuccess, descDrillRTO, descWALThrough, descWALLag, descWALSlotLag, descWALGaps, descBaseAge} {
 		ch <- d
 	}
 }
@@ -84,6 +92,20 @@ func (c *targetCollector) Collect(ch chan<- prometheus.Metric) {
 		c.log.WithError(err).Warn("metrics: cannot read counters")
 		ch <- prometheus.NewInvalidMetric(descBackups, err)
 		return
+	}
+	// The backups are listed once a scrape, and only when a target has a
+	// WAL archive.
+	var entries []engine.Entry
+	listed := false
+	bases := func() []engine.Entry {
+		if !listed && c.backups != nil {
+			listed = true
+			var err error
+			if entries, err = c.backups.List(ctx, nil); err != nil {
+				c.log.WithError(err).Warn("metrics: cannot list base backups")
+			}
+		}
+		return entries
 	}
 	seen := map[[2]string]bool{}
 	for _, t := range c.targets.All() {
@@ -117,6 +139,12 @@ func (c *targetCollector) Collect(ch chan<- prometheus.Metric) {
 				gauge(descWALLag, w.LagSeconds(now), t.Name)
 			}
 			gauge(descWALSlotLag, float64(w.SlotLagBytes), t.Name)
+			if !w.GapsChecked.IsZero() {
+				gauge(descWALGaps, float64(w.Gaps), t.Name)
+			}
+			if b := policy.NewestBase(bases(), w.Archive); b != nil {
+				gauge(descBaseAge, max(0, now.Sub(b.FinishedAt).Seconds()), t.Name)
+			}
 		}
 	}
 	for k, n := range counts {

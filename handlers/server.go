@@ -101,6 +101,10 @@ type Deps struct {
 	Targets *policy.TargetSet
 	State   StateReader
 	Tasks   tasks.TaskLister
+	// PITR is each pitr target's WAL archive (by target name), for the
+	// prune dry run; nil or without a target: the dry run lists no base
+	// backups or WAL for it.
+	PITR map[string]policy.PITRArchive
 	// Buckets opens the buckets bucket backups read (to refuse missing ones
 	// and the store's own before enqueueing); nil refuses bucket backups.
 	Buckets BucketSource

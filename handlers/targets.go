@@ -9,8 +9,10 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/autograph/pgbackup/jobs/coord"
+	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/policy"
 	"github.com/autograph/pgbackup/jobs/tasks"
+	"github.com/autograph/pgbackup/jobs/wal"
 )
 
 // StateReader reads what the service observed about its targets (a
@@ -51,46 +53,76 @@ type targetJSON struct {
 }
 
 // pitrJSON is a pitr target's WAL archive as the archiver last
-// published it (coord.WALStatus). ArchivedThrough, LagSeconds and Window
-// are null until the archiver knows archived_through.
+// published it (coord.WALStatus). ArchivedThrough and LagSeconds are null
+// until the archiver knows archived_through; Window also until a base
+// backup bounds it.
 type pitrJSON struct {
-	Archive         string      `json:"archive"`
-	ArchivedThrough *time.Time  `json:"archived_through"`
-	LagSeconds      *float64    `json:"lag_seconds"`
-	SlotLagBytes    int64       `json:"slot_lag_bytes"`
-	Window          *windowJSON `json:"window"`
-	Timeline        uint32      `json:"timeline"`
-	ArchivedLSN     string      `json:"archived_lsn"`
-	ServerLSN       string      `json:"server_lsn"`
-	LastSegment     string      `json:"last_segment"`
-	Updated         time.Time   `json:"updated"`
+	Archive         string          `json:"archive"`
+	ArchivedThrough *time.Time      `json:"archived_through"`
+	LagSeconds      *float64        `json:"lag_seconds"`
+	SlotLagBytes    int64           `json:"slot_lag_bytes"`
+	Window          *windowJSON     `json:"window"`
+	BaseBackup      *baseBackupJSON `json:"base_backup"`
+	Timeline        uint32          `json:"timeline"`
+	ArchivedLSN     string          `json:"archived_lsn"`
+	ServerLSN       string          `json:"server_lsn"`
+	LastSegment     string          `json:"last_segment"`
+	Updated         time.Time       `json:"updated"`
 }
 
-// windowJSON is the oldest and newest second a restore can reach. From is
-// when the archive started (its first published state) until base
-// backups bound it: WAL replays only onto a base backup.
+// windowJSON is the oldest and newest second a restore can reach: from
+// the end of the oldest base backup whose WAL the archive holds (WAL
+// replays only onto a base backup) to archived_through.
 type windowJSON struct {
 	From time.Time `json:"from"`
 	To   time.Time `json:"to"`
 }
 
-func newPITRJSON(w *coord.WALStatus, now time.Time) *pitrJSON {
+// baseBackupJSON is the newest base backup of a pitr target's archive.
+type baseBackupJSON struct {
+	Name       string    `json:"backup_name"`
+	FinishedAt time.Time `json:"finished_at"`
+	AgeSeconds float64   `json:"age_seconds"`
+	StopLSN    string    `json:"stop_lsn"`
+}
+
+// newPITRJSON is w with the window and base backup its archive's base
+// backups among entries give.
+func newPITRJSON(w *coord.WALStatus, entries []engine.Entry, now time.Time) *pitrJSON {
 	if w == nil {
 		return nil
 	}
 	p := &pitrJSON{Archive: w.Archive, SlotLagBytes: w.SlotLagBytes, Timeline: w.Timeline, ArchivedLSN: w.ArchivedLSN,
 		ServerLSN: w.ServerLSN, LastSegment: w.LastSegment, Updated: w.Updated}
-	if !w.ArchivedThrough.IsZero() {
-		through := w.ArchivedThrough.UTC()
-		lag := w.LagSeconds(now)
-		p.ArchivedThrough, p.LagSeconds = &through, &lag
-		from := w.Started.UTC()
-		if from.IsZero() || from.After(through) {
+	if b := policy.NewestBase(entries, w.Archive); b != nil {
+		p.BaseBackup = &baseBackupJSON{Name: b.Name.String(), FinishedAt: b.FinishedAt.UTC(),
+			AgeSeconds: max(0, now.Sub(b.FinishedAt).Seconds()), StopLSN: b.Base.StopLSN}
+	}
+	if w.ArchivedThrough.IsZero() {
+		return p
+	}
+	through := w.ArchivedThrough.UTC()
+	lag := w.LagSeconds(now)
+	p.ArchivedThrough, p.LagSeconds = &through, &lag
+	if b := policy.OldestBase(entries, w.Archive, archiveHolds(w)); b != nil {
+		from := b.FinishedAt.UTC()
+		if from.After(through) {
 			from = through
 		}
 		p.Window = &windowJSON{From: from, To: through}
 	}
 	return p
+}
+
+// archiveHolds reports whether the archive, as w describes it, holds the
+// WAL from start to stop: stop is archived, and start is not before where
+// the archive's WAL starts (when the WAL watcher has published that).
+func archiveHolds(w *coord.WALStatus) func(start, stop wal.Position) bool {
+	archived, err := wal.ParseLSN(w.ArchivedLSN)
+	oldest, oerr := wal.ParseLSN(w.OldestLSN)
+	return func(start, stop wal.Position) bool {
+		return err == nil && stop.Timeline <= w.Timeline && stop.LSN <= archived && (oerr != nil || start.LSN >= oldest)
+	}
 }
 
 type newestJSON struct {
@@ -148,7 +180,7 @@ func (a *API) listTargets(c echo.Context) error {
 				return fmt.Errorf("%w: %w", errQueueUnavailable, err)
 			}
 			tj.LastDrill = st.LastDrill
-			tj.PITR = newPITRJSON(st.WAL, now)
+			tj.PITR = newPITRJSON(st.WAL, entries, now)
 		}
 		if t.RPO > 0 {
 			met := tj.AgeSeconds != nil && *tj.AgeSeconds <= t.RPO.Seconds()
@@ -174,19 +206,25 @@ func (a *API) target(c echo.Context) (policy.Target, error) {
 }
 
 // prunePreview is the dry run: what the target's retention would delete
-// now, and why each kept backup stays.
+// now, and why each kept backup stays; for a pitr target, also which base
+// backups its WAL archive's pitr_window keeps and how much WAL before the
+// oldest kept one would go.
 func (a *API) prunePreview(c echo.Context) error {
 	t, err := a.target(c)
 	if err != nil {
 		return err
 	}
+	ctx := c.Request().Context()
 	out := policy.PruneOutcome{Target: t.Name, Deleted: []string{}}
-	if t.Retention.Enabled() {
-		inUse, err := tasks.BackupsInUse(a.d.Tasks)
-		if err != nil {
+	arch, pitr := a.d.PITR[t.Name]
+	var inUse map[string]bool
+	if t.Retention.Enabled() || pitr {
+		if inUse, err = tasks.BackupsInUse(a.d.Tasks); err != nil {
 			return err
 		}
-		if out.Decisions, err = policy.PlanPrune(c.Request().Context(), a.d.Backups, inUse, t); err != nil {
+	}
+	if t.Retention.Enabled() {
+		if out.Decisions, err = policy.PlanPrune(ctx, a.d.Backups, inUse, t); err != nil {
 			return err
 		}
 		for _, d := range out.Decisions {
@@ -195,8 +233,50 @@ func (a *API) prunePreview(c echo.Context) error {
 			}
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"target": t.Name, "dry_run": true, "retention": t.Retention,
-		"would_delete": out.Deleted, "decisions": out.Decisions})
+	body := map[string]any{"target": t.Name, "dry_run": true, "retention": t.Retention,
+		"would_delete": out.Deleted, "decisions": out.Decisions}
+	if pitr {
+		p, err := a.pitrPreview(ctx, arch, inUse)
+		if err != nil {
+			return err
+		}
+		for _, d := range p.BaseBackups {
+			if !d.Keep {
+				out.Deleted = append(out.Deleted, d.Name)
+			}
+		}
+		body["would_delete"], body["pitr"] = out.Deleted, p
+	}
+	return c.JSON(http.StatusOK, body)
+}
+
+// pitrPreviewJSON is a pitr target's part of the prune dry run.
+type pitrPreviewJSON struct {
+	WALArchive    string                 `json:"wal_archive"`
+	WindowSeconds float64                `json:"window_seconds"`
+	BaseBackups   []policy.PruneDecision `json:"base_backups"`
+	// WAL is what would be pruned of the archive; null when nothing
+	// would (no trusted base backup: all of it may be needed).
+	WAL *wal.PruneReport `json:"wal"`
+}
+
+func (a *API) pitrPreview(ctx context.Context, arch policy.PITRArchive, inUse map[string]bool) (pitrPreviewJSON, error) {
+	plan, err := policy.PlanPITR(ctx, a.d.Backups, inUse, arch, time.Now())
+	if err != nil {
+		return pitrPreviewJSON{}, err
+	}
+	out := pitrPreviewJSON{WALArchive: arch.Name, WindowSeconds: arch.Window.Seconds(), BaseBackups: plan.Decisions}
+	if out.BaseBackups == nil {
+		out.BaseBackups = []policy.PruneDecision{}
+	}
+	if plan.Cut != (wal.Position{}) && arch.WAL != nil {
+		r, err := arch.WAL.Prune(ctx, plan.Cut, true)
+		if err != nil {
+			return out, err
+		}
+		out.WAL = &r
+	}
+	return out, nil
 }
 
 func (a *API) pruneTarget(c echo.Context) error {

@@ -134,7 +134,7 @@ func (m *MinIO) Name() string { return MinIOName }
 // Bucket returns the bucket name.
 func (m *MinIO) Bucket() string { return m.bucket }
 
-// Put implements Store. The object is uploaded as a multipart stream of
+// Put implements Store. A stream is uploaded as a multipart stream of
 // unknown length with a fixed part size, so memory stays at
 // PartSize × UploadThreads whatever the archive size. S3 publishes a
 // multipart object only on CompleteMultipartUpload; minio-go aborts the
@@ -143,19 +143,31 @@ func (m *MinIO) Put(ctx context.Context, key string, r io.Reader, meta map[strin
 	if err := ValidateKey(key); err != nil {
 		return fmt.Errorf("minio put: %w", err)
 	}
-	// A worker killed during an earlier attempt leaves its parts behind;
-	// clear them so retries do not accumulate invisible storage.
-	_ = m.client.RemoveIncompleteUpload(ctx, m.bucket, key)
+	// A reader that knows its length and fits in one part (a WAL chunk,
+	// a manifest) goes up as one PUT of that length: no part buffers
+	// (PartSize × UploadThreads allocated for every object, which made the
+	// archiver's memory grow with each small WAL object) and no multipart
+	// round trips on the path of every WAL chunk.
+	size := int64(-1)
+	if l, ok := r.(interface{ Len() int }); ok && uint64(l.Len()) < m.part {
+		size = int64(l.Len())
+	}
+	if size < 0 {
+		// A worker killed during an earlier attempt leaves its parts
+		// behind; clear them so retries do not accumulate invisible
+		// storage.
+		_ = m.client.RemoveIncompleteUpload(ctx, m.bucket, key)
+	}
 	opts := minio.PutObjectOptions{
 		ContentType:  "application/octet-stream",
 		UserMetadata: meta,
 		PartSize:     m.part,
 	}
-	if m.threads > 1 {
+	if m.threads > 1 && size < 0 {
 		opts.NumThreads = m.threads
 		opts.ConcurrentStreamParts = true
 	}
-	if _, err := m.client.PutObject(ctx, m.bucket, key, contextReader{ctx: ctx, r: r}, -1, opts); err != nil {
+	if _, err := m.client.PutObject(ctx, m.bucket, key, contextReader{ctx: ctx, r: r}, size, opts); err != nil {
 		return fmt.Errorf("minio put %s: %w", key, mapMinIOError(err))
 	}
 	return nil

@@ -79,6 +79,10 @@ func run(ctx context.Context) error {
 	state := coord.NewState(rdb)
 	names := coord.NewNameIndex(eng, rdb, 5*time.Second, log)
 	go names.Run(ctx)
+	pitr, err := wire.PITRArchives(ctx, setup, log)
+	if err != nil {
+		return err
+	}
 
 	e := handlers.New(handlers.Deps{
 		Backups:               eng,
@@ -100,6 +104,7 @@ func run(ctx context.Context) error {
 		Targets:               targets,
 		State:                 state,
 		Tasks:                 inspector,
+		PITR:                  pitr,
 		Metrics:               handlers.NewMetrics(targets, state, inspector, version, handlers.ManifestTrust{Signing: setup.Signer.Enabled(), Backups: eng}, log),
 		MetricsPublic:         cfg.MetricsPublic,
 		Idempotency:           coord.NewIdempotency(rdb, cfg.APIIdempotencyTTL),

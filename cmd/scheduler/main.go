@@ -19,6 +19,7 @@ import (
 	"github.com/autograph/pgbackup/internal/loop"
 	"github.com/autograph/pgbackup/jobs/alert"
 	"github.com/autograph/pgbackup/jobs/coord"
+	"github.com/autograph/pgbackup/jobs/policy"
 	"github.com/autograph/pgbackup/jobs/scheduling"
 	"github.com/autograph/pgbackup/jobs/worker"
 )
@@ -105,7 +106,7 @@ func run(ctx context.Context) error {
 	if setup.Signer.Enabled() {
 		checking = (&scheduling.ManifestWatcher{Backups: eng, Alerts: alerter, Interval: cfg.RPOCheckInterval, Log: log}).Start(ctx)
 	}
-	walWatching, err := startWALWatchers(ctx, setup, alerter, state, log)
+	walWatching, err := startWALWatchers(ctx, setup, eng, state, alerter, log)
 	if err != nil {
 		s.Shutdown()
 		watching.Stop()
@@ -125,12 +126,14 @@ func run(ctx context.Context) error {
 }
 
 // startWALWatchers starts one WAL watcher per pitr archive (one per
-// server). The scheduler reads no target password_file, so a server whose
-// target needs one can be asked how far its WAL is, and about its slot,
-// only when libpq's other ways give the scheduler a password (a .pgpass
-// file, PGPASSFILE): else the watcher still finds gaps but neither stalls
-// nor slot lag, and says so in its log.
-func startWALWatchers(ctx context.Context, setup *wire.Setup, alerter *alert.Alerter, state *coord.State, log *logrus.Entry) ([]*loop.Service, error) {
+// server), watching the WAL from the oldest base backup (listed by
+// backups) on and publishing its gap count and slot readings into state.
+// The scheduler reads no target password_file, so a server whose target
+// needs one can be asked how far its WAL is, and about its slot, only when
+// libpq's other ways give the scheduler a password (a .pgpass file,
+// PGPASSFILE): else the watcher still finds gaps but neither stalls nor
+// slot lag, and says so in its log.
+func startWALWatchers(ctx context.Context, setup *wire.Setup, backups policy.Lister, state *coord.State, alerter *alert.Alerter, log *logrus.Entry) ([]*loop.Service, error) {
 	if len(setup.WALArchives) == 0 {
 		return nil, nil
 	}
@@ -151,7 +154,7 @@ func startWALWatchers(ctx context.Context, setup *wire.Setup, alerter *alert.Ale
 			}
 			return nil, err
 		}
-		w := &scheduling.WALWatcher{Archive: a.Name, Targets: a.Targets, Scanner: arch,
+		w := &scheduling.WALWatcher{Archive: a.Name, Targets: a.Targets, Scanner: arch, Backups: backups, State: state,
 			Server: scheduling.ServerFlushLSN(a.Conn), StallAfter: setup.Config.WALStallAfter,
 			Slot: scheduling.ServerSlot(a.Conn, a.Slot), SlotName: a.Slot, Record: state,
 			SlotLag: scheduling.SlotLagAlert{Percent: lag.Percent, Bytes: lag.Bytes},

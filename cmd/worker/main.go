@@ -77,12 +77,17 @@ func run(ctx context.Context) error {
 	ledger := &worker.Ledger{State: state, Queue: client, TaskOptions: wire.TaskOptions(cfg), Log: log}
 	buckets := wire.Buckets(setup, log)
 	targets := setup.Targets
+	pitr, err := wire.PITRArchives(ctx, setup, log)
+	if err != nil {
+		return err
+	}
+	ledger.PITR = pitr
 	w.Register(mux,
 		&worker.BackupWorker{Engine: eng, Targets: targets, Ledger: ledger, Alerts: alerter},
 		&worker.RestoreWorker{Engine: eng, Targets: targets},
 		&worker.DeleteWorker{Engine: eng, Ledger: ledger},
 		&worker.VerifyWorker{Engine: eng},
-		&worker.PruneWorker{Engine: eng, Targets: targets, Queue: inspector, Ledger: ledger, Log: log},
+		&worker.PruneWorker{Engine: eng, Targets: targets, Queue: inspector, Ledger: ledger, PITR: pitr, Log: log},
 		&worker.DrillWorker{Engine: eng, Targets: targets, State: state, Log: log},
 		&worker.AlertWorker{Webhooks: alerter.Webhooks(), Secret: alerter.Secret, Client: alerter.Client},
 		&worker.BucketBackupWorker{Engine: eng, Buckets: buckets, Targets: targets, Ledger: ledger},

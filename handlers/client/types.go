@@ -283,13 +283,26 @@ type PITRStatus struct {
 	ArchivedThrough *time.Time `json:"archived_through"`
 	LagSeconds      *float64   `json:"lag_seconds"`
 	SlotLagBytes    int64      `json:"slot_lag_bytes"`
-	// Window is the oldest and newest second a restore can reach.
-	Window      *PITRWindow `json:"window"`
-	Timeline    uint32      `json:"timeline"`
-	ArchivedLSN string      `json:"archived_lsn"`
-	ServerLSN   string      `json:"server_lsn"`
-	LastSegment string      `json:"last_segment"`
-	Updated     time.Time   `json:"updated"`
+	// Window is the oldest and newest second a restore can reach: from
+	// the end of the oldest base backup whose WAL the archive holds; nil
+	// without one.
+	Window *PITRWindow `json:"window"`
+	// BaseBackup is the archive's newest trusted base backup; nil when
+	// there is none.
+	BaseBackup  *PITRBaseBackup `json:"base_backup"`
+	Timeline    uint32          `json:"timeline"`
+	ArchivedLSN string          `json:"archived_lsn"`
+	ServerLSN   string          `json:"server_lsn"`
+	LastSegment string          `json:"last_segment"`
+	Updated     time.Time       `json:"updated"`
+}
+
+// PITRBaseBackup is a base backup of a WAL archive.
+type PITRBaseBackup struct {
+	Name       string    `json:"backup_name"`
+	FinishedAt time.Time `json:"finished_at"`
+	AgeSeconds float64   `json:"age_seconds"`
+	StopLSN    string    `json:"stop_lsn"`
 }
 
 // PITRWindow is a span of restorable time.
@@ -338,6 +351,30 @@ type PrunePreview struct {
 	Retention   Retention       `json:"retention"`
 	WouldDelete []string        `json:"would_delete"`
 	Decisions   []PruneDecision `json:"decisions"`
+	// PITR is a pitr target's part: the base backups its WAL archive's
+	// pitr_window keeps and the WAL that would go; nil for other targets.
+	PITR *PrunePITR `json:"pitr,omitempty"`
+}
+
+// PrunePITR is what a prune would delete of a pitr target's WAL archive.
+type PrunePITR struct {
+	WALArchive    string          `json:"wal_archive"`
+	WindowSeconds float64         `json:"window_seconds"`
+	BaseBackups   []PruneDecision `json:"base_backups"`
+	// WAL is nil when no WAL would go (no trusted base backup).
+	WAL *WALPruneReport `json:"wal"`
+}
+
+// WALPruneReport counts the WAL objects a prune deletes, over every
+// store, before the cut (BeforeLSN on Timeline and earlier timelines).
+type WALPruneReport struct {
+	Timeline  uint32 `json:"timeline"`
+	BeforeLSN string `json:"before_lsn"`
+	Objects   int    `json:"objects"`
+	Segments  int    `json:"segments"`
+	Chunks    int    `json:"chunks"`
+	Bytes     int64  `json:"bytes"`
+	DryRun    bool   `json:"dry_run"`
 }
 
 // AuditEntry is one recorded admin action.

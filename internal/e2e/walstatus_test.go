@@ -18,7 +18,9 @@ import (
 // target: GET /api/admin/targets carries the target's pitr state in the
 // documented schema, archived_through is recent while the server is idle,
 // and it and the archived position advance past a write and a segment
-// switch; /metrics has the WAL gauges, and the page shows the lag.
+// switch; the window is null until a base backup whose WAL the archive
+// holds exists, then starts when it finished; /metrics has the WAL gauges
+// and the base backup's age, and the page shows the lag and that age.
 func TestArchiverPublishesPITRState(t *testing.T) {
 	t.Parallel()
 	p := newPITRCluster(t)
@@ -59,9 +61,8 @@ func TestArchiverPublishesPITRState(t *testing.T) {
 	recent := pitr("archived_through within 10 s of now (idle server)", func(s *client.PITRStatus) bool {
 		return s.ArchivedThrough != nil && time.Since(*s.ArchivedThrough) < 10*time.Second
 	})
-	if recent.SlotLagBytes < 0 || recent.LagSeconds == nil || recent.Window == nil || recent.Window.From.After(recent.Window.To) ||
-		!recent.Window.To.Equal(*recent.ArchivedThrough) || recent.Archive != walTarget {
-		t.Fatalf("pitr %+v: want slot_lag_bytes >= 0, lag_seconds, window from <= to = archived_through, archive %s", recent, walTarget)
+	if recent.SlotLagBytes < 0 || recent.LagSeconds == nil || recent.Window != nil || recent.BaseBackup != nil || recent.Archive != walTarget {
+		t.Fatalf("pitr %+v: want slot_lag_bytes >= 0, lag_seconds, no window and no base backup (none taken), archive %s", recent, walTarget)
 	}
 
 	lsn, seg := p.writeAndSwitch(t, 2000)
@@ -73,15 +74,29 @@ func TestArchiverPublishesPITRState(t *testing.T) {
 	if moved.LastSegment < seg {
 		t.Errorf("last_segment %s, want %s or later", moved.LastSegment, seg)
 	}
-	if !moved.Window.From.Equal(recent.Window.From) {
-		t.Errorf("window.from moved from %s to %s: it is when the archive started", recent.Window.From, moved.Window.From)
+
+	// A base backup whose WAL the archive holds (published as the engine
+	// lists one) opens the window at its end.
+	archived, err := wal.ParseLSN(moved.ArchivedLSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	base := putBaseBackup(t, p.minio(), walTarget, finished, lsn-0x100, min(lsn, archived))
+	withBase := pitr("the window from the base backup's end", func(s *client.PITRStatus) bool {
+		return s.Window != nil && s.BaseBackup != nil
+	})
+	if !withBase.Window.From.Equal(finished) || withBase.Window.From.After(withBase.Window.To) || withBase.BaseBackup.Name != base ||
+		withBase.BaseBackup.AgeSeconds < 60 {
+		t.Fatalf("pitr %+v, base backup %+v: want window from %s (when %s finished) and its age", withBase, withBase.BaseBackup, finished, base)
 	}
 
 	metrics, err := viewer.Metrics(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []string{"pgbackup_wal_archived_through_timestamp_seconds", "pgbackup_wal_lag_seconds", "pgbackup_wal_slot_lag_bytes"} {
+	for _, m := range []string{"pgbackup_wal_archived_through_timestamp_seconds", "pgbackup_wal_lag_seconds", "pgbackup_wal_slot_lag_bytes",
+		"pgbackup_base_backup_age_seconds"} {
 		if !strings.Contains(string(metrics), m+`{target="`+walTarget+`"} `) {
 			t.Errorf("/metrics lacks %s for %s", m, walTarget)
 		}
@@ -91,5 +106,5 @@ func TestArchiverPublishesPITRState(t *testing.T) {
 	ctx := newBrowser(t)
 	do(t, ctx, "open the page as a viewer", 30*time.Second, chromedp.Navigate(p.apiURL+"/ui/#token="+viewerToken))
 	cell := fmt.Sprintf(`document.querySelector('#targets tr[data-name=%q] td[data-label="WAL archive"]')`, walTarget)
-	waitJS(t, ctx, "the WAL archive cell", cell+` !== null && / behind, slot \d/.test(`+cell+`.textContent)`, 20*time.Second)
+	waitJS(t, ctx, "the WAL archive cell", cell+` !== null && / behind, slot \d.*, base backup \d+m old/.test(`+cell+`.textContent)`, 20*time.Second)
 }

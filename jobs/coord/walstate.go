@@ -44,6 +44,14 @@ type WALStatus struct {
 	// Until base backups bound it, it is the oldest second a restore can
 	// reach from the archive.
 	Started time.Time `json:"started"`
+	// Gaps is how many gaps the WAL watcher found in its last check, in
+	// the WAL from the oldest base backup on (the whole archive before
+	// the first one), OldestLSN where the archive's WAL starts (the
+	// oldest over the stores, PostgreSQL's notation), and GapsChecked
+	// when it checked; zero until a scheduler has.
+	Gaps        int       `json:"gaps"`
+	OldestLSN   string    `json:"oldest_lsn"`
+	GapsChecked time.Time `json:"gaps_checked"`
 }
 
 // LagSeconds is how far ArchivedThrough is behind now.
@@ -106,6 +114,20 @@ func (s *State) RecordSlot(ctx context.Context, targets []string, r SlotReading)
 	return nil
 }
 
+// RecordWALGaps publishes, for every target of a WAL archive, what the
+// WAL watcher found at at: the number of gaps and where the archive's WAL
+// starts (see WALStatus).
+func (s *State) RecordWALGaps(ctx context.Context, targets []string, gaps int, oldest string, at time.Time) error {
+	pipe := s.rdb.Pipeline()
+	for _, t := range targets {
+		pipe.HSet(ctx, targetKey(t), map[string]any{"wal_gaps": gaps, "wal_oldest_lsn": oldest, "wal_gaps_checked": at.UnixMilli()})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("record wal gaps of %v: %w", targets, err)
+	}
+	return nil
+}
+
 // walStatus reads the wal_ fields of a target's hash; nil when no archiver
 // ever published any.
 func walStatus(raw map[string]string) *WALStatus {
@@ -121,11 +143,13 @@ func walStatus(raw map[string]string) *WALStatus {
 	}
 	tli, _ := strconv.ParseUint(raw["wal_timeline"], 10, 32)
 	lag, _ := strconv.ParseInt(raw["wal_slot_lag_bytes"], 10, 64)
+	gaps, _ := strconv.Atoi(raw["wal_gaps"])
 	w := &WALStatus{
 		Archive: raw["wal_archive"], Timeline: uint32(tli), ArchivedLSN: raw["wal_archived_lsn"],
 		ArchivedThrough: ms("wal_archived_through"), ServerLSN: raw["wal_server_lsn"], SlotLagBytes: lag,
 		LastSegment: raw["wal_last_segment"], Updated: ms("wal_updated"), Started: ms("wal_started"),
 		SlotStatus: raw["wal_slot_status"], SlotChecked: ms("wal_slot_checked"),
+		Gaps: gaps, OldestLSN: raw["wal_oldest_lsn"], GapsChecked: ms("wal_gaps_checked"),
 	}
 	if w.SlotChecked.After(w.Updated) {
 		w.SlotLagBytes, _ = strconv.ParseInt(raw["wal_slot_server_lag_bytes"], 10, 64)

@@ -49,6 +49,9 @@ func TestRecordWALRoundTrips(t *testing.T) {
 	if err := s.RecordWAL(ctx, []string{a, b}, w); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.RecordWALGaps(ctx, []string{a, b}, 2, "0/1000000", later); err != nil {
+		t.Fatal(err)
+	}
 	for _, target := range []string{a, b} {
 		st, err := s.Status(ctx, target)
 		if err != nil {
@@ -56,6 +59,7 @@ func TestRecordWALRoundTrips(t *testing.T) {
 		}
 		want := w
 		want.Started = first // the first publication, kept
+		want.Gaps, want.OldestLSN, want.GapsChecked = 2, "0/1000000", later
 		if st.WAL == nil || *st.WAL != want {
 			t.Fatalf("%s: WAL = %+v, want %+v", target, st.WAL, want)
 		}
@@ -77,7 +81,7 @@ func TestWALStatusJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"archive":"db","timeline":2,"archived_lsn":"0/10","archived_through":"2026-01-02T03:04:05Z","server_lsn":"0/20","slot_lag_bytes":16,"last_segment":"000000020000000000000000","updated":"2026-01-02T03:04:05Z","started":"2026-01-02T02:04:05Z"}`
+	want := `{"archive":"db","timeline":2,"archived_lsn":"0/10","archived_through":"2026-01-02T03:04:05Z","server_lsn":"0/20","slot_lag_bytes":16,"last_segment":"000000020000000000000000","updated":"2026-01-02T03:04:05Z","started":"2026-01-02T02:04:05Z","gaps":0,"oldest_lsn":"","gaps_checked":"0001-01-01T00:00:00Z"}`
 	if string(b) != want {
 		t.Fatalf("JSON\n got %s\nwant %s", b, want)
 	}

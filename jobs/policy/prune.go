@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/autograph/pgbackup/jobs/engine"
+	"github.com/autograph/pgbackup/jobs/wal"
 )
 
 // Lister lists complete backups (an *engine.Engine).
@@ -71,4 +72,9 @@ type PruneOutcome struct {
 	Target    string          `json:"target"`
 	Deleted   []string        `json:"deleted"`
 	Decisions []PruneDecision `json:"decisions"`
+	// BaseBackups are a pitr target's base backups as its WAL archive's
+	// pitr_window decided (their deleted ones are in Deleted too), and
+	// WAL what was pruned of the archive; absent for other targets.
+	BaseBackups []PruneDecision  `json:"base_backups,omitempty"`
+	WAL         *wal.PruneReport `json:"wal,omitempty"`
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/autograph/pgbackup/internal/loop"
 	"github.com/autograph/pgbackup/jobs/alert"
 	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/jobs/policy"
 	"github.com/autograph/pgbackup/jobs/wal"
 )
 
@@ -23,10 +24,18 @@ type WALScanner interface {
 // ServerLSN returns how far the archived server has flushed its WAL.
 type ServerLSN func(ctx context.Context) (wal.LSN, error)
 
+// WALGapRecorder publishes what the WAL watcher found, for /metrics (a
+// *coord.State).
+type WALGapRecorder interface {
+	RecordWALGaps(ctx context.Context, targets []string, gaps int, oldest string, at time.Time) error
+}
+
 // WALWatcher watches one pitr server's WAL archive: every Interval it
 // scans the archive's chains and raises one wal.gap alert per distinct gap
-// (store, timeline and LSN range) between the oldest archived WAL and the
-// end, and one wal.gap.resolved when that gap is no longer there; and,
+// (store, timeline and LSN range) between the start of the oldest trusted
+// base backup of the archive (the oldest archived WAL while there is none:
+// WAL before the oldest base backup is needed by no restore) and the end,
+// and one wal.gap.resolved when that gap is no longer there; and,
 // when the server can be asked (Server), one wal.stalled alert when the
 // server has been past the archive's end for StallAfter while that end
 // did not move. An idle server (flushed no further than the archive) is no
@@ -38,9 +47,14 @@ type ServerLSN func(ctx context.Context) (wal.LSN, error)
 type WALWatcher struct {
 	// Archive names the archive (its first target); Targets are the pitr
 	// targets it serves, for the log.
-	Archive    string
-	Targets    []string
-	Scanner    WALScanner
+	Archive string
+	Targets []string
+	Scanner WALScanner
+	// Backups lists the base backups (an *engine.Engine); nil watches
+	// the whole archive.
+	Backups policy.Lister
+	// State receives the number of gaps after each check; nil: none.
+	State      WALGapRecorder
 	Server     ServerLSN
 	StallAfter time.Duration
 	// Slot reads the archive's replication slot SlotName on the server
@@ -89,9 +103,61 @@ func (w *WALWatcher) Check(ctx context.Context) error {
 		w.checkSlot(ctx, w.end)
 		return fmt.Errorf("wal watch %s: %w", w.Archive, err)
 	}
-	w.checkGaps(ctx, chains)
+	// The slot is on the server: a failure to list the base backups does
+	// not stop watching it.
 	w.checkSlot(ctx, archiveEnd(chains))
+	from, err := w.oldestBase(ctx)
+	if err != nil {
+		return err
+	}
+	n := w.checkGaps(ctx, chains, from)
+	if w.State != nil {
+		if err := w.State.RecordWALGaps(ctx, w.Targets, n, archiveStart(chains), w.now()); err != nil {
+			w.Log.WithError(err).WithField("wal_archive", w.Archive).Warn("cannot publish the WAL archive's gaps")
+		}
+	}
 	return w.checkStall(ctx, chains)
+}
+
+// oldestBase is where the oldest trusted base backup of the archive
+// starts; the zero Position when there is none (or no Backups).
+func (w *WALWatcher) oldestBase(ctx context.Context) (wal.Position, error) {
+	if w.Backups == nil {
+		return wal.Position{}, nil
+	}
+	entries, err := w.Backups.List(ctx, nil)
+	if err != nil {
+		return wal.Position{}, fmt.Errorf("wal watch %s: list base backups: %w", w.Archive, err)
+	}
+	m := policy.OldestBase(entries, w.Archive, nil)
+	if m == nil {
+		return wal.Position{}, nil
+	}
+	start, _, _ := policy.BaseRange(m)
+	return start, nil
+}
+
+// needed reports whether a restore from a base backup starting at from
+// (or, with the zero from, from the archive's start) can need the WAL of
+// gap g: a gap wholly before from, on from's timeline or an earlier one,
+// cannot. A history file that does not verify always can.
+func needed(g wal.Gap, from wal.Position) bool {
+	return g.End <= g.Start || g.Timeline > from.Timeline || g.End > from.LSN
+}
+
+// archiveStart is where the oldest WAL over the stores starts, in
+// PostgreSQL's notation; empty when no store holds any.
+func archiveStart(chains []wal.Chain) string {
+	var start *wal.LSN
+	for _, c := range chains {
+		if c.Segments+c.Chunks > 0 && (start == nil || c.Start.LSN < *start) {
+			start = &c.Start.LSN
+		}
+	}
+	if start == nil {
+		return ""
+	}
+	return start.String()
 }
 
 func (w *WALWatcher) now() time.Time {
@@ -121,14 +187,18 @@ func gapKey(g wal.Gap) string {
 	return fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%s", g.Store, g.Timeline, g.Start, g.End, g.Key)
 }
 
-func (w *WALWatcher) checkGaps(ctx context.Context, chains []wal.Chain) {
+// checkGaps reports new and resolved gaps a restore from from on can
+// need, and returns how many there are now.
+func (w *WALWatcher) checkGaps(ctx context.Context, chains []wal.Chain, from wal.Position) int {
 	if w.gaps == nil {
 		w.gaps = map[string]wal.Gap{}
 	}
 	now := map[string]wal.Gap{}
 	for _, c := range chains {
 		for _, g := range c.Gaps {
-			now[gapKey(g)] = g
+			if needed(g, from) {
+				now[gapKey(g)] = g
+			}
 		}
 	}
 	for k, g := range now {
@@ -147,6 +217,7 @@ func (w *WALWatcher) checkGaps(ctx context.Context, chains []wal.Chain) {
 		w.log(g).Info("a WAL archive gap is no longer there")
 		w.Alerts.Emit(ctx, alert.Event{Event: alert.EventWALGapResolved, Target: w.Archive, Error: g.String()})
 	}
+	return len(now)
 }
 
 func (w *WALWatcher) log(g wal.Gap) *logrus.Entry {

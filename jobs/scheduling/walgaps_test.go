@@ -255,3 +255,63 @@ func benchConn(t *testing.T) pgtool.Conn {
 	}
 	return pgtool.Conn{Host: env.PGHost, Port: port, User: env.PGUser, Password: env.PGPassword, SSLMode: "disable", Database: env.PGDatabase}
 }
+
+// baseLister lists base backups of archive db1.
+type baseLister []engine.Entry
+
+func (l *baseLister) List(context.Context, []string) ([]engine.Entry, error) { return *l, nil }
+
+func (l *baseLister) add(name, start, unverified string) {
+	*l = append(*l, engine.Entry{Manifest: engine.Manifest{Name: engine.MustParseName(name), Content: engine.ContentBase, Target: "db1",
+		FinishedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Base: &engine.BaseInfo{WALArchive: "db1", Timeline: 1, StartLSN: start, StopLSN: start}},
+		Unverified: unverified})
+}
+
+// gapRecorder keeps what the watcher published.
+type gapRecorder struct {
+	targets []string
+	gaps    int
+	oldest  string
+	calls   int
+}
+
+func (r *gapRecorder) RecordWALGaps(_ context.Context, targets []string, gaps int, oldest string, _ time.Time) error {
+	r.targets, r.gaps, r.oldest, r.calls = targets, gaps, oldest, r.calls+1
+	return nil
+}
+
+// TestWALWatcherCountsFromTheOldestBaseBackup: while no trusted base
+// backup exists the whole archive is watched; once one does, a gap wholly
+// before its start is needed by no restore (not alerted, and resolved if
+// it was), one after it is alerted; the count of gaps and the archive's
+// start are published each check.
+func TestWALWatcherCountsFromTheOldestBaseBackup(t *testing.T) {
+	t.Parallel()
+	f := newWALFixture(t)
+	f.put(t, 4)
+	f.put(t, 5)
+	bases := &baseLister{}
+	rec := &gapRecorder{}
+	f.w.Backups, f.w.State = bases, rec
+	bases.add("b_forged", "0/500028", "signature missing") // untrusted: bounds nothing
+	if err := f.st.Delete(context.Background(), seg2Key); err != nil {
+		t.Fatal(err)
+	}
+	f.check(t)
+	if g := f.events(alert.EventWALGap); len(g) != 1 || rec.gaps != 1 || rec.oldest != "0/100000" {
+		t.Fatalf("no trusted base backup: alerts %+v, published %+v; want the gap at segment 2 alerted and counted", f.q.events, rec)
+	}
+	bases.add("b_1", "0/300028", "")
+	f.check(t)
+	if r := f.events(alert.EventWALGapResolved); len(r) != 1 || rec.gaps != 0 {
+		t.Fatalf("base backup from segment 3: resolved %+v, published %d gaps; want the gap before it resolved and none counted", r, rec.gaps)
+	}
+	if err := f.st.Delete(context.Background(), "wal/db1/00000001/000000010000000000000004.zst"); err != nil {
+		t.Fatal(err)
+	}
+	f.check(t)
+	g := f.events(alert.EventWALGap)
+	if len(g) != 2 || !strings.Contains(g[1].Error, "0/400000-0/500000") || rec.gaps != 1 || strings.Join(rec.targets, ",") != "db1" {
+		t.Fatalf("gap after the base backup: alerts %+v, published %+v; want one more naming 0/400000-0/500000", g, rec)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/jobs/policy"
 	"github.com/autograph/pgbackup/jobs/tasks"
 	"github.com/autograph/pgbackup/store"
 )
@@ -216,6 +217,44 @@ func TestRetryDelayGrowsAndIsCapped(t *testing.T) {
 			if d < want*8/10 || d > want*12/10 {
 				t.Fatalf("RetryDelay(1s)(%d) = %s, want %s ±20%%", n, d, want)
 			}
+		}
+	}
+}
+
+// typesEnqueued records the types of the tasks enqueued.
+type typesEnqueued []string
+
+func (q *typesEnqueued) EnqueueContext(_ context.Context, t *asynq.Task, _ ...asynq.Option) (*asynq.TaskInfo, error) {
+	*q = append(*q, t.Type())
+	return &asynq.TaskInfo{}, nil
+}
+
+// TestPruneAfterAScheduledBackup: a target with retention, or with pitr
+// (its pitr_window prunes its base backups and WAL), is pruned after a
+// scheduled backup; one with neither, or a manual backup, is not.
+func TestPruneAfterAScheduledBackup(t *testing.T) {
+	t.Parallel()
+	set, err := policy.NewTargetSet([]policy.Target{
+		{Name: "dumps", Database: "d", Retention: policy.Retention{KeepLast: 2}},
+		{Name: "pitr", Database: "p"},
+		{Name: "none", Database: "n"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	for _, tc := range []struct {
+		target    string
+		scheduled bool
+		want      int
+	}{{"dumps", true, 1}, {"pitr", true, 1}, {"none", true, 0}, {"pitr", false, 0}} {
+		q := &typesEnqueued{}
+		ledger := &Ledger{Queue: q, TaskOptions: tasks.Options{MaxRetry: 1, Retention: time.Hour},
+			PITR: map[string]policy.PITRArchive{"pitr": {Name: "pitr", Window: time.Hour}}, Log: logrus.NewEntry(l)}
+		ledger.pruneAfter(context.Background(), set, tc.target, tc.scheduled)
+		if len(*q) != tc.want || (tc.want == 1 && !slices.Equal(*q, []string{tasks.TypeBackupPrune})) {
+			t.Errorf("%s (scheduled %v): enqueued %v, want %d prune", tc.target, tc.scheduled, *q, tc.want)
 		}
 	}
 }

@@ -41,9 +41,10 @@ type BaseBackupWorker struct {
 	// WALArchiveOf is the WAL archive of target's server; ok is false when
 	// the target has no pitr.
 	WALArchiveOf func(target string) (a WALArchive, ok bool)
-	// Ledger marks the new name for the API's name indexes; base backups
-	// are not the target's backups for the RPO, so nothing else is
-	// recorded.
+	// Ledger marks the new name for the API's name indexes and, after a
+	// scheduled base backup, enqueues the target's prune (its
+	// pitr_window); base backups are not the target's backups for the
+	// RPO, so nothing else is recorded.
 	Ledger *Ledger
 }
 
@@ -91,6 +92,9 @@ func (w *BaseBackupWorker) Work(ctx context.Context, p tasks.BaseBackupPayload) 
 		return nil, err
 	}
 	w.Ledger.markName(context.WithoutCancel(ctx), m.Name.String(), true)
+	// A new scheduled base backup may let the pitr_window drop an older
+	// one and the WAL before it.
+	w.Ledger.pruneAfter(context.WithoutCancel(ctx), w.Targets, p.Target, p.Scheduled)
 	return m.Summary(), nil
 }
 

@@ -31,7 +31,11 @@ type Ledger struct {
 	// nil enqueues none.
 	Queue       tasks.Enqueuer
 	TaskOptions tasks.Options
-	Log         *logrus.Entry
+	// PITR names the pitr targets (see PruneWorker.PITR): their prune
+	// after a scheduled backup (a base backup's included) also applies
+	// their pitr_window, so it runs even without a dumps' retention.
+	PITR map[string]policy.PITRArchive
+	Log  *logrus.Entry
 }
 
 // record counts a backup of target in the shared state; metrics read it.
@@ -71,10 +75,14 @@ func (l *Ledger) backupDone(ctx context.Context, target, name string, at time.Ti
 }
 
 // pruneAfter prunes right after a scheduled backup, on the maintenance
-// queue: it may have pushed an older one out of the target's retention.
+// queue: it may have pushed an older one out of the target's retention,
+// or (a base backup) out of its pitr_window.
 func (l *Ledger) pruneAfter(ctx context.Context, targets *policy.TargetSet, target string, scheduled bool) {
 	t, ok := targets.Get(target)
-	if !ok || !scheduled || !t.Retention.Enabled() || l == nil || l.Queue == nil {
+	if !ok || !scheduled || l == nil || l.Queue == nil {
+		return
+	}
+	if _, pitr := l.PITR[t.Name]; !t.Retention.Enabled() && !pitr {
 		return
 	}
 	if task, err := tasks.NewTask(tasks.PrunePayload{Target: t.Name}, l.TaskOptions); err == nil {

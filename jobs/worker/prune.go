@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/sirupsen/logrus"
@@ -12,6 +13,7 @@ import (
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/policy"
 	"github.com/autograph/pgbackup/jobs/tasks"
+	"github.com/autograph/pgbackup/jobs/wal"
 )
 
 // PruneEngine lists and deletes backups (an *engine.Engine).
@@ -29,7 +31,11 @@ type PruneWorker struct {
 	// keeps none for that reason.
 	Queue  tasks.TaskLister
 	Ledger *Ledger
-	Log    *logrus.Entry
+	// PITR is the WAL archive of each pitr target, by target name: its
+	// prune also deletes the base backups and WAL the archive's
+	// pitr_window no longer needs.
+	PITR map[string]policy.PITRArchive
+	Log  *logrus.Entry
 }
 
 func (w *PruneWorker) mount(rt *Runtime) (string, asynq.Handler) {
@@ -51,12 +57,21 @@ func (w *PruneWorker) Work(ctx context.Context, p tasks.PrunePayload) (policy.Pr
 		return policy.PruneOutcome{}, fmt.Errorf("prune: %w %q", policy.ErrUnknownTarget, p.Target)
 	}
 	out := policy.PruneOutcome{Target: t.Name, Deleted: []string{}}
-	if !t.Retention.Enabled() {
+	arch, pitr := w.PITR[t.Name]
+	if !t.Retention.Enabled() && !pitr {
 		return out, nil
 	}
 	inUse, err := tasks.BackupsInUse(w.Queue)
 	if err != nil {
 		return out, fmt.Errorf("prune %s: %w", t.Name, err)
+	}
+	if pitr {
+		if err := w.prunePITR(ctx, t, arch, inUse, &out); err != nil {
+			return out, err
+		}
+	}
+	if !t.Retention.Enabled() {
+		return out, nil
 	}
 	decisions, err := policy.PlanPrune(ctx, w.Engine, inUse, t)
 	if err != nil {
@@ -92,4 +107,55 @@ func (w *PruneWorker) Work(ctx context.Context, p tasks.PrunePayload) (policy.Pr
 		w.Log.WithFields(logrus.Fields{"target": t.Name, "backup_name": d.Name}).Info("pruned a scheduled backup")
 	}
 	return out, nil
+}
+
+// prunePITR deletes the base backups of t's WAL archive that its
+// pitr_window no longer needs, then the archive's WAL before the oldest
+// base backup kept: in that order, so that no listed base backup ever
+// lacks its WAL. A base backup that cannot be deleted stops the task
+// before any WAL goes (it is retried).
+func (w *PruneWorker) prunePITR(ctx context.Context, t policy.Target, a policy.PITRArchive, inUse map[string]bool, out *policy.PruneOutcome) error {
+	plan, err := policy.PlanPITR(ctx, w.Engine, inUse, a, time.Now())
+	if err != nil {
+		return fmt.Errorf("prune %s: base backups: %w", t.Name, err)
+	}
+	out.BaseBackups = plan.Decisions
+	for _, d := range plan.Decisions {
+		if d.Keep {
+			continue
+		}
+		name, err := parseBackupName("prune "+t.Name, d.Name)
+		if err != nil {
+			return err
+		}
+		// As for dumps: only where the base backup's own manifest, read
+		// again and verified, says it is a base backup of this archive.
+		deleted, err := w.Engine.DeleteIf(ctx, name, nil, func(m *engine.Manifest) error {
+			if m.Content != engine.ContentBase || m.Base == nil || m.Base.WALArchive != a.Name {
+				return fmt.Errorf("%w: backup %s is not a base backup of WAL archive %s", engine.ErrInvalid, name, a.Name)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, engine.ErrNotFound) {
+			return fmt.Errorf("prune %s: %w", t.Name, err)
+		}
+		if err == nil && len(deleted) == 0 {
+			continue
+		}
+		out.Deleted = append(out.Deleted, d.Name)
+		w.Log.WithFields(logrus.Fields{"target": t.Name, "backup_name": d.Name, "wal_archive": a.Name}).Info("pruned a base backup")
+	}
+	if plan.Cut == (wal.Position{}) || a.WAL == nil {
+		return nil // no trusted base backup: every byte of WAL may be needed
+	}
+	r, err := a.WAL.Prune(ctx, plan.Cut, false)
+	out.WAL = &r
+	if err != nil {
+		return fmt.Errorf("prune %s: %w", t.Name, err)
+	}
+	if r.Objects > 0 {
+		w.Log.WithFields(logrus.Fields{"target": t.Name, "wal_archive": a.Name, "before_lsn": r.BeforeLSN, "objects": r.Objects,
+			"bytes": r.Bytes}).Info("pruned WAL no base backup in the pitr_window needs")
+	}
+	return nil
 }

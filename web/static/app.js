@@ -137,11 +137,13 @@ async function loadBackups() {
 }
 
 // walText is a pitr target's WAL archive: how far archived_through is
-// behind now and the WAL the server keeps for the slot.
+// behind now, the WAL the server keeps for the slot, and how old the
+// newest base backup is (a restore replays the WAL since).
 function walText(p) {
   if (!p) return "none";
-  if (!p.archived_through) return "catching up";
-  return humanAge(p.lag_seconds) + " behind, slot " + humanBytes(p.slot_lag_bytes);
+  const base = p.base_backup ? ", base backup " + humanAge(p.base_backup.age_seconds) + " old" : ", no base backup";
+  if (!p.archived_through) return "catching up" + base;
+  return humanAge(p.lag_seconds) + " behind, slot " + humanBytes(p.slot_lag_bytes) + base;
 }
 
 // baseText is a pitr target's base backup schedule and next run, for the

@@ -16,6 +16,7 @@ import (
 	"github.com/autograph/pgbackup/jobs/archiver"
 	"github.com/autograph/pgbackup/jobs/engine"
 	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/jobs/policy"
 	"github.com/autograph/pgbackup/jobs/wal"
 	"github.com/autograph/pgbackup/store"
 )
@@ -225,4 +226,28 @@ func (s *Setup) SlotServers() []pgtool.Conn {
 		withPITR[key] = withPITR[key] || tc.PITR
 	}
 	return out
+}
+
+// PITRArchives opens the WAL archive of every pitr target for its
+// retention (policy.PITRArchive, by target name; targets sharing a server
+// share one); nil when no target has pitr.
+func PITRArchives(ctx context.Context, setup *Setup, log *logrus.Entry) (map[string]policy.PITRArchive, error) {
+	if len(setup.WALArchives) == 0 {
+		return nil, nil
+	}
+	all, err := Stores(ctx, setup)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]policy.PITRArchive{}
+	for _, a := range setup.WALArchives {
+		arch, err := OpenWALArchive(setup, a, all, log)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range a.Targets {
+			out[t] = policy.PITRArchive{Name: a.Name, Window: a.Window, WAL: arch}
+		}
+	}
+	return out, nil
 }
