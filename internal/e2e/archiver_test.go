@@ -132,18 +132,24 @@ func (p *pitrCluster) waitArchived(t *testing.T, lsn wal.LSN, seg string) {
 		if err != nil || len(objs) == 0 {
 			return false, nil
 		}
-		_, r, _ := p.walVerify(t)
-		for _, c := range r.Chains {
-			if c.End.LSN < lsn {
-				return false, nil
-			}
-		}
-		return len(r.Chains) > 0, nil
+		return p.chainsPast(t, lsn), nil
 	})
 	if err != nil {
 		code, _, out := p.walVerify(t)
 		t.Fatalf("segment %s (up to %s) not archived in MinIO under %s: %v; wal verify exit %d: %s", seg, lsn, prefix, err, code, out)
 	}
+}
+
+// chainsPast reports whether wal verify finds chains, each reaching lsn.
+func (p *pitrCluster) chainsPast(t *testing.T, lsn wal.LSN) bool {
+	t.Helper()
+	_, r, _ := p.walVerify(t)
+	for _, c := range r.Chains {
+		if c.End.LSN < lsn {
+			return false
+		}
+	}
+	return len(r.Chains) > 0
 }
 
 // checkNoGap runs wal verify and wants exit 0 with contiguous chains

@@ -31,8 +31,9 @@ var (
 	ErrStreamGap = errors.New("WAL stream is not contiguous")
 	// ErrSlotLost: the server invalidated the slot (it kept more than
 	// max_slot_wal_keep_size of WAL for it) and removed WAL the archive
-	// may lack. The archive has a gap from its end on: drop the slot, let
-	// the archiver create it again, and take a new base backup.
+	// may lack. The archive has a gap from its end on: drop the slot; the
+	// archiver then creates it again and goes on from the new slot's
+	// position, a new chain after the gap; take a new base backup.
 	ErrSlotLost = errors.New("replication slot invalidated by the server (max_slot_wal_keep_size exceeded): WAL was removed before it was archived; drop the slot and take a new base backup")
 	// ErrStreamEnded: the server ended the stream without a next timeline
 	// (it is shutting down, or was promoted away from us).
@@ -251,7 +252,7 @@ func (s *Streamer) prepare(ctx context.Context, conn *pgconn.PgConn) (*state, er
 	if err := s.cfg.Archive.SetSegmentSize(ctx, uint64(segSize)); err != nil {
 		return nil, fmt.Errorf("archiver: %w", err)
 	}
-	slotLSN, slotTLI, err := s.ensureSlot(ctx, conn)
+	slot, err := s.ensureSlot(ctx, conn)
 	if err != nil {
 		return nil, err
 	}
@@ -260,22 +261,76 @@ func (s *Streamer) prepare(ctx context.Context, conn *pgconn.PgConn) (*state, er
 		return nil, fmt.Errorf("archiver: archive end: %w", err)
 	}
 	st := &state{segSize: uint64(segSize), buf: make([]byte, 0, segSize), lastChunk: time.Now()}
+	// The slot is confirmed only up to what is stored, so an intact slot's
+	// restart_lsn is never past the archive's end (LSNs grow across
+	// timelines too, so the comparison holds whatever the timelines). A
+	// slot whose segment starts past the end was created after the old one
+	// was lost: the server has removed the WAL in between, and resuming at
+	// the end would fail for ever ("requested WAL segment has already been
+	// removed").
+	slotSeg := slot.lsn - slot.lsn%wal.LSN(segSize)
+	gap := end != (wal.Position{}) && slot.lsn != 0 && end.LSN < slotSeg
 	switch {
-	case end != (wal.Position{}):
+	case end != (wal.Position{}) && !gap:
 		st.tli, st.archived = end.Timeline, end.LSN
-	case slotLSN != 0:
-		st.tli, st.archived = slotTLI, slotLSN-slotLSN%wal.LSN(segSize)
+	case slot.lsn != 0:
+		st.tli, st.archived = slot.tli, slotSeg
 	default:
 		st.tli, st.archived = uint32(sys.Timeline), wal.LSN(sys.XLogPos)-wal.LSN(sys.XLogPos)%wal.LSN(segSize)
 	}
 	if st.tli == 0 {
 		st.tli = uint32(sys.Timeline)
 	}
+	if gap {
+		if err := s.skipGap(ctx, conn, end, st, slot.created); err != nil {
+			return nil, err
+		}
+	}
 	// Stream from the segment's start: the bytes before archived are
 	// stored already but PutSegment needs them; the slot keeps the whole
 	// segment that holds its restart_lsn.
 	st.segStart = st.archived - st.archived%wal.LSN(segSize)
 	return st, nil
+}
+
+// skipGap starts a new chain at st after the WAL from end on that the
+// server no longer has. A slot just created says so as an error (the gap
+// is new: a base backup is needed); on later runs the archive's end is
+// still that gap's start, and the slot, past it, is where the new chain
+// goes on, which is only noted.
+func (s *Streamer) skipGap(ctx context.Context, conn *pgconn.PgConn, end wal.Position, st *state, created bool) error {
+	log := s.cfg.Log.WithFields(logrus.Fields{"slot": s.cfg.Slot, "archive_end": end.LSN.String(), "archive_end_timeline": end.Timeline,
+		"start": st.archived.String(), "timeline": st.tli})
+	if created {
+		log.Errorf("archiver: the WAL archive has a gap from %s (its end, timeline %d) to %s: the server removed that WAL before it was archived (its slot was lost); restores cannot cross the gap: take a new base backup now. A new chain starts at %s, the start of the new slot's segment",
+			end.LSN, end.Timeline, st.archived, st.archived)
+	} else {
+		log.Warnf("archiver: the WAL archive's contiguous end %s is before the slot's segment %s: the WAL from %s on is not on the server, a gap `pgbackup wal verify` lists (restores cannot cross it; a base backup taken after it starts a new chain). Going on from the slot's segment %s",
+			end.LSN, st.archived, end.LSN, st.archived)
+	}
+	return s.storeHistories(ctx, conn, end.Timeline, st.tli)
+}
+
+// storeHistories stores the history files of the timelines after from up
+// to to, so that the archive's chain leads from the timeline it ends on to
+// the one streaming starts on (a stream that follows a switch stores them
+// as it crosses it, but after a gap streaming starts on the new timeline).
+func (s *Streamer) storeHistories(ctx context.Context, conn *pgconn.PgConn, from, to uint32) error {
+	for tli := to; tli > from && tli > 1; {
+		h, err := pglogrepl.TimelineHistory(ctx, conn, int32(tli))
+		if err != nil {
+			return fmt.Errorf("archiver: TIMELINE_HISTORY %d: %w", tli, err)
+		}
+		if err := s.cfg.Archive.PutHistory(ctx, tli, h.Content); err != nil {
+			return fmt.Errorf("archiver: store history of timeline %d: %w", tli, err)
+		}
+		parent, _, err := wal.ParseHistory(h.Content)
+		if err != nil || parent >= tli {
+			return fmt.Errorf("archiver: history of timeline %d: no parent timeline before it (%v)", tli, err)
+		}
+		tli = parent
+	}
+	return nil
 }
 
 func (s *Streamer) checkKeepSize(ctx context.Context, conn *pgconn.PgConn) error {
@@ -289,42 +344,59 @@ func (s *Streamer) checkKeepSize(ctx context.Context, conn *pgconn.PgConn) error
 	return nil
 }
 
+// slotInfo is the archive's slot on the server: where its WAL starts
+// (restart_lsn), on which timeline, and whether this run created it.
+type slotInfo struct {
+	lsn     wal.LSN
+	tli     uint32
+	created bool
+}
+
 // ensureSlot reads the slot (READ_REPLICATION_SLOT, PostgreSQL 15+) and
 // creates it with RESERVE_WAL when missing, so that the server keeps WAL
 // from now on even before the first START_REPLICATION.
-func (s *Streamer) ensureSlot(ctx context.Context, conn *pgconn.PgConn) (wal.LSN, uint32, error) {
-	res, err := conn.Exec(ctx, "READ_REPLICATION_SLOT "+s.cfg.Slot).ReadAll()
-	if err != nil {
-		return 0, 0, fmt.Errorf("archiver: read slot %s: %w", s.cfg.Slot, err)
+func (s *Streamer) ensureSlot(ctx context.Context, conn *pgconn.PgConn) (slotInfo, error) {
+	slot, found, err := s.readSlot(ctx, conn)
+	if err != nil || found {
+		return slot, err
 	}
-	if len(res) == 1 && len(res[0].Rows) == 1 && len(res[0].Rows[0]) == 3 && res[0].Rows[0][0] != nil {
-		row := res[0].Rows[0]
-		if string(row[0]) != "physical" {
-			return 0, 0, fmt.Errorf("archiver: slot %s is %s, not physical", s.cfg.Slot, row[0])
-		}
-		if row[1] == nil { // invalidated: max_slot_wal_keep_size was exceeded
-			return 0, 0, fmt.Errorf("archiver: slot %s: %w", s.cfg.Slot, ErrSlotLost)
-		}
-		lsn, err := wal.ParseLSN(string(row[1]))
-		if err != nil {
-			return 0, 0, fmt.Errorf("archiver: slot %s: %w", s.cfg.Slot, err)
-		}
-		tli, _ := strconv.ParseUint(string(row[2]), 10, 32)
-		return lsn, uint32(tli), nil
-	}
-	res, err = conn.Exec(ctx, "CREATE_REPLICATION_SLOT "+s.cfg.Slot+" PHYSICAL RESERVE_WAL").ReadAll()
-	if err != nil {
-		return 0, 0, fmt.Errorf("archiver: create slot %s: %w", s.cfg.Slot, err)
-	}
-	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) < 2 {
-		return 0, 0, fmt.Errorf("archiver: create slot %s: unexpected answer", s.cfg.Slot)
-	}
-	lsn, err := wal.ParseLSN(string(res[0].Rows[0][1]))
-	if err != nil {
-		return 0, 0, fmt.Errorf("archiver: create slot %s: %w", s.cfg.Slot, err)
+	if _, err := conn.Exec(ctx, "CREATE_REPLICATION_SLOT "+s.cfg.Slot+" PHYSICAL RESERVE_WAL").ReadAll(); err != nil {
+		return slotInfo{}, fmt.Errorf("archiver: create slot %s: %w", s.cfg.Slot, err)
 	}
 	s.cfg.Log.WithField("slot", s.cfg.Slot).Info("archiver: created replication slot")
-	return lsn, 0, nil
+	// Read back: a physical slot's answer to CREATE carries no position
+	// (its consistent_point is 0/0), READ_REPLICATION_SLOT gives the
+	// restart_lsn RESERVE_WAL set.
+	slot, found, err = s.readSlot(ctx, conn)
+	if err == nil && !found {
+		err = fmt.Errorf("archiver: slot %s missing right after its creation", s.cfg.Slot)
+	}
+	slot.created = true
+	return slot, err
+}
+
+// readSlot reads the slot; found is false when the server has none.
+func (s *Streamer) readSlot(ctx context.Context, conn *pgconn.PgConn) (slot slotInfo, found bool, err error) {
+	res, err := conn.Exec(ctx, "READ_REPLICATION_SLOT "+s.cfg.Slot).ReadAll()
+	if err != nil {
+		return slotInfo{}, false, fmt.Errorf("archiver: read slot %s: %w", s.cfg.Slot, err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 3 || res[0].Rows[0][0] == nil {
+		return slotInfo{}, false, nil
+	}
+	row := res[0].Rows[0]
+	if string(row[0]) != "physical" {
+		return slotInfo{}, true, fmt.Errorf("archiver: slot %s is %s, not physical", s.cfg.Slot, row[0])
+	}
+	if row[1] == nil { // invalidated: max_slot_wal_keep_size was exceeded
+		return slotInfo{}, true, fmt.Errorf("archiver: slot %s: %w", s.cfg.Slot, ErrSlotLost)
+	}
+	lsn, err := wal.ParseLSN(string(row[1]))
+	if err != nil {
+		return slotInfo{}, true, fmt.Errorf("archiver: slot %s: %w", s.cfg.Slot, err)
+	}
+	tli, _ := strconv.ParseUint(string(row[2]), 10, 32)
+	return slotInfo{lsn: lsn, tli: uint32(tli)}, true, nil
 }
 
 func show(ctx context.Context, conn *pgconn.PgConn, name string) (string, error) {

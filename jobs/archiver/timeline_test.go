@@ -18,6 +18,7 @@ import (
 	"github.com/autograph/pgbackup/jobs/archiver"
 	"github.com/autograph/pgbackup/jobs/archiver/archivertest"
 	"github.com/autograph/pgbackup/jobs/pgtool"
+	"github.com/autograph/pgbackup/jobs/wal"
 )
 
 // asPostgres runs a PostgreSQL program as the postgres user when the test
@@ -78,23 +79,31 @@ func startStandby(t *testing.T, p *pitrServer) (dir string, port int) {
 	return dir, port
 }
 
+// startPrimaryAndStandby starts a primary with a table marks and its
+// streaming standby, connected as postgres; port is the standby's.
+func startPrimaryAndStandby(t *testing.T) (p, standby *pitrServer, port int) {
+	t.Helper()
+	p = startPITR(t)
+	p.exec(t, "CREATE TABLE marks (id bigserial PRIMARY KEY, at timestamptz DEFAULT now(), pad text)")
+	dir, port := startStandby(t, p)
+	sb, err := pgx.Connect(t.Context(), fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", dir, port))
+	if err != nil {
+		t.Fatalf("connect to the standby: %v", err)
+	}
+	t.Cleanup(func() { sb.Close(context.Background()) })
+	standby = &pitrServer{env: p.env, su: sb, segSize: p.segSize}
+	standby.env.PGSocket, standby.env.PGPort = dir, strconv.Itoa(port)
+	return p, standby, port
+}
+
 // TestStreamerFollowsATimelineSwitch streams from a standby, promotes it,
 // and checks the streamer archived the new timeline's history file and
 // carried on on timeline 2: its segments equal the promoted server's
 // files, with no gap or duplicate across the switch.
 func TestStreamerFollowsATimelineSwitch(t *testing.T) {
 	t.Parallel()
-	p := startPITR(t)
-	p.exec(t, "CREATE TABLE marks (id bigserial PRIMARY KEY, at timestamptz DEFAULT now(), pad text)")
-	dir, port := startStandby(t, p)
+	p, standby, port := startPrimaryAndStandby(t)
 	ctx := t.Context()
-	sb, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", dir, port))
-	if err != nil {
-		t.Fatalf("connect to the standby: %v", err)
-	}
-	t.Cleanup(func() { sb.Close(context.Background()) })
-	standby := &pitrServer{env: p.env, su: sb, segSize: p.segSize}
-	standby.env.PGSocket, standby.env.PGPort = dir, strconv.Itoa(port)
 
 	mem := &archivertest.Memory{SegmentSize: p.segSize}
 	conn := pgtool.Conn{Host: "127.0.0.1", Port: port, User: p.conn.User, Password: p.conn.Password, SSLMode: "disable"}
@@ -133,8 +142,85 @@ func TestStreamerFollowsATimelineSwitch(t *testing.T) {
 	if b := mem.Breaches(); len(b) > 0 {
 		t.Fatalf("archive contract broken across the switch:\n%v", b)
 	}
+	segs := checkTimeline2(t, mem, standby)
+	for segno, data := range mem.Segments(1) {
+		if !bytes.Equal(data, p.walFile(t, 1, segno)) {
+			t.Errorf("segment %d of timeline 1 differs from the primary's", segno)
+		}
+	}
+	if _, ok := segs[uint64(switchAt)/p.segSize]; !ok {
+		t.Errorf("the segment of the switch point %s is not complete on timeline 2", switchAt)
+	}
+}
+
+// TestStreamerNewChainOnANewTimeline: the archive ends on timeline 1 of a
+// primary; its standby, promoted to timeline 2, has no slot of the
+// archive (slots are not replicated) and has moved on past the archive's
+// end, as after a lost slot (a CHECKPOINT moves the redo point, where a
+// new physical slot starts, past it). The streamer creates the slot there and
+// starts a new chain at its segment on timeline 2 (the WAL in between is
+// a gap), storing timeline 2's history file so that the archive's chain
+// leads from timeline 1 to it.
+func TestStreamerNewChainOnANewTimeline(t *testing.T) {
+	t.Parallel()
+	p, standby, port := startPrimaryAndStandby(t)
+	ctx := t.Context()
+
+	mem := &archivertest.Memory{SegmentSize: p.segSize}
+	cfg := archiver.Config{Conn: p.conn, Slot: "newtl", Archive: mem,
+		PartialInterval: 100 * time.Millisecond, StatusInterval: 200 * time.Millisecond, Log: testLog(t)}
+	st := run(t, cfg)
+	p.exec(t, "INSERT INTO marks (pad) SELECT repeat('x', 200) FROM generate_series(1, 1000)")
+	at := p.lsn(t, "SELECT pg_switch_wal()::text")
+	waitFor(t, 30*time.Second, "the archive to pass "+at.String(), func() bool {
+		st.alive(t)
+		end, _ := mem.End(ctx)
+		return end.LSN > at
+	})
+	if err := st.stop(); err != nil {
+		t.Fatal(err)
+	}
+	end, _ := mem.End(ctx)
+
+	flushed := p.lsn(t, "SELECT pg_current_wal_flush_lsn()::text")
+	waitFor(t, 30*time.Second, "the standby to replay "+flushed.String(), func() bool {
+		return standby.lsn(t, "SELECT pg_last_wal_replay_lsn()::text") >= flushed
+	})
+	standby.exec(t, "SELECT pg_promote(true, 60)")
+	for range 2 {
+		standby.exec(t, "INSERT INTO marks (pad) SELECT repeat('y', 200) FROM generate_series(1, 1000)")
+		standby.exec(t, "SELECT pg_switch_wal()")
+	}
+	// A physical slot starts at the last checkpoint's redo point: past
+	// the archive's end once the promoted server has checkpointed.
+	standby.exec(t, "CHECKPOINT")
+
+	cfg.Conn.Port = port
+	st = run(t, cfg)
+	standby.exec(t, "INSERT INTO marks (pad) SELECT repeat('z', 200) FROM generate_series(1, 1000)")
+	at = standby.lsn(t, "SELECT pg_switch_wal()::text")
+	waitFor(t, 30*time.Second, "the archive to pass "+at.String()+" on timeline 2", func() bool {
+		st.alive(t)
+		e, _ := mem.End(ctx)
+		return e.Timeline == 2 && e.LSN > at
+	})
+	if err := st.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for segno := range checkTimeline2(t, mem, standby) {
+		if wal.LSN(segno*p.segSize) <= end.LSN {
+			t.Errorf("segment %d of timeline 2 is not past the archive's old end %s: no gap was skipped", segno, end.LSN)
+		}
+	}
+}
+
+// checkTimeline2 wants the archive to hold the promoted server's history
+// file of timeline 2 and complete segments of timeline 2, each equal to
+// the server's file; it returns them.
+func checkTimeline2(t *testing.T, mem *archivertest.Memory, standby *pitrServer) map[uint64][]byte {
+	t.Helper()
 	var history []byte
-	if err := sb.QueryRow(ctx, "SELECT pg_read_binary_file('pg_wal/00000002.history')").Scan(&history); err != nil {
+	if err := standby.su.QueryRow(t.Context(), "SELECT pg_read_binary_file('pg_wal/00000002.history')").Scan(&history); err != nil {
 		t.Fatal(err)
 	}
 	if got := mem.History(2); !bytes.Equal(got, history) {
@@ -149,12 +235,5 @@ func TestStreamerFollowsATimelineSwitch(t *testing.T) {
 			t.Errorf("segment %d of timeline 2 differs from the promoted server's", segno)
 		}
 	}
-	for segno, data := range mem.Segments(1) {
-		if !bytes.Equal(data, p.walFile(t, 1, segno)) {
-			t.Errorf("segment %d of timeline 1 differs from the primary's", segno)
-		}
-	}
-	if _, ok := segs[uint64(switchAt)/p.segSize]; !ok {
-		t.Errorf("the segment of the switch point %s is not complete on timeline 2", switchAt)
-	}
+	return segs
 }

@@ -160,7 +160,7 @@ func (w *WALWatcher) slotLostMessage(s SlotState, end wal.Position) string {
 	if !s.Exists {
 		what = fmt.Sprintf("replication slot %s is missing on the server although the archive holds WAL: the server keeps no WAL for the archive", w.SlotName)
 	}
-	return what + fmt.Sprintf(". The archive has a gap from its end %s on: no restore can reach past it. To do: drop the lost slot (SELECT pg_drop_replication_slot('%s')) if it is still listed and restart the archiver, which creates the slot again; then take a new base backup at once (pgbackup basebackup, or POST /api/admin/targets/%s/basebackup) so that restores can start after the gap; and find why the archiver fell behind (not running, too slow, or max_slot_wal_keep_size too small)",
+	return what + fmt.Sprintf(". The archive has a gap from its end %s on: no restore can reach past it. To do: drop the lost slot (SELECT pg_drop_replication_slot('%s')) if it is still listed; the archiver, retrying, then creates the slot again and archives from the new slot's position on, a new chain after the gap, which wal.gap and pgbackup wal verify report (restart the archiver to have it do so at once); then take a new base backup at once (pgbackup basebackup, or POST /api/admin/targets/%s/basebackup) so that restores can start after the gap; and find why the archiver fell behind (not running, too slow, or max_slot_wal_keep_size too small)",
 		end.LSN, w.SlotName, w.Archive)
 }
 

@@ -137,7 +137,7 @@ func (a *StoreArchive) PutHistory(ctx context.Context, tli uint32, content []byt
 	if err := a.writerSize(ctx); err != nil {
 		return err
 	}
-	parent, switchAt, err := parseHistory(content)
+	parent, switchAt, err := ParseHistory(content)
 	if err != nil {
 		return fmt.Errorf("wal put history %s: %w", HistoryFileName(tli), err)
 	}
@@ -148,9 +148,9 @@ func (a *StoreArchive) PutHistory(ctx context.Context, tli uint32, content []byt
 	return a.put(ctx, pk, header{ParentTimeline: parent, SwitchLSN: lsnHex(switchAt)}, content)
 }
 
-// parseHistory reads a timeline history file's last entry: the parent
+// ParseHistory reads a timeline history file's last entry: the parent
 // timeline and where the new timeline branched off it.
-func parseHistory(content []byte) (parent uint32, switchAt LSN, err error) {
+func ParseHistory(content []byte) (parent uint32, switchAt LSN, err error) {
 	found := false
 	for _, line := range strings.Split(string(content), "\n") {
 		fields := strings.Fields(line)

@@ -44,7 +44,9 @@ type Archive interface {
 	// oldest archived segment on, is stored and verifiable. The zero
 	// Position means the archive is empty. An archiver resumes streaming
 	// here (never from the server's current position: that would leave a
-	// silent gap).
+	// silent gap), unless the server's slot starts past it: after a lost
+	// slot the WAL in between is gone, and the archiver starts a new chain
+	// at the slot, logging the gap (which the chain then shows).
 	End(ctx context.Context) (Position, error)
 	// SetSegmentSize tells the archive its server's wal_segment_size
 	// before the first write: it decides the segments' names. An archive
