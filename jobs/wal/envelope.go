@@ -9,10 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"sync"
 	"time"
-
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/autograph/pgbackup/jobs/engine"
 )
@@ -83,9 +80,6 @@ func (a *StoreArchive) encodeObject(h header, raw []byte) ([]byte, error) {
 	h.RawSize, h.RawSHA256 = int64(len(raw)), sha256Hex(raw)
 	h.Codec = a.codec.String()
 	var payload bytes.Buffer
-	// WAL compresses well; a third of the raw size is room for most
-	// objects without the buffer doubling while it is written.
-	payload.Grow(len(raw)/3 + 512)
 	w := io.WriteCloser(nopCloser{&payload})
 	if a.enc.Encrypts() {
 		ew, err := a.enc.NewEncrypter(&payload)
@@ -94,7 +88,14 @@ func (a *StoreArchive) encodeObject(h header, raw []byte) ([]byte, error) {
 		}
 		w, h.Encrypted, h.Recipients = ew, true, a.enc.Fingerprints()
 	}
-	if err := a.compress(w, raw); err != nil {
+	cw, err := a.codec.NewEncoder(w)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", h.Key, err)
+	}
+	if _, err := cw.Write(raw); err != nil {
+		return nil, fmt.Errorf("encode %s: %w", h.Key, err)
+	}
+	if err := cw.Close(); err != nil {
 		return nil, fmt.Errorf("encode %s: %w", h.Key, err)
 	}
 	if err := w.Close(); err != nil {
@@ -106,40 +107,6 @@ func (a *StoreArchive) encodeObject(h header, raw []byte) ([]byte, error) {
 		return nil, err
 	}
 	return append(append(line, '\n'), payload.Bytes()...), nil
-}
-
-// walZstd holds one zstd encoder per level, shared by every archive of
-// the process: a stream encoder made per object (engine.Codec's, built
-// for long dumps with one goroutine per core) allocated its windows and
-// buffers anew for every WAL object, which kept the archiver's memory near
-// 160 MiB. EncodeAll on a shared encoder is safe for concurrent use and
-// reuses them. Frames are ordinary zstd frames (not single-segment, so a
-// reader's window limit applies as to a stream's); any reader decodes them.
-var walZstd sync.Map // int level -> *zstd.Encoder
-
-// compress writes raw compressed by the archive's codec to w.
-func (a *StoreArchive) compress(w io.Writer, raw []byte) error {
-	if a.codec.Name == engine.CodecZstd {
-		v, ok := walZstd.Load(a.codec.Level)
-		if !ok {
-			enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(a.codec.Level)),
-				zstd.WithEncoderConcurrency(1), zstd.WithSingleSegment(false))
-			if err != nil {
-				return err
-			}
-			v, _ = walZstd.LoadOrStore(a.codec.Level, enc)
-		}
-		_, err := w.Write(v.(*zstd.Encoder).EncodeAll(raw, make([]byte, 0, len(raw)/3+512)))
-		return err
-	}
-	cw, err := a.codec.NewEncoder(w)
-	if err != nil {
-		return err
-	}
-	if _, err := cw.Write(raw); err != nil {
-		return err
-	}
-	return cw.Close()
 }
 
 // signHeader marshals h with its signature; without keys it is unsigned,
