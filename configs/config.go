@@ -286,7 +286,12 @@ func Decode(path string, data []byte, environ []string) (Config, error) {
 			envMap[k] = v
 		}
 	}
-	if err := env.ParseWithOptions(&cfg, env.Options{Environment: envMap}); err != nil {
+	// Every duration setting takes whole days ("7d") as well as Go
+	// durations, as pitr_window and rpo do.
+	durations := map[reflect.Type]env.ParserFunc{reflect.TypeFor[time.Duration](): func(v string) (any, error) {
+		return ParseDuration(v)
+	}}
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: envMap, FuncMap: durations}); err != nil {
 		return cfg, envError(err)
 	}
 	if s := strings.TrimSpace(cfg.BackupTargetsJSON); s != "" {

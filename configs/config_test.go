@@ -166,3 +166,19 @@ func TestRefuseUnsignedRestoresDefaultsOnWithAKey(t *testing.T) {
 		}
 	}
 }
+
+// TestDurationSettingsTakeDays: every duration setting reads whole days
+// ("2d") as well as Go durations, and a bad one still names its setting.
+func TestDurationSettingsTakeDays(t *testing.T) {
+	t.Parallel()
+	cfg, err := load("", []string{"ADOPT_MIN_AGE=2d", "TASK_RETENTION=7d", "BACKUP_TIMEOUT=90m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AdoptMinAge != 48*time.Hour || cfg.TaskRetention != 7*24*time.Hour || cfg.BackupTimeout != 90*time.Minute {
+		t.Errorf("ADOPT_MIN_AGE %s, TASK_RETENTION %s, BACKUP_TIMEOUT %s; want 48h, 168h, 1h30m", cfg.AdoptMinAge, cfg.TaskRetention, cfg.BackupTimeout)
+	}
+	if _, err := load("", []string{"ADOPT_MIN_AGE=2days"}); !namesSetting(err, "ADOPT_MIN_AGE") {
+		t.Errorf("ADOPT_MIN_AGE=2days: err = %v, want one naming the setting", err)
+	}
+}
